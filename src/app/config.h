@@ -1,0 +1,91 @@
+// The gateway's configuration: parsed and validated once (YAML file, then
+// command-line flags on top) into this immutable struct. Every key and its
+// default is documented in docs/configuration.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sgw::app {
+
+enum class Transport { kUdp, kTcp };
+
+struct ListenAddress {
+  Transport transport = Transport::kUdp;
+  std::string address;  // literal IPv4/IPv6 address ("::1" without brackets)
+  std::uint16_t port = 5060;
+  std::string to_string() const;  // "udp:127.0.0.1:5060", "tcp:[::1]:5060"
+};
+
+struct Config {
+  // node.*
+  std::string node_name;           // default: the host name
+  std::string region = "local";
+
+  // sip.*
+  std::vector<ListenAddress> listen;  // default: udp+tcp on 127.0.0.1:5060
+  std::uint32_t max_sessions = 10000;
+  std::uint32_t retry_after_s = 30;   // Retry-After on 503
+  std::uint32_t max_message_bytes = 65535;
+
+  // media.*
+  std::string media_address = "127.0.0.1";
+  std::uint16_t rtp_port_min = 10000;
+  std::uint16_t rtp_port_max = 20000;
+  std::uint32_t media_workers = 0;     // 0: one per core
+  std::uint32_t media_timeout_s = 60;
+  std::vector<std::string> codecs{"PCMA", "PCMU", "G722", "opus", "G729"};  // preference order
+  bool srtp = false;                   // accept RTP/SAVP offers (not yet supported)
+
+  // recording.*
+  std::string recordings_dir = "var/recordings";
+  std::string spool_dir = "var/spool";
+
+  // metadata.*
+  std::uint32_t metadata_max_bytes = 256 * 1024;
+  std::uint32_t metadata_max_depth = 32;
+  std::vector<std::string> conversation_id_rules{
+      "header:X-GenesysConversationID", "header:X-Genesys-Conversation-ID",
+      "header:X-Conversation-ID", "extension:session:GenesysConversationID",
+      "extension:group:GenesysConversationID", "extension:any:ConversationID",
+      "metadata:session_id"};
+
+  // http.*
+  std::string http_listen;  // "ADDR:PORT"; empty: no HTTP server
+
+  // log.*
+  std::string log_level = "info";
+  bool redact_personal_data = false;
+};
+
+// The embedded default (what `siprecd` with no arguments runs).
+Config default_config();
+
+// Command-line overrides collected by the CLI (empty/unset fields are not applied).
+struct CliOverrides {
+  std::vector<std::string> listen;
+  std::string media_address;
+  std::string rtp_ports;  // "MIN-MAX"
+  std::string recordings_dir;
+  std::string spool_dir;
+  std::string http_listen;
+  std::string log_level;
+};
+
+// Loads a YAML file over the defaults. An error names the key (e.g.
+// "media.rtp_ports: expected MIN-MAX with MIN < MAX") or the file.
+common::Result<Config> load_config_file(const std::string& path);
+
+// Applies flag overrides; validates the result. Errors name the flag.
+common::Result<Config> apply_overrides(Config config, const CliOverrides& cli);
+
+// Cross-field validation (port ranges, addresses parse, dirs non-empty, ...).
+common::Status validate(const Config& config);
+
+// "udp:127.0.0.1:5060" / "tcp:[::1]:5060" / "udp:0.0.0.0:5080".
+common::Result<ListenAddress> parse_listen(const std::string& text);
+
+}  // namespace sgw::app
