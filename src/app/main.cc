@@ -1,0 +1,197 @@
+// siprecd: the SIPREC recording gateway daemon. Wiring only: configuration,
+// threads, signals (SIGTERM/SIGINT drain; a second signal stops at once).
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "app/cli.h"
+#include "app/config.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "control/control_server.h"
+#include "media/media_engine.h"
+#include "metadata/conversation_id.h"
+#include "sip/endpoint.h"
+#include "siprec/session_manager.h"
+
+namespace {
+
+using sgw::app::Config;
+
+int fail(const std::string& line) {
+  std::cerr << "siprecd: " << line << std::endl;
+  return 1;
+}
+
+// Creates DIR (and parents) and checks we can write there.
+bool usable_dir(const std::string& dir, std::string* why) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    *why = ec.message();
+    return false;
+  }
+  if (::access(dir.c_str(), W_OK) != 0) {
+    *why = "not writable";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto cli = sgw::app::parse_cli(argc, argv);
+  if (!cli) {
+    std::cerr << "siprecd: " << cli.error().message << std::endl;
+    return 2;
+  }
+  if (cli->help_shown) {
+    std::cout << cli->help_text;
+    return 0;
+  }
+  if (cli->show_version) {
+    std::cout << "siprecd 0.1.0" << std::endl;
+    return 0;
+  }
+  if (!cli->check_config_file.empty()) {
+    auto cfg = sgw::app::load_config_file(cli->check_config_file);
+    if (cfg) {
+      auto rules = sgw::metadata::parse_rules(cfg->conversation_id_rules);
+      if (!rules) return fail("metadata.conversation_id_rules: " + rules.error().message);
+      auto st = sgw::app::validate(*cfg);
+      if (!st) return fail(st.error().message);
+      std::cout << "config OK: " << cli->check_config_file << std::endl;
+      return 0;
+    }
+    return fail(cfg.error().message);
+  }
+  auto resolved = sgw::app::resolve_config(*cli);
+  if (!resolved) return fail(resolved.error().message);
+  const Config config = std::move(resolved).value();
+  sgw::common::init_logging(config.log_level);
+  auto log = sgw::common::logger("main");
+
+  auto rules = sgw::metadata::parse_rules(config.conversation_id_rules);
+  if (!rules) return fail("metadata.conversation_id_rules: " + rules.error().message);
+  std::string why;
+  if (!usable_dir(config.recordings_dir, &why))
+    return fail("recording.dir " + config.recordings_dir + ": " + why);
+  if (!usable_dir(config.spool_dir, &why))
+    return fail("recording.spool_dir " + config.spool_dir + ": " + why);
+
+  // Signals are taken by sigwait() in main; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // Metrics, declared once.
+  sgw::common::MetricsRegistry registry;
+  sgw::media::MediaMetrics media_metrics{
+      &registry.counter("sgw_rtp_packets_received_total", "RTP packets received on recorded streams"),
+      &registry.counter("sgw_rtp_packets_lost_total", "RTP packets missing by sequence number"),
+      &registry.counter("sgw_rtp_packets_invalid_total", "Datagrams on RTP ports that are not RTP"),
+      &registry.gauge("sgw_media_streams", "Open recorded RTP streams")};
+  sgw::siprec::SessionMetrics session_metrics{
+      &registry.gauge("sgw_active_sessions", "Active recording sessions"),
+      &registry.labelled_counter("sgw_invites_total", "Initial INVITEs by final response code", "code"),
+      &registry.labelled_counter("sgw_sip_requests_total", "SIP requests received by method", "method"),
+      &registry.counter("sgw_metadata_errors_total", "Metadata documents that could not be parsed")};
+
+  sgw::media::MediaOptions media_options;
+  media_options.address = config.media_address;
+  media_options.port_min = config.rtp_port_min;
+  media_options.port_max = config.rtp_port_max;
+  media_options.workers = config.media_workers;
+  auto media = sgw::media::MediaEngine::create(media_options, media_metrics);
+  if (!media) return fail(media.error().message);
+
+  sgw::siprec::Policy policy;
+  policy.node_name = config.node_name;
+  policy.region = config.region;
+  policy.max_sessions = config.max_sessions;
+  policy.retry_after_s = config.retry_after_s;
+  policy.answer_delay_ms = config.answer_delay_ms;
+  policy.media_address = config.media_address;
+  policy.codecs.preference = config.codecs;
+  policy.codecs.srtp_supported = config.srtp;
+  policy.metadata_limits.max_bytes = config.metadata_max_bytes;
+  policy.metadata_limits.max_depth = config.metadata_max_depth;
+  policy.conversation_id_rules = std::move(rules).value();
+  policy.recordings_dir = config.recordings_dir;
+  sgw::siprec::SessionManager sessions(policy, media->get(), session_metrics);
+
+  sgw::sip::EndpointOptions sip_options;
+  sip_options.max_message_bytes = config.max_message_bytes;
+  for (const auto& l : config.listen)
+    sip_options.listen.push_back({l.transport == sgw::app::Transport::kUdp ? "udp" : "tcp", l.address, l.port});
+  auto endpoint = sgw::sip::Endpoint::create(sip_options, &sessions);
+  if (!endpoint) return fail(endpoint.error().message);
+  sessions.attach(endpoint->get());
+
+  sgw::control::ControlServer control(
+      &registry, {[&sessions]() -> std::string {
+                    if (sessions.draining()) return "draining";
+                    return "";
+                  },
+                  [&sessions] { return sessions.snapshot_json().dump(); }});
+  if (!config.http_listen.empty()) {
+    auto st = control.start(config.http_listen);
+    if (!st) return fail(st.error().message);
+  }
+
+  std::thread sip_thread([&] { (*endpoint)->run(); });
+
+  std::string sip_list;
+  for (const auto& a : (*endpoint)->bound_addresses()) sip_list += (sip_list.empty() ? "" : " ") + a;
+  std::cout << "siprecd ready: sip " << sip_list << "; http "
+            << (config.http_listen.empty() ? "off" : config.http_listen) << "; media "
+            << config.media_address << " " << config.rtp_port_min << "-" << config.rtp_port_max
+            << "; recordings " << config.recordings_dir << std::endl;
+  log->info("node {} region {} ready", config.node_name, config.region);
+
+  sgw::sip::Endpoint* ep = endpoint->get();
+  // First SIGTERM/SIGINT: drain (refuse new sessions, BYE the others, stop when
+  // none is left). A second one: stop at once. SIGUSR2 is our own "SIP thread
+  // finished" wake-up.
+  std::thread waiter([&] {
+    sip_thread.join();
+    kill(getpid(), SIGUSR2);
+  });
+  bool draining = false;
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGUSR2) break;
+    if (draining) {
+      log->warn("second signal: stopping without waiting for sessions to end");
+      ep->stop();
+      continue;
+    }
+    draining = true;
+    log->info("signal {}: draining", sig);
+    ep->post([ep, &sessions, log] {
+      sessions.drain([ep, log] {
+        log->info("drained: no session left");
+        ep->stop();
+      });
+      // BYEs that get no answer end by transaction timeout (32 s); do not wait longer.
+      ep->after(40000, [ep] { ep->stop(); });
+    });
+  }
+  waiter.join();
+  control.stop();
+  (*media)->stop();
+  log->info("stopped");
+  return 0;
+}

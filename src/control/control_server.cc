@@ -1,0 +1,58 @@
+#include "control/control_server.h"
+
+#include <httplib.h>
+
+namespace sgw::control {
+
+ControlServer::ControlServer(const common::MetricsRegistry* metrics, ControlCallbacks callbacks)
+    : metrics_(metrics), callbacks_(std::move(callbacks)), server_(std::make_unique<httplib::Server>()) {}
+
+ControlServer::~ControlServer() { stop(); }
+
+common::Status ControlServer::start(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos)
+    return common::make_error("http.listen", "http.listen " + listen + ": expected ADDR:PORT");
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = 0;
+  try {
+    port = std::stoi(listen.substr(colon + 1));
+  } catch (...) {
+    port = -1;
+  }
+  if (port <= 0 || port > 65535)
+    return common::make_error("http.listen", "http.listen " + listen + ": bad port");
+
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    std::string why = callbacks_.not_ready_reason ? callbacks_.not_ready_reason() : "";
+    if (why.empty()) {
+      res.set_content("ready\n", "text/plain");
+    } else {
+      res.status = 503;
+      res.set_content("not ready: " + why + "\n", "text/plain");
+    }
+  });
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_->render(), "text/plain; version=0.0.4");
+  });
+  server_->Get("/sessions", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(callbacks_.sessions_json ? callbacks_.sessions_json() : "[]", "application/json");
+  });
+  if (!server_->bind_to_port(host.c_str(), port))
+    return common::make_error("http.listen", "cannot listen on http " + listen);
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return common::Ok{};
+}
+
+void ControlServer::stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+}  // namespace sgw::control

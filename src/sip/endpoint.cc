@@ -1,0 +1,444 @@
+// sofia-sip NTA implementation of sip::Endpoint. This is the only file that
+// includes sofia headers; everything leaves it as owning C++ copies.
+
+#include "sip/endpoint.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+
+namespace sgw::sip {
+struct SofiaEndpoint;
+struct TxRecord;
+struct DialogRecord;
+struct TimerRecord;
+}  // namespace sgw::sip
+
+#define SU_ROOT_MAGIC_T sgw::sip::SofiaEndpoint
+#define SU_WAKEUP_ARG_T sgw::sip::SofiaEndpoint
+#define SU_TIMER_ARG_T sgw::sip::TimerRecord
+#define NTA_AGENT_MAGIC_T sgw::sip::SofiaEndpoint
+#define NTA_LEG_MAGIC_T sgw::sip::DialogRecord
+#define NTA_INCOMING_MAGIC_T sgw::sip::TxRecord
+#define NTA_OUTGOING_MAGIC_T sgw::sip::DialogRecord
+
+#include <sofia-sip/msg_header.h>
+#include <sofia-sip/nta.h>
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su.h>
+#include <sofia-sip/su_log.h>
+#include <sofia-sip/su_wait.h>
+#include <sofia-sip/tport.h>
+
+#include "common/logging.h"
+#include "common/strings.h"
+
+// sofia's tag macros expand to C casts; they are not ours to restyle.
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#pragma GCC diagnostic ignored "-Wzero-as-null-pointer-constant"
+
+extern "C" su_log_t tport_log[];
+extern "C" su_log_t nta_log[];
+
+namespace sgw::sip {
+
+struct TxRecord {
+  SofiaEndpoint* endpoint = nullptr;
+  TransactionId id = 0;
+  nta_incoming_t* irq = nullptr;
+  bool invite = false;
+  DialogId dialog = 0;  // for re-INVITE inside a dialog: ACK goes there
+};
+
+struct DialogRecord {
+  SofiaEndpoint* endpoint = nullptr;
+  DialogId id = 0;
+  nta_leg_t* leg = nullptr;
+  nta_outgoing_t* bye = nullptr;
+};
+
+struct TimerRecord {
+  SofiaEndpoint* endpoint = nullptr;
+  su_timer_t* timer = nullptr;
+  std::function<void()> fn;
+};
+
+namespace {
+
+constexpr std::size_t kMaxPosted = 65536;
+
+std::string header_field(msg_header_t const* h) {
+  char buf[8192];
+  issize_t n = msg_header_field_e(buf, sizeof buf, h, 0);
+  if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf) return {};
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+struct SofiaEndpoint final : public Endpoint {
+  EndpointOptions options;
+  EndpointListener* listener = nullptr;  // not owned; outlives the endpoint
+  su_home_t home[1] = {};
+  su_root_t* root = nullptr;
+  nta_agent_t* agent = nullptr;
+  nta_leg_t* default_leg = nullptr;
+  DialogRecord default_record;  // magic of the default leg (out-of-dialog requests)
+  std::vector<std::string> bound;
+
+  std::uint64_t next_id = 1;
+  std::map<TransactionId, std::unique_ptr<TxRecord>> txs;
+  std::map<DialogId, std::unique_ptr<DialogRecord>> dialogs;
+  std::map<TimerRecord*, std::unique_ptr<TimerRecord>> timers;
+
+  int event_fd = -1;
+  su_wait_t wait[1] = {};
+  std::mutex post_mutex;
+  std::deque<std::function<void()>> posted;
+  std::shared_ptr<spdlog::logger> log = common::logger("sip");
+
+  ~SofiaEndpoint() override {
+    if (root) su_root_obtain(root);
+    for (auto& [id, tx] : txs)
+      if (tx->irq) nta_incoming_destroy(tx->irq);
+    txs.clear();
+    for (auto& [id, d] : dialogs) {
+      if (d->bye) nta_outgoing_destroy(d->bye);
+      if (d->leg) nta_leg_destroy(d->leg);
+    }
+    dialogs.clear();
+    for (auto& [p, t] : timers) su_timer_destroy(t->timer);
+    timers.clear();
+    if (default_leg) nta_leg_destroy(default_leg);
+    if (agent) nta_agent_destroy(agent);
+    if (root) su_root_destroy(root);
+    if (event_fd >= 0) close(event_fd);
+    su_home_deinit(home);
+    su_deinit();
+  }
+
+  // --- request conversion -------------------------------------------------
+  Request to_request(nta_incoming_t* irq, msg_t* msg, sip_t const* sip) {
+    Request r;
+    if (sip->sip_request) {
+      r.method = sip->sip_request->rq_method_name ? sip->sip_request->rq_method_name : "";
+      char ubuf[2048];
+      if (url_e(ubuf, sizeof ubuf, sip->sip_request->rq_url) > 0) r.request_uri = ubuf;
+    }
+    if (sip->sip_call_id && sip->sip_call_id->i_id) r.call_id = sip->sip_call_id->i_id;
+    if (sip->sip_cseq) r.cseq = sip->sip_cseq->cs_seq;
+    for (msg_header_t const* h = reinterpret_cast<msg_header_t const*>(sip->sip_request);
+         h != nullptr; h = h->sh_succ) {
+      msg_hclass_t const* hc = h->sh_class;
+      if (hc == nullptr || hc == sip_request_class || hc == sip_separator_class ||
+          hc == sip_payload_class || hc == sip_error_class)
+        continue;
+      std::string name;
+      std::string value;
+      if (hc == sip_unknown_class) {
+        if (h->sh_unknown->un_name) name = h->sh_unknown->un_name;
+        if (h->sh_unknown->un_value) value = h->sh_unknown->un_value;
+      } else {
+        if (hc->hc_name) name = hc->hc_name;
+        value = header_field(h);
+      }
+      if (!name.empty()) r.headers.emplace_back(std::move(name), std::move(value));
+    }
+    r.from = r.header("From");
+    r.to = r.header("To");
+    r.contact = r.header("Contact");
+    r.content_type = r.header("Content-Type");
+    if (sip->sip_payload && sip->sip_payload->pl_data)
+      r.body.assign(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    if (tport_t* tp = nta_incoming_transport(agent, irq, msg)) {
+      if (tp_name_t const* tpn = tport_name(tp)) {
+        if (tpn->tpn_proto) r.transport = tpn->tpn_proto;
+        if (tpn->tpn_host) r.local_host = tpn->tpn_host;
+        if (tpn->tpn_port) r.local_port = tpn->tpn_port;
+      }
+      tport_unref(tp);
+    }
+    return r;
+  }
+
+  Request request_of(nta_incoming_t* irq, sip_t const* sip) {
+    msg_t* msg = nta_incoming_getrequest(irq);
+    Request r = to_request(irq, msg, sip);
+    if (msg) msg_destroy(msg);
+    return r;
+  }
+
+  TxRecord* new_tx(nta_incoming_t* irq, bool invite, DialogId dialog) {
+    auto rec = std::make_unique<TxRecord>();
+    rec->endpoint = this;
+    rec->id = next_id++;
+    rec->irq = irq;
+    rec->invite = invite;
+    rec->dialog = dialog;
+    TxRecord* p = rec.get();
+    txs.emplace(p->id, std::move(rec));
+    if (invite) nta_incoming_bind(irq, &SofiaEndpoint::on_ack_cancel, p);
+    return p;
+  }
+
+  void drop_tx(TransactionId id) {
+    auto it = txs.find(id);
+    if (it == txs.end()) return;
+    if (it->second->irq) nta_incoming_destroy(it->second->irq);
+    txs.erase(it);
+  }
+
+  // --- sofia callbacks ----------------------------------------------------
+  static int on_default_request(DialogRecord* d, nta_leg_t* /*leg*/, nta_incoming_t* irq,
+                                sip_t const* sip) {
+    SofiaEndpoint* self = d->endpoint;
+    if (sip == nullptr || sip->sip_request == nullptr) return 500;
+    if (sip->sip_request->rq_method == sip_method_ack) return 0;  // stray ACK: nothing to do
+    if (sip->sip_request->rq_method == sip_method_cancel) return 481;
+    bool invite = sip->sip_request->rq_method == sip_method_invite;
+    TxRecord* tx = self->new_tx(irq, invite, 0);
+    Request req = self->request_of(irq, sip);
+    self->listener->on_request(tx->id, req);
+    return 0;
+  }
+
+  static int on_leg_request(DialogRecord* d, nta_leg_t* /*leg*/, nta_incoming_t* irq,
+                            sip_t const* sip) {
+    SofiaEndpoint* self = d->endpoint;
+    if (sip == nullptr || sip->sip_request == nullptr) return 500;
+    auto method = sip->sip_request->rq_method;
+    if (method == sip_method_ack) {
+      self->listener->on_ack(d->id);
+      return 0;
+    }
+    if (method == sip_method_cancel) return 481;
+    TxRecord* tx = self->new_tx(irq, method == sip_method_invite, d->id);
+    Request req = self->request_of(irq, sip);
+    self->listener->on_dialog_request(d->id, tx->id, req);
+    return 0;
+  }
+
+  static int on_ack_cancel(TxRecord* tx, nta_incoming_t* irq, sip_t const* sip) {
+    SofiaEndpoint* self = tx->endpoint;
+    TransactionId id = tx->id;
+    DialogId dialog = tx->dialog;
+    bool cancelled = sip && sip->sip_request && sip->sip_request->rq_method == sip_method_cancel;
+    bool ack = sip && sip->sip_request && sip->sip_request->rq_method == sip_method_ack;
+    if (cancelled && nta_incoming_status(irq) < 200)
+      nta_incoming_treply(irq, SIP_487_REQUEST_TERMINATED, TAG_END());
+    self->drop_tx(id);  // tx is gone from here on
+    if (cancelled) self->listener->on_cancelled(id);
+    else if (ack && dialog) self->listener->on_ack(dialog);
+    return 0;
+  }
+
+  static int on_bye_response(DialogRecord* d, nta_outgoing_t* orq, sip_t const* sip) {
+    SofiaEndpoint* self = d->endpoint;
+    int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    if (status < 200) return 0;
+    DialogId id = d->id;
+    self->release_dialog(id);
+    self->listener->on_bye_result(id, status);
+    return 0;
+  }
+
+  static int on_wakeup(SofiaEndpoint* self, su_wait_t* /*w*/, SofiaEndpoint* /*arg*/) {
+    std::uint64_t n = 0;
+    if (::read(self->event_fd, &n, sizeof n) < 0) { /* spurious wakeup */ }
+    std::deque<std::function<void()>> batch;
+    {
+      std::lock_guard lock(self->post_mutex);
+      batch.swap(self->posted);
+    }
+    for (auto& fn : batch) fn();
+    return 0;
+  }
+
+  static void on_timer(SofiaEndpoint* self, su_timer_t* /*t*/, TimerRecord* rec) {
+    auto fn = std::move(rec->fn);
+    su_timer_destroy(rec->timer);
+    self->timers.erase(rec);
+    fn();
+  }
+
+  // --- Endpoint ------------------------------------------------------------
+  static std::string build_headers(const HeaderList& headers) {
+    std::string out;
+    for (const auto& [n, v] : headers) {
+      out += n;
+      out += ": ";
+      out += v;
+      out += "\r\n";
+    }
+    return out;
+  }
+
+  void reply_irq(nta_incoming_t* irq, const Response& r) {
+    std::string extra = build_headers(r.headers);
+    const char* reason = r.reason.empty() ? nullptr : r.reason.c_str();
+    if (r.content_type.empty()) {
+      nta_incoming_treply(irq, r.status, reason,
+                          TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())), TAG_END());
+    } else {
+      nta_incoming_treply(irq, r.status, reason,
+                          TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())),
+                          SIPTAG_CONTENT_TYPE_STR(r.content_type.c_str()),
+                          SIPTAG_PAYLOAD_STR(r.body.c_str()), TAG_END());
+    }
+  }
+
+  void reply(TransactionId tx_id, const Response& r) override {
+    auto it = txs.find(tx_id);
+    if (it == txs.end() || it->second->irq == nullptr) return;
+    TxRecord* tx = it->second.get();
+    reply_irq(tx->irq, r);
+    if (r.status >= 200) {
+      // A 2xx to a re-INVITE waits for its ACK (delivered via on_ack_cancel);
+      // everything else is finished: nta keeps retransmitting on its own.
+      if (!(tx->invite && r.status < 300 && tx->dialog != 0)) drop_tx(tx_id);
+    }
+  }
+
+  DialogId accept_invite(TransactionId tx_id, const Response& r) override {
+    auto it = txs.find(tx_id);
+    if (it == txs.end() || it->second->irq == nullptr) return 0;
+    TxRecord* tx = it->second.get();
+    msg_t* msg = nta_incoming_getrequest(tx->irq);
+    sip_t const* sip = msg ? sip_object(msg) : nullptr;
+    if (sip == nullptr) {
+      if (msg) msg_destroy(msg);
+      return 0;
+    }
+    auto d = std::make_unique<DialogRecord>();
+    d->endpoint = this;
+    d->id = next_id++;
+    // RFC 3261 §12.1.1: the UAS's local URI is the To, the remote is the From.
+    d->leg = nta_leg_tcreate(agent, &SofiaEndpoint::on_leg_request, d.get(),
+                             SIPTAG_CALL_ID(sip->sip_call_id), SIPTAG_FROM(sip->sip_to),
+                             SIPTAG_TO(sip->sip_from), SIPTAG_CSEQ(sip->sip_cseq), TAG_END());
+    if (d->leg == nullptr) {
+      msg_destroy(msg);
+      return 0;
+    }
+    nta_leg_tag(d->leg, nullptr);
+    nta_leg_server_route(d->leg, sip->sip_record_route, sip->sip_contact);
+    nta_incoming_tag(tx->irq, nta_leg_get_tag(d->leg));
+    msg_destroy(msg);
+    tx->dialog = d->id;
+    DialogId id = d->id;
+    dialogs.emplace(id, std::move(d));
+    reply_irq(tx->irq, r);  // the irq stays until the ACK (on_ack_cancel)
+    return id;
+  }
+
+  void send_bye(DialogId id, const HeaderList& extra_headers) override {
+    auto it = dialogs.find(id);
+    if (it == dialogs.end() || it->second->bye) return;
+    std::string extra = build_headers(extra_headers);
+    DialogRecord* d = it->second.get();
+    d->bye = nta_outgoing_tcreate(d->leg, &SofiaEndpoint::on_bye_response, d, nullptr,
+                                  SIP_METHOD_BYE, nullptr,
+                                  TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())),
+                                  TAG_END());
+    if (d->bye == nullptr) {
+      log->warn("could not send BYE in dialog {}", id);
+      release_dialog(id);
+      listener->on_bye_result(id, 500);
+    }
+  }
+
+  void release_dialog(DialogId id) override {
+    auto it = dialogs.find(id);
+    if (it == dialogs.end()) return;
+    if (it->second->bye) nta_outgoing_destroy(it->second->bye);
+    if (it->second->leg) nta_leg_destroy(it->second->leg);
+    dialogs.erase(it);
+  }
+
+  // sofia checks that its root runs on the thread that owns it: hand the root
+  // over for run() and take it back afterwards (destruction happens there).
+  void run() override {
+    su_root_obtain(root);
+    su_root_run(root);
+    su_root_release(root);
+  }
+
+  void stop() override {
+    post([this] { su_root_break(root); });
+  }
+
+  bool post(std::function<void()> fn) override {
+    {
+      std::lock_guard lock(post_mutex);
+      if (posted.size() >= kMaxPosted) return false;
+      posted.push_back(std::move(fn));
+    }
+    std::uint64_t one = 1;
+    if (::write(event_fd, &one, sizeof one) < 0) { /* counter saturated: a wakeup is pending */ }
+    return true;
+  }
+
+  void after(std::uint32_t delay_ms, std::function<void()> fn) override {
+    auto rec = std::make_unique<TimerRecord>();
+    rec->endpoint = this;
+    rec->fn = std::move(fn);
+    rec->timer = su_timer_create(su_root_task(root), delay_ms);
+    TimerRecord* p = rec.get();
+    timers.emplace(p, std::move(rec));
+    su_timer_set(p->timer, &SofiaEndpoint::on_timer, p);
+  }
+
+  std::vector<std::string> bound_addresses() const override { return bound; }
+};
+
+common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions& options,
+                                                           EndpointListener* listener) {
+  if (su_init() != 0) return common::make_error("sip.init", "su_init failed");
+  // sofia logs to stderr at its own levels; keep it quiet unless asked.
+  su_log_set_level(nullptr, 0);
+  su_log_set_level(tport_log, 0);
+  su_log_set_level(nta_log, 0);
+  auto ep = std::make_unique<SofiaEndpoint>();
+  ep->options = options;
+  ep->listener = listener;
+  su_home_init(ep->home);
+  ep->root = su_root_create(ep.get());
+  if (ep->root == nullptr) return common::make_error("sip.init", "su_root_create failed");
+  ep->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (ep->event_fd < 0) return common::make_error("sip.init", "eventfd failed");
+  su_wait_create(ep->wait, ep->event_fd, SU_WAIT_IN);
+  if (su_root_register(ep->root, ep->wait, &SofiaEndpoint::on_wakeup, ep.get(), 0) < 0)
+    return common::make_error("sip.init", "su_root_register failed");
+
+  ep->agent = nta_agent_create(ep->root, reinterpret_cast<url_string_t const*>(-1), nullptr,
+                               ep.get(), NTATAG_UA(1), NTATAG_MERGE_482(0),
+                               NTATAG_MAXSIZE(options.max_message_bytes),
+                               NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), TAG_END());
+  if (ep->agent == nullptr) return common::make_error("sip.init", "nta_agent_create failed");
+  for (const auto& l : options.listen) {
+    bool v6 = l.address.find(':') != std::string::npos;
+    std::string host = v6 ? "[" + l.address + "]" : l.address;
+    std::string url = "sip:" + host + ":" + std::to_string(l.port) + ";transport=" + l.transport;
+    std::string name = l.transport + ":" + host + ":" + std::to_string(l.port);
+    if (nta_agent_add_tport(ep->agent, URL_STRING_MAKE(url.c_str()), TAG_END()) < 0) {
+      return common::make_error("sip.listen",
+                                "cannot listen on " + name + ": " + std::strerror(errno));
+    }
+    ep->bound.push_back(name);
+  }
+  ep->default_record.endpoint = ep.get();
+  ep->default_leg = nta_leg_tcreate(ep->agent, &SofiaEndpoint::on_default_request,
+                                    &ep->default_record,
+                                    NTATAG_NO_DIALOG(1), TAG_END());
+  if (ep->default_leg == nullptr) return common::make_error("sip.init", "default leg failed");
+  su_root_release(ep->root);
+  return std::unique_ptr<Endpoint>(std::move(ep));
+}
+
+}  // namespace sgw::sip

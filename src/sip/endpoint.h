@@ -1,0 +1,88 @@
+// Endpoint: the only seam between the gateway and sofia-sip's NTA layer.
+//
+// Threading: an Endpoint and everything it calls back run on ONE thread, the
+// SIP thread that calls run(). Other threads may only call post() and stop().
+// Handles (TransactionId, DialogId) are plain numbers that stay meaningful
+// until the endpoint reports them gone; using a stale handle is a no-op.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "sip/sip_message.h"
+
+namespace sgw::sip {
+
+using TransactionId = std::uint64_t;
+using DialogId = std::uint64_t;
+
+struct ListenSpec {
+  std::string transport;  // "udp" or "tcp"
+  std::string address;    // IP literal, IPv6 without brackets
+  std::uint16_t port = 5060;
+};
+
+struct EndpointOptions {
+  std::vector<ListenSpec> listen;
+  std::size_t max_message_bytes = 65535;
+};
+
+// Callbacks from the endpoint, on the SIP thread.
+class EndpointListener {
+ public:
+  virtual ~EndpointListener() = default;
+  // A request outside any dialog (INVITE, OPTIONS, ...). Must be answered with
+  // Endpoint::reply / accept_invite, now or later (on the SIP thread).
+  virtual void on_request(TransactionId tx, const Request& request) = 0;
+  // A request inside a dialog we accepted (re-INVITE, UPDATE, BYE, INFO, ...).
+  virtual void on_dialog_request(DialogId dialog, TransactionId tx, const Request& request) = 0;
+  // The ACK for our 2xx to the INVITE (initial or re-INVITE) arrived.
+  virtual void on_ack(DialogId dialog) = 0;
+  // A pending INVITE was cancelled; the endpoint already answered 487.
+  virtual void on_cancelled(TransactionId tx) = 0;
+  // A request we sent (BYE) got a final response or timed out (status 408).
+  virtual void on_bye_result(DialogId dialog, int status) = 0;
+};
+
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+
+  // Binds every listen address; an error names the address that failed.
+  static common::Result<std::unique_ptr<Endpoint>> create(const EndpointOptions& options,
+                                                          EndpointListener* listener);
+
+  // Final or provisional answer to a transaction. For non-INVITE and for
+  // non-2xx INVITE answers the transaction ends with a final response.
+  virtual void reply(TransactionId tx, const Response& response) = 0;
+
+  // Accepts an initial INVITE with a 2xx: creates the dialog and returns its
+  // id (0 if the transaction is gone, e.g. cancelled).
+  virtual DialogId accept_invite(TransactionId tx, const Response& response) = 0;
+
+  // Sends BYE in a dialog; the result arrives via on_bye_result. The dialog is
+  // released after that.
+  virtual void send_bye(DialogId dialog, const HeaderList& extra_headers) = 0;
+
+  // Releases a dialog (after BYE received and answered).
+  virtual void release_dialog(DialogId dialog) = 0;
+
+  // Runs the event loop on the calling thread until stop().
+  virtual void run() = 0;
+  // Thread-safe: ends run() soon.
+  virtual void stop() = 0;
+  // Thread-safe: runs fn on the SIP thread. Returns false when the bounded
+  // queue is full (the closure is dropped and counted).
+  virtual bool post(std::function<void()> fn) = 0;
+  // SIP thread: runs fn once after delay_ms.
+  virtual void after(std::uint32_t delay_ms, std::function<void()> fn) = 0;
+
+  // Where we listen, "udp:127.0.0.1:5060" style, in configuration order.
+  virtual std::vector<std::string> bound_addresses() const = 0;
+};
+
+}  // namespace sgw::sip

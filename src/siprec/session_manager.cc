@@ -1,0 +1,609 @@
+#include "siprec/session_manager.h"
+
+#include <filesystem>
+
+#include "common/atomic_file.h"
+#include "common/ids.h"
+#include "common/logging.h"
+#include "common/strings.h"
+#include "metadata/cisco_headers.h"
+#include "metadata/metadata_json.h"
+#include "metadata/metadata_merge.h"
+#include "siprec/multipart.h"
+
+namespace sgw::siprec {
+
+namespace {
+
+constexpr const char* kAllow = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
+constexpr const char* kAccept = "application/sdp, multipart/mixed, application/rs-metadata+xml, application/rs-metadata";
+constexpr const char* kSupported = "siprec, timer";
+
+// Option tags we implement (RFC 7866 §6.1.1 siprec, RFC 4028 timer).
+bool supported_option(const std::string& tag) { return tag == "siprec" || tag == "timer"; }
+
+// Makes peer-supplied text safe for a reason phrase or a quoted Warning text.
+std::string phrase_safe(std::string_view s, std::size_t max = 200) {
+  std::string out;
+  for (char c : s) {
+    if (out.size() >= max) break;
+    unsigned char u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f || c == '"' || c == '\\') ? ' ' : c;
+  }
+  return out;
+}
+
+sip::Response simple(int status, std::string reason) {
+  sip::Response r;
+  r.status = status;
+  r.reason = std::move(reason);
+  return r;
+}
+
+}  // namespace
+
+SessionManager::SessionManager(Policy policy, media::MediaEngine* media, SessionMetrics metrics)
+    : policy_(std::move(policy)), media_(media), metrics_(metrics), log_(common::logger("siprec")) {}
+
+SessionManager::~SessionManager() {
+  for (auto& [key, s] : sessions_)
+    for (auto& st : s->streams)
+      if (st.media_id) media_->close_stream(st.media_id);
+}
+
+std::size_t SessionManager::active_sessions() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return active_;
+}
+
+nlohmann::json SessionManager::snapshot_json() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return snapshot_;
+}
+
+void SessionManager::publish() {
+  nlohmann::json list = nlohmann::json::array();
+  std::size_t active = 0;
+  for (const auto& [key, s] : sessions_) {
+    ++active;
+    nlohmann::json streams = nlohmann::json::array();
+    for (const auto& st : s->streams)
+      streams.push_back({{"label", st.label}, {"codec", st.codec}, {"port", st.port},
+                         {"paused", st.paused}, {"recorded", st.media_id != 0}});
+    const char* state = s->state == State::kAnswering     ? "answering"
+                        : s->state == State::kEstablished ? "established"
+                                                          : "ending";
+    list.push_back({{"recording_id", s->recording_id}, {"call_id", s->call_id},
+                    {"conversation_id", s->conversation_id}, {"state", state},
+                    {"start_time", s->start_time}, {"streams", streams}});
+  }
+  metrics_.active_sessions->set(static_cast<std::int64_t>(active));
+  std::lock_guard lock(snapshot_mutex_);
+  snapshot_ = std::move(list);
+  active_ = active;
+}
+
+void SessionManager::log_event(Session& s, std::string what) {
+  log_->info("{} [{}]: {}", s.recording_id, s.call_id, what);
+  s.events.push_back({common::utc_now_iso8601(), std::move(what)});
+}
+
+bool SessionManager::can_accept(std::string* why) const {
+  if (draining_) {
+    *why = "Draining";
+  } else if (!storage_ok_) {
+    *why = "Storage unavailable";
+  } else if (sessions_.size() >= policy_.max_sessions) {
+    *why = "Session limit reached";
+  } else {
+    return true;
+  }
+  return false;
+}
+
+sip::Response SessionManager::service_unavailable(const std::string& why) const {
+  sip::Response r = simple(503, why);
+  r.headers.emplace_back("Retry-After", std::to_string(policy_.retry_after_s));
+  return r;
+}
+
+void SessionManager::count_invite(int status) {
+  metrics_.invites_by_code->with(std::to_string(status)).inc();
+}
+
+sip::Response SessionManager::contact_response(const sip::Request& req) const {
+  sip::Response r;
+  std::string host = req.local_host.empty() || req.local_host == "*" || req.local_host == "0.0.0.0"
+                         ? policy_.media_address
+                         : req.local_host;
+  if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+  std::string uri = "sip:srs@" + host;
+  if (!req.local_port.empty()) uri += ":" + req.local_port;
+  if (!req.transport.empty()) uri += ";transport=" + common::to_lower(req.transport);
+  // RFC 7866 §6.1.1: the SRS marks its Contact with the +sip.srs feature tag.
+  r.headers.emplace_back("Contact", "<" + uri + ">;+sip.srs");
+  r.headers.emplace_back("Allow", kAllow);
+  r.headers.emplace_back("Supported", kSupported);
+  return r;
+}
+
+// RFC 4028 §9: a Session-Expires below our Min-SE gets 422; otherwise the
+// 2xx echoes it with the refresher, and Require: timer when the UAC refreshes.
+std::optional<int> SessionManager::check_session_timer(const sip::Request& req,
+                                                       sip::Response& resp) const {
+  std::string se = req.header("Session-Expires");
+  if (se.empty()) se = req.header("x");  // compact form of Session-Expires
+  if (se.empty()) return std::nullopt;
+  auto fields = common::split(se, ';');
+  std::string_view delta_text = common::trim(fields[0]);
+  unsigned long delta = 0;
+  for (char c : delta_text) {
+    if (c < '0' || c > '9' || delta > 100000000) return 400;
+    delta = delta * 10 + static_cast<unsigned long>(c - '0');
+  }
+  if (delta_text.empty()) return 400;
+  if (delta < policy_.min_session_expires_s) {
+    resp.headers.emplace_back("Min-SE", std::to_string(policy_.min_session_expires_s));
+    return 422;
+  }
+  std::string refresher = "uac";
+  for (std::size_t i = 1; i < fields.size(); ++i) {
+    auto f = common::trim(fields[i]);
+    if (common::istarts_with(f, "refresher=")) refresher = common::to_lower(f.substr(10));
+  }
+  if (refresher != "uas") refresher = "uac";
+  resp.headers.emplace_back("Session-Expires", std::to_string(delta) + ";refresher=" + refresher);
+  if (refresher == "uac") resp.headers.emplace_back("Require", "timer");
+  return std::nullopt;
+}
+
+void SessionManager::answer_options(sip::TransactionId tx) {
+  std::string why;
+  if (!can_accept(&why)) {
+    endpoint_->reply(tx, service_unavailable(why));
+    return;
+  }
+  sip::Response r = simple(200, "OK");
+  r.headers.emplace_back("Allow", kAllow);
+  r.headers.emplace_back("Accept", kAccept);
+  r.headers.emplace_back("Supported", kSupported);
+  endpoint_->reply(tx, r);
+}
+
+void SessionManager::on_request(sip::TransactionId tx, const sip::Request& req) {
+  metrics_.requests_by_method->with(req.method).inc();
+  if (req.method == "OPTIONS") {
+    answer_options(tx);
+  } else if (req.method == "INVITE") {
+    handle_invite(tx, req);
+  } else if (req.method == "BYE" || req.method == "UPDATE" || req.method == "INFO") {
+    endpoint_->reply(tx, simple(481, "Call/Transaction Does Not Exist"));
+  } else if (req.method == "REGISTER" || req.method == "SUBSCRIBE" || req.method == "MESSAGE" ||
+             req.method == "NOTIFY" || req.method == "REFER" || req.method == "PUBLISH" ||
+             req.method == "PRACK") {
+    sip::Response r = simple(405, "Method Not Allowed");
+    r.headers.emplace_back("Allow", kAllow);
+    endpoint_->reply(tx, r);
+  } else {
+    sip::Response r = simple(501, "Not Implemented");
+    r.headers.emplace_back("Allow", kAllow);
+    endpoint_->reply(tx, r);
+  }
+}
+
+void SessionManager::apply_metadata(Session& s, const std::vector<std::string>& docs) {
+  for (const auto& doc : docs) {
+    s.metadata_raw.push_back(doc);
+    auto parsed = metadata::parse(doc, policy_.metadata_limits);
+    if (!parsed) {
+      // Metadata never stops a recording: keep the raw document and the error.
+      metrics_.metadata_errors->inc();
+      s.metadata_errors.push_back(parsed.error().code + ": " + parsed.error().message);
+      log_->warn("{} [{}]: metadata not understood ({}): {}", s.recording_id, s.call_id,
+                 parsed.error().code, parsed.error().message);
+      continue;
+    }
+    s.metadata = s.metadata ? metadata::merge(*s.metadata, *parsed) : std::move(parsed).value();
+  }
+}
+
+bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
+  std::vector<StreamState> next;
+  std::vector<media::StreamId> opened;
+  for (const auto& sp : plan.streams) {
+    StreamState st;
+    st.mline = sp.index;
+    st.label = sp.label.value_or(std::to_string(sp.index));
+    const StreamState* old = sp.index < s.streams.size() ? &s.streams[sp.index] : nullptr;
+    if (sp.accepted) {
+      st.codec = sp.codec->encoding + "/" + std::to_string(sp.codec->clock_rate);
+      st.paused = sp.paused;
+      if (old && old->media_id) {
+        st.media_id = old->media_id;
+        st.port = old->port;
+      } else {
+        auto o = media_->open_stream(s.recording_id);
+        if (!o) {
+          for (auto id : opened) media_->close_stream(id);
+          log_->warn("{} [{}]: {}", s.recording_id, s.call_id, o.error().message);
+          return false;
+        }
+        st.media_id = o->id;
+        st.port = o->rtp_port;
+        opened.push_back(o->id);
+      }
+    }
+    next.push_back(std::move(st));
+  }
+  // Streams that were recorded and are now rejected or gone: close them.
+  for (std::size_t i = 0; i < s.streams.size(); ++i) {
+    const auto& old = s.streams[i];
+    if (!old.media_id) continue;
+    bool kept = i < next.size() && next[i].media_id == old.media_id;
+    if (!kept) {
+      media_->close_stream(old.media_id);
+      if (s.state != State::kAnswering) log_event(s, "stream " + old.label + " removed");
+    }
+  }
+  if (s.state != State::kAnswering) {
+    for (std::size_t i = 0; i < next.size(); ++i) {
+      const StreamState* old = i < s.streams.size() ? &s.streams[i] : nullptr;
+      if (next[i].media_id && (!old || !old->media_id)) log_event(s, "stream " + next[i].label + " added");
+      if (old && old->media_id && next[i].media_id == old->media_id && old->paused != next[i].paused)
+        log_event(s, "stream " + next[i].label + (next[i].paused ? " paused" : " resumed"));
+    }
+  }
+  s.streams = std::move(next);
+  return true;
+}
+
+std::string SessionManager::build_sdp(Session& s, const SessionDescription& offer,
+                                      const OfferPlan& plan) {
+  AnswerParams params;
+  params.media_address = policy_.media_address;
+  for (const auto& st : s.streams) params.ports.push_back(st.port);
+  params.session_id = s.sdp_session_id;
+  params.session_version = ++s.sdp_version;
+  s.last_answer = build_answer(offer, plan, params);
+  return s.last_answer;
+}
+
+void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& req) {
+  std::string why;
+  if (!can_accept(&why)) {
+    count_invite(503);
+    endpoint_->reply(tx, service_unavailable(why));
+    log_->info("INVITE {} refused: 503 {}", req.call_id, why);
+    return;
+  }
+  // RFC 3261 §8.2.2.3: every Require tag we don't know → 420 + Unsupported.
+  std::vector<std::string> unsupported;
+  for (const auto& tag : req.option_tags("Require"))
+    if (!supported_option(tag)) unsupported.push_back(tag);
+  if (!unsupported.empty()) {
+    std::string list;
+    for (const auto& t : unsupported) list += (list.empty() ? "" : ", ") + t;
+    sip::Response r = simple(420, "Bad Extension");
+    r.headers.emplace_back("Unsupported", list);
+    count_invite(420);
+    endpoint_->reply(tx, r);
+    log_->info("INVITE {} refused: 420 unsupported {}", req.call_id, list);
+    return;
+  }
+  auto refuse = [&](int status, const std::string& reason, sip::Response r = {}) {
+    r.status = status;
+    r.reason = phrase_safe(reason);
+    count_invite(status);
+    endpoint_->reply(tx, r);
+    log_->info("INVITE {} refused: {} {}", req.call_id, status, r.reason);
+  };
+  if (req.body.empty() || req.content_type.empty()) {
+    // We need the SRC's offer (RFC 7866 §7.1.1: the SRC offers the recorded streams).
+    refuse(400, "Missing SDP offer");
+    return;
+  }
+  auto body = split_recording_body(req.content_type, req.body);
+  if (!body) {
+    if (body.error().code == "body.unsupported_type") {
+      sip::Response r;
+      r.headers.emplace_back("Accept", kAccept);
+      refuse(415, "Unsupported Media Type", r);
+    } else {
+      refuse(400, "Malformed body: " + body.error().message);
+    }
+    return;
+  }
+  if (!body->sdp) {
+    refuse(400, "Missing SDP offer");
+    return;
+  }
+  auto offer = parse_sdp(*body->sdp);
+  if (!offer) {
+    refuse(400, "Malformed SDP: " + offer.error().message);
+    return;
+  }
+  auto plan = plan_answer(*offer, policy_.codecs);
+  if (!plan) {
+    sip::Response r;
+    // RFC 3261 §20.43: 305 Incompatible media format / 304 Media type not available.
+    int code = plan.error().code == "sdp.no_media" ? 304 : 305;
+    r.headers.emplace_back("Warning", std::to_string(code) + " " + policy_.node_name + " \"" +
+                                          phrase_safe(plan.error().message, 400) + "\"");
+    refuse(488, "Not Acceptable Here", r);
+    return;
+  }
+  sip::Response resp = contact_response(req);
+  if (auto st = check_session_timer(req, resp)) {
+    refuse(*st, *st == 422 ? "Session Interval Too Small" : "Bad Session-Expires", resp);
+    return;
+  }
+
+  auto s = std::make_unique<Session>();
+  s->recording_id = common::uuid_v4();
+  s->call_id = req.call_id;
+  s->src = req.from;
+  s->transport = req.transport;
+  s->invite_tx = tx;
+  s->start_time = common::utc_now_iso8601();
+  s->sdp_session_id = common::random_u64() >> 2;
+  s->invite_headers = req.headers;
+  for (const auto& w : body->warnings)
+    log_->info("{} [{}]: body: {}", s->recording_id, s->call_id, w);
+  apply_metadata(*s, body->metadata_docs);
+  if (!s->metadata) {
+    auto cisco = req.header_values(metadata::kCiscoParticipantHeader);
+    if (!cisco.empty()) s->metadata = metadata::from_cisco_headers(cisco, req.call_id);
+  }
+  metadata::HeaderLookup lookup = [&req](std::string_view name) { return req.header_values(name); };
+  if (auto m = metadata::find_conversation_id(policy_.conversation_id_rules,
+                                              s->metadata ? &*s->metadata : nullptr, lookup,
+                                              req.call_id)) {
+    s->conversation_id = m->value;
+    s->conversation_id_rule = m->rule;
+  }
+  // RFC 7866 §6.1: ports are bound before the 200 OK so early media is kept.
+  if (!apply_plan(*s, *plan)) {
+    count_invite(503);
+    endpoint_->reply(tx, service_unavailable("No media ports available"));
+    return;
+  }
+  resp.status = 200;
+  resp.reason = "OK";
+  resp.content_type = "application/sdp";
+  resp.body = build_sdp(*s, *offer, *plan);
+
+  std::uint64_t key = next_key_++;
+  log_event(*s, "recording session offered by " + phrase_safe(req.from) + " over " + req.transport +
+                    (s->conversation_id.empty() ? "" : ", conversation " + s->conversation_id +
+                                                           " (" + s->conversation_id_rule + ")"));
+  by_invite_tx_[tx] = key;
+  sessions_[key] = std::move(s);
+  publish();
+
+  auto pending = std::make_shared<sip::Response>(std::move(resp));
+  auto send = [this, key, pending] {
+    auto it = sessions_.find(key);
+    if (it == sessions_.end()) return;  // cancelled meanwhile
+    Session& sess = *it->second;
+    by_invite_tx_.erase(sess.invite_tx);
+    sip::DialogId d = endpoint_->accept_invite(sess.invite_tx, *pending);
+    if (d == 0) {
+      end_session(key, "invite transaction gone");
+      return;
+    }
+    count_invite(200);
+    sess.dialog = d;
+    sess.state = State::kEstablished;
+    by_dialog_[d] = key;
+    publish();
+  };
+  if (policy_.answer_delay_ms > 0) {
+    endpoint_->after(policy_.answer_delay_ms, send);
+  } else {
+    send();
+  }
+}
+
+void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip::Request& req,
+                                    bool is_invite) {
+  sip::Response resp = simple(200, "OK");
+  auto timer_resp = contact_response(req);
+  if (auto st = check_session_timer(req, timer_resp)) {
+    timer_resp.status = *st;
+    timer_resp.reason = *st == 422 ? "Session Interval Too Small" : "Bad Session-Expires";
+    endpoint_->reply(tx, timer_resp);
+    return;
+  }
+  resp.headers = timer_resp.headers;
+  std::optional<RecordingBody> body;
+  if (!req.body.empty() && !req.content_type.empty()) {
+    auto b = split_recording_body(req.content_type, req.body);
+    if (!b) {
+      sip::Response r = simple(b.error().code == "body.unsupported_type" ? 415 : 400,
+                               phrase_safe("Malformed body: " + b.error().message));
+      endpoint_->reply(tx, r);
+      return;
+    }
+    body = std::move(b).value();
+  }
+  if (body && body->sdp) {
+    auto offer = parse_sdp(*body->sdp);
+    if (!offer) {
+      endpoint_->reply(tx, simple(400, phrase_safe("Malformed SDP: " + offer.error().message)));
+      return;
+    }
+    auto plan = plan_answer(*offer, policy_.codecs);
+    if (!plan) {
+      // RFC 3264 §8: a refused re-offer leaves the session as it was.
+      sip::Response r = simple(488, "Not Acceptable Here");
+      r.headers.emplace_back("Warning", "305 " + policy_.node_name + " \"" +
+                                            phrase_safe(plan.error().message, 400) + "\"");
+      endpoint_->reply(tx, r);
+      return;
+    }
+    if (!apply_plan(s, *plan)) {
+      endpoint_->reply(tx, service_unavailable("No media ports available"));
+      return;
+    }
+    resp.content_type = "application/sdp";
+    resp.body = build_sdp(s, *offer, *plan);
+  } else if (is_invite) {
+    // No offer in a re-INVITE (metadata-only or empty): our 2xx carries the
+    // current description as the offer (RFC 3261 §14.2).
+    resp.content_type = "application/sdp";
+    resp.body = s.last_answer;
+  }
+  if (body && !body->metadata_docs.empty()) {
+    apply_metadata(s, body->metadata_docs);
+    log_event(s, "metadata updated (" + std::to_string(body->metadata_docs.size()) + " document(s))");
+  }
+  endpoint_->reply(tx, resp);
+  publish();
+}
+
+SessionManager::Session* SessionManager::by_dialog(sip::DialogId d, std::uint64_t* key) {
+  auto it = by_dialog_.find(d);
+  if (it == by_dialog_.end()) return nullptr;
+  auto s = sessions_.find(it->second);
+  if (s == sessions_.end()) return nullptr;
+  *key = it->second;
+  return s->second.get();
+}
+
+void SessionManager::on_dialog_request(sip::DialogId dialog, sip::TransactionId tx,
+                                       const sip::Request& req) {
+  metrics_.requests_by_method->with(req.method).inc();
+  std::uint64_t key = 0;
+  Session* s = by_dialog(dialog, &key);
+  if (s == nullptr) {
+    endpoint_->reply(tx, simple(481, "Call/Transaction Does Not Exist"));
+    return;
+  }
+  if (req.method == "BYE") {
+    endpoint_->reply(tx, simple(200, "OK"));
+    endpoint_->release_dialog(dialog);
+    by_dialog_.erase(dialog);
+    s->dialog = 0;
+    end_session(key, "BYE from SRC");
+  } else if (req.method == "INVITE" || req.method == "UPDATE") {
+    handle_reoffer(*s, tx, req, req.method == "INVITE");
+  } else if (req.method == "INFO" || req.method == "OPTIONS" || req.method == "NOTIFY") {
+    sip::Response r = simple(200, "OK");
+    if (req.method == "OPTIONS") {
+      r.headers.emplace_back("Allow", kAllow);
+      r.headers.emplace_back("Accept", kAccept);
+      r.headers.emplace_back("Supported", kSupported);
+    }
+    endpoint_->reply(tx, r);
+  } else {
+    sip::Response r = simple(405, "Method Not Allowed");
+    r.headers.emplace_back("Allow", kAllow);
+    endpoint_->reply(tx, r);
+  }
+}
+
+void SessionManager::on_ack(sip::DialogId dialog) {
+  std::uint64_t key = 0;
+  if (Session* s = by_dialog(dialog, &key); s && !s->acked) {
+    s->acked = true;
+    log_event(*s, "established (ACK)");
+  }
+}
+
+void SessionManager::on_cancelled(sip::TransactionId tx) {
+  auto it = by_invite_tx_.find(tx);
+  if (it == by_invite_tx_.end()) return;
+  std::uint64_t key = it->second;
+  by_invite_tx_.erase(it);
+  count_invite(487);
+  end_session(key, "CANCEL before answer");
+}
+
+void SessionManager::on_bye_result(sip::DialogId dialog, int status) {
+  std::uint64_t key = 0;
+  Session* s = by_dialog(dialog, &key);
+  by_dialog_.erase(dialog);
+  if (s == nullptr) return;
+  s->dialog = 0;
+  end_session(key, "BYE sent by gateway (answered " + std::to_string(status) + ")");
+}
+
+void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
+  for (auto& st : s.streams)
+    if (st.media_id) media_->close_stream(st.media_id);
+  log_event(s, "ended: " + cause);
+  if (s.dialog) {
+    by_dialog_.erase(s.dialog);
+    endpoint_->release_dialog(s.dialog);
+  }
+  if (s.state != State::kAnswering || cause != "CANCEL before answer") write_session_json(s, cause);
+  sessions_.erase(it);
+  publish();
+  if (draining_ && sessions_.empty() && on_drained_) {
+    auto cb = std::move(on_drained_);
+    on_drained_ = nullptr;
+    cb();
+  }
+}
+
+void SessionManager::write_session_json(const Session& s, const std::string& cause) {
+  if (policy_.recordings_dir.empty()) return;
+  nlohmann::json j;
+  j["recording_id"] = s.recording_id;
+  j["conversation_id"] = s.conversation_id;
+  j["conversation_id_rule"] = s.conversation_id_rule;
+  j["call_id"] = s.call_id;
+  j["start_time"] = s.start_time;
+  j["end_time"] = common::utc_now_iso8601();
+  j["end_cause"] = cause;
+  j["gateway"] = {{"node", policy_.node_name}, {"region", policy_.region}};
+  nlohmann::json streams = nlohmann::json::array();
+  for (const auto& st : s.streams)
+    streams.push_back({{"label", st.label}, {"codec", st.codec}, {"recorded", st.media_id != 0}});
+  j["streams"] = streams;
+  j["metadata"] = s.metadata ? metadata::to_json(*s.metadata) : nlohmann::json(nullptr);
+  j["metadata_errors"] = s.metadata_errors;
+  j["metadata_xml"] = s.metadata_raw;
+  nlohmann::json events = nlohmann::json::array();
+  for (const auto& e : s.events) events.push_back({{"time", e.time}, {"event", e.what}});
+  j["events"] = events;
+  std::string path = (std::filesystem::path(policy_.recordings_dir) / "sessions" /
+                      (s.recording_id + ".json")).string();
+  auto st = common::write_file_atomically(path, j.dump(2, ' ', false,
+                                                        nlohmann::json::error_handler_t::replace));
+  if (!st) log_->error("{} [{}]: {}", s.recording_id, s.call_id, st.error().message);
+}
+
+void SessionManager::drain(std::function<void()> on_drained) {
+  draining_ = true;
+  on_drained_ = std::move(on_drained);
+  std::vector<std::uint64_t> keys;
+  for (auto& [key, s] : sessions_) keys.push_back(key);
+  for (auto key : keys) {
+    auto it = sessions_.find(key);
+    if (it == sessions_.end()) continue;
+    Session& s = *it->second;
+    if (s.state == State::kAnswering) {
+      by_invite_tx_.erase(s.invite_tx);
+      count_invite(503);
+      endpoint_->reply(s.invite_tx, service_unavailable("Draining"));
+      end_session(key, "drain before answer");
+    } else if (s.state == State::kEstablished && s.dialog) {
+      s.state = State::kEnding;
+      log_event(s, "drain: sending BYE");
+      // RFC 3326 Reason header tells the SRC why the recording stops.
+      endpoint_->send_bye(s.dialog, {{"Reason", "SIP;cause=503;text=\"Recorder draining\""}});
+    }
+  }
+  publish();
+  if (sessions_.empty() && on_drained_) {
+    auto cb = std::move(on_drained_);
+    on_drained_ = nullptr;
+    cb();
+  }
+}
+
+}  // namespace sgw::siprec

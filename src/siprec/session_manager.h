@@ -1,0 +1,163 @@
+// SessionManager: the SRS side of RFC 7866 recording sessions.
+//
+// It answers OPTIONS, accepts or refuses recording-session INVITEs (policy:
+// 503 when draining or full, 420 for unknown Require, 400 for a malformed
+// body, 488 when nothing offered can be recorded), allocates media ports
+// before the 200 OK, keeps the merged RFC 7865 metadata, and follows the
+// dialog (re-INVITE/UPDATE pause/resume, stream add/remove, metadata updates,
+// session-timer refreshes, BYE in both directions, drain).
+//
+// Thread: everything runs on the SIP thread, except snapshot_json() and
+// active_sessions(), which any thread may call.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "media/media_engine.h"
+#include "metadata/conversation_id.h"
+#include "metadata/metadata_parser.h"
+#include "metadata/recording_metadata.h"
+#include "sip/endpoint.h"
+#include "siprec/offer_answer.h"
+#include "siprec/sdp.h"
+
+namespace sgw::siprec {
+
+struct Policy {
+  std::string node_name = "siprecd";
+  std::string region = "local";
+  std::uint32_t max_sessions = 10000;
+  std::uint32_t retry_after_s = 30;
+  std::uint32_t answer_delay_ms = 0;  // test aid: delay the final answer to INVITE
+  std::uint32_t min_session_expires_s = 90;  // RFC 4028 §5 Min-SE floor
+  std::string media_address = "127.0.0.1";
+  CodecPolicy codecs;
+  metadata::ParseLimits metadata_limits;
+  std::vector<metadata::ConversationIdRule> conversation_id_rules;
+  std::string recordings_dir;  // finished sessions' metadata JSON goes here
+};
+
+struct SessionMetrics {
+  common::Gauge* active_sessions = nullptr;
+  common::LabelledCounter* invites_by_code = nullptr;
+  common::LabelledCounter* requests_by_method = nullptr;
+  common::Counter* metadata_errors = nullptr;
+};
+
+class SessionManager final : public sip::EndpointListener {
+ public:
+  SessionManager(Policy policy, media::MediaEngine* media, SessionMetrics metrics);
+  ~SessionManager() override;
+
+  // Must be called once before the endpoint runs; the endpoint outlives us.
+  void attach(sip::Endpoint* endpoint) { endpoint_ = endpoint; }
+
+  // Storage health, set by the application (503 when false).
+  void set_storage_ok(bool ok) { storage_ok_ = ok; }
+
+  // SIP thread: refuse new sessions and BYE every established one; calls
+  // on_drained once no session is left (immediately if none).
+  void drain(std::function<void()> on_drained);
+  bool draining() const { return draining_; }
+
+  // Any thread.
+  std::size_t active_sessions() const;
+  nlohmann::json snapshot_json() const;
+
+  // sip::EndpointListener
+  void on_request(sip::TransactionId tx, const sip::Request& request) override;
+  void on_dialog_request(sip::DialogId dialog, sip::TransactionId tx,
+                         const sip::Request& request) override;
+  void on_ack(sip::DialogId dialog) override;
+  void on_cancelled(sip::TransactionId tx) override;
+  void on_bye_result(sip::DialogId dialog, int status) override;
+
+ private:
+  struct StreamState {
+    std::size_t mline = 0;
+    std::string label;
+    std::string codec;                 // "PCMA/8000"
+    media::StreamId media_id = 0;      // 0 when rejected
+    std::uint16_t port = 0;
+    bool paused = false;
+  };
+  struct Event {
+    std::string time;
+    std::string what;
+  };
+  enum class State { kAnswering, kEstablished, kEnding };
+  struct Session {
+    std::string recording_id;
+    std::string call_id;
+    std::string src;                   // From of the INVITE
+    std::string transport;
+    sip::TransactionId invite_tx = 0;
+    sip::DialogId dialog = 0;
+    State state = State::kAnswering;
+    bool acked = false;
+    std::string start_time;
+    std::uint64_t sdp_session_id = 0;
+    std::uint64_t sdp_version = 0;
+    std::string last_answer;
+    std::vector<StreamState> streams;
+    std::optional<metadata::RecordingMetadata> metadata;
+    std::vector<std::string> metadata_raw;
+    std::vector<std::string> metadata_errors;
+    std::string conversation_id;
+    std::string conversation_id_rule;
+    std::vector<Event> events;
+    sip::HeaderList invite_headers;
+  };
+
+  bool can_accept(std::string* why) const;
+  sip::Response service_unavailable(const std::string& why) const;
+  void answer_options(sip::TransactionId tx);
+  void handle_invite(sip::TransactionId tx, const sip::Request& req);
+  void handle_reoffer(Session& s, sip::TransactionId tx, const sip::Request& req, bool is_invite);
+  void finish_invite(std::uint64_t key);
+  void count_invite(int status);
+  // Applies metadata documents to the session (merge; errors kept, never fatal).
+  void apply_metadata(Session& s, const std::vector<std::string>& docs);
+  // Opens/keeps/closes media per m-line of an accepted plan; false on port exhaustion.
+  bool apply_plan(Session& s, const OfferPlan& plan);
+  std::string build_sdp(Session& s, const SessionDescription& offer, const OfferPlan& plan);
+  void add_timer_headers(const sip::Request& req, sip::Response& resp) const;
+  std::optional<int> check_session_timer(const sip::Request& req, sip::Response& resp) const;
+  sip::Response contact_response(const sip::Request& req) const;
+  void end_session(std::uint64_t key, const std::string& cause);
+  void write_session_json(const Session& s, const std::string& cause);
+  void publish();
+  void log_event(Session& s, std::string what);
+  Session* by_dialog(sip::DialogId d, std::uint64_t* key);
+
+  Policy policy_;
+  media::MediaEngine* media_;   // not owned
+  sip::Endpoint* endpoint_ = nullptr;  // not owned
+  SessionMetrics metrics_;
+  bool storage_ok_ = true;
+  bool draining_ = false;
+  std::function<void()> on_drained_;
+  std::uint64_t next_key_ = 1;
+  std::map<std::uint64_t, std::unique_ptr<Session>> sessions_;
+  std::map<sip::TransactionId, std::uint64_t> by_invite_tx_;
+  std::map<sip::DialogId, std::uint64_t> by_dialog_;
+  std::shared_ptr<spdlog::logger> log_;
+
+  mutable std::mutex snapshot_mutex_;
+  nlohmann::json snapshot_ = nlohmann::json::array();
+  std::size_t active_ = 0;
+};
+
+}  // namespace sgw::siprec
