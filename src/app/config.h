@@ -30,6 +30,7 @@ struct Config {
   std::uint32_t max_sessions = 10000;
   std::uint32_t retry_after_s = 30;   // Retry-After on 503
   std::uint32_t max_message_bytes = 65535;
+  std::uint32_t answer_delay_ms = 0;  // delay before the final answer to INVITE (tests, pacing)
 
   // media.*
   std::string media_address = "127.0.0.1";
@@ -61,7 +62,8 @@ struct Config {
   bool redact_personal_data = false;
 };
 
-// The embedded default (what `siprecd` with no arguments runs).
+// The embedded default (what `siprecd` with no arguments runs): node_name is
+// gethostname() (or "siprecd" if that is unusable), everything else as above.
 Config default_config();
 
 // Command-line overrides collected by the CLI (empty/unset fields are not applied).
@@ -75,17 +77,39 @@ struct CliOverrides {
   std::string log_level;
 };
 
-// Loads a YAML file over the defaults. An error names the key (e.g.
-// "media.rtp_ports: expected MIN-MAX with MIN < MAX") or the file.
+// Loads a YAML file over the defaults and validates the result. An error names
+// the file, the line and the key (e.g. "siprecd.yaml:12: media.rtp_ports:
+// expected MIN-MAX with MIN < MAX, got '20000-10000'"); unknown keys are
+// errors. Start-up plane: yaml-cpp's exceptions are caught and converted.
 common::Result<Config> load_config_file(const std::string& path);
 
-// Applies flag overrides; validates the result. Errors name the flag.
+// As load_config_file, for YAML text already in memory; `source` names it in
+// error messages (a file name, or "<string>").
+common::Result<Config> load_config_text(const std::string& text,
+                                        const std::string& source = "<string>");
+
+// Applies flag overrides (non-empty fields only; a non-empty `listen` replaces
+// the whole list) and validates the result. Errors name the flag
+// ("--rtp-ports: expected MIN-MAX ..."); cross-field errors name the key.
 common::Result<Config> apply_overrides(Config config, const CliOverrides& cli);
 
-// Cross-field validation (port ranges, addresses parse, dirs non-empty, ...).
+// Checks every field and the cross-field rules (port ranges, addresses are
+// literals, listen non-empty without duplicates, dirs non-empty and distinct,
+// codec names canonical, ...). The error names the dotted key.
 common::Status validate(const Config& config);
 
-// "udp:127.0.0.1:5060" / "tcp:[::1]:5060" / "udp:0.0.0.0:5080".
+// "udp:127.0.0.1:5060" / "tcp:[::1]:5060" / "udp:0.0.0.0:5080". The address
+// must be a literal (IPv6 in brackets); it is stored in canonical form
+// (inet_ntop), so "[::0001]" and "[::1]" compare equal. Port 1-65535.
 common::Result<ListenAddress> parse_listen(const std::string& text);
+
+// An address and port, as in http.listen.
+struct HostPort {
+  std::string address;  // literal IPv4/IPv6 address, canonical form, no brackets
+  std::uint16_t port = 0;
+};
+
+// "127.0.0.1:8080" / "[::1]:8080"; port 1-65535.
+common::Result<HostPort> parse_host_port(const std::string& text);
 
 }  // namespace sgw::app

@@ -251,7 +251,7 @@ class MediaEngineImpl final : public MediaEngine {
   }
 
   common::Result<OpenedStream> open_stream(const std::string& session_tag) override {
-    unsigned span = (options_.port_max - options_.port_min) / 2;
+    unsigned span = (options_.port_max - options_.port_min + 1u) / 2u;  // port pairs in range
     for (unsigned attempt = 0; attempt < span; ++attempt) {
       std::uint16_t port = next_port_;
       next_port_ = static_cast<std::uint16_t>(next_port_ + 2);

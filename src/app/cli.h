@@ -1,0 +1,32 @@
+// The `siprecd` command line (CLI11): flags are collected into CliOptions, then
+// resolve_config() layers defaults, the YAML file and the flags into one
+// validated Config. Start-up plane; nothing here throws.
+#pragma once
+
+#include <string>
+
+#include "app/config.h"
+#include "common/result.h"
+
+namespace sgw::app {
+
+struct CliOptions {
+  std::string config_file;        // --config FILE
+  std::string check_config_file;  // --check-config FILE: validate FILE and exit
+  CliOverrides overrides;         // --listen, --media-address, --rtp-ports, ...
+  bool show_version = false;      // --version: print the version and exit 0
+  bool help_shown = false;        // --help/-h: print help_text and exit 0
+  std::string help_text;          // the usage text (always filled)
+};
+
+// Parses argv. An unknown flag, a missing value or a stray argument is an
+// error carrying CLI11's message (code "cli.usage"). Values are not validated
+// here; resolve_config() does that and names the flag.
+common::Result<CliOptions> parse_cli(int argc, char** argv);
+
+// Defaults, then the file (check_config_file if given, else config_file, if
+// any), then the flag overrides, then validate(). Errors name the file and key,
+// or the flag.
+common::Result<Config> resolve_config(const CliOptions& options);
+
+}  // namespace sgw::app

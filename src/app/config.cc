@@ -1,0 +1,744 @@
+// Start-up plane: configuration is read once, before any thread starts. yaml-cpp
+// throws; its exceptions are caught in this file only and turned into one error
+// line naming the file, the line and the key.
+#include "app/config.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string_view>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/logging.h"
+#include "common/strings.h"
+
+namespace sgw::app {
+
+using common::Error;
+using common::make_error;
+using common::Ok;
+using common::Result;
+using common::Status;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Value checks shared by the YAML loader, the flag overrides and validate().
+// Each returns the problem without a key; the caller prefixes the key or flag.
+
+constexpr std::array<std::string_view, 5> kCodecs{"PCMA", "PCMU", "G722", "opus", "G729"};
+constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info",    "warn",
+                                                     "error", "critical", "off"};
+constexpr std::array<std::string_view, 4> kRulePrefixes{"header:", "extension:", "regex:",
+                                                        "metadata:"};
+
+struct Range {
+  std::uint64_t min;
+  std::uint64_t max;
+};
+constexpr Range kMaxSessions{1, 1'000'000};
+constexpr Range kRetryAfter{1, 86'400};
+constexpr Range kMaxMessageBytes{1500, 65535};
+constexpr Range kAnswerDelay{0, 60000};
+constexpr Range kMediaWorkers{0, 1024};
+constexpr Range kMediaTimeout{1, 86'400};
+constexpr Range kMetadataMaxBytes{1024, 16 * 1024 * 1024};
+constexpr Range kMetadataMaxDepth{1, 1024};
+constexpr std::size_t kMaxNameLength = 63;
+
+std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::string join(const auto& items) {
+  std::string out;
+  for (const auto& i : items) {
+    if (!out.empty()) out += ", ";
+    out += i;
+  }
+  return out;
+}
+
+// Unsigned decimal, no sign, no spaces, no trailing characters.
+std::optional<std::uint64_t> parse_unsigned(std::string_view s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  std::uint64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<std::uint16_t> parse_port(std::string_view s) {
+  auto v = parse_unsigned(s);
+  if (!v || *v < 1 || *v > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(*v);
+}
+
+// Canonical text of a literal address, or nullopt. IPv6 without brackets.
+std::optional<std::string> canonical_ip(std::string_view s) {
+  if (s.empty() || s.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+  std::string text(s);
+  unsigned char buf[sizeof(struct in6_addr)];
+  char out[INET6_ADDRSTRLEN];
+  int family = text.find(':') == std::string::npos ? AF_INET : AF_INET6;
+  if (inet_pton(family, text.c_str(), buf) != 1) return std::nullopt;
+  if (inet_ntop(family, buf, out, sizeof(out)) == nullptr) return std::nullopt;
+  return std::string(out);
+}
+
+bool is_unspecified(std::string_view canonical) {
+  return canonical == "0.0.0.0" || canonical == "::";
+}
+
+// "ADDR:PORT" or "[V6]:PORT"; the problem text on failure quotes `shown`.
+Result<HostPort> split_host_port(std::string_view s, std::string_view shown) {
+  const auto bad = [&](std::string why) {
+    return make_error("config.invalid", std::move(why) + ", got " + quoted(shown));
+  };
+  std::string_view host;
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    auto close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':')
+      return bad("expected [IPV6]:PORT");
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+    if (host.find(':') == std::string_view::npos)
+      return bad("brackets are only for IPv6 addresses");
+  } else {
+    auto colon = s.rfind(':');
+    if (colon == std::string_view::npos) return bad("expected ADDR:PORT");
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos)
+      return bad("an IPv6 address must be in brackets, e.g. [::1]:5060");
+  }
+  auto ip = canonical_ip(host);
+  if (!ip) return bad("expected a literal IPv4 or IPv6 address");
+  auto p = parse_port(port);
+  if (!p) return bad("expected a port 1-65535");
+  return HostPort{*ip, *p};
+}
+
+Status check_range(std::uint64_t v, Range r) {
+  if (v < r.min || v > r.max)
+    return make_error("config.range", "expected " + std::to_string(r.min) + "-" +
+                                          std::to_string(r.max) + ", got " + std::to_string(v));
+  return Ok{};
+}
+
+// Node and region names end up in storage keys, log lines and metric labels.
+Status check_name(std::string_view s) {
+  if (s.empty()) return make_error("config.invalid", "must not be empty");
+  if (s.size() > kMaxNameLength)
+    return make_error("config.invalid",
+                      "at most " + std::to_string(kMaxNameLength) + " characters, got " + quoted(s));
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok)
+      return make_error("config.invalid",
+                        "only letters, digits, '.', '_' and '-' are allowed, got " + quoted(s));
+  }
+  return Ok{};
+}
+
+Status check_non_empty(std::string_view s) {
+  if (s.empty()) return make_error("config.invalid", "must not be empty");
+  return Ok{};
+}
+
+struct PortRange {
+  std::uint16_t min;
+  std::uint16_t max;
+};
+
+constexpr std::string_view kRtpPortsRule =
+    "expected MIN-MAX with 1 <= MIN < MAX <= 65535 and MIN even (RTP on even ports, RTCP on the "
+    "next odd one)";
+
+Status check_port_range(std::uint64_t min, std::uint64_t max, std::string_view shown) {
+  if (min < 1 || max > 65535 || min >= max || min % 2 != 0)
+    return make_error("config.range", std::string(kRtpPortsRule) + ", got " + quoted(shown));
+  return Ok{};
+}
+
+Result<PortRange> parse_port_range(std::string_view s) {
+  auto dash = s.find('-');
+  if (dash == std::string_view::npos)
+    return make_error("config.invalid", std::string(kRtpPortsRule) + ", got " + quoted(s));
+  auto min = parse_unsigned(s.substr(0, dash));
+  auto max = parse_unsigned(s.substr(dash + 1));
+  if (!min || !max)
+    return make_error("config.invalid", std::string(kRtpPortsRule) + ", got " + quoted(s));
+  if (auto st = check_port_range(*min, *max, s); !st) return st.error();
+  return PortRange{static_cast<std::uint16_t>(*min), static_cast<std::uint16_t>(*max)};
+}
+
+Result<std::string> canonical_log_level(std::string_view s) {
+  auto lower = common::to_lower(s);
+  for (auto l : kLogLevels)
+    if (lower == l && common::valid_log_level(l)) return std::string(l);
+  return make_error("config.invalid",
+                    "expected one of " + join(kLogLevels) + ", got " + quoted(s));
+}
+
+Result<std::string> canonical_codec(std::string_view s) {
+  for (auto c : kCodecs)
+    if (common::iequals(s, c)) return std::string(c);
+  return make_error("config.invalid",
+                    "unknown codec " + quoted(s) + ", expected one of " + join(kCodecs));
+}
+
+// Canonicalises names and rejects unknown names and duplicates.
+Result<std::vector<std::string>> canonical_codecs(const std::vector<std::string>& in) {
+  if (in.empty()) return make_error("config.invalid", "at least one codec is required");
+  std::vector<std::string> out;
+  for (const auto& name : in) {
+    auto c = canonical_codec(name);
+    if (!c) return c.error();
+    if (std::find(out.begin(), out.end(), *c) != out.end())
+      return make_error("config.invalid", "codec " + quoted(*c) + " is listed twice");
+    out.push_back(std::move(*c));
+  }
+  return out;
+}
+
+// Only the rule's kind is checked here; the metadata layer parses the rest.
+Status check_rule(std::string_view rule) {
+  if (rule.empty()) return make_error("config.invalid", "a rule must not be empty");
+  if (rule == "call-id") return Ok{};
+  for (auto p : kRulePrefixes) {
+    if (rule.substr(0, p.size()) == p) {
+      if (rule.size() == p.size())
+        return make_error("config.invalid", "rule " + quoted(rule) + " has nothing after the ':'");
+      return Ok{};
+    }
+  }
+  return make_error("config.invalid",
+                    "rule " + quoted(rule) +
+                        " must be 'call-id' or start with header:, extension:, regex: or metadata:");
+}
+
+Status check_media_address(std::string_view s) {
+  auto ip = canonical_ip(s);
+  if (!ip)
+    return make_error("config.invalid",
+                      "expected a literal IPv4 or IPv6 address (no brackets), got " + quoted(s));
+  // It is also the address put in the SDP answer's c= line; 0.0.0.0 there
+  // means "hold" (RFC 3264 §8.4) and the SRC would send no media.
+  if (is_unspecified(*ip))
+    return make_error("config.invalid", "must be a specific address (it is advertised in SDP), got " +
+                                            quoted(s));
+  return Ok{};
+}
+
+Status check_http_listen(std::string_view s) {
+  if (s.empty()) return Ok{};
+  auto hp = split_host_port(s, s);
+  if (!hp) return hp.error();
+  return Ok{};
+}
+
+Status check_listen_list(const std::vector<ListenAddress>& list) {
+  if (list.empty()) return make_error("config.invalid", "at least one listen address is required");
+  std::set<std::string> seen;
+  for (const auto& l : list) {
+    auto ip = canonical_ip(l.address);
+    if (!ip)
+      return make_error("config.invalid", "expected a literal IPv4 or IPv6 address, got " +
+                                              quoted(l.address));
+    if (l.port == 0) return make_error("config.invalid", "port 0 in " + quoted(l.to_string()));
+    ListenAddress canon = l;
+    canon.address = *ip;
+    if (!seen.insert(canon.to_string()).second)
+      return make_error("config.invalid", "duplicate entry " + quoted(canon.to_string()));
+  }
+  return Ok{};
+}
+
+Error keyed(std::string_view key, const Error& e) {
+  return make_error(e.code, std::string(key) + ": " + e.message);
+}
+
+// ---------------------------------------------------------------------------
+// YAML reading.
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1);
+  std::vector<std::size_t> cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+class Loader {
+ public:
+  Loader(std::string source, Config& config) : source_(std::move(source)), config_(config) {}
+
+  Status load(const YAML::Node& root) {
+    if (!root || root.IsNull()) return Ok{};  // empty document: all defaults
+    if (!root.IsMap()) return fail(root, "", "config.type", "expected a map of sections at the top level");
+    std::set<std::string> seen;
+    for (auto it = root.begin(); it != root.end(); ++it) {
+      auto name = key_text(it->first);
+      if (!name) return fail(it->first, "", "config.type", "expected a section name");
+      if (!seen.insert(*name).second)
+        return fail(it->first, *name, "config.duplicate", "section given twice");
+      auto st = section(*name, it->first, it->second);
+      if (!st) return st;
+    }
+    return Ok{};
+  }
+
+ private:
+  using Handler = std::function<Status(const std::string& key, const YAML::Node&)>;
+  struct Field {
+    std::string_view name;
+    Handler handler;
+  };
+
+  std::string where(const YAML::Node& n) const {
+    auto mark = n.Mark();
+    if (mark.line < 0) return source_ + ": ";
+    return source_ + ":" + std::to_string(mark.line + 1) + ": ";
+  }
+
+  Error fail(const YAML::Node& n, std::string_view key, std::string code, std::string_view msg) const {
+    std::string m = where(n);
+    if (!key.empty()) m += std::string(key) + ": ";
+    m += msg;
+    return make_error(std::move(code), std::move(m));
+  }
+
+  Error fail(const YAML::Node& n, std::string_view key, const Error& e) const {
+    return fail(n, key, e.code, e.message);
+  }
+
+  static std::optional<std::string> key_text(const YAML::Node& n) {
+    if (!n.IsScalar()) return std::nullopt;
+    return n.Scalar();
+  }
+
+  static std::string describe(const YAML::Node& n) {
+    if (n.IsNull()) return "nothing";
+    if (n.IsSequence()) return "a list";
+    if (n.IsMap()) return "a map";
+    return quoted(n.Scalar());
+  }
+
+  Error type_error(const YAML::Node& n, std::string_view key, std::string_view expected) const {
+    return fail(n, key, "config.type",
+                "expected " + std::string(expected) + ", got " + describe(n));
+  }
+
+  Result<std::string> as_string(const std::string& key, const YAML::Node& n) const {
+    if (!n.IsScalar()) return type_error(n, key, "a string");
+    return n.Scalar();
+  }
+
+  Result<std::uint64_t> as_unsigned(const std::string& key, const YAML::Node& n, Range r) const {
+    if (!n.IsScalar()) return type_error(n, key, "an unsigned integer");
+    auto v = parse_unsigned(n.Scalar());
+    if (!v) return type_error(n, key, "an unsigned integer");
+    if (auto st = check_range(*v, r); !st) return fail(n, key, st.error());
+    return *v;
+  }
+
+  Result<bool> as_bool(const std::string& key, const YAML::Node& n) const {
+    if (n.IsScalar()) {
+      auto s = common::to_lower(n.Scalar());
+      if (s == "true" || s == "yes" || s == "on") return true;
+      if (s == "false" || s == "no" || s == "off") return false;
+    }
+    return type_error(n, key, "a boolean (true or false)");
+  }
+
+  Result<std::vector<std::string>> as_string_list(const std::string& key, const YAML::Node& n) const {
+    if (!n.IsSequence()) return type_error(n, key, "a list of strings");
+    std::vector<std::string> out;
+    std::size_t index = 0;
+    for (const auto& item : n) {
+      if (!item.IsScalar())
+        return type_error(item, key + "[" + std::to_string(index) + "]", "a string");
+      out.push_back(item.Scalar());
+      ++index;
+    }
+    return out;
+  }
+
+  // Binds a handler that parses a value of one kind and stores it.
+  Handler str(std::string& out, Status (*check)(std::string_view) = nullptr) {
+    return [this, &out, check](const std::string& key, const YAML::Node& n) -> Status {
+      auto v = as_string(key, n);
+      if (!v) return v.error();
+      if (check != nullptr)
+        if (auto st = check(*v); !st) return fail(n, key, st.error());
+      out = std::move(*v);
+      return Ok{};
+    };
+  }
+  template <typename T>
+  Handler uint(T& out, Range r) {
+    return [this, &out, r](const std::string& key, const YAML::Node& n) -> Status {
+      auto v = as_unsigned(key, n, r);
+      if (!v) return v.error();
+      out = static_cast<T>(*v);
+      return Ok{};
+    };
+  }
+  Handler boolean(bool& out) {
+    return [this, &out](const std::string& key, const YAML::Node& n) -> Status {
+      auto v = as_bool(key, n);
+      if (!v) return v.error();
+      out = *v;
+      return Ok{};
+    };
+  }
+
+  std::vector<Field> fields_of(std::string_view section) {
+    Config& c = config_;
+    if (section == "node")
+      return {{"name", str(c.node_name, check_name)}, {"region", str(c.region, check_name)}};
+    if (section == "sip")
+      return {{"listen", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 if (!n.IsSequence()) return type_error(n, key, "a list of TRANSPORT:ADDR:PORT");
+                 std::vector<ListenAddress> list;
+                 for (const auto& item : n) {
+                   if (!item.IsScalar()) return type_error(item, key, "TRANSPORT:ADDR:PORT");
+                   auto l = parse_listen(item.Scalar());
+                   if (!l) return fail(item, key, l.error());
+                   list.push_back(std::move(*l));
+                 }
+                 if (auto st = check_listen_list(list); !st) return fail(n, key, st.error());
+                 c.listen = std::move(list);
+                 return Ok{};
+               }},
+              {"max_sessions", uint(c.max_sessions, kMaxSessions)},
+              {"retry_after_s", uint(c.retry_after_s, kRetryAfter)},
+              {"max_message_bytes", uint(c.max_message_bytes, kMaxMessageBytes)},
+              {"answer_delay_ms", uint(c.answer_delay_ms, kAnswerDelay)}};
+    if (section == "media")
+      return {{"address", str(c.media_address, check_media_address)},
+              {"rtp_ports", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 auto v = as_string(key, n);
+                 if (!v) return v.error();
+                 auto r = parse_port_range(*v);
+                 if (!r) return fail(n, key, r.error());
+                 c.rtp_port_min = r->min;
+                 c.rtp_port_max = r->max;
+                 return Ok{};
+               }},
+              {"workers", uint(c.media_workers, kMediaWorkers)},
+              {"timeout_s", uint(c.media_timeout_s, kMediaTimeout)},
+              {"codecs", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 auto v = as_string_list(key, n);
+                 if (!v) return v.error();
+                 auto codecs = canonical_codecs(*v);
+                 if (!codecs) return fail(n, key, codecs.error());
+                 c.codecs = std::move(*codecs);
+                 return Ok{};
+               }},
+              {"srtp", boolean(c.srtp)}};
+    if (section == "recording")
+      return {{"dir", str(c.recordings_dir, check_non_empty)},
+              {"spool_dir", str(c.spool_dir, check_non_empty)}};
+    if (section == "metadata")
+      return {{"max_bytes", uint(c.metadata_max_bytes, kMetadataMaxBytes)},
+              {"max_depth", uint(c.metadata_max_depth, kMetadataMaxDepth)},
+              {"conversation_id_rules", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 auto v = as_string_list(key, n);
+                 if (!v) return v.error();
+                 std::size_t index = 0;
+                 for (const auto& rule : *v) {
+                   if (auto st = check_rule(rule); !st)
+                     return fail(n[index], key + "[" + std::to_string(index) + "]", st.error());
+                   ++index;
+                 }
+                 c.conversation_id_rules = std::move(*v);
+                 return Ok{};
+               }}};
+    if (section == "http")
+      return {{"listen", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 if (n.IsNull()) {  // "listen:" with no value: disabled
+                   c.http_listen.clear();
+                   return Ok{};
+                 }
+                 auto v = as_string(key, n);
+                 if (!v) return v.error();
+                 if (auto st = check_http_listen(*v); !st) return fail(n, key, st.error());
+                 c.http_listen = std::move(*v);
+                 return Ok{};
+               }}};
+    if (section == "log")
+      return {{"level", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 auto v = as_string(key, n);
+                 if (!v) return v.error();
+                 auto level = canonical_log_level(*v);
+                 if (!level) return fail(n, key, level.error());
+                 c.log_level = std::move(*level);
+                 return Ok{};
+               }},
+              {"redact_personal_data", boolean(c.redact_personal_data)}};
+    return {};
+  }
+
+  static constexpr std::array<std::string_view, 7> kSections{"node",     "sip",  "media", "recording",
+                                                             "metadata", "http", "log"};
+
+  // "did you mean" for a typo within edit distance 2 of a known key.
+  std::string suggestion(std::string_view dotted) {
+    std::string best;
+    std::size_t best_d = 3;
+    for (auto s : kSections) {
+      for (const auto& f : fields_of(s)) {
+        std::string full = std::string(s) + "." + std::string(f.name);
+        auto d = edit_distance(dotted, full);
+        if (d < best_d) {
+          best_d = d;
+          best = full;
+        }
+      }
+      auto d = edit_distance(dotted, s);
+      if (d < best_d) {
+        best_d = d;
+        best = std::string(s);
+      }
+    }
+    return best.empty() ? "" : " (did you mean '" + best + "'?)";
+  }
+
+  Status section(const std::string& name, const YAML::Node& key_node, const YAML::Node& body) {
+    auto fields = fields_of(name);
+    if (fields.empty())
+      return fail(key_node, "", "config.unknown_key",
+                  "unknown key " + quoted(name) + suggestion(name));
+    if (body.IsNull()) return Ok{};  // "sip:" with nothing under it
+    if (!body.IsMap()) return type_error(body, name, "a map");
+    std::set<std::string> seen;
+    for (auto it = body.begin(); it != body.end(); ++it) {
+      auto key = key_text(it->first);
+      if (!key) return fail(it->first, name, "config.type", "expected a key name");
+      std::string dotted = name + "." + *key;
+      if (!seen.insert(*key).second)
+        return fail(it->first, dotted, "config.duplicate", "key given twice");
+      auto f = std::find_if(fields.begin(), fields.end(),
+                            [&](const Field& fd) { return fd.name == *key; });
+      if (f == fields.end())
+        return fail(it->first, "", "config.unknown_key",
+                    "unknown key " + quoted(dotted) + suggestion(dotted));
+      if (auto st = f->handler(dotted, it->second); !st) return st;
+    }
+    return Ok{};
+  }
+
+  std::string source_;
+  Config& config_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+std::string ListenAddress::to_string() const {
+  std::string out = transport == Transport::kUdp ? "udp:" : "tcp:";
+  if (address.find(':') != std::string::npos)
+    out += "[" + address + "]";
+  else
+    out += address;
+  out += ":" + std::to_string(port);
+  return out;
+}
+
+Config default_config() {
+  Config c;
+  c.node_name = "siprecd";
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) == 0) {
+    host.back() = '\0';
+    std::string name(host.data());
+    if (check_name(name)) c.node_name = std::move(name);
+  }
+  c.listen = {ListenAddress{Transport::kUdp, "127.0.0.1", 5060},
+              ListenAddress{Transport::kTcp, "127.0.0.1", 5060}};
+  return c;
+}
+
+Result<ListenAddress> parse_listen(const std::string& text) {
+  auto colon = text.find(':');
+  const auto bad = [&](std::string why) {
+    return make_error("config.invalid", std::move(why) + ", got " + quoted(text));
+  };
+  if (colon == std::string::npos) return bad("expected udp:ADDR:PORT or tcp:ADDR:PORT");
+  ListenAddress out;
+  auto transport = common::to_lower(std::string_view(text).substr(0, colon));
+  if (transport == "udp")
+    out.transport = Transport::kUdp;
+  else if (transport == "tcp")
+    out.transport = Transport::kTcp;
+  else
+    return bad("transport must be udp or tcp");
+  auto hp = split_host_port(std::string_view(text).substr(colon + 1), text);
+  if (!hp) return hp.error();
+  out.address = std::move(hp->address);
+  out.port = hp->port;
+  return out;
+}
+
+Result<HostPort> parse_host_port(const std::string& text) { return split_host_port(text, text); }
+
+Status validate(const Config& c) {
+  const auto check = [](std::string_view key, const Status& st) -> Status {
+    if (!st) return keyed(key, st.error());
+    return Ok{};
+  };
+  if (auto st = check("node.name", check_name(c.node_name)); !st) return st;
+  if (auto st = check("node.region", check_name(c.region)); !st) return st;
+  if (auto st = check("sip.listen", check_listen_list(c.listen)); !st) return st;
+  if (auto st = check("sip.max_sessions", check_range(c.max_sessions, kMaxSessions)); !st) return st;
+  if (auto st = check("sip.retry_after_s", check_range(c.retry_after_s, kRetryAfter)); !st) return st;
+  if (auto st = check("sip.max_message_bytes", check_range(c.max_message_bytes, kMaxMessageBytes)); !st)
+    return st;
+  if (auto st = check("media.address", check_media_address(c.media_address)); !st) return st;
+  {
+    std::string shown = std::to_string(c.rtp_port_min) + "-" + std::to_string(c.rtp_port_max);
+    if (auto st = check("media.rtp_ports", check_port_range(c.rtp_port_min, c.rtp_port_max, shown)); !st)
+      return st;
+  }
+  if (auto st = check("media.workers", check_range(c.media_workers, kMediaWorkers)); !st) return st;
+  if (auto st = check("media.timeout_s", check_range(c.media_timeout_s, kMediaTimeout)); !st) return st;
+  {
+    auto codecs = canonical_codecs(c.codecs);
+    if (!codecs) return keyed("media.codecs", codecs.error());
+    if (*codecs != c.codecs)
+      return make_error("config.invalid", "media.codecs: use the canonical spelling " +
+                                              join(*codecs));
+  }
+  if (auto st = check("recording.dir", check_non_empty(c.recordings_dir)); !st) return st;
+  if (auto st = check("recording.spool_dir", check_non_empty(c.spool_dir)); !st) return st;
+  if (c.recordings_dir == c.spool_dir)
+    return make_error("config.invalid",
+                      "recording.spool_dir: must differ from recording.dir (both are " +
+                          quoted(c.spool_dir) + ")");
+  if (auto st = check("metadata.max_bytes", check_range(c.metadata_max_bytes, kMetadataMaxBytes)); !st)
+    return st;
+  if (auto st = check("metadata.max_depth", check_range(c.metadata_max_depth, kMetadataMaxDepth)); !st)
+    return st;
+  for (std::size_t i = 0; i < c.conversation_id_rules.size(); ++i)
+    if (auto st = check_rule(c.conversation_id_rules[i]); !st)
+      return keyed("metadata.conversation_id_rules[" + std::to_string(i) + "]", st.error());
+  if (auto st = check("http.listen", check_http_listen(c.http_listen)); !st) return st;
+  {
+    auto level = canonical_log_level(c.log_level);
+    if (!level) return keyed("log.level", level.error());
+    if (*level != c.log_level)
+      return make_error("config.invalid", "log.level: use lower case, got " + quoted(c.log_level));
+  }
+  return Ok{};
+}
+
+Result<Config> load_config_text(const std::string& text, const std::string& source) {
+  Config config = default_config();
+  try {
+    std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    if (docs.size() > 1)
+      return make_error("config.syntax", source + ": expected one YAML document, found " +
+                                             std::to_string(docs.size()));
+    if (!docs.empty()) {
+      Loader loader(source, config);
+      if (auto st = loader.load(docs.front()); !st) return st.error();
+    }
+  } catch (const YAML::Exception& e) {
+    std::string where = source;
+    if (e.mark.line >= 0)
+      where += ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1);
+    return make_error("config.syntax", where + ": YAML syntax error: " + e.msg);
+  } catch (const std::exception& e) {
+    return make_error("config.syntax", source + ": " + e.what());
+  }
+  if (auto st = validate(config); !st) return keyed(source, st.error());
+  return config;
+}
+
+Result<Config> load_config_file(const std::string& path) {
+  // POSIX I/O rather than iostreams: a directory or an I/O error must be
+  // reported with its errno, not read as an empty (all-defaults) file.
+  constexpr std::size_t kMaxFileBytes = 1024 * 1024;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return make_error("config.file",
+                      path + ": cannot open config file: " + std::strerror(errno));
+  std::string text;
+  std::array<char, 8192> buf{};
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return make_error("config.file", path + ": cannot read config file: " + std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf.data(), static_cast<std::size_t>(n));
+    if (text.size() > kMaxFileBytes) {
+      ::close(fd);
+      return make_error("config.file", path + ": config file larger than 1 MiB");
+    }
+  }
+  ::close(fd);
+  return load_config_text(text, path);
+}
+
+Result<Config> apply_overrides(Config config, const CliOverrides& cli) {
+  if (!cli.listen.empty()) {
+    std::vector<ListenAddress> list;
+    for (const auto& text : cli.listen) {
+      auto l = parse_listen(text);
+      if (!l) return keyed("--listen", l.error());
+      list.push_back(std::move(*l));
+    }
+    if (auto st = check_listen_list(list); !st) return keyed("--listen", st.error());
+    config.listen = std::move(list);
+  }
+  if (!cli.media_address.empty()) {
+    if (auto st = check_media_address(cli.media_address); !st)
+      return keyed("--media-address", st.error());
+    config.media_address = cli.media_address;
+  }
+  if (!cli.rtp_ports.empty()) {
+    auto r = parse_port_range(cli.rtp_ports);
+    if (!r) return keyed("--rtp-ports", r.error());
+    config.rtp_port_min = r->min;
+    config.rtp_port_max = r->max;
+  }
+  if (!cli.recordings_dir.empty()) config.recordings_dir = cli.recordings_dir;
+  if (!cli.spool_dir.empty()) config.spool_dir = cli.spool_dir;
+  if (!cli.http_listen.empty()) {
+    if (auto st = check_http_listen(cli.http_listen); !st) return keyed("--http", st.error());
+    config.http_listen = cli.http_listen;
+  }
+  if (!cli.log_level.empty()) {
+    auto level = canonical_log_level(cli.log_level);
+    if (!level) return keyed("--log-level", level.error());
+    config.log_level = std::move(*level);
+  }
+  if (auto st = validate(config); !st) return st.error();
+  return config;
+}
+
+}  // namespace sgw::app
