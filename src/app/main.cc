@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -43,6 +44,16 @@ bool usable_dir(const std::string& dir, std::string* why) {
   }
   return true;
 }
+
+class NullSink final : public sgw::media::SessionSink {
+ public:
+  void start(std::int64_t) override {}
+  void on_rtp(std::uint8_t, std::int64_t, const sgw::media::RtpPacketView&) override {}
+  void on_event(std::int64_t, std::string_view) override {}
+  void on_metadata(std::int64_t, std::string_view) override {}
+  void on_tick(std::int64_t) override {}
+  void finish(std::int64_t, std::string_view) override {}
+};
 
 }  // namespace
 
@@ -101,7 +112,9 @@ int main(int argc, char** argv) {
       &registry.counter("sgw_rtp_packets_received_total", "RTP packets received on recorded streams"),
       &registry.counter("sgw_rtp_packets_lost_total", "RTP packets missing by sequence number"),
       &registry.counter("sgw_rtp_packets_invalid_total", "Datagrams on RTP ports that are not RTP"),
-      &registry.gauge("sgw_media_streams", "Open recorded RTP streams")};
+      &registry.gauge("sgw_media_streams", "Open recorded RTP streams"),
+      &registry.counter("sgw_rtp_packets_wrong_source_total", "RTP dropped: not from the SRC's address"),
+      &registry.counter("sgw_media_posts_dropped_total", "Work for media workers dropped: queue full")};
   sgw::siprec::SessionMetrics session_metrics{
       &registry.gauge("sgw_active_sessions", "Active recording sessions"),
       &registry.labelled_counter("sgw_invites_total", "Initial INVITEs by final response code", "code"),
@@ -113,7 +126,15 @@ int main(int argc, char** argv) {
   media_options.port_min = config.rtp_port_min;
   media_options.port_max = config.rtp_port_max;
   media_options.workers = config.media_workers;
-  auto media = sgw::media::MediaEngine::create(media_options, media_metrics);
+  media_options.media_timeout_ms = config.media_timeout_s * 1000;
+  // Set once the SIP side exists; media timeouts are handled on the SIP thread.
+  std::atomic<sgw::sip::Endpoint*> sip_for_timeouts{nullptr};
+  sgw::siprec::SessionManager* sessions_for_timeouts = nullptr;
+  auto media = sgw::media::MediaEngine::create(
+      media_options, media_metrics, [&](sgw::media::SessionHandle h) {
+        if (auto* ep = sip_for_timeouts.load())
+          ep->post([&sessions_for_timeouts, h] { sessions_for_timeouts->on_media_timeout(h); });
+      });
   if (!media) return fail(media.error().message);
 
   sgw::siprec::Policy policy;
@@ -129,7 +150,13 @@ int main(int argc, char** argv) {
   policy.metadata_limits.max_depth = config.metadata_max_depth;
   policy.conversation_id_rules = std::move(rules).value();
   policy.recordings_dir = config.recordings_dir;
-  sgw::siprec::SessionManager sessions(policy, media->get(), session_metrics);
+  sgw::siprec::SessionManager sessions(
+      policy, media->get(), session_metrics,
+      [](const std::string&, const std::string&) -> std::unique_ptr<sgw::media::SessionSink> {
+        return std::make_unique<NullSink>();
+      },
+      nullptr);
+  sessions_for_timeouts = &sessions;
 
   sgw::sip::EndpointOptions sip_options;
   sip_options.max_message_bytes = config.max_message_bytes;
@@ -138,6 +165,7 @@ int main(int argc, char** argv) {
   auto endpoint = sgw::sip::Endpoint::create(sip_options, &sessions);
   if (!endpoint) return fail(endpoint.error().message);
   sessions.attach(endpoint->get());
+  sip_for_timeouts.store(endpoint->get());
 
   sgw::control::ControlServer control(
       &registry, {[&sessions]() -> std::string {

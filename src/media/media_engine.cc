@@ -8,11 +8,10 @@
 #include <unistd.h>
 
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <deque>
-#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -23,11 +22,23 @@
 #include "media/rtp_packet_view.h"
 
 namespace sgw::media {
+
+std::int64_t monotonic_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
 namespace {
 
 constexpr int kBatch = 32;
 constexpr std::size_t kMaxDatagram = 2048;
 constexpr std::size_t kMaxPosted = 65536;
+constexpr std::int64_t kTickUs = 100000;
+
+void bump(common::Counter* c, std::uint64_t n = 1) {
+  if (c) c->inc(n);
+}
 
 // Binds a UDP socket to address:port; -1 on failure (errno kept).
 int bind_udp(const std::string& address, std::uint16_t port) {
@@ -60,21 +71,88 @@ int bind_udp(const std::string& address, std::uint16_t port) {
   return fd;
 }
 
+// The address part of a peer, comparable across packets (port ignored).
+struct SourceAddress {
+  int family = 0;
+  std::array<std::uint8_t, 16> bytes{};
+  std::uint16_t port = 0;
+  bool same_host(const SourceAddress& o) const { return family == o.family && bytes == o.bytes; }
+  bool same(const SourceAddress& o) const { return same_host(o) && port == o.port; }
+};
+
+SourceAddress from_sockaddr(const sockaddr_storage& ss) {
+  SourceAddress a;
+  if (ss.ss_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&ss);
+    a.family = AF_INET;
+    std::memcpy(a.bytes.data(), &v4->sin_addr, 4);
+    a.port = ntohs(v4->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    a.family = AF_INET6;
+    std::memcpy(a.bytes.data(), &v6->sin6_addr, 16);
+    a.port = ntohs(v6->sin6_port);
+  }
+  return a;
+}
+
+// Parses the SDP address; nullopt when it cannot be trusted as a source
+// (empty, unspecified 0.0.0.0/::, or not a literal): the stream then latches.
+std::optional<SourceAddress> expected_source(const std::string& text) {
+  SourceAddress a;
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    if (v4.s_addr == 0) return std::nullopt;
+    a.family = AF_INET;
+    std::memcpy(a.bytes.data(), &v4, 4);
+    return a;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_UNSPECIFIED(&v6)) return std::nullopt;
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+      a.family = AF_INET;
+      std::memcpy(a.bytes.data(), &v6.s6_addr[12], 4);
+    } else {
+      a.family = AF_INET6;
+      std::memcpy(a.bytes.data(), &v6, 16);
+    }
+    return a;
+  }
+  return std::nullopt;
+}
+
+struct Session;
+
 // Per-stream receive state; owned by one worker.
 struct Stream {
   StreamId id = 0;
+  Session* session = nullptr;  // not owned: the session owns its streams
+  std::uint8_t index = 0;
   int rtp_fd = -1;
   int rtcp_fd = -1;
+  bool paused = false;
+  std::optional<SourceAddress> expected;  // SDP host: packets must come from it
+  std::optional<SourceAddress> latched;   // first source when the SDP gave none
   bool have_seq = false;
   std::uint32_t ssrc = 0;
   std::uint16_t max_seq = 0;
-  std::uint64_t received = 0;
-  std::uint64_t lost = 0;
+};
+
+struct Session {
+  SessionHandle handle = 0;
+  std::unique_ptr<SessionSink> sink;
+  std::int64_t start_us = 0;       // monotonic time the session was opened
+  std::int64_t last_activity_us = 0;
+  bool timeout_reported = false;
+  std::map<StreamId, std::unique_ptr<Stream>> streams;
 };
 
 class Worker {
  public:
-  Worker(const MediaMetrics& metrics, unsigned index) : metrics_(metrics), index_(index) {}
+  Worker(const MediaMetrics& metrics, unsigned index, std::int64_t timeout_us,
+         std::function<void(SessionHandle)>* on_timeout)
+      : metrics_(metrics), index_(index), timeout_us_(timeout_us), on_timeout_(on_timeout) {}
   ~Worker() { join(); }
 
   bool start() {
@@ -93,19 +171,23 @@ class Worker {
     if (thread_.joinable()) {
       post([this] { running_ = false; });
       thread_.join();
-      run_posted();  // streams handed over after the loop ended are closed below
+      run_posted();  // sessions handed over after the loop ended are finished below
     }
-    for (auto& [id, s] : streams_) close_fds(*s);
-    streams_.clear();
+    for (auto& [h, s] : sessions_) finish_session(*s, "{\"cause\":\"shutdown\"}");
+    sessions_.clear();
     if (epfd_ >= 0) close(epfd_);
     if (evfd_ >= 0) close(evfd_);
     epfd_ = evfd_ = -1;
   }
 
+  // Any thread. False (and counted) when the bounded queue is full.
   bool post(std::function<void()> fn) {
     {
       std::lock_guard lock(mutex_);
-      if (posted_.size() >= kMaxPosted) return false;
+      if (posted_.size() >= kMaxPosted) {
+        bump(metrics_.posts_dropped);
+        return false;
+      }
       posted_.push_back(std::move(fn));
     }
     std::uint64_t one = 1;
@@ -113,29 +195,91 @@ class Worker {
     return true;
   }
 
-  // Worker thread.
-  void add(std::unique_ptr<Stream> s) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = s.get();
-    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, s->rtp_fd, &ev) != 0) {
-      common::logger("media")->error("worker {}: epoll_ctl: {}", index_, std::strerror(errno));
-    }
-    streams_.emplace(s->id, std::move(s));
+  // --- worker thread ----------------------------------------------------
+  void add_session(SessionHandle h, std::unique_ptr<SessionSink> sink, std::int64_t start_us) {
+    auto s = std::make_unique<Session>();
+    s->handle = h;
+    s->sink = std::move(sink);
+    s->start_us = start_us;
+    s->last_activity_us = monotonic_us();
+    s->sink->start(monotonic_us() - start_us);
+    sessions_.emplace(h, std::move(s));
   }
 
-  // Worker thread.
-  void remove(StreamId id) {
-    auto it = streams_.find(id);
-    if (it == streams_.end()) return;
-    // Read what is still queued: the last packets count too.
-    drain(*it->second);
-    epoll_ctl(epfd_, EPOLL_CTL_DEL, it->second->rtp_fd, nullptr);
-    close_fds(*it->second);
-    streams_.erase(it);
+  void add_stream(SessionHandle h, std::unique_ptr<Stream> st) {
+    auto it = sessions_.find(h);
+    if (it == sessions_.end()) {
+      close_fds(*st);
+      return;
+    }
+    st->session = it->second.get();
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = st.get();
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, st->rtp_fd, &ev) != 0)
+      common::logger("media")->error("worker {}: epoll_ctl: {}", index_, std::strerror(errno));
+    // Early media waits in the socket buffer: read it now, in order.
+    drain(*st);
+    it->second->streams.emplace(st->id, std::move(st));
+  }
+
+  void update_stream(SessionHandle h, StreamId id, bool paused, std::optional<SourceAddress> expected) {
+    Stream* st = find_stream(h, id);
+    if (st == nullptr) return;
+    if (st->paused && !paused) st->session->last_activity_us = monotonic_us();
+    st->paused = paused;
+    if (expected && (!st->expected || !st->expected->same_host(*expected))) {
+      st->expected = expected;
+      st->latched.reset();
+    }
+  }
+
+  void remove_stream(SessionHandle h, StreamId id) {
+    Stream* st = find_stream(h, id);
+    if (st == nullptr) return;
+    drain(*st);  // the last packets count too
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, st->rtp_fd, nullptr);
+    close_fds(*st);
+    st->session->streams.erase(id);
+  }
+
+  void event(SessionHandle h, const std::string& json, bool metadata) {
+    auto it = sessions_.find(h);
+    if (it == sessions_.end()) return;
+    std::int64_t at = monotonic_us() - it->second->start_us;
+    if (metadata) {
+      it->second->sink->on_metadata(at, json);
+    } else {
+      it->second->sink->on_event(at, json);
+    }
+  }
+
+  void close_session(SessionHandle h, const std::string& end_json) {
+    auto it = sessions_.find(h);
+    if (it == sessions_.end()) return;
+    finish_session(*it->second, end_json);
+    sessions_.erase(it);
   }
 
  private:
+  Stream* find_stream(SessionHandle h, StreamId id) {
+    auto it = sessions_.find(h);
+    if (it == sessions_.end()) return nullptr;
+    auto st = it->second->streams.find(id);
+    return st == it->second->streams.end() ? nullptr : st->second.get();
+  }
+
+  void finish_session(Session& s, const std::string& end_json) {
+    for (auto& [id, st] : s.streams) {
+      drain(*st);
+      epoll_ctl(epfd_, EPOLL_CTL_DEL, st->rtp_fd, nullptr);
+      close_fds(*st);
+    }
+    s.streams.clear();
+    s.sink->finish(monotonic_us() - s.start_us, end_json);
+    s.sink.reset();
+  }
+
   static void close_fds(Stream& s) {
     if (s.rtp_fd >= 0) close(s.rtp_fd);
     if (s.rtcp_fd >= 0) close(s.rtcp_fd);
@@ -144,15 +288,38 @@ class Worker {
 
   void loop() {
     std::array<epoll_event, 64> events{};
+    std::int64_t next_tick = monotonic_us() + kTickUs;
     while (running_) {
-      int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), 1000);
+      int wait_ms = static_cast<int>(std::max<std::int64_t>(0, next_tick - monotonic_us()) / 1000);
+      int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), wait_ms);
       for (int i = 0; i < n; ++i) {
-        auto* s = static_cast<Stream*>(events[static_cast<std::size_t>(i)].data.ptr);
-        if (s == nullptr) {
+        auto* st = static_cast<Stream*>(events[static_cast<std::size_t>(i)].data.ptr);
+        if (st == nullptr) {
           run_posted();
         } else {
-          drain(*s);
+          drain(*st);
         }
+      }
+      std::int64_t now = monotonic_us();
+      if (now >= next_tick) {
+        next_tick = now + kTickUs;
+        tick(now);
+      }
+    }
+  }
+
+  void tick(std::int64_t now) {
+    for (auto& [h, s] : sessions_) {
+      s->sink->on_tick(now - s->start_us);
+      bool any_active = false;
+      for (auto& [id, st] : s->streams) any_active |= !st->paused;
+      if (!any_active) {
+        s->last_activity_us = now;  // hold/pause does not count towards the timeout
+        continue;
+      }
+      if (!s->timeout_reported && timeout_us_ > 0 && now - s->last_activity_us > timeout_us_) {
+        s->timeout_reported = true;
+        if (on_timeout_ && *on_timeout_) (*on_timeout_)(s->handle);
       }
     }
   }
@@ -169,6 +336,7 @@ class Worker {
   }
 
   void drain(Stream& s) {
+    if (s.rtp_fd < 0) return;
     while (true) {
       for (int i = 0; i < kBatch; ++i) {
         iov_[i].iov_base = bufs_[static_cast<std::size_t>(i)].data();
@@ -176,68 +344,92 @@ class Worker {
         msgs_[i].msg_hdr = {};
         msgs_[i].msg_hdr.msg_iov = &iov_[i];
         msgs_[i].msg_hdr.msg_iovlen = 1;
+        msgs_[i].msg_hdr.msg_name = &addrs_[i];
+        msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       }
       int n = recvmmsg(s.rtp_fd, msgs_, kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;
+      std::int64_t now = monotonic_us();
       for (int i = 0; i < n; ++i) {
         std::span<const std::uint8_t> d(bufs_[static_cast<std::size_t>(i)].data(), msgs_[i].msg_len);
-        on_datagram(s, d);
+        on_datagram(s, from_sockaddr(addrs_[i]), now, d);
       }
       if (n < kBatch) return;
     }
   }
 
-  void on_datagram(Stream& s, std::span<const std::uint8_t> d) {
+  void on_datagram(Stream& s, const SourceAddress& from, std::int64_t now,
+                   std::span<const std::uint8_t> d) {
+    // Source check: the host the SDP named, or the first source we saw when
+    // the SDP address is unusable (0.0.0.0, NAT'd SRCs). Ports are not checked
+    // against the SDP: SRCs need not send from the port they receive on.
+    if (s.expected) {
+      if (!from.same_host(*s.expected)) {
+        bump(metrics_.packets_wrong_source);
+        return;
+      }
+    } else if (s.latched) {
+      if (!from.same(*s.latched)) {
+        bump(metrics_.packets_wrong_source);
+        return;
+      }
+    }
     auto pkt = RtpPacketView::parse(d);
     if (!pkt) {
-      metrics_.packets_invalid->inc();
+      bump(metrics_.packets_invalid);
       return;
     }
-    ++s.received;
-    metrics_.packets_received->inc();
+    if (!s.expected && !s.latched) s.latched = from;
+    bump(metrics_.packets_received);
+    Session& sess = *s.session;
+    sess.last_activity_us = now;
+    sess.sink->on_rtp(s.index, now - sess.start_us, *pkt);
     if (!s.have_seq || pkt->ssrc != s.ssrc) {
       s.have_seq = true;
       s.ssrc = pkt->ssrc;
       s.max_seq = pkt->sequence;
       return;
     }
-    // RFC 3550 A.1: forward distance modulo 2^16; small forward jumps are loss,
-    // everything else (duplicates, reordering, resets) is not counted here.
+    // RFC 3550 A.1: forward distance modulo 2^16; small forward jumps are loss
+    // (live estimate for metrics; the recording computes exact figures).
     auto delta = static_cast<std::uint16_t>(pkt->sequence - s.max_seq);
     if (delta > 0 && delta < 3000) {
-      if (delta > 1) {
-        s.lost += delta - 1u;
-        metrics_.packets_lost->inc(delta - 1u);
-      }
+      if (delta > 1) bump(metrics_.packets_lost, delta - 1u);
       s.max_seq = pkt->sequence;
     }
   }
 
   MediaMetrics metrics_;
   unsigned index_;
+  std::int64_t timeout_us_;
+  std::function<void(SessionHandle)>* on_timeout_;  // owned by the engine
   int epfd_ = -1;
   int evfd_ = -1;
   std::thread thread_;
   bool running_ = true;  // worker thread only
   std::mutex mutex_;
   std::deque<std::function<void()>> posted_;
-  std::map<StreamId, std::unique_ptr<Stream>> streams_;
+  std::map<SessionHandle, std::unique_ptr<Session>> sessions_;
   std::array<std::array<std::uint8_t, kMaxDatagram>, kBatch> bufs_{};
+  std::array<sockaddr_storage, kBatch> addrs_{};
   iovec iov_[kBatch]{};
   mmsghdr msgs_[kBatch]{};
 };
 
 class MediaEngineImpl final : public MediaEngine {
  public:
-  MediaEngineImpl(const MediaOptions& options, const MediaMetrics& metrics)
-      : options_(options), metrics_(metrics), next_port_(options.port_min) {}
+  MediaEngineImpl(const MediaOptions& options, const MediaMetrics& metrics,
+                  std::function<void(SessionHandle)> on_timeout)
+      : options_(options), metrics_(metrics), on_timeout_(std::move(on_timeout)),
+        next_port_(options.port_min) {}
   ~MediaEngineImpl() override { stop(); }
 
   common::Status start() {
     unsigned n = options_.workers == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                        : options_.workers;
     for (unsigned i = 0; i < n; ++i) {
-      workers_.push_back(std::make_unique<Worker>(metrics_, i));
+      workers_.push_back(std::make_unique<Worker>(
+          metrics_, i, static_cast<std::int64_t>(options_.media_timeout_ms) * 1000, &on_timeout_));
       if (!workers_.back()->start())
         return common::make_error("media.worker", "cannot start media worker");
     }
@@ -250,7 +442,19 @@ class MediaEngineImpl final : public MediaEngine {
     return common::Ok{};
   }
 
-  common::Result<OpenedStream> open_stream(const std::string& session_tag) override {
+  SessionHandle open_session(const std::string& tag, std::unique_ptr<SessionSink> sink) override {
+    SessionHandle h = next_id_++;
+    Worker* w = workers_[h % workers_.size()].get();
+    sessions_[h] = {w, tag};
+    std::int64_t start = monotonic_us();
+    auto holder = std::make_shared<std::unique_ptr<SessionSink>>(std::move(sink));
+    w->post([w, h, holder, start] { w->add_session(h, std::move(*holder), start); });
+    return h;
+  }
+
+  common::Result<OpenedStream> open_stream(SessionHandle session, const StreamSpec& spec) override {
+    auto sit = sessions_.find(session);
+    if (sit == sessions_.end()) return common::make_error("media.no_session", "unknown media session");
     unsigned span = (options_.port_max - options_.port_min + 1u) / 2u;  // port pairs in range
     for (unsigned attempt = 0; attempt < span; ++attempt) {
       std::uint16_t port = next_port_;
@@ -264,18 +468,21 @@ class MediaEngineImpl final : public MediaEngine {
         close(rtp);
         continue;
       }
-      auto s = std::make_unique<Stream>();
-      s->id = next_id_++;
-      s->rtp_fd = rtp;
-      s->rtcp_fd = rtcp;
-      StreamId id = s->id;
-      Worker* w = workers_[id % workers_.size()].get();
+      auto st = std::make_shared<Stream>();
+      st->id = next_id_++;
+      st->index = spec.index;
+      st->rtp_fd = rtp;
+      st->rtcp_fd = rtcp;
+      st->paused = spec.paused;
+      st->expected = expected_source(spec.remote_address);
+      StreamId id = st->id;
+      Worker* w = sit->second.worker;
       ports_in_use_.insert(port);
-      streams_[id] = {port, w};
-      Stream* raw = s.release();
-      w->post([w, raw] { w->add(std::unique_ptr<Stream>(raw)); });
-      metrics_.streams_open->add(1);
-      common::logger("media")->debug("{}: stream {} on port {}", session_tag, id, port);
+      streams_[id] = {port, session};
+      w->post([w, session, st] { w->add_stream(session, std::make_unique<Stream>(std::move(*st))); });
+      if (metrics_.streams_open) metrics_.streams_open->add(1);
+      common::logger("media")->debug("{}: stream {} (m-line {}) on port {}", sit->second.tag, id,
+                                     spec.index, port);
       return OpenedStream{id, port};
     }
     return common::make_error("media.no_ports", "no free RTP port pair in " +
@@ -283,14 +490,59 @@ class MediaEngineImpl final : public MediaEngine {
                                                     std::to_string(options_.port_max));
   }
 
-  void close_stream(StreamId id) override {
+  void update_stream(SessionHandle session, StreamId id, const StreamSpec& spec) override {
+    auto sit = sessions_.find(session);
+    if (sit == sessions_.end()) return;
+    Worker* w = sit->second.worker;
+    auto expected = expected_source(spec.remote_address);
+    bool paused = spec.paused;
+    w->post([w, session, id, paused, expected] { w->update_stream(session, id, paused, expected); });
+  }
+
+  void close_stream(SessionHandle session, StreamId id) override {
     auto it = streams_.find(id);
-    if (it == streams_.end()) return;
+    auto sit = sessions_.find(session);
+    if (it == streams_.end() || sit == sessions_.end()) return;
     ports_in_use_.erase(it->second.port);
-    Worker* w = it->second.worker;
-    w->post([w, id] { w->remove(id); });
     streams_.erase(it);
-    metrics_.streams_open->add(-1);
+    Worker* w = sit->second.worker;
+    w->post([w, session, id] { w->remove_stream(session, id); });
+    if (metrics_.streams_open) metrics_.streams_open->add(-1);
+  }
+
+  void post_event(SessionHandle session, std::string json) override {
+    auto sit = sessions_.find(session);
+    if (sit == sessions_.end()) return;
+    Worker* w = sit->second.worker;
+    w->post([w, session, json = std::move(json)] { w->event(session, json, false); });
+  }
+
+  void post_metadata(SessionHandle session, std::string xml) override {
+    auto sit = sessions_.find(session);
+    if (sit == sessions_.end()) return;
+    Worker* w = sit->second.worker;
+    w->post([w, session, xml = std::move(xml)] { w->event(session, xml, true); });
+  }
+
+  void close_session(SessionHandle session, std::string end_json,
+                     std::function<void()> on_closed) override {
+    auto sit = sessions_.find(session);
+    if (sit == sessions_.end()) return;
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      if (it->second.session == session) {
+        ports_in_use_.erase(it->second.port);
+        if (metrics_.streams_open) metrics_.streams_open->add(-1);
+        it = streams_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    Worker* w = sit->second.worker;
+    sessions_.erase(sit);
+    w->post([w, session, end_json = std::move(end_json), on_closed = std::move(on_closed)] {
+      w->close_session(session, end_json);
+      if (on_closed) on_closed();
+    });
   }
 
   std::size_t open_streams() const override { return streams_.size(); }
@@ -303,22 +555,29 @@ class MediaEngineImpl final : public MediaEngine {
  private:
   struct Placement {
     std::uint16_t port;
+    SessionHandle session;
+  };
+  struct SessionPlacement {
     Worker* worker;  // not owned
+    std::string tag;
   };
   MediaOptions options_;
   MediaMetrics metrics_;
+  std::function<void(SessionHandle)> on_timeout_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::uint16_t next_port_;
-  StreamId next_id_ = 1;
+  std::uint64_t next_id_ = 1;
   std::set<std::uint16_t> ports_in_use_;
   std::map<StreamId, Placement> streams_;
+  std::map<SessionHandle, SessionPlacement> sessions_;
 };
 
 }  // namespace
 
-common::Result<std::unique_ptr<MediaEngine>> MediaEngine::create(const MediaOptions& options,
-                                                                 const MediaMetrics& metrics) {
-  auto e = std::make_unique<MediaEngineImpl>(options, metrics);
+common::Result<std::unique_ptr<MediaEngine>> MediaEngine::create(
+    const MediaOptions& options, const MediaMetrics& metrics,
+    std::function<void(SessionHandle)> on_media_timeout) {
+  auto e = std::make_unique<MediaEngineImpl>(options, metrics, std::move(on_media_timeout));
   auto st = e->start();
   if (!st) return st.error();
   return std::unique_ptr<MediaEngine>(std::move(e));

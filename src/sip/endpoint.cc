@@ -89,6 +89,7 @@ struct SofiaEndpoint final : public Endpoint {
   su_root_t* root = nullptr;
   nta_agent_t* agent = nullptr;
   nta_leg_t* default_leg = nullptr;
+  bool root_released = false;  // see run(): sofia ties a root to one thread
   DialogRecord default_record;  // magic of the default leg (out-of-dialog requests)
   std::vector<std::string> bound;
 
@@ -104,7 +105,7 @@ struct SofiaEndpoint final : public Endpoint {
   std::shared_ptr<spdlog::logger> log = common::logger("sip");
 
   ~SofiaEndpoint() override {
-    if (root) su_root_obtain(root);
+    if (root && root_released) su_root_obtain(root);
     for (auto& [id, tx] : txs)
       if (tx->irq) nta_incoming_destroy(tx->irq);
     txs.clear();
@@ -201,6 +202,8 @@ struct SofiaEndpoint final : public Endpoint {
     if (sip == nullptr || sip->sip_request == nullptr) return 500;
     if (sip->sip_request->rq_method == sip_method_ack) return 0;  // stray ACK: nothing to do
     if (sip->sip_request->rq_method == sip_method_cancel) return 481;
+    // RFC 3261 §12.2.2: a request with a To tag that matches no dialog of ours.
+    if (sip->sip_to && sip->sip_to->a_tag) return 481;
     bool invite = sip->sip_request->rq_method == sip_method_invite;
     TxRecord* tx = self->new_tx(irq, invite, 0);
     Request req = self->request_of(irq, sip);
@@ -366,7 +369,7 @@ struct SofiaEndpoint final : public Endpoint {
   void run() override {
     su_root_obtain(root);
     su_root_run(root);
-    su_root_release(root);
+    su_root_release(root);  // the destructor, on another thread, obtains it again
   }
 
   void stop() override {
@@ -438,6 +441,7 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
                                     NTATAG_NO_DIALOG(1), TAG_END());
   if (ep->default_leg == nullptr) return common::make_error("sip.init", "default leg failed");
   su_root_release(ep->root);
+  ep->root_released = true;
   return std::unique_ptr<Endpoint>(std::move(ep));
 }
 

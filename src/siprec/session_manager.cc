@@ -42,13 +42,18 @@ sip::Response simple(int status, std::string reason) {
 
 }  // namespace
 
-SessionManager::SessionManager(Policy policy, media::MediaEngine* media, SessionMetrics metrics)
-    : policy_(std::move(policy)), media_(media), metrics_(metrics), log_(common::logger("siprec")) {}
+SessionManager::SessionManager(Policy policy, media::MediaEngine* media, SessionMetrics metrics,
+                               SinkFactory make_sink, ClosedCallback on_closed)
+    : policy_(std::move(policy)),
+      media_(media),
+      metrics_(metrics),
+      make_sink_(std::move(make_sink)),
+      on_closed_(std::move(on_closed)),
+      log_(common::logger("siprec")) {}
 
 SessionManager::~SessionManager() {
   for (auto& [key, s] : sessions_)
-    for (auto& st : s->streams)
-      if (st.media_id) media_->close_stream(st.media_id);
+    if (s->media) media_->close_session(s->media, R"({"cause":"shutdown"})", nullptr);
 }
 
 std::size_t SessionManager::active_sessions() const {
@@ -157,6 +162,16 @@ std::optional<int> SessionManager::check_session_timer(const sip::Request& req,
   return std::nullopt;
 }
 
+namespace {
+// RFC 3261 §8.2.2.3: the Require option tags we do not implement, comma-joined.
+std::string unsupported_requires(const sip::Request& req) {
+  std::string list;
+  for (const auto& tag : req.option_tags("Require"))
+    if (!supported_option(tag)) list += (list.empty() ? "" : ", ") + tag;
+  return list;
+}
+}  // namespace
+
 void SessionManager::answer_options(sip::TransactionId tx) {
   std::string why;
   if (!can_accept(&why)) {
@@ -172,6 +187,14 @@ void SessionManager::answer_options(sip::TransactionId tx) {
 
 void SessionManager::on_request(sip::TransactionId tx, const sip::Request& req) {
   metrics_.requests_by_method->with(req.method).inc();
+  if (auto bad = unsupported_requires(req); !bad.empty()) {
+    sip::Response r = simple(420, "Bad Extension");
+    r.headers.emplace_back("Unsupported", bad);
+    if (req.method == "INVITE") count_invite(420);
+    endpoint_->reply(tx, r);
+    log_->info("{} {} refused: 420 unsupported {}", req.method, req.call_id, bad);
+    return;
+  }
   if (req.method == "OPTIONS") {
     answer_options(tx);
   } else if (req.method == "INVITE") {
@@ -194,6 +217,7 @@ void SessionManager::on_request(sip::TransactionId tx, const sip::Request& req) 
 void SessionManager::apply_metadata(Session& s, const std::vector<std::string>& docs) {
   for (const auto& doc : docs) {
     s.metadata_raw.push_back(doc);
+    if (s.media) media_->post_metadata(s.media, doc);
     auto parsed = metadata::parse(doc, policy_.metadata_limits);
     if (!parsed) {
       // Metadata never stops a recording: keep the raw document and the error.
@@ -215,16 +239,25 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
     st.mline = sp.index;
     st.label = sp.label.value_or(std::to_string(sp.index));
     const StreamState* old = sp.index < s.streams.size() ? &s.streams[sp.index] : nullptr;
-    if (sp.accepted) {
+    if (sp.accepted && sp.index < 256) {
       st.codec = sp.codec->encoding + "/" + std::to_string(sp.codec->clock_rate);
+      st.payloads = nlohmann::json::array();
+      st.payloads.push_back({{"pt", sp.codec->payload_type}, {"encoding", sp.codec->encoding},
+                             {"clock_rate", sp.codec->clock_rate}, {"channels", sp.codec->channels},
+                             {"fmtp", sp.codec->fmtp}});
+      st.telephone_event_pt = sp.telephone_event_pt;
       st.paused = sp.paused;
+      st.remote_address = sp.remote_address;
+      media::StreamSpec spec{static_cast<std::uint8_t>(sp.index), sp.remote_address, sp.paused};
       if (old && old->media_id) {
         st.media_id = old->media_id;
         st.port = old->port;
+        if (old->paused != st.paused || old->remote_address != st.remote_address)
+          media_->update_stream(s.media, st.media_id, spec);
       } else {
-        auto o = media_->open_stream(s.recording_id);
+        auto o = media_->open_stream(s.media, spec);
         if (!o) {
-          for (auto id : opened) media_->close_stream(id);
+          for (auto id : opened) media_->close_stream(s.media, id);
           log_->warn("{} [{}]: {}", s.recording_id, s.call_id, o.error().message);
           return false;
         }
@@ -241,20 +274,46 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
     if (!old.media_id) continue;
     bool kept = i < next.size() && next[i].media_id == old.media_id;
     if (!kept) {
-      media_->close_stream(old.media_id);
+      media_->close_stream(s.media, old.media_id);
       if (s.state != State::kAnswering) log_event(s, "stream " + old.label + " removed");
     }
   }
+  bool changed = s.streams.size() != next.size();
   if (s.state != State::kAnswering) {
     for (std::size_t i = 0; i < next.size(); ++i) {
       const StreamState* old = i < s.streams.size() ? &s.streams[i] : nullptr;
-      if (next[i].media_id && (!old || !old->media_id)) log_event(s, "stream " + next[i].label + " added");
-      if (old && old->media_id && next[i].media_id == old->media_id && old->paused != next[i].paused)
+      if (next[i].media_id && (!old || !old->media_id)) {
+        log_event(s, "stream " + next[i].label + " added");
+        changed = true;
+      }
+      if (old && old->media_id && next[i].media_id == old->media_id && old->paused != next[i].paused) {
         log_event(s, "stream " + next[i].label + (next[i].paused ? " paused" : " resumed"));
+        changed = true;
+      }
+      if (old && old->media_id != next[i].media_id) changed = true;
     }
   }
   s.streams = std::move(next);
+  if (changed && s.state != State::kAnswering) post_streams_event(s, "reoffer");
   return true;
+}
+
+nlohmann::json SessionManager::streams_json(const Session& s) const {
+  nlohmann::json streams = nlohmann::json::array();
+  for (const auto& st : s.streams) {
+    nlohmann::json j = {{"index", st.mline}, {"label", st.label}, {"recorded", st.media_id != 0},
+                        {"paused", st.paused}, {"codec", st.codec}, {"payloads", st.payloads}};
+    j["telephone_event_pt"] = st.telephone_event_pt ? nlohmann::json(*st.telephone_event_pt)
+                                                    : nlohmann::json(nullptr);
+    streams.push_back(std::move(j));
+  }
+  return streams;
+}
+
+void SessionManager::post_streams_event(Session& s, const std::string& why) {
+  nlohmann::json e = {{"event", "streams"}, {"why", why}, {"time", common::utc_now_iso8601()},
+                      {"streams", streams_json(s)}};
+  media_->post_event(s.media, e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 std::string SessionManager::build_sdp(Session& s, const SessionDescription& offer,
@@ -274,20 +333,6 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     count_invite(503);
     endpoint_->reply(tx, service_unavailable(why));
     log_->info("INVITE {} refused: 503 {}", req.call_id, why);
-    return;
-  }
-  // RFC 3261 §8.2.2.3: every Require tag we don't know → 420 + Unsupported.
-  std::vector<std::string> unsupported;
-  for (const auto& tag : req.option_tags("Require"))
-    if (!supported_option(tag)) unsupported.push_back(tag);
-  if (!unsupported.empty()) {
-    std::string list;
-    for (const auto& t : unsupported) list += (list.empty() ? "" : ", ") + t;
-    sip::Response r = simple(420, "Bad Extension");
-    r.headers.emplace_back("Unsupported", list);
-    count_invite(420);
-    endpoint_->reply(tx, r);
-    log_->info("INVITE {} refused: 420 unsupported {}", req.call_id, list);
     return;
   }
   auto refuse = [&](int status, const std::string& reason, sip::Response r = {}) {
@@ -361,12 +406,30 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     s->conversation_id = m->value;
     s->conversation_id_rule = m->rule;
   }
+  // The spool's first record: enough to finish the recording from the spool alone.
+  nlohmann::json start = {
+      {"recording_id", s->recording_id}, {"call_id", s->call_id}, {"start_time", s->start_time},
+      {"start_unix_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count()},
+      {"node", policy_.node_name}, {"region", policy_.region},
+      {"conversation_id", s->conversation_id}, {"conversation_id_rule", s->conversation_id_rule},
+      {"src", s->src}, {"transport", s->transport}};
+  nlohmann::json headers = nlohmann::json::object();
+  for (const auto& [n, v] : req.headers)
+    if (common::istarts_with(n, "X-") || common::iequals(n, "Session-ID")) headers[n] = v;
+  start["headers"] = headers;
+  s->media = media_->open_session(
+      s->recording_id,
+      make_sink_(s->recording_id, start.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
   // RFC 7866 §6.1: ports are bound before the 200 OK so early media is kept.
   if (!apply_plan(*s, *plan)) {
     count_invite(503);
     endpoint_->reply(tx, service_unavailable("No media ports available"));
+    media_->close_session(s->media, R"({"cause":"no media ports"})", nullptr);
     return;
   }
+  post_streams_event(*s, "offer");
+  for (const auto& doc : s->metadata_raw) media_->post_metadata(s->media, doc);
   resp.status = 200;
   resp.reason = "OK";
   resp.content_type = "application/sdp";
@@ -532,14 +595,23 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
   auto it = sessions_.find(key);
   if (it == sessions_.end()) return;
   Session& s = *it->second;
-  for (auto& st : s.streams)
-    if (st.media_id) media_->close_stream(st.media_id);
   log_event(s, "ended: " + cause);
   if (s.dialog) {
     by_dialog_.erase(s.dialog);
     endpoint_->release_dialog(s.dialog);
   }
-  if (s.state != State::kAnswering || cause != "CANCEL before answer") write_session_json(s, cause);
+  if (s.media) {
+    nlohmann::json end = {{"cause", cause}, {"end_time", common::utc_now_iso8601()},
+                          {"end_unix_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch()).count()},
+                          {"answered", s.state != State::kAnswering}};
+    std::string id = s.recording_id;
+    auto closed = on_closed_;
+    media_->close_session(s.media, end.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                          [closed, id] {
+                            if (closed) closed(id);
+                          });
+  }
   sessions_.erase(it);
   publish();
   if (draining_ && sessions_.empty() && on_drained_) {
@@ -549,32 +621,16 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
   }
 }
 
-void SessionManager::write_session_json(const Session& s, const std::string& cause) {
-  if (policy_.recordings_dir.empty()) return;
-  nlohmann::json j;
-  j["recording_id"] = s.recording_id;
-  j["conversation_id"] = s.conversation_id;
-  j["conversation_id_rule"] = s.conversation_id_rule;
-  j["call_id"] = s.call_id;
-  j["start_time"] = s.start_time;
-  j["end_time"] = common::utc_now_iso8601();
-  j["end_cause"] = cause;
-  j["gateway"] = {{"node", policy_.node_name}, {"region", policy_.region}};
-  nlohmann::json streams = nlohmann::json::array();
-  for (const auto& st : s.streams)
-    streams.push_back({{"label", st.label}, {"codec", st.codec}, {"recorded", st.media_id != 0}});
-  j["streams"] = streams;
-  j["metadata"] = s.metadata ? metadata::to_json(*s.metadata) : nlohmann::json(nullptr);
-  j["metadata_errors"] = s.metadata_errors;
-  j["metadata_xml"] = s.metadata_raw;
-  nlohmann::json events = nlohmann::json::array();
-  for (const auto& e : s.events) events.push_back({{"time", e.time}, {"event", e.what}});
-  j["events"] = events;
-  std::string path = (std::filesystem::path(policy_.recordings_dir) / "sessions" /
-                      (s.recording_id + ".json")).string();
-  auto st = common::write_file_atomically(path, j.dump(2, ' ', false,
-                                                        nlohmann::json::error_handler_t::replace));
-  if (!st) log_->error("{} [{}]: {}", s.recording_id, s.call_id, st.error().message);
+void SessionManager::on_media_timeout(media::SessionHandle handle) {
+  for (auto& [key, s] : sessions_) {
+    if (s->media != handle) continue;
+    if (s->state != State::kEstablished || !s->dialog) return;
+    s->state = State::kEnding;
+    log_event(*s, "media timeout: sending BYE");
+    post_streams_event(*s, "media timeout");
+    endpoint_->send_bye(s->dialog, {{"Reason", "SIP;cause=408;text=\"Media timeout\""}});
+    return;
+  }
 }
 
 void SessionManager::drain(std::function<void()> on_drained) {

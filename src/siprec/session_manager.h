@@ -26,6 +26,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "media/media_engine.h"
+#include "media/session_sink.h"
 #include "metadata/conversation_id.h"
 #include "metadata/metadata_parser.h"
 #include "metadata/recording_metadata.h"
@@ -56,9 +57,19 @@ struct SessionMetrics {
   common::Counter* metadata_errors = nullptr;
 };
 
+// Creates the media sink (the spool) of a new recording session. start_json
+// is the session-start record: everything needed to finish the recording
+// from the spool alone.
+using SinkFactory = std::function<std::unique_ptr<media::SessionSink>(
+    const std::string& recording_id, const std::string& start_json)>;
+// Called on a media worker thread once a session's sink has finished (its
+// spool is complete): the application hands the recording to finalisation.
+using ClosedCallback = std::function<void(const std::string& recording_id)>;
+
 class SessionManager final : public sip::EndpointListener {
  public:
-  SessionManager(Policy policy, media::MediaEngine* media, SessionMetrics metrics);
+  SessionManager(Policy policy, media::MediaEngine* media, SessionMetrics metrics,
+                 SinkFactory make_sink, ClosedCallback on_closed);
   ~SessionManager() override;
 
   // Must be called once before the endpoint runs; the endpoint outlives us.
@@ -84,11 +95,17 @@ class SessionManager final : public sip::EndpointListener {
   void on_cancelled(sip::TransactionId tx) override;
   void on_bye_result(sip::DialogId dialog, int status) override;
 
+  // SIP thread: a session's unpaused streams have been silent for media.timeout_s.
+  void on_media_timeout(media::SessionHandle handle);
+
  private:
   struct StreamState {
     std::size_t mline = 0;
     std::string label;
     std::string codec;                 // "PCMA/8000"
+    nlohmann::json payloads = nlohmann::json::array();  // [{pt, encoding, clock_rate, channels, fmtp}]
+    std::optional<int> telephone_event_pt;
+    std::string remote_address;
     media::StreamId media_id = 0;      // 0 when rejected
     std::uint16_t port = 0;
     bool paused = false;
@@ -104,6 +121,7 @@ class SessionManager final : public sip::EndpointListener {
     std::string src;                   // From of the INVITE
     std::string transport;
     sip::TransactionId invite_tx = 0;
+    media::SessionHandle media = 0;
     sip::DialogId dialog = 0;
     State state = State::kAnswering;
     bool acked = false;
@@ -137,7 +155,8 @@ class SessionManager final : public sip::EndpointListener {
   std::optional<int> check_session_timer(const sip::Request& req, sip::Response& resp) const;
   sip::Response contact_response(const sip::Request& req) const;
   void end_session(std::uint64_t key, const std::string& cause);
-  void write_session_json(const Session& s, const std::string& cause);
+  nlohmann::json streams_json(const Session& s) const;
+  void post_streams_event(Session& s, const std::string& why);
   void publish();
   void log_event(Session& s, std::string what);
   Session* by_dialog(sip::DialogId d, std::uint64_t* key);
@@ -146,6 +165,8 @@ class SessionManager final : public sip::EndpointListener {
   media::MediaEngine* media_;   // not owned
   sip::Endpoint* endpoint_ = nullptr;  // not owned
   SessionMetrics metrics_;
+  SinkFactory make_sink_;
+  ClosedCallback on_closed_;
   bool storage_ok_ = true;
   bool draining_ = false;
   std::function<void()> on_drained_;

@@ -5,22 +5,65 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 namespace sgw::media {
 namespace {
 
-struct Fixture {
-  common::Counter received, lost, invalid;
+struct Metrics {
+  common::Counter received, lost, invalid, wrong_source, dropped;
   common::Gauge open;
-  MediaMetrics metrics() { return {&received, &lost, &invalid, &open}; }
+  MediaMetrics get() { return {&received, &lost, &invalid, &open, &wrong_source, &dropped}; }
 };
 
-void send_rtp(std::uint16_t port, std::uint16_t seq, bool valid = true) {
+// What a sink saw, readable from the test thread.
+struct Seen {
+  std::mutex mutex;
+  std::vector<std::pair<int, std::uint16_t>> packets;  // (stream, seq)
+  std::vector<std::string> events;
+  bool started = false;
+  bool finished = false;
+};
+
+class CapturingSink final : public SessionSink {
+ public:
+  explicit CapturingSink(Seen* seen) : seen_(seen) {}
+  void start(std::int64_t) override { std::lock_guard l(seen_->mutex); seen_->started = true; }
+  void on_rtp(std::uint8_t stream, std::int64_t, const RtpPacketView& p) override {
+    std::lock_guard l(seen_->mutex);
+    seen_->packets.emplace_back(stream, p.sequence);
+  }
+  void on_event(std::int64_t, std::string_view json) override {
+    std::lock_guard l(seen_->mutex);
+    seen_->events.emplace_back(json);
+  }
+  void on_metadata(std::int64_t, std::string_view xml) override {
+    std::lock_guard l(seen_->mutex);
+    seen_->events.emplace_back(xml);
+  }
+  void on_tick(std::int64_t) override {}
+  void finish(std::int64_t, std::string_view end) override {
+    std::lock_guard l(seen_->mutex);
+    seen_->events.emplace_back(end);
+    seen_->finished = true;
+  }
+
+ private:
+  Seen* seen_;
+};
+
+void send_rtp(const char* from, std::uint16_t port, std::uint16_t seq, bool valid = true) {
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  inet_pton(AF_INET, from, &src.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src), 0);
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(port);
@@ -32,54 +75,101 @@ void send_rtp(std::uint16_t port, std::uint16_t seq, bool valid = true) {
   close(fd);
 }
 
-bool wait_for(const common::Counter& c, std::uint64_t want) {
-  for (int i = 0; i < 200 && c.value() < want; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return c.value() >= want;
+template <typename F>
+bool eventually(F f) {
+  for (int i = 0; i < 300 && !f(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return f();
 }
 
-// Packets sent to a port after open_stream() returns but before the worker has
-// registered the socket (the early-media case) are still counted.
-TEST(MediaEngineTest, CountsPacketsFromTheFirstOneAndLossBySequence) {
-  Fixture f;
-  auto engine = MediaEngine::create({"127.0.0.1", 31000, 31100, 2}, f.metrics());
+TEST(MediaEngineTest, DeliversPacketsFromTheFirstOneInOrderAndCountsLoss) {
+  Metrics m;
+  auto engine = MediaEngine::create({"127.0.0.1", 31000, 31100, 2, 60000}, m.get(), nullptr);
   ASSERT_TRUE(engine) << engine.error().message;
-  auto s = (*engine)->open_stream("test");
+  Seen seen;
+  auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
+  auto s = (*engine)->open_stream(h, {1, "127.0.0.1", false});
   ASSERT_TRUE(s);
   EXPECT_EQ(s->rtp_port % 2, 0);
-  for (std::uint16_t seq : {65534, 65535, 0, 2, 3}) send_rtp(s->rtp_port, seq);  // wraps; 1 lost
-  send_rtp(s->rtp_port, 4, false);
-  ASSERT_TRUE(wait_for(f.received, 5));
-  ASSERT_TRUE(wait_for(f.invalid, 1));
-  EXPECT_EQ(f.lost.value(), 1u);
-  EXPECT_EQ(f.open.value(), 1);
-  (*engine)->close_stream(s->id);
-  EXPECT_EQ(f.open.value(), 0);
-  (*engine)->stop();
+  // Sent right after the port is bound, possibly before the worker polls it
+  // (early media): nothing may be lost.
+  for (std::uint16_t seq : {65534, 65535, 0, 2, 3}) send_rtp("127.0.0.1", s->rtp_port, seq);  // 1 lost
+  send_rtp("127.0.0.1", s->rtp_port, 4, false);
+  ASSERT_TRUE(eventually([&] { return m.received.value() >= 5 && m.invalid.value() >= 1; }));
+  EXPECT_EQ(m.lost.value(), 1u);
+  (*engine)->post_event(h, R"({"event":"x"})");
+  std::atomic<bool> closed{false};
+  (*engine)->close_session(h, R"({"cause":"bye"})", [&] { closed = true; });
+  ASSERT_TRUE(eventually([&] { return closed.load(); }));
+  std::lock_guard l(seen.mutex);
+  EXPECT_TRUE(seen.started);
+  EXPECT_TRUE(seen.finished);
+  ASSERT_EQ(seen.packets.size(), 5u);
+  EXPECT_EQ(seen.packets[0], (std::pair<int, std::uint16_t>(1, 65534)));
+  EXPECT_EQ(seen.packets[4], (std::pair<int, std::uint16_t>(1, 3)));
+  ASSERT_EQ(seen.events.size(), 2u);
+  EXPECT_EQ(seen.events[1], R"({"cause":"bye"})");
+  EXPECT_EQ(m.open.value(), 0);
+}
+
+TEST(MediaEngineTest, DropsPacketsFromOtherHostsAndLatchesWhenSdpHasNoAddress) {
+  Metrics m;
+  auto engine = MediaEngine::create({"127.0.0.1", 31400, 31500, 1, 60000}, m.get(), nullptr);
+  ASSERT_TRUE(engine);
+  Seen seen;
+  auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
+  auto strict = (*engine)->open_stream(h, {0, "127.0.0.1", false});
+  auto latch = (*engine)->open_stream(h, {1, "0.0.0.0", false});
+  ASSERT_TRUE(strict);
+  ASSERT_TRUE(latch);
+  send_rtp("127.0.0.2", strict->rtp_port, 10);  // wrong host
+  send_rtp("127.0.0.1", strict->rtp_port, 11);
+  send_rtp("127.0.0.3", latch->rtp_port, 20);   // first source: latched
+  ASSERT_TRUE(eventually([&] { return m.received.value() >= 2; }));
+  send_rtp("127.0.0.4", latch->rtp_port, 21);   // another host after latching
+  ASSERT_TRUE(eventually([&] { return m.wrong_source.value() >= 2; }));
+  EXPECT_EQ(m.received.value(), 2u);
+}
+
+TEST(MediaEngineTest, ReportsMediaTimeoutButNotWhilePaused) {
+  Metrics m;
+  std::atomic<int> timeouts{0};
+  auto engine = MediaEngine::create({"127.0.0.1", 31600, 31700, 1, 300}, m.get(),
+                                    [&](SessionHandle) { ++timeouts; });
+  ASSERT_TRUE(engine);
+  Seen a, b;
+  auto paused = (*engine)->open_session("p", std::make_unique<CapturingSink>(&a));
+  ASSERT_TRUE((*engine)->open_stream(paused, {0, "127.0.0.1", true}));
+  auto silent = (*engine)->open_session("s", std::make_unique<CapturingSink>(&b));
+  ASSERT_TRUE((*engine)->open_stream(silent, {0, "127.0.0.1", false}));
+  ASSERT_TRUE(eventually([&] { return timeouts.load() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(timeouts.load(), 1);  // once, and only for the unpaused session
 }
 
 TEST(MediaEngineTest, ReportsExhaustedRangeAndReusesClosedPorts) {
-  Fixture f;
-  auto engine = MediaEngine::create({"127.0.0.1", 31200, 31203, 1}, f.metrics());
+  Metrics m;
+  auto engine = MediaEngine::create({"127.0.0.1", 31200, 31203, 1, 60000}, m.get(), nullptr);
   ASSERT_TRUE(engine);
-  auto a = (*engine)->open_stream("t");
-  auto b = (*engine)->open_stream("t");
+  Seen seen;
+  auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
+  auto a = (*engine)->open_stream(h, {0, "", false});
+  auto b = (*engine)->open_stream(h, {1, "", false});
   ASSERT_TRUE(a);
   ASSERT_TRUE(b);
   EXPECT_NE(a->rtp_port, b->rtp_port);
-  auto c = (*engine)->open_stream("t");
+  auto c = (*engine)->open_stream(h, {2, "", false});
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, "media.no_ports");
-  (*engine)->close_stream(a->id);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // worker closes the socket
-  auto d = (*engine)->open_stream("t");
+  (*engine)->close_stream(h, a->id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the worker closes the socket
+  auto d = (*engine)->open_stream(h, {3, "", false});
   ASSERT_TRUE(d);
   EXPECT_EQ(d->rtp_port, a->rtp_port);
 }
 
 TEST(MediaEngineTest, BadAddressFailsAtStart) {
-  Fixture f;
-  auto engine = MediaEngine::create({"192.0.2.55", 31300, 31400, 1}, f.metrics());
+  Metrics m;
+  auto engine = MediaEngine::create({"192.0.2.55", 31300, 31400, 1, 60000}, m.get(), nullptr);
   ASSERT_FALSE(engine);
   EXPECT_NE(engine.error().message.find("192.0.2.55"), std::string::npos);
 }

@@ -1,0 +1,85 @@
+#include "recording/spool_syncer.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+
+namespace sgw::recording {
+
+SpoolSyncer::SpoolSyncer(std::chrono::milliseconds cadence, SpoolSyncerCounters counters)
+    : cadence_(cadence), counters_(counters) {}
+
+SpoolSyncer::~SpoolSyncer() { stop(); }
+
+void SpoolSyncer::start() {
+  std::lock_guard lock(mutex_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] { run(); });
+}
+
+void SpoolSyncer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SpoolSyncer::add(std::shared_ptr<SpoolFile> file) {
+  if (!file) return;
+  std::lock_guard lock(mutex_);
+  files_.push_back(file);
+}
+
+void SpoolSyncer::remove(const std::shared_ptr<SpoolFile>& file) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(files_, [&](const std::weak_ptr<SpoolFile>& w) {
+    auto f = w.lock();
+    return !f || f == file;
+  });
+}
+
+std::size_t SpoolSyncer::registered() const {
+  std::lock_guard lock(mutex_);
+  return files_.size();
+}
+
+std::size_t SpoolSyncer::sync_once() {
+  std::vector<std::shared_ptr<SpoolFile>> live;
+  {
+    std::lock_guard lock(mutex_);
+    live.reserve(files_.size());
+    std::erase_if(files_, [&](const std::weak_ptr<SpoolFile>& w) {
+      auto f = w.lock();
+      if (!f || f->closed()) return true;
+      live.push_back(std::move(f));
+      return false;
+    });
+  }
+  // Syncs run without the registry mutex: a worker adding a session never waits for a disk.
+  std::size_t synced = 0;
+  for (const auto& f : live) {
+    auto r = f->datasync();
+    if (!r) {
+      if (counters_.failures != nullptr) counters_.failures->inc();
+      common::logger("spool")->warn("{}", r.error().message);
+    } else if (r.value()) {
+      if (counters_.fsyncs != nullptr) counters_.fsyncs->inc();
+      ++synced;
+    }
+  }
+  return synced;
+}
+
+void SpoolSyncer::run() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, cadence_, [this] { return stopping_; });
+    lock.unlock();
+    sync_once();  // also the final pass after stop(): drain syncs what is left
+    lock.lock();
+  }
+}
+
+}  // namespace sgw::recording

@@ -1,0 +1,129 @@
+// SpoolWriter: appends one recording session's records to its spool file
+// (<dir>/<recording_id>.spool; byte layout in docs/spool.md).
+//
+// Thread: a SpoolWriter belongs to the media worker that owns the session; all
+// its methods run on that thread. Only the SpoolFile it hands out is shared
+// (with the SpoolSyncer). append_* never block, never fail and do not allocate
+// once the buffer has grown; flush(), close() and create() do blocking I/O.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "recording/spool_file_system.h"
+#include "recording/spool_format.h"
+
+namespace sgw::recording {
+
+// An open spool file descriptor and its path, shared between the writer (which
+// writes) and the syncer (which fdatasyncs). The descriptor is closed by
+// close() or, failing that, by the destructor; closing and syncing take the
+// same mutex, so a syncer never syncs a closed (or reused) descriptor.
+class SpoolFile {
+ public:
+  // Takes ownership of fd. fs must outlive this object.
+  SpoolFile(std::string path, int fd, SpoolFileSystem* fs);
+  ~SpoolFile();
+  SpoolFile(const SpoolFile&) = delete;
+  SpoolFile& operator=(const SpoolFile&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  // fdatasync. Any thread. Returns true if synced, false if the file is already
+  // closed (nothing to do); an error names the path. A failure sets sync_failed().
+  common::Result<bool> datasync();
+  // Closes the descriptor (idempotent). Only the owning thread (the writer's).
+  common::Status close();
+  bool closed() const;
+  // True once any fdatasync of this file failed: data may be lost even if a
+  // later fdatasync succeeds (the kernel may have dropped the dirty pages).
+  bool sync_failed() const;
+
+  // The descriptor, for the owning thread only (-1 once closed).
+  int fd() const { return fd_; }
+  SpoolFileSystem* fs() const { return fs_; }
+
+ private:
+  const std::string path_;
+  SpoolFileSystem* const fs_;  // not owned
+  mutable std::mutex mutex_;   // guards fd_ changes against concurrent datasync
+  int fd_;
+  bool sync_failed_ = false;
+};
+
+struct SpoolWriterOptions {
+  std::size_t reserve_bytes = 64 * 1024;         // buffer reserved at create
+  std::size_t flush_bytes = 32 * 1024;           // should_flush: buffer at least this big
+  std::chrono::milliseconds flush_age{200};      // should_flush: oldest byte at least this old
+  std::size_t max_buffer_bytes = 8 * 1024 * 1024;  // above this, appends are dropped and counted
+  // Clock used to stamp the oldest unflushed byte (tests pass a fake).
+  std::chrono::steady_clock::time_point (*now)() = &std::chrono::steady_clock::now;
+};
+
+class SpoolWriter {
+ public:
+  // Creates <dir>/<recording_id>.spool with O_EXCL, writes the header,
+  // fdatasyncs it and fsyncs dir. Blocking. Errors: "spool.bad_id" (id not
+  // 1..255 of [A-Za-z0-9._-] or starting with '.'), "io.<op>" naming the path.
+  // fs defaults to SpoolFileSystem::posix(); it must outlive the writer.
+  static common::Result<std::unique_ptr<SpoolWriter>> create(const std::string& dir,
+                                                             const std::string& recording_id,
+                                                             SpoolFileSystem* fs = nullptr,
+                                                             SpoolWriterOptions options = {});
+  // Best-effort flush and close, without fdatasync (call close() for that).
+  ~SpoolWriter();
+  SpoolWriter(const SpoolWriter&) = delete;
+  SpoolWriter& operator=(const SpoolWriter&) = delete;
+
+  // arrival_us: µs since the session's start (monotonic). pt: 7-bit payload type.
+  // A payload over 65535 bytes is dropped and counted.
+  void append_rtp(std::uint8_t stream, std::int64_t arrival_us, std::uint16_t seq, std::uint32_t ts,
+                  std::uint32_t ssrc, std::uint8_t pt, bool marker,
+                  std::span<const std::uint8_t> payload);
+  // type: kSessionStart, kEvent or kSessionEnd (kMetadata also accepted). time_us:
+  // µs since the Unix epoch. A document over 1 MiB - 8 bytes is dropped and counted.
+  void append_json(RecordType type, std::int64_t time_us, std::string_view json);
+  void append_metadata(std::int64_t time_us, std::string_view xml);
+
+  // Writes the buffered bytes (retrying EINTR and short writes). On error the
+  // unwritten bytes stay buffered for the next flush; the error names the path.
+  common::Status flush();
+  // Policy: buffer >= flush_bytes, or its oldest byte buffered >= flush_age before now.
+  bool should_flush(std::chrono::steady_clock::time_point now) const;
+  // flush + fdatasync + close. Idempotent; appends afterwards are dropped.
+  common::Status close();
+
+  std::shared_ptr<SpoolFile> file() const { return file_; }
+  const std::string& path() const { return file_->path(); }
+  std::size_t buffered_bytes() const { return buffer_.size(); }
+  std::uint64_t dropped_records() const { return dropped_records_; }
+  std::uint64_t records_appended() const { return records_appended_; }
+  std::uint64_t bytes_written() const { return bytes_written_; }  // including the header
+
+ private:
+  SpoolWriter(std::shared_ptr<SpoolFile> file, std::uint32_t salt, SpoolWriterOptions options);
+  // Reserves room for one record; nullptr (and the record counted as dropped)
+  // if the buffer cap would be exceeded or the writer is closed.
+  std::uint8_t* begin_record(RecordType type, std::size_t payload_size);
+  void end_record(std::uint8_t* record, std::size_t payload_size);
+
+  std::shared_ptr<SpoolFile> file_;
+  const std::uint32_t salt_;
+  const SpoolWriterOptions options_;
+  std::vector<std::uint8_t> buffer_;
+  std::chrono::steady_clock::time_point oldest_{};  // when buffer_ went from empty to non-empty
+  bool closed_ = false;
+  std::uint64_t dropped_records_ = 0;
+  std::uint64_t records_appended_ = 0;
+  std::uint64_t bytes_written_ = 0;
+};
+
+}  // namespace sgw::recording
