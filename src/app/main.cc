@@ -17,6 +17,8 @@
 #include "common/metrics.h"
 #include "control/control_server.h"
 #include "media/media_engine.h"
+#include "recording/spool_sink.h"
+#include "recording/spool_syncer.h"
 #include "metadata/conversation_id.h"
 #include "sip/endpoint.h"
 #include "siprec/session_manager.h"
@@ -44,16 +46,6 @@ bool usable_dir(const std::string& dir, std::string* why) {
   }
   return true;
 }
-
-class NullSink final : public sgw::media::SessionSink {
- public:
-  void start(std::int64_t) override {}
-  void on_rtp(std::uint8_t, std::int64_t, const sgw::media::RtpPacketView&) override {}
-  void on_event(std::int64_t, std::string_view) override {}
-  void on_metadata(std::int64_t, std::string_view) override {}
-  void on_tick(std::int64_t) override {}
-  void finish(std::int64_t, std::string_view) override {}
-};
 
 }  // namespace
 
@@ -121,6 +113,15 @@ int main(int argc, char** argv) {
       &registry.labelled_counter("sgw_sip_requests_total", "SIP requests received by method", "method"),
       &registry.counter("sgw_metadata_errors_total", "Metadata documents that could not be parsed")};
 
+  sgw::recording::SpoolSinkMetrics spool_metrics{
+      &registry.counter("sgw_spool_write_errors_total", "Spool files that could not be created or written"),
+      &registry.counter("sgw_spool_dropped_records_total", "Spool records dropped: buffer full")};
+  sgw::recording::SpoolSyncer syncer(
+      std::chrono::milliseconds(1000),
+      {&registry.counter("sgw_spool_fsyncs_total", "Spool fdatasync calls"),
+       &registry.counter("sgw_spool_fsync_errors_total", "Spool fdatasync failures")});
+  syncer.start();
+
   sgw::media::MediaOptions media_options;
   media_options.address = config.media_address;
   media_options.port_min = config.rtp_port_min;
@@ -152,8 +153,10 @@ int main(int argc, char** argv) {
   policy.recordings_dir = config.recordings_dir;
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
-      [](const std::string&, const std::string&) -> std::unique_ptr<sgw::media::SessionSink> {
-        return std::make_unique<NullSink>();
+      [&](const std::string& recording_id, const std::string& start_json)
+          -> std::unique_ptr<sgw::media::SessionSink> {
+        return std::make_unique<sgw::recording::SpoolSink>(config.spool_dir, recording_id, start_json,
+                                                           &syncer, spool_metrics);
       },
       nullptr);
   sessions_for_timeouts = &sessions;
@@ -220,6 +223,7 @@ int main(int argc, char** argv) {
   waiter.join();
   control.stop();
   (*media)->stop();
+  syncer.stop();
   log->info("stopped");
   return 0;
 }

@@ -55,10 +55,8 @@ struct ReorderedPacket {
 // Receives emitted packets synchronously from push()/flush()/finish().
 class PacketSink {
  public:
+  virtual ~PacketSink() = default;
   virtual void on_packet(const ReorderedPacket& packet) = 0;
-
- protected:
-  ~PacketSink() = default;
 };
 
 struct ReorderConfig {
@@ -140,6 +138,7 @@ class ReorderBuffer {
   std::uint64_t max_ext_ = 0;       // highest extended seq received in the segment
   std::uint64_t emitted_mask_ = 0;  // bit i: next_ext_-1-i was emitted (duplicate vs late)
   std::size_t count_ = 0;           // used slots
+  std::uint64_t skipped_ = 0;       // holes passed over without an emission yet
   std::int64_t now_us_ = 0;
   bool have_now_ = false;
 };
