@@ -50,6 +50,27 @@ constexpr Range kMaxSessions{1, 1'000'000};
 constexpr Range kRetryAfter{1, 86'400};
 constexpr Range kMaxMessageBytes{1500, 65535};
 constexpr Range kAnswerDelay{0, 60000};
+constexpr Range kReorderWindow{0, 2000};
+constexpr Range kFsyncInterval{10, 60000};
+
+Status check_format(std::string_view v) {
+  if (v == "wav" || v == "wav-ulaw" || v == "wav-alaw" || v == "flac" || v == "ogg-opus") return Ok{};
+  return make_error("config.invalid", "expected one of wav, wav-ulaw, wav-alaw, flac, ogg-opus, got '" +
+                                          std::string(v) + "'");
+}
+Status check_channel(std::string_view v) {
+  if (v == "left" || v == "right") return Ok{};
+  return make_error("config.invalid", "expected left or right, got '" + std::string(v) + "'");
+}
+Status check_multi_stream_mode(std::string_view v) {
+  if (v == "multichannel" || v == "mono-files") return Ok{};
+  return make_error("config.invalid", "expected multichannel or mono-files, got '" + std::string(v) + "'");
+}
+Status check_key_template(std::string_view v) {
+  if (v.empty()) return make_error("config.invalid", "must not be empty");
+  if (v.front() == '/') return make_error("config.invalid", "must be relative (no leading '/')");
+  return Ok{};
+}
 constexpr Range kMediaWorkers{0, 1024};
 constexpr Range kMediaTimeout{1, 86'400};
 constexpr Range kMetadataMaxBytes{1024, 16 * 1024 * 1024};
@@ -454,10 +475,17 @@ class Loader {
                  c.codecs = std::move(*codecs);
                  return Ok{};
                }},
-              {"srtp", boolean(c.srtp)}};
+              {"srtp", boolean(c.srtp)},
+              {"reorder_window_ms", uint(c.reorder_window_ms, kReorderWindow)}};
     if (section == "recording")
       return {{"dir", str(c.recordings_dir, check_non_empty)},
-              {"spool_dir", str(c.spool_dir, check_non_empty)}};
+              {"spool_dir", str(c.spool_dir, check_non_empty)},
+              {"format", str(c.recording_format, check_format)},
+              {"key_template", str(c.key_template, check_key_template)},
+              {"fsync_interval_ms", uint(c.fsync_interval_ms, kFsyncInterval)},
+              {"caller_channel", str(c.caller_channel, check_channel)},
+              {"multi_stream_mode", str(c.multi_stream_mode, check_multi_stream_mode)},
+              {"keep_spool", boolean(c.keep_spool)}};
     if (section == "metadata")
       return {{"max_bytes", uint(c.metadata_max_bytes, kMetadataMaxBytes)},
               {"max_depth", uint(c.metadata_max_depth, kMetadataMaxDepth)},

@@ -39,11 +39,18 @@ struct Config {
   std::uint32_t media_workers = 0;     // 0: one per core
   std::uint32_t media_timeout_s = 60;
   std::vector<std::string> codecs{"PCMA", "PCMU", "G722", "opus", "G729"};  // preference order
-  bool srtp = false;                   // accept RTP/SAVP offers (not yet supported)
+  bool srtp = false;
+  std::uint32_t reorder_window_ms = 60;                   // accept RTP/SAVP offers (not yet supported)
 
   // recording.*
   std::string recordings_dir = "var/recordings";
   std::string spool_dir = "var/spool";
+  std::string recording_format = "wav";  // wav | wav-ulaw | wav-alaw | flac | ogg-opus
+  std::string key_template = "{yyyy}/{mm}/{dd}/{conversation_id}/{recording_id}";
+  std::uint32_t fsync_interval_ms = 1000;
+  std::string caller_channel = "left";   // left | right (two-party stereo files)
+  std::string multi_stream_mode = "multichannel";  // multichannel | mono-files
+  bool keep_spool = false;               // keep the spool file after finalisation
 
   // metadata.*
   std::uint32_t metadata_max_bytes = 256 * 1024;
