@@ -17,7 +17,9 @@
 #include "common/metrics.h"
 #include "control/control_server.h"
 #include "media/media_engine.h"
+#include "recording/finalizer.h"
 #include "recording/spool_sink.h"
+#include "storage/key_template.h"
 #include "recording/spool_syncer.h"
 #include "metadata/conversation_id.h"
 #include "sip/endpoint.h"
@@ -89,6 +91,15 @@ int main(int argc, char** argv) {
   if (!usable_dir(config.spool_dir, &why))
     return fail("recording.spool_dir " + config.spool_dir + ": " + why);
 
+  auto key_template = sgw::storage::KeyTemplate::parse(config.key_template);
+  if (!key_template) return fail("recording.key_template: " + key_template.error().message);
+  auto format = sgw::recording::parse_audio_format(config.recording_format);
+  if (!format) return fail("recording.format: " + format.error().message);
+  sgw::recording::LayoutConfig layout = sgw::recording::default_layout_config();
+  if (auto cc = sgw::recording::parse_caller_channel(config.caller_channel)) layout.caller_channel = *cc;
+  if (auto ms = sgw::recording::parse_multi_stream_mode(config.multi_stream_mode))
+    layout.multi_stream_mode = *ms;
+
   // Signals are taken by sigwait() in main; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);
@@ -117,10 +128,39 @@ int main(int argc, char** argv) {
       &registry.counter("sgw_spool_write_errors_total", "Spool files that could not be created or written"),
       &registry.counter("sgw_spool_dropped_records_total", "Spool records dropped: buffer full")};
   sgw::recording::SpoolSyncer syncer(
-      std::chrono::milliseconds(1000),
+      std::chrono::milliseconds(config.fsync_interval_ms),
       {&registry.counter("sgw_spool_fsyncs_total", "Spool fdatasync calls"),
        &registry.counter("sgw_spool_fsync_errors_total", "Spool fdatasync failures")});
   syncer.start();
+
+  sgw::recording::FinalizerOptions fin_options;
+  fin_options.spool_dir = config.spool_dir;
+  fin_options.recordings_dir = config.recordings_dir;
+  fin_options.format = *format;
+  fin_options.layout = layout;
+  fin_options.reorder_window_ms = config.reorder_window_ms;
+  fin_options.keep_spool = config.keep_spool;
+  fin_options.metadata_limits.max_bytes = config.metadata_max_bytes;
+  fin_options.metadata_limits.max_depth = config.metadata_max_depth;
+  fin_options.relative_path = [tpl = *key_template](const sgw::recording::PathFields& f) {
+    sgw::storage::KeyFields k;
+    k.start_time = std::chrono::system_clock::time_point(std::chrono::microseconds(f.start_unix_us));
+    k.conversation_id = f.conversation_id.empty() ? "no-conversation-id" : f.conversation_id;
+    k.recording_id = f.recording_id;
+    k.region = f.region;
+    k.node = f.node;
+    k.call_id = f.call_id;
+    return tpl.render(k);
+  };
+  sgw::recording::Finalizer finalizer(
+      fin_options,
+      {&registry.counter("sgw_recordings_published_total", "Recordings published (audio + JSON)"),
+       &registry.counter("sgw_recordings_recovered_total", "Recordings recovered from spool at start-up"),
+       &registry.counter("sgw_recordings_failed_total", "Recordings whose finalisation failed (spool kept)"),
+       &registry.counter("sgw_finalize_queue_full_total", "Finalisations deferred: queue full")});
+  // Spools left by a crash or power loss are finished before new calls arrive.
+  if (std::size_t n = finalizer.recover(); n > 0) log->warn("recovered {} recording(s) from the spool", n);
+  finalizer.start(1);
 
   sgw::media::MediaOptions media_options;
   media_options.address = config.media_address;
@@ -158,7 +198,10 @@ int main(int argc, char** argv) {
         return std::make_unique<sgw::recording::SpoolSink>(config.spool_dir, recording_id, start_json,
                                                            &syncer, spool_metrics);
       },
-      nullptr);
+      [&finalizer](const std::string& recording_id) {
+        if (!finalizer.submit(recording_id))
+          sgw::common::logger("finalize")->warn("{}: queue full; finished at next start", recording_id);
+      });
   sessions_for_timeouts = &sessions;
 
   sgw::sip::EndpointOptions sip_options;
@@ -224,6 +267,7 @@ int main(int argc, char** argv) {
   control.stop();
   (*media)->stop();
   syncer.stop();
+  finalizer.stop();
   log->info("stopped");
   return 0;
 }

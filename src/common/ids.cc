@@ -31,9 +31,8 @@ std::string uuid_v4() {
   return buf;
 }
 
-std::string utc_now_iso8601() {
-  auto now = std::chrono::system_clock::now();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+std::string iso8601_from_unix_us(std::int64_t unix_us) {
+  std::int64_t ms = unix_us / 1000;
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
@@ -42,6 +41,12 @@ std::string utc_now_iso8601() {
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
   return buf;
+}
+
+std::string utc_now_iso8601() {
+  auto now = std::chrono::system_clock::now();
+  return iso8601_from_unix_us(
+      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count());
 }
 
 }  // namespace sgw::common

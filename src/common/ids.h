@@ -14,3 +14,8 @@ std::uint64_t random_u64();
 std::string utc_now_iso8601();
 
 }  // namespace sgw::common
+
+namespace sgw::common {
+// A Unix time in µs as RFC 3339 UTC with milliseconds.
+std::string iso8601_from_unix_us(std::int64_t unix_us);
+}  // namespace sgw::common

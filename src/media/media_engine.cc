@@ -173,7 +173,7 @@ class Worker {
       thread_.join();
       run_posted();  // sessions handed over after the loop ended are finished below
     }
-    for (auto& [h, s] : sessions_) finish_session(*s, "{\"cause\":\"shutdown\"}");
+    for (auto& [h, s] : sessions_) finish_session(*s, R"({"cause":"gateway stopped","complete":false})");
     sessions_.clear();
     if (epfd_ >= 0) close(epfd_);
     if (evfd_ >= 0) close(evfd_);

@@ -112,8 +112,12 @@ void ReorderBuffer::release(PacketSink& sink, bool drain) {
   }
 }
 
-void ReorderBuffer::push(const ReorderInput& p, PacketSink& sink) {
+void ReorderBuffer::push(const ReorderInput& packet, PacketSink& sink) {
   ++stats_.received;
+  // Arrival times come from a spool on disk: keep them where differences
+  // cannot overflow (+-2^62 us is 146,000 years).
+  ReorderInput p = packet;
+  p.arrival_us = std::clamp<std::int64_t>(p.arrival_us, -(std::int64_t{1} << 62), std::int64_t{1} << 62);
   if (!have_now_ || p.arrival_us > now_us_) now_us_ = p.arrival_us;
   have_now_ = true;
 
@@ -269,6 +273,7 @@ void ReorderBuffer::push(const ReorderInput& p, PacketSink& sink) {
 }
 
 void ReorderBuffer::flush(std::int64_t now_us, PacketSink& sink) {
+  now_us = std::clamp<std::int64_t>(now_us, -(std::int64_t{1} << 62), std::int64_t{1} << 62);
   if (!have_now_ || now_us > now_us_) now_us_ = now_us;
   have_now_ = true;
   release(sink, false);

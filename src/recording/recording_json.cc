@@ -51,7 +51,7 @@ json to_json(const StreamEntry& s) {
               {"participant", opt(s.participant)}};
 }
 
-json to_json(const Gap& g) {
+json to_json(const GapEntry& g) {
   return json{{"start_ms", g.start_ms}, {"length_ms", g.length_ms}, {"cause", g.cause},
               {"stream_label", opt(g.stream_label)}};
 }

@@ -59,7 +59,7 @@ struct StreamEntry {
   std::optional<std::string> participant;  // sending participant id
 };
 
-struct Gap {
+struct GapEntry {
   std::int64_t start_ms = 0;  // from the start of the recording's timeline
   std::int64_t length_ms = 0;
   std::string cause;  // e.g. "no-rtp", "packet-loss", "gateway-restart", "hold"
@@ -107,7 +107,7 @@ struct RecordingJsonInput {
   std::string start_time;  // RFC 3339
   std::string end_time;
   std::int64_t duration_ms = 0;
-  std::vector<Gap> gaps;
+  std::vector<GapEntry> gaps;
   std::vector<DtmfEntry> dtmf;
   bool complete = true;
   std::string incomplete_reason;  // empty -> null

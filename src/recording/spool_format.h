@@ -22,7 +22,8 @@ namespace spool {
 
 inline constexpr std::string_view kMagic = "SGWSPOOL";
 inline constexpr std::uint16_t kVersion = 1;
-inline constexpr std::size_t kMaxRecordingIdSize = 255;
+// The file name <id>.spool must fit NAME_MAX (255).
+inline constexpr std::size_t kMaxRecordingIdSize = 249;
 // magic 8 + version 2 + salt 4 + id length 2; then id, then header CRC 4.
 inline constexpr std::size_t kHeaderFixedSize = 16;
 
@@ -116,7 +117,7 @@ inline std::uint32_t record_crc(std::uint32_t salt, std::uint32_t length, std::u
   return crc32c_final(crc32c_extend(crc32c_extend(crc32c_init(), head), payload));
 }
 
-// Recording ids become file names: 1..255 bytes of [A-Za-z0-9._-], not starting with '.'.
+// Recording ids become file names: 1..249 bytes of [A-Za-z0-9._-], not starting with '.'.
 constexpr bool valid_recording_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxRecordingIdSize || id.front() == '.') return false;
   for (char c : id) {

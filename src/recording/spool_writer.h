@@ -72,7 +72,7 @@ class SpoolWriter {
  public:
   // Creates <dir>/<recording_id>.spool with O_EXCL, writes the header,
   // fdatasyncs it and fsyncs dir. Blocking. Errors: "spool.bad_id" (id not
-  // 1..255 of [A-Za-z0-9._-] or starting with '.'), "io.<op>" naming the path.
+  // 1..249 of [A-Za-z0-9._-] or starting with '.'), "io.<op>" naming the path.
   // fs defaults to SpoolFileSystem::posix(); it must outlive the writer.
   static common::Result<std::unique_ptr<SpoolWriter>> create(const std::string& dir,
                                                              const std::string& recording_id,

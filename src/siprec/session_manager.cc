@@ -604,7 +604,8 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
     nlohmann::json end = {{"cause", cause}, {"end_time", common::utc_now_iso8601()},
                           {"end_unix_us", std::chrono::duration_cast<std::chrono::microseconds>(
                                               std::chrono::system_clock::now().time_since_epoch()).count()},
-                          {"answered", s.state != State::kAnswering}};
+                          {"answered", s.state != State::kAnswering},
+                          {"complete", !s.cut_short}};
     std::string id = s.recording_id;
     auto closed = on_closed_;
     media_->close_session(s.media, end.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
@@ -649,6 +650,7 @@ void SessionManager::drain(std::function<void()> on_drained) {
       end_session(key, "drain before answer");
     } else if (s.state == State::kEstablished && s.dialog) {
       s.state = State::kEnding;
+      s.cut_short = true;
       log_event(s, "drain: sending BYE");
       // RFC 3326 Reason header tells the SRC why the recording stops.
       endpoint_->send_bye(s.dialog, {{"Reason", "SIP;cause=503;text=\"Recorder draining\""}});

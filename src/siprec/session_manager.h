@@ -125,6 +125,7 @@ class SessionManager final : public sip::EndpointListener {
     sip::DialogId dialog = 0;
     State state = State::kAnswering;
     bool acked = false;
+    bool cut_short = false;            // ended by our drain: the recording is incomplete
     std::string start_time;
     std::uint64_t sdp_session_id = 0;
     std::uint64_t sdp_version = 0;
