@@ -254,7 +254,12 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
       }
       codecs.decoders[pt] = std::move(dec).value();
     }
-    if (h.telephone_event_pt) codecs.telephone_event_pt = static_cast<std::uint8_t>(*h.telephone_event_pt);
+    if (h.telephone_event_pt) {
+      codecs.telephone_event_pt = static_cast<std::uint8_t>(*h.telephone_event_pt);
+      // The plan only accepts telephone-event at the audio codec's RTP clock.
+      if (!h.payloads.empty())
+        codecs.telephone_event_clock = get_or<std::uint32_t>(h.payloads.begin()->second, "clock_rate", 8000);
+    }
     auto track = StreamTrack::create(params, std::move(codecs));
     if (!track) {
       report.problems.push_back("stream " + h.label + ": " + track.error().message);

@@ -1,0 +1,1 @@
+sgw_fuzz(fuzz_spool_reader spool_reader_fuzz.cc sgw_spool)
