@@ -2,6 +2,7 @@
 // threads, signals (SIGTERM/SIGINT drain; a second signal stops at once).
 
 #include <pthread.h>
+#include <sys/statvfs.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -216,6 +217,7 @@ int main(int argc, char** argv) {
   sgw::control::ControlServer control(
       &registry, {[&sessions]() -> std::string {
                     if (sessions.draining()) return "draining";
+                    if (!sessions.storage_ok()) return "storage unusable (see log)";
                     return "";
                   },
                   [&sessions] { return sessions.snapshot_json().dump(); }});
@@ -223,6 +225,24 @@ int main(int argc, char** argv) {
     auto st = control.start(config.http_listen);
     if (!st) return fail(st.error().message);
   }
+
+  // Storage health, every 5 s on the SIP thread: both folders writable and
+  // not full. While unusable, OPTIONS and new INVITEs get 503 (SRCs move on)
+  // and /readyz says why.
+  std::function<void()> check_storage = [&] {
+    auto usable = [&](const std::string& dir) {
+      struct statvfs vfs{};
+      if (::access(dir.c_str(), W_OK) != 0 || ::statvfs(dir.c_str(), &vfs) != 0) return false;
+      return static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize >= 64ull * 1024 * 1024;
+    };
+    bool ok = usable(config.recordings_dir) && usable(config.spool_dir);
+    if (ok != sessions.storage_ok())
+      (ok ? log->info("storage usable again") : log->error("storage unusable: {} or {} not writable or under 64 MiB free",
+                                                            config.recordings_dir, config.spool_dir));
+    sessions.set_storage_ok(ok);
+    (*endpoint)->after(5000, check_storage);
+  };
+  (*endpoint)->post(check_storage);
 
   std::thread sip_thread([&] { (*endpoint)->run(); });
 

@@ -11,6 +11,7 @@
 // active_sessions(), which any thread may call.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -77,11 +78,12 @@ class SessionManager final : public sip::EndpointListener {
 
   // Storage health, set by the application (503 when false).
   void set_storage_ok(bool ok) { storage_ok_ = ok; }
+  bool storage_ok() const { return storage_ok_; }
 
   // SIP thread: refuse new sessions and BYE every established one; calls
   // on_drained once no session is left (immediately if none).
   void drain(std::function<void()> on_drained);
-  bool draining() const { return draining_; }
+  bool draining() const { return draining_; }  // any thread
 
   // Any thread.
   std::size_t active_sessions() const;
@@ -168,8 +170,8 @@ class SessionManager final : public sip::EndpointListener {
   SessionMetrics metrics_;
   SinkFactory make_sink_;
   ClosedCallback on_closed_;
-  bool storage_ok_ = true;
-  bool draining_ = false;
+  std::atomic<bool> storage_ok_{true};
+  std::atomic<bool> draining_{false};
   std::function<void()> on_drained_;
   std::uint64_t next_key_ = 1;
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions_;
