@@ -1,8 +1,5 @@
 #include "siprec/session_manager.h"
 
-#include <filesystem>
-
-#include "common/atomic_file.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/strings.h"
@@ -90,7 +87,10 @@ void SessionManager::publish() {
 
 void SessionManager::log_event(Session& s, std::string what) {
   log_->info("{} [{}]: {}", s.recording_id, s.call_id, what);
-  s.events.push_back({common::utc_now_iso8601(), std::move(what)});
+  // Into the spool as well: the recording's JSON lists the session's events.
+  if (s.media)
+    media_->post_event(s.media, nlohmann::json{{"event", what}}.dump(
+                                    -1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 bool SessionManager::can_accept(std::string* why) const {

@@ -112,10 +112,6 @@ class SessionManager final : public sip::EndpointListener {
     std::uint16_t port = 0;
     bool paused = false;
   };
-  struct Event {
-    std::string time;
-    std::string what;
-  };
   enum class State { kAnswering, kEstablished, kEnding };
   struct Session {
     std::string recording_id;
@@ -138,7 +134,6 @@ class SessionManager final : public sip::EndpointListener {
     std::vector<std::string> metadata_errors;
     std::string conversation_id;
     std::string conversation_id_rule;
-    std::vector<Event> events;
     sip::HeaderList invite_headers;
   };
 
