@@ -82,10 +82,11 @@ bool eventually(F f) {
 }
 
 TEST(MediaEngineTest, DeliversPacketsFromTheFirstOneInOrderAndCountsLoss) {
+  // Declared before the engine: sinks are finished when the engine stops.
+  Seen seen;
   Metrics m;
   auto engine = MediaEngine::create({"127.0.0.1", 31000, 31100, 2, 60000}, m.get(), nullptr);
   ASSERT_TRUE(engine) << engine.error().message;
-  Seen seen;
   auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
   auto s = (*engine)->open_stream(h, {1, "127.0.0.1", false});
   ASSERT_TRUE(s);
@@ -112,10 +113,11 @@ TEST(MediaEngineTest, DeliversPacketsFromTheFirstOneInOrderAndCountsLoss) {
 }
 
 TEST(MediaEngineTest, DropsPacketsFromOtherHostsAndLatchesWhenSdpHasNoAddress) {
+  // Declared before the engine: sinks are finished when the engine stops.
+  Seen seen;
   Metrics m;
   auto engine = MediaEngine::create({"127.0.0.1", 31400, 31500, 1, 60000}, m.get(), nullptr);
   ASSERT_TRUE(engine);
-  Seen seen;
   auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
   auto strict = (*engine)->open_stream(h, {0, "127.0.0.1", false});
   auto latch = (*engine)->open_stream(h, {1, "0.0.0.0", false});
@@ -131,12 +133,13 @@ TEST(MediaEngineTest, DropsPacketsFromOtherHostsAndLatchesWhenSdpHasNoAddress) {
 }
 
 TEST(MediaEngineTest, ReportsMediaTimeoutButNotWhilePaused) {
+  // Declared before the engine: sinks are finished when the engine stops.
+  Seen a, b;
   Metrics m;
   std::atomic<int> timeouts{0};
   auto engine = MediaEngine::create({"127.0.0.1", 31600, 31700, 1, 300}, m.get(),
                                     [&](SessionHandle) { ++timeouts; });
   ASSERT_TRUE(engine);
-  Seen a, b;
   auto paused = (*engine)->open_session("p", std::make_unique<CapturingSink>(&a));
   ASSERT_TRUE((*engine)->open_stream(paused, {0, "127.0.0.1", true}));
   auto silent = (*engine)->open_session("s", std::make_unique<CapturingSink>(&b));
@@ -147,10 +150,11 @@ TEST(MediaEngineTest, ReportsMediaTimeoutButNotWhilePaused) {
 }
 
 TEST(MediaEngineTest, ReportsExhaustedRangeAndReusesClosedPorts) {
+  // Declared before the engine: sinks are finished when the engine stops.
+  Seen seen;
   Metrics m;
   auto engine = MediaEngine::create({"127.0.0.1", 31200, 31203, 1, 60000}, m.get(), nullptr);
   ASSERT_TRUE(engine);
-  Seen seen;
   auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
   auto a = (*engine)->open_stream(h, {0, "", false});
   auto b = (*engine)->open_stream(h, {1, "", false});
