@@ -48,7 +48,7 @@ struct Range {
 };
 constexpr Range kMaxSessions{1, 1'000'000};
 constexpr Range kRetryAfter{1, 86'400};
-constexpr Range kMaxMessageBytes{1500, 65535};
+constexpr Range kMaxMessageBytes{1500, 16 * 1024 * 1024};
 constexpr Range kAnswerDelay{0, 60000};
 constexpr Range kReorderWindow{0, 2000};
 constexpr Range kFsyncInterval{10, 60000};

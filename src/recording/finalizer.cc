@@ -14,6 +14,8 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "media/codec.h"
+#include "common/strings.h"
+#include "metadata/cisco_headers.h"
 #include "metadata/metadata_merge.h"
 #include "recording/recording_json.h"
 #include "recording/spool_reader.h"
@@ -299,6 +301,18 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
       continue;
     }
     md = md ? metadata::merge(*md, *parsed) : std::move(parsed).value();
+  }
+
+  if (!md) {
+    // Cisco network-based recording sends no XML: participants come from
+    // X-Cisco-Recording-Participant headers, kept in the session-start record.
+    std::vector<std::string> cisco;
+    if (auto h = c.start.find("headers"); h != c.start.end() && h->is_object())
+      for (const auto& [name, values] : h->items())
+        if (common::iequals(name, metadata::kCiscoParticipantHeader) && values.is_array())
+          for (const auto& v : values)
+            if (v.is_string()) cisco.push_back(v.get<std::string>());
+    if (!cisco.empty()) md = metadata::from_cisco_headers(cisco, get_or<std::string>(c.start, "call_id", ""));
   }
 
   std::vector<RecordedStream> recorded;

@@ -25,6 +25,12 @@ struct ClientOptions {
   std::uint16_t bind_port = 0;             // 0: any free port
   std::string contact_user = "src";        // Contact: <sip:src@ADDR:PORT;transport=..>;+sip.src
   std::string user_agent = "siprec-src";
+  // Non-INVITE and INVITE transaction timeout (RFC 3261 timers B/F = 64*T1);
+  // 0 keeps sofia's 32 s. siprec-src lowers it to fail over sooner.
+  std::uint32_t transaction_timeout_ms = 0;
+  // Largest message accepted. sofia applies it to one read from a TCP stream,
+  // which can hold many pipelined responses under load: keep it generous.
+  std::size_t max_message_bytes = 4 * 1024 * 1024;
 };
 
 // Where a request goes: one resolved transport/address/port.
@@ -39,9 +45,13 @@ struct OutgoingRequest {
   std::string request_uri;   // e.g. "sip:srs@127.0.0.1:5060;transport=tcp"
   std::string from;          // name-addr; a tag is added when missing
   std::string to;            // name-addr
+  std::string call_id;       // empty: a unique one is generated
   HeaderList headers;        // extra headers (Require, Supported, X-..., Session-Expires, ...)
   std::string content_type;  // empty: no body
   std::string body;
+  // Early media (RFC 7866 §8.1.1 allows RTP before the ACK): the ACK for the
+  // initial 2xx leaves this many ms after the 2xx arrived; 0 = at once.
+  std::uint32_t ack_delay_ms = 0;
 };
 
 struct ClientResponse {
@@ -72,28 +82,42 @@ class ClientEndpoint {
                                                                 ClientListener* listener);
 
   // Starts an INVITE transaction to target. A 2xx establishes the dialog and
-  // is ACKed automatically (RFC 3261 §13.2.2.4); non-2xx finals end the call.
+  // is ACKed automatically (RFC 3261 §13.2.2.4), retransmitted 2xx too;
+  // non-2xx finals end the call. Failures before the wire (bad From/To,
+  // unsupported transport) arrive as a local on_response from the loop,
+  // never from inside this call.
   virtual CallHandle invite(const Target& target, const OutgoingRequest& request) = 0;
-  // In-dialog requests (after a 2xx). Returns false if the call has no dialog.
+  // In-dialog requests (after a 2xx). Returns false if the call has no dialog,
+  // after bye(), or (reinvite) while another INVITE of ours is pending.
   virtual bool reinvite(CallHandle call, const HeaderList& headers, const std::string& content_type,
                         const std::string& body) = 0;
   virtual bool update(CallHandle call, const HeaderList& headers, const std::string& content_type,
                       const std::string& body) = 0;
   virtual bool options_in_dialog(CallHandle call) = 0;
   virtual bool bye(CallHandle call) = 0;
-  // CANCEL for an INVITE still without a final response.
+  // CANCEL for an INVITE still without a final response. Before any
+  // provisional response the CANCEL is held back (RFC 3261 §9.1) and sent when
+  // one arrives. The INVITE then ends with 487 (or 408/2xx, which is ACKed).
   virtual bool cancel(CallHandle call) = 0;
-  // Out-of-dialog OPTIONS (keepalive/probe); the response arrives with call = returned handle.
+  // Out-of-dialog OPTIONS (keepalive/probe); the response arrives with call =
+  // returned handle, which is forgotten after the final response (no release needed).
   virtual CallHandle options(const Target& target, const std::string& request_uri) = 0;
   // Answers a request delivered by on_request.
   virtual void reply(TransactionId tx, const Response& response) = 0;
-  // Forgets a call (after its BYE or a failure).
+  // Forgets a call (after its BYE or a failure). No more callbacks for it; a
+  // 2xx that still arrives for a released INVITE is ACKed and BYEd by sofia.
   virtual void release(CallHandle call) = 0;
 
   virtual void run() = 0;
   virtual void stop() = 0;                          // thread-safe
   virtual bool post(std::function<void()> fn) = 0;  // thread-safe
+  // SIP thread: runs fn once after delay_ms (0 means the next loop turn).
   virtual void after(std::uint32_t delay_ms, std::function<void()> fn) = 0;
+
+  // Where the client's transports are bound, "udp:127.0.0.1:5080" style.
+  virtual std::vector<std::string> bound_addresses() const = 0;
+  // The Call-ID of a call ("" for an unknown handle).
+  virtual std::string call_id(CallHandle call) const = 0;
 };
 
 }  // namespace sgw::sip

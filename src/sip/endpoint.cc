@@ -159,7 +159,10 @@ struct SofiaEndpoint final : public Endpoint {
     if (sip->sip_payload && sip->sip_payload->pl_data)
       r.body.assign(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
     if (tport_t* tp = nta_incoming_transport(agent, irq, msg)) {
-      if (tp_name_t const* tpn = tport_name(tp)) {
+      // A TCP request arrives on an accepted connection whose name is the
+      // peer's; the listening (primary) transport names our address.
+      tport_t* named = tport_parent(tp) ? tport_parent(tp) : tp;
+      if (tp_name_t const* tpn = tport_name(named)) {
         if (tpn->tpn_proto) r.transport = tpn->tpn_proto;
         if (tpn->tpn_host) r.local_host = tpn->tpn_host;
         if (tpn->tpn_port) r.local_port = tpn->tpn_port;
@@ -392,7 +395,8 @@ struct SofiaEndpoint final : public Endpoint {
     auto rec = std::make_unique<TimerRecord>();
     rec->endpoint = this;
     rec->fn = std::move(fn);
-    rec->timer = su_timer_create(su_root_task(root), delay_ms);
+    // sofia asserts on a 0 ms timer: "now" is the next loop turn, 1 ms.
+    rec->timer = su_timer_create(su_root_task(root), delay_ms == 0 ? 1 : delay_ms);
     TimerRecord* p = rec.get();
     timers.emplace(p, std::move(rec));
     su_timer_set(p->timer, &SofiaEndpoint::on_timer, p);

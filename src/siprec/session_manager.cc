@@ -416,7 +416,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
       {"src", s->src}, {"transport", s->transport}};
   nlohmann::json headers = nlohmann::json::object();
   for (const auto& [n, v] : req.headers)
-    if (common::istarts_with(n, "X-") || common::iequals(n, "Session-ID")) headers[n] = v;
+    if (common::istarts_with(n, "X-") || common::iequals(n, "Session-ID")) headers[n].push_back(v);
   start["headers"] = headers;
   s->media = media_->open_session(
       s->recording_id,

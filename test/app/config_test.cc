@@ -81,7 +81,7 @@ TEST(DefaultConfig, MatchesDocumentedDefaults) {
   EXPECT_EQ(c.listen[1].to_string(), "tcp:127.0.0.1:5060");
   EXPECT_EQ(c.max_sessions, 10000u);
   EXPECT_EQ(c.retry_after_s, 30u);
-  EXPECT_EQ(c.max_message_bytes, 65535u);
+  EXPECT_EQ(c.max_message_bytes, 4u * 1024 * 1024);
   EXPECT_EQ(c.media_address, "127.0.0.1");
   EXPECT_EQ(c.rtp_port_min, 10000);
   EXPECT_EQ(c.rtp_port_max, 20000);
@@ -222,8 +222,8 @@ TEST(LoadConfig, BooleansAcceptYamlSpellings) {
 TEST(LoadConfig, RangesAreChecked) {
   EXPECT_THAT(error_of("sip:\n  max_sessions: 0\n"), HasSubstr("sip.max_sessions: expected 1-1000000, got 0"));
   EXPECT_THAT(error_of("sip:\n  max_message_bytes: 1000\n"),
-              HasSubstr("sip.max_message_bytes: expected 1500-65535, got 1000"));
-  EXPECT_THAT(error_of("sip:\n  max_message_bytes: 70000\n"), HasSubstr("sip.max_message_bytes: expected 1500-65535"));
+              HasSubstr("sip.max_message_bytes: expected 1500-16777216, got 1000"));
+  EXPECT_THAT(error_of("sip:\n  max_message_bytes: 20000000\n"), HasSubstr("sip.max_message_bytes: expected 1500-16777216"));
   EXPECT_THAT(error_of("sip:\n  retry_after_s: 0\n"), HasSubstr("sip.retry_after_s: expected 1-86400"));
   EXPECT_THAT(error_of("media:\n  timeout_s: 0\n"), HasSubstr("media.timeout_s: expected 1-86400"));
   EXPECT_THAT(error_of("media:\n  workers: 5000\n"), HasSubstr("media.workers: expected 0-1024"));

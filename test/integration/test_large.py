@@ -37,9 +37,14 @@ class LargeInviteTest(DaemonTestCase):
     def test_60k_tcp(self):
         self.large_call("tcp", 60 * 1024)
 
+
+
+class OverLimitTest(DaemonTestCase):
+    CONFIG = {"sip": {"max_message_bytes": 100000}}
+
     def test_over_max_message_bytes_tcp_rejected(self):
-        # 200 KB over TCP exceeds sip.max_message_bytes (64 KiB default): the
-        # daemon answers 513 / 4xx or closes the connection, and stays up.
+        # 200 KB over TCP exceeds sip.max_message_bytes (100000 here): the
+        # daemon answers 4xx or closes the connection, and stays up.
         body, ctype = siprec_body(pad_to=200 * 1024)
         with self.daemon.client("tcp") as c:
             call = Call(c)

@@ -1,0 +1,65 @@
+// siprec-src command line (docs/siprec-src.md). Parsed and validated once at start-up;
+// errors name the flag.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "media/codec.h"
+#include "siprec_src/metadata_template.h"
+#include "siprec_src/timeline.h"
+
+namespace sgw::siprec_src {
+
+struct Options {
+  std::string target;                    // SIP URI: sip:HOST[:PORT][;transport=udp|tcp]
+  std::string transport;                 // --transport: overrides/sets ;transport=
+  std::vector<std::string> dns_servers;  // --dns-server ADDR:PORT (repeatable)
+  int dns_timeout_ms = 2000;
+  std::string bind = "127.0.0.1";  // local address for SIP and RTP
+
+  std::uint64_t calls = 1;
+  double rate = 10;              // calls per second
+  std::size_t concurrency = 100; // calls at once
+  double duration_s = 5;         // each call, from the 200 OK to the BYE
+  std::uint32_t duration_ms = 5000;
+
+  std::string codec_name = "PCMA";
+  media::CodecId codec = media::CodecId::kPcma;
+  std::uint32_t early_media_ms = 0;
+  std::string dialect_name = "rfc7865";
+  Dialect dialect = Dialect::kRfc7865;
+  bool no_require = false;  // --no-require: send Supported: siprec only
+
+  double tone_caller = 440;
+  double tone_agent = 1000;
+  std::string wav_caller;  // --wav: audio for the caller leg (and the agent leg unless --wav-agent)
+  std::string wav_agent;
+
+  double loss = 0, reorder = 0, dup = 0;
+  std::uint32_t jitter_ms = 0;
+  std::uint64_t seed = 1;
+
+  std::string timeline_text;
+  std::vector<TimelineAction> timeline;
+  bool reestablish = false;
+  std::uint32_t keepalive_ms = 0;       // 0: none (1000 by default with --reestablish)
+  std::uint32_t invite_timeout_ms = 4000;  // no response at all from a target: try the next
+
+  std::string verify_dir;
+  double verify_timeout_s = 10;
+  std::string json_file;
+  double max_wall_s = 0;  // hard limit for the whole run; 0 = computed
+  std::string log_level = "warn";
+  bool quiet = false;  // no per-call lines
+
+  bool exit_now = false;  // --help / --version handled
+  int exit_code = 0;
+};
+
+// Parses and validates argv. On --help the usage is printed and exit_now is set.
+common::Result<Options> parse_options(int argc, char** argv);
+
+}  // namespace sgw::siprec_src

@@ -1,0 +1,402 @@
+#include "siprec_src/rtp_sender.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+namespace sgw::siprec_src {
+namespace {
+
+constexpr std::size_t kWheel = 256;  // > 20 ms period + 200 ms max jitter
+constexpr std::size_t kBatch = 256;
+constexpr std::int64_t kPeriodUs = kPtimeMs * 1000;
+
+std::int64_t now_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+std::uint64_t next_rand(std::uint64_t& s) {  // xorshift64*
+  s ^= s >> 12;
+  s ^= s << 25;
+  s ^= s >> 27;
+  return s * 2685821657736338717ULL;
+}
+double unit(std::uint64_t& s) { return static_cast<double>(next_rand(s) >> 11) * 0x1.0p-53; }
+
+}  // namespace
+
+common::Result<Destination> make_destination(const std::string& host, std::uint16_t port) {
+  Destination d;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&d.addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&d.addr);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    d.len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    d.len = sizeof(sockaddr_in6);
+  } else {
+    return common::make_error("rtp.address", "not an IP address: '" + host + "'");
+  }
+  return d;
+}
+
+struct RtpSender::Stream {
+  bool active = false;
+  bool paused = false;
+  bool marker = true;
+  std::uint64_t tag = 0;
+  const EncodedAudio* audio = nullptr;
+  std::size_t frame = 0;
+  std::uint16_t seq = 0;
+  std::uint32_t ts = 0;
+  std::uint32_t ssrc = 0;
+  std::int64_t start_us = 0;
+  std::uint64_t n = 0;        // frames elapsed since start
+  std::int64_t due_ms = -1;   // the wheel bucket this stream is scheduled in
+  Destination dest;
+  std::size_t sock = 0;
+  std::uint64_t rng = 1;
+  bool held = false;  // a packet held back for reordering
+  std::uint16_t h_seq = 0;
+  std::uint32_t h_ts = 0, h_ssrc = 0;
+  std::size_t h_frame = 0;
+  bool h_marker = false;
+  StreamStats stats;
+};
+
+struct RtpSender::Command {
+  enum class Kind { kAdd, kDest, kPause, kResume, kSsrc, kRemove };
+  Kind kind = Kind::kAdd;
+  StreamId id = 0;
+  std::uint64_t tag = 0;
+  const EncodedAudio* audio = nullptr;
+  Destination dest;
+  std::size_t leg = 0;
+  std::uint64_t seed = 0;
+  bool paused = false;
+};
+
+struct RtpSender::Batch {
+  std::array<mmsghdr, kBatch> msgs{};
+  std::array<std::array<iovec, 2>, kBatch> iov{};
+  std::array<std::array<std::uint8_t, 12>, kBatch> hdr{};
+  std::size_t count = 0;
+};
+
+common::Result<std::unique_ptr<RtpSender>> RtpSender::create(const SenderOptions& options,
+                                                              RemovedFn on_removed) {
+  std::unique_ptr<RtpSender> s(new RtpSender());
+  s->opt_ = options;
+  if (s->opt_.jitter_ms > 200) s->opt_.jitter_ms = 200;
+  if (s->opt_.sockets == 0) s->opt_.sockets = 1;
+  s->on_removed_ = std::move(on_removed);
+  auto local = make_destination(options.bind_address, 0);
+  if (!local) return local.error();
+  for (std::size_t i = 0; i < s->opt_.sockets; ++i) {
+    int fd = socket(local->addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return common::make_error("rtp.socket", std::string("socket: ") + std::strerror(errno));
+    int buf = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    if (bind(fd, reinterpret_cast<const sockaddr*>(&local->addr), local->len) != 0) {
+      int e = errno;
+      close(fd);
+      return common::make_error("rtp.bind", "bind " + options.bind_address + ": " + std::strerror(e));
+    }
+    sockaddr_storage got{};
+    socklen_t len = sizeof got;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&got), &len);
+    std::uint16_t port = got.ss_family == AF_INET
+                             ? ntohs(reinterpret_cast<sockaddr_in*>(&got)->sin_port)
+                             : ntohs(reinterpret_cast<sockaddr_in6*>(&got)->sin6_port);
+    s->fds_.push_back(fd);
+    s->ports_.push_back(port);
+  }
+  s->streams_.resize(options.max_streams);
+  s->wheel_.resize(kWheel);
+  for (auto& b : s->wheel_) b.reserve(options.max_streams / 16 + 16);
+  s->batches_.resize(s->fds_.size());
+  s->pending_.reserve(1024);
+  s->work_.reserve(1024);
+  return s;
+}
+
+RtpSender::~RtpSender() {
+  stop();
+  for (int fd : fds_) close(fd);
+}
+
+void RtpSender::start() {
+  if (running_.exchange(true)) return;
+  epoch_us_ = now_us();
+  thread_ = std::thread([this] { run(); });
+}
+
+void RtpSender::stop() {
+  if (!running_.exchange(false)) return;
+  if (thread_.joinable()) thread_.join();
+  for (auto& s : streams_) {
+    if (!s.active) continue;
+    release_held(s);
+    for (std::size_t i = 0; i < batches_.size(); ++i) flush(i);
+    s.active = false;
+    if (on_removed_) on_removed_(s.tag, s.stats);
+  }
+}
+
+std::uint16_t RtpSender::port_for(std::size_t leg) const { return ports_[leg % ports_.size()]; }
+
+bool RtpSender::add(StreamId* id, std::uint64_t tag, const EncodedAudio* audio,
+                    const Destination& dest, std::size_t leg, std::uint64_t seed, bool paused) {
+  // The caller (engine) owns slot allocation: *id is a free slot it chose.
+  if (*id >= streams_.size() || audio == nullptr || audio->frames() == 0) return false;
+  Command c;
+  c.kind = Command::Kind::kAdd;
+  c.id = *id;
+  c.tag = tag;
+  c.audio = audio;
+  c.dest = dest;
+  c.leg = leg;
+  c.seed = seed;
+  c.paused = paused;
+  std::lock_guard lock(mu_);
+  pending_.push_back(c);
+  return true;
+}
+
+void RtpSender::set_destination(StreamId id, const Destination& dest) {
+  Command c;
+  c.kind = Command::Kind::kDest;
+  c.id = id;
+  c.dest = dest;
+  std::lock_guard lock(mu_);
+  pending_.push_back(c);
+}
+
+void RtpSender::set_paused(StreamId id, bool paused) {
+  Command c;
+  c.kind = paused ? Command::Kind::kPause : Command::Kind::kResume;
+  c.id = id;
+  std::lock_guard lock(mu_);
+  pending_.push_back(c);
+}
+
+void RtpSender::change_ssrc(StreamId id) {
+  Command c;
+  c.kind = Command::Kind::kSsrc;
+  c.id = id;
+  std::lock_guard lock(mu_);
+  pending_.push_back(c);
+}
+
+void RtpSender::remove(StreamId id) {
+  Command c;
+  c.kind = Command::Kind::kRemove;
+  c.id = id;
+  std::lock_guard lock(mu_);
+  pending_.push_back(c);
+}
+
+void RtpSender::schedule(std::uint32_t slot, std::int64_t due_us, std::int64_t min_ms) {
+  std::int64_t ms = (due_us - epoch_us_) / 1000;
+  if (ms < min_ms) ms = min_ms;
+  streams_[slot].due_ms = ms;
+  wheel_[static_cast<std::size_t>(ms) % kWheel].push_back(slot);
+}
+
+void RtpSender::apply(const Command& c, std::int64_t now) {
+  if (c.id >= streams_.size()) return;
+  Stream& s = streams_[c.id];
+  switch (c.kind) {
+    case Command::Kind::kAdd: {
+      s = Stream{};
+      s.active = true;
+      s.tag = c.tag;
+      s.audio = c.audio;
+      s.dest = c.dest;
+      s.sock = c.leg % fds_.size();
+      s.paused = c.paused;
+      s.rng = (c.seed * 0x9E3779B97F4A7C15ULL) | 1;
+      s.ssrc = static_cast<std::uint32_t>(next_rand(s.rng));
+      s.seq = static_cast<std::uint16_t>(next_rand(s.rng));
+      s.ts = static_cast<std::uint32_t>(next_rand(s.rng));
+      s.stats.ssrcs.push_back(s.ssrc);
+      s.start_us = now;
+      s.due_ms = -1;
+      schedule(c.id, now, last_ms_ + 1);
+      break;
+    }
+    case Command::Kind::kDest:
+      if (s.active) s.dest = c.dest;
+      break;
+    case Command::Kind::kPause:
+      if (s.active) {
+        release_held(s);
+        s.paused = true;
+      }
+      break;
+    case Command::Kind::kResume:
+      if (s.active && s.paused) {
+        s.paused = false;
+        s.marker = true;  // RFC 3551 §4.1: first packet after silence
+      }
+      break;
+    case Command::Kind::kSsrc:
+      if (s.active) {
+        release_held(s);
+        s.ssrc = static_cast<std::uint32_t>(next_rand(s.rng));
+        s.seq = static_cast<std::uint16_t>(next_rand(s.rng));
+        s.ts = static_cast<std::uint32_t>(next_rand(s.rng));
+        s.marker = true;
+        s.stats.ssrcs.push_back(s.ssrc);
+      }
+      break;
+    case Command::Kind::kRemove:
+      if (s.active) {
+        release_held(s);
+        flush(s.sock);
+        s.active = false;
+        s.due_ms = -1;
+        if (on_removed_) on_removed_(s.tag, s.stats);
+      }
+      break;
+  }
+}
+
+void RtpSender::send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std::uint32_t ssrc,
+                            std::size_t frame, bool marker) {
+  Batch& b = batches_[s.sock];
+  if (b.count == kBatch) flush(s.sock);
+  std::size_t i = b.count++;
+  auto& h = b.hdr[i];
+  // RFC 3550 §5.1, written byte by byte (network order).
+  h[0] = 0x80;
+  h[1] = static_cast<std::uint8_t>((marker ? 0x80 : 0) | (s.audio->payload_type & 0x7f));
+  h[2] = static_cast<std::uint8_t>(seq >> 8);
+  h[3] = static_cast<std::uint8_t>(seq);
+  h[4] = static_cast<std::uint8_t>(ts >> 24);
+  h[5] = static_cast<std::uint8_t>(ts >> 16);
+  h[6] = static_cast<std::uint8_t>(ts >> 8);
+  h[7] = static_cast<std::uint8_t>(ts);
+  h[8] = static_cast<std::uint8_t>(ssrc >> 24);
+  h[9] = static_cast<std::uint8_t>(ssrc >> 16);
+  h[10] = static_cast<std::uint8_t>(ssrc >> 8);
+  h[11] = static_cast<std::uint8_t>(ssrc);
+  auto payload = s.audio->frame(frame);
+  b.iov[i][0] = {h.data(), h.size()};
+  b.iov[i][1] = {const_cast<std::uint8_t*>(payload.data()), payload.size()};
+  msghdr& m = b.msgs[i].msg_hdr;
+  m = msghdr{};
+  m.msg_name = &s.dest.addr;
+  m.msg_namelen = s.dest.len;
+  m.msg_iov = b.iov[i].data();
+  m.msg_iovlen = 2;
+  ++s.stats.packets;
+}
+
+void RtpSender::release_held(Stream& s) {
+  if (!s.held) return;
+  s.held = false;
+  send_packet(s, s.h_seq, s.h_ts, s.h_ssrc, s.h_frame, s.h_marker);
+}
+
+void RtpSender::emit(Stream& s) {
+  const std::size_t frame = s.frame;
+  s.frame = (s.frame + 1) % s.audio->frames();
+  const std::uint32_t ts = s.ts;
+  s.ts += s.audio->ticks_per_frame;
+  if (s.paused) return;  // nothing sent; the RTP clock keeps running (RFC 3550 §5.1)
+  const std::uint16_t seq = s.seq++;
+  const bool marker = s.marker;
+  s.marker = false;
+  if (opt_.loss > 0 && unit(s.rng) < opt_.loss) {
+    ++s.stats.lost;
+    return;
+  }
+  if (s.held) {
+    // The held packet leaves right after its successor: one swap.
+    send_packet(s, seq, ts, s.ssrc, frame, marker);
+    release_held(s);
+    return;
+  }
+  if (opt_.reorder > 0 && unit(s.rng) < opt_.reorder) {
+    s.held = true;
+    s.h_seq = seq;
+    s.h_ts = ts;
+    s.h_ssrc = s.ssrc;
+    s.h_frame = frame;
+    s.h_marker = marker;
+    return;
+  }
+  send_packet(s, seq, ts, s.ssrc, frame, marker);
+  if (opt_.dup > 0 && unit(s.rng) < opt_.dup) send_packet(s, seq, ts, s.ssrc, frame, marker);
+}
+
+void RtpSender::process_bucket(std::int64_t ms, std::int64_t now) {
+  auto& bucket = wheel_[static_cast<std::size_t>(ms) % kWheel];
+  // Index loop: schedule() may append to this bucket only for entries due now (catch-up), and
+  // those are handled by the next ms, never this one (min_ms = ms + 1).
+  const std::size_t n = bucket.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t slot = bucket[i];
+    Stream& s = streams_[slot];
+    if (!s.active || s.due_ms != ms) continue;  // removed or rescheduled: stale entry
+    emit(s);
+    ++s.n;
+    std::int64_t due = s.start_us + static_cast<std::int64_t>(s.n) * kPeriodUs;
+    if (opt_.jitter_ms > 0)
+      due += static_cast<std::int64_t>(unit(s.rng) * opt_.jitter_ms * 1000.0);
+    (void)now;
+    schedule(slot, due, ms + 1);
+  }
+  bucket.erase(bucket.begin(), bucket.begin() + static_cast<long>(n));
+}
+
+void RtpSender::flush(std::size_t sock) {
+  Batch& b = batches_[sock];
+  std::size_t done = 0;
+  while (done < b.count) {
+    int r = sendmmsg(fds_[sock], b.msgs.data() + done, static_cast<unsigned>(b.count - done), 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      ++done;  // skip the message that failed (e.g. no route); count only what left
+      continue;
+    }
+    done += static_cast<std::size_t>(r);
+    total_sent_.fetch_add(static_cast<std::uint64_t>(r), std::memory_order_relaxed);
+  }
+  b.count = 0;
+}
+
+void RtpSender::run() {
+  std::int64_t& last_ms = last_ms_;
+  while (running_.load(std::memory_order_relaxed)) {
+    {
+      std::lock_guard lock(mu_);
+      work_.swap(pending_);
+    }
+    std::int64_t now = now_us();
+    std::int64_t cur_ms = (now - epoch_us_) / 1000;
+    for (const auto& c : work_) apply(c, now);
+    work_.clear();
+    if (cur_ms - last_ms > 2 && last_ms >= 0) late_ticks_.fetch_add(1, std::memory_order_relaxed);
+    // Never skip a bucket: a late wake-up processes every millisecond it missed.
+    for (std::int64_t ms = last_ms + 1; ms <= cur_ms; ++ms) process_bucket(ms, now);
+    last_ms = cur_ms;
+    for (std::size_t i = 0; i < batches_.size(); ++i) flush(i);
+    std::int64_t next = epoch_us_ + (cur_ms + 1) * 1000;
+    timespec ts{static_cast<time_t>(next / 1000000), static_cast<long>((next % 1000000) * 1000)};
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+  }
+}
+
+}  // namespace sgw::siprec_src

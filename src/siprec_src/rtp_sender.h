@@ -1,0 +1,120 @@
+// RtpSender: ONE thread that sends every RTP stream of every call, paced at 20 ms on absolute
+// time (stream start + n × 20 ms, so no drift however late a wake-up is), batched with
+// sendmmsg over a small pool of UDP sockets. Payloads come pre-encoded (EncodedAudio); a packet
+// is a 12-byte header written in place plus an iovec pointing at the shared payload, so the
+// packet path allocates nothing. Streams live in a fixed table sized at create(): memory per
+// call is bounded.
+//
+// Scheduling: a timing wheel of 1 ms buckets (kWheel of them); each stream sits in the bucket
+// of its next due millisecond. Injected faults (per stream, seeded): loss (packet skipped, its
+// sequence number consumed), duplication (sent twice), reordering (held back and sent after its
+// successor), jitter (due time + uniform 0..jitter ms, which also reorders when > 20 ms).
+//
+// Threading: control calls (add/remove/set_*) come from one other thread (the SIP thread) and
+// are queued under a mutex taken once per tick by the sender; on_removed runs on the sender
+// thread. packets_sent() may be read from anywhere.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+#include "siprec_src/audio_source.h"
+
+namespace sgw::siprec_src {
+
+struct Destination {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+};
+// "127.0.0.1", 30000 -> Destination; error "rtp.address" for a non-literal.
+common::Result<Destination> make_destination(const std::string& host, std::uint16_t port);
+
+struct SenderOptions {
+  std::string bind_address = "127.0.0.1";
+  std::size_t max_streams = 4096;
+  std::size_t sockets = 8;
+  double loss = 0, reorder = 0, dup = 0;  // probabilities 0..1
+  std::uint32_t jitter_ms = 0;            // at most 200
+  std::uint64_t seed = 1;
+};
+
+struct StreamStats {
+  std::uint64_t packets = 0;  // datagrams sent (duplicates included)
+  std::uint64_t lost = 0;     // dropped by loss injection
+  std::vector<std::uint32_t> ssrcs;
+};
+
+using StreamId = std::uint32_t;  // a slot in the table; reused only after on_removed
+
+class RtpSender {
+ public:
+  using RemovedFn = std::function<void(std::uint64_t tag, const StreamStats&)>;
+
+  static common::Result<std::unique_ptr<RtpSender>> create(const SenderOptions& options,
+                                                           RemovedFn on_removed);
+  ~RtpSender();
+  RtpSender(const RtpSender&) = delete;
+  RtpSender& operator=(const RtpSender&) = delete;
+
+  void start();
+  void stop();  // joins the thread; streams still present are reported through on_removed
+
+  // The local port RTP for `leg` leaves from (for the SDP offer's m= line).
+  std::uint16_t port_for(std::size_t leg) const;
+
+  // Starts a stream now (first packet immediately). `audio` must outlive the stream. Returns
+  // false when the table is full. `tag` comes back in on_removed.
+  bool add(StreamId* id, std::uint64_t tag, const EncodedAudio* audio, const Destination& dest,
+           std::size_t leg, std::uint64_t seed, bool paused);
+  void set_destination(StreamId id, const Destination& dest);
+  void set_paused(StreamId id, bool paused);  // RTP clock keeps running while paused
+  void change_ssrc(StreamId id);
+  void remove(StreamId id);  // on_removed(tag, stats) follows on the sender thread
+
+  std::uint64_t packets_sent() const { return total_sent_.load(std::memory_order_relaxed); }
+  std::uint64_t late_ticks() const { return late_ticks_.load(std::memory_order_relaxed); }
+
+ private:
+  RtpSender() = default;
+  struct Stream;
+  struct Command;
+  struct Batch;
+  void run();
+  void apply(const Command& c, std::int64_t now_us);
+  void process_bucket(std::int64_t ms, std::int64_t now_us);
+  void emit(Stream& s);
+  void send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std::uint32_t ssrc,
+                   std::size_t frame, bool marker);
+  void release_held(Stream& s);
+  void flush(std::size_t sock);
+  void schedule(std::uint32_t slot, std::int64_t due_us, std::int64_t now_ms);
+
+  SenderOptions opt_;
+  RemovedFn on_removed_;
+  std::vector<int> fds_;
+  std::vector<std::uint16_t> ports_;
+  std::vector<Stream> streams_;
+  std::vector<std::vector<std::uint32_t>> wheel_;
+  std::vector<Batch> batches_;
+  std::mutex mu_;
+  std::vector<Command> pending_;  // guarded by mu_
+  std::vector<Command> work_;     // sender thread only
+  std::atomic<bool> running_{false};
+  std::thread thread_;
+  std::int64_t epoch_us_ = 0;
+  std::int64_t last_ms_ = -1;  // sender thread: last wheel bucket processed
+  std::atomic<std::uint64_t> total_sent_{0};
+  std::atomic<std::uint64_t> late_ticks_{0};
+};
+
+}  // namespace sgw::siprec_src

@@ -1,0 +1,50 @@
+// --verify: checks the gateway's published recordings (docs/recording-json.md) against the
+// calls siprec-src placed: the JSON whose conversation_id is the call's, its participants
+// (caller and agent AoRs with those roles), the tone of each leg on that participant's
+// channel (libsndfile + Goertzel), and the duration. Runs after the load, on the main thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace sgw::siprec_src {
+
+struct VerifyExpectation {
+  std::string call_id;          // what the PASS/FAIL line names
+  std::string conversation_id;  // matched against the JSON's conversation_id
+  std::string caller_aor;
+  std::string agent_aor;
+  double caller_hz = 0;  // 0: leg carries a sound file; tone not checked
+  double agent_hz = 0;
+  std::uint32_t duration_ms = 0;     // expected recording length
+  std::uint32_t silent_ms = 0;       // of which paused/held (no RTP)
+  bool fragments_allowed = false;    // --reestablish: several recordings may share the id
+};
+
+struct VerifyResult {
+  bool pass = false;
+  std::string line;  // "PASS <call-id> ..." or "FAIL <call-id> <reason>"
+};
+
+// Scans `dir` recursively for *.json recordings (files that do not parse are skipped; they may
+// be another tool's) and indexes them by conversation_id. Returns the index.
+std::multimap<std::string, std::string> index_recordings(const std::string& dir);
+
+// Checks one call against the recording JSON(s) at `paths` (all with its conversation id).
+VerifyResult verify_call(const VerifyExpectation& e, const std::vector<std::string>& paths);
+
+// Checks a parsed recording JSON (and its audio next to it in `dir`). Empty string = OK,
+// otherwise the reason. Exposed for tests.
+std::string check_recording(const VerifyExpectation& e, const nlohmann::json& doc,
+                            const std::string& dir, bool check_duration, std::string* details);
+
+// Waits up to timeout_s for a recording of every expectation, then checks each.
+std::vector<VerifyResult> verify_all(const std::string& dir,
+                                     const std::vector<VerifyExpectation>& expectations,
+                                     double timeout_s);
+
+}  // namespace sgw::siprec_src

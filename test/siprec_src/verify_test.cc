@@ -1,0 +1,118 @@
+#include "siprec_src/verify.h"
+
+#include <sndfile.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "siprec_src/tone.h"
+
+namespace sgw::siprec_src {
+namespace {
+namespace fs = std::filesystem;
+
+class Verify : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / ("siprec_src_verify_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "2024" / "06");
+    e_.call_id = "call-1";
+    e_.conversation_id = "conv-1";
+    e_.caller_aor = "sip:+15550000001@carrier.example.net";
+    e_.agent_aor = "sip:agent-1@cc.example.com";
+    e_.caller_hz = 440;
+    e_.agent_hz = 1000;
+    e_.duration_ms = 3000;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A recording as the gateway publishes it: stereo WAV + JSON next to it.
+  std::string write(const std::string& name, double left_hz, double right_hz, int ms,
+                    const std::string& caller_role = "caller", int silent_from_ms = -1) {
+    fs::path sub = dir_ / "2024" / "06";
+    std::string wav = name + ".wav";
+    SF_INFO info{};
+    info.samplerate = 8000;
+    info.channels = 2;
+    info.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16;
+    SNDFILE* f = sf_open((sub / wav).c_str(), SFM_WRITE, &info);
+    EXPECT_NE(f, nullptr);
+    std::size_t n = static_cast<std::size_t>(ms) * 8;
+    auto l = make_tone(left_hz, 8000, n), r = make_tone(right_hz, 8000, n);
+    std::vector<std::int16_t> inter;
+    for (std::size_t i = 0; i < n; ++i) {
+      bool silent = silent_from_ms >= 0 && i >= static_cast<std::size_t>(silent_from_ms) * 8;
+      inter.push_back(silent ? 0 : l[i]);
+      inter.push_back(silent ? 0 : r[i]);
+    }
+    sf_writef_short(f, inter.data(), static_cast<sf_count_t>(n));
+    sf_close(f);
+    nlohmann::json j = {
+        {"conversation_id", e_.conversation_id},
+        {"duration_ms", ms},
+        {"participants",
+         {{{"aor", e_.caller_aor}, {"role", caller_role}, {"channel", 0}, {"file", wav}},
+          {{"aor", e_.agent_aor}, {"role", "agent"}, {"channel", 1}, {"file", wav}}}}};
+    std::string path = (sub / (name + ".json")).string();
+    std::ofstream(path) << j.dump(2);
+    return path;
+  }
+
+  fs::path dir_;
+  VerifyExpectation e_;
+};
+
+TEST_F(Verify, PassesWhenTonesRolesAndDurationMatch) {
+  write("rec1", 440, 1000, 3000);
+  std::ofstream(dir_ / "other.json") << "{not json";
+  auto idx = index_recordings(dir_.string());
+  ASSERT_EQ(idx.count("conv-1"), 1u);
+  auto r = verify_all(dir_.string(), {e_}, 0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_TRUE(r[0].pass) << r[0].line;
+  EXPECT_EQ(r[0].line.rfind("PASS call-1 ", 0), 0u) << r[0].line;
+}
+
+TEST_F(Verify, FailsWhenTheChannelsAreSwapped) {
+  auto p = write("rec1", 1000, 440, 3000);
+  auto r = verify_call(e_, {p});
+  EXPECT_FALSE(r.pass);
+  EXPECT_NE(r.line.find("caller channel 0"), std::string::npos) << r.line;
+}
+
+TEST_F(Verify, FailsOnDurationRoleAndMissingRecording) {
+  auto p = write("rec1", 440, 1000, 2500);
+  auto r = verify_call(e_, {p});
+  EXPECT_FALSE(r.pass);
+  EXPECT_NE(r.line.find("duration 2500"), std::string::npos) << r.line;
+  p = write("rec2", 440, 1000, 3000, "unknown");
+  r = verify_call(e_, {p});
+  EXPECT_NE(r.line.find("role 'unknown'"), std::string::npos) << r.line;
+  r = verify_call(e_, {});
+  EXPECT_EQ(r.line, "FAIL call-1 no recording with conversation_id conv-1");
+}
+
+TEST_F(Verify, SilenceBeyondWhatWasPausedFails) {
+  auto p = write("rec1", 440, 1000, 3000, "caller", 1000);  // 2 s of silence
+  EXPECT_FALSE(verify_call(e_, {p}).pass);
+  e_.silent_ms = 2000;  // the call was paused that long
+  auto r = verify_call(e_, {p});
+  EXPECT_TRUE(r.pass) << r.line;
+}
+
+TEST_F(Verify, FragmentsOnlyWhenReestablished) {
+  auto a = write("rec1", 440, 1000, 1500);
+  auto b = write("rec2", 440, 1000, 1400);
+  auto r = verify_call(e_, {a, b});
+  EXPECT_FALSE(r.pass);
+  e_.fragments_allowed = true;
+  r = verify_call(e_, {a, b});
+  EXPECT_TRUE(r.pass) << r.line;
+  EXPECT_NE(r.line.find("fragments=2 total=2900ms"), std::string::npos) << r.line;
+}
+
+}  // namespace
+}  // namespace sgw::siprec_src
