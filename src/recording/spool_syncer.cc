@@ -77,9 +77,13 @@ void SpoolSyncer::run() {
   while (!stopping_) {
     wake_.wait_for(lock, cadence_, [this] { return stopping_; });
     lock.unlock();
-    sync_once();  // also the final pass after stop(): drain syncs what is left
+    sync_once();
     lock.lock();
   }
+  // A pass that was already running when stop() came may have missed files
+  // closed meanwhile: one last pass after the request syncs what is left.
+  lock.unlock();
+  sync_once();
 }
 
 }  // namespace sgw::recording
