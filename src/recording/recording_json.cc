@@ -168,6 +168,27 @@ std::vector<ParticipantEntry> participants_of(const ChannelLayout& layout,
           break;
         }
       }
+    if (md && !e.channel) {
+      // Not the participant a channel is named after (e.g. the agent a call
+      // was transferred to): its own send association names the stream.
+      for (const auto& mp : md->participants) {
+        if (mp.id != p.id) continue;
+        for (const auto& sid : mp.send) {
+          std::string label = sid;
+          for (const auto& ms : md->streams)
+            if (!ms.id.empty() && ms.id == sid) label = ms.label;
+          for (std::size_t f = 0; f < layout.files.size() && !e.channel; ++f)
+            for (std::size_t c = 0; c < layout.files[f].channels.size(); ++c)
+              if (layout.files[f].channels[c].label == label) {
+                e.channel = static_cast<unsigned>(c);
+                if (f < audio.size()) e.file = audio[f].file_name;
+                break;
+              }
+          if (e.channel) break;
+        }
+        break;
+      }
+    }
     if (md) {
       for (const auto& mp : md->participants) {
         if (mp.id != p.id) continue;
