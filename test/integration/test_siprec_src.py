@@ -35,6 +35,10 @@ from harness import (LOOPBACK, Call, Daemon, DaemonTestCase, describe, free_port
 PROBE = os.environ.get("SGW_AUDIO_PROBE", "sgw-audio-probe")
 CALLER_HZ, AGENT_HZ = 440, 1000  # siprec-src's default tones (caller leg, agent leg)
 TOL_MS = 60                      # timing tolerance on a loaded 2-core CI host
+# Comparisons between the gateway's clock and the client's (session length vs the
+# client's 200 OK..BYE) include scheduling delays of two busy processes on a
+# loaded 2-core CI machine; positions inside one recording use TOL_MS.
+WALL_TOL_MS = 200
 
 
 def siprec_src_path() -> str:
@@ -385,7 +389,7 @@ class SrcMediaTest(SrcTestCase):
             self.assertEqual(s["packets_lost"], lost, (s, rec[leg]))
             self.assertEqual(s["packets_duplicated"], 0, s)
         self.assertGreater(injected, 0, rec)
-        self.assertAlmostEqual(doc["duration_ms"], 3000, delta=TOL_MS)
+        self.assertAlmostEqual(doc["duration_ms"], 3000, delta=WALL_TOL_MS)
         p = probe(audio_path(path, doc))
         self.assertAlmostEqual(p["duration_ms"], doc["duration_ms"], delta=2)
         self.assertEqual(doc["audio"][0]["duration_ms"], doc["duration_ms"])
@@ -772,9 +776,9 @@ class SrcReestablishTest(TwoGatewayTestCase):
                     t.setdefault(key, []).append(int(ms))
         first_ok, second_ok = t["200 OK"][:2]
         lost, bye = t["gateway lost"][0], t["BYE"][0]
-        self.assertAlmostEqual(bye - first_ok, 5000, delta=TOL_MS, msg=rec["events"])
+        self.assertAlmostEqual(bye - first_ok, 5000, delta=WALL_TOL_MS, msg=rec["events"])
         self.assertLess(second_ok - lost, 500, rec["events"])
-        self.assertAlmostEqual(doc_b["duration_ms"], bye - second_ok, delta=TOL_MS,
+        self.assertAlmostEqual(doc_b["duration_ms"], bye - second_ok, delta=WALL_TOL_MS,
                                msg=(doc_b["duration_ms"], rec["events"]))
         self.assertTones(audio_path(path_b, doc_b), doc_b["duration_ms"], "after re-establishing")
 
