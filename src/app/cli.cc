@@ -2,6 +2,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+#include <vector>
+
 namespace sgw::app {
 
 using common::make_error;
@@ -39,7 +42,28 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
   app.add_option("--log-level", opts.overrides.log_level,
                  "trace|debug|info|warn|error|critical|off (log.level)")
       ->type_name("LEVEL");
+  app.add_option("--s3-bucket", opts.overrides.s3_bucket, "Deliver recordings to this S3 bucket (s3.bucket)")
+      ->type_name("NAME");
+  app.add_option("--s3-endpoint", opts.overrides.s3_endpoint, "S3 endpoint URL (s3.endpoint)")->type_name("URL");
+  app.add_option("--s3-region", opts.overrides.s3_region, "S3 region (s3.region)")->type_name("REGION");
+  app.add_flag("--s3-path-style", opts.overrides.s3_path_style, "Path-style S3 URLs (s3.path_style)");
+  app.add_option("--s3-prefix", opts.overrides.s3_prefix, "Key prefix in the bucket (s3.prefix)")->type_name("P");
+  app.add_option("--retention-mode", opts.overrides.retention_mode,
+                 "Object Lock mode (s3.retention_mode)")
+      ->type_name("COMPLIANCE|GOVERNANCE");
+  app.add_option("--retention-days", opts.overrides.retention_days,
+                 "Object Lock retention from the recording's start (s3.retention_days)")
+      ->type_name("N");
   app.add_flag("--version", opts.show_version, "Print the version and exit");
+
+  // `siprecd deliveries`: the delivery queue, read from disk (docs/storage.md).
+  CLI::App* dq = app.add_subcommand("deliveries", "List the delivery queue, or requeue a failed delivery");
+  dq->fallthrough();  // --config, --spool-dir ... given after the subcommand still count
+  dq->add_option("--queue-dir", opts.queue_dir, "Queue folder (storage.queue_dir)")->type_name("DIR");
+  dq->add_flag("--json", opts.deliveries_json, "Print JSON (one object per entry, in an array)");
+  dq->add_option("--sink", opts.deliveries_sink, "retry: the sink (default s3)")->type_name("SINK");
+  std::vector<std::string> dq_args;
+  dq->add_option("action", dq_args, "list (default) | retry RECORDING_ID")->expected(0, 2);
 
   opts.help_text = app.help();
   // Start-up plane: CLI11 reports through exceptions; they stop here.
@@ -51,6 +75,19 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
     opts.help_shown = true;
   } catch (const CLI::ParseError& e) {
     return make_error("cli.usage", e.what());
+  }
+  if (!opts.help_shown && dq->parsed()) {
+    opts.deliveries = true;
+    if (!dq_args.empty()) opts.deliveries_action = dq_args[0];
+    if (opts.deliveries_action == "list") {
+      if (dq_args.size() > 1) return make_error("cli.usage", "deliveries list: takes no argument");
+    } else if (opts.deliveries_action == "retry") {
+      if (dq_args.size() != 2) return make_error("cli.usage", "deliveries retry: expected a RECORDING_ID");
+      opts.deliveries_id = dq_args[1];
+    } else {
+      return make_error("cli.usage", "deliveries: unknown action '" + opts.deliveries_action +
+                                         "' (expected list or retry ID)");
+    }
   }
   // Checked here rather than with CLI11's excludes(), which clutters --help.
   if (!opts.help_shown && !opts.config_file.empty() && !opts.check_config_file.empty())

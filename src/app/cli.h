@@ -15,6 +15,13 @@ struct CliOptions {
   std::string check_config_file;  // --check-config FILE: validate FILE and exit
   CliOverrides overrides;         // --listen, --media-address, --rtp-ports, ...
   bool show_version = false;      // --version: print the version and exit 0
+  // `siprecd deliveries [--queue-dir DIR] [--json] [list | retry ID [--sink S]]`
+  bool deliveries = false;
+  std::string deliveries_action = "list";  // list | retry
+  std::string deliveries_id;               // retry: recording id
+  std::string deliveries_sink = "s3";
+  std::string queue_dir;                   // --queue-dir (else from the config)
+  bool deliveries_json = false;
   bool help_shown = false;        // --help/-h: print help_text and exit 0
   std::string help_text;          // the usage text (always filled)
 };

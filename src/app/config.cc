@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string_view>
@@ -69,6 +71,33 @@ Status check_multi_stream_mode(std::string_view v) {
 Status check_key_template(std::string_view v) {
   if (v.empty()) return make_error("config.invalid", "must not be empty");
   if (v.front() == '/') return make_error("config.invalid", "must be relative (no leading '/')");
+  return Ok{};
+}
+constexpr Range kLocalRetentionDays{0, 36500};
+constexpr Range kRetentionDays{0, 36500};
+constexpr Range kRetentionYears{0, 100};
+constexpr Range kMultipartThresholdMb{1, 5120};
+constexpr Range kPartSizeMb{5, 5120};  // S3: parts are at least 5 MiB (but the last)
+constexpr Range kParallelUploads{1, 64};
+constexpr Range kMaxBackoff{1, 86'400};
+
+Status check_retention_mode(std::string_view v) {
+  if (v.empty() || v == "COMPLIANCE" || v == "GOVERNANCE") return Ok{};
+  return make_error("config.invalid", "expected COMPLIANCE or GOVERNANCE (or empty for none), got '" +
+                                          std::string(v) + "'");
+}
+Status check_sse(std::string_view v) {
+  if (v.empty() || v == "AES256" || v == "aws:kms") return Ok{};
+  return make_error("config.invalid", "expected AES256 (SSE-S3) or aws:kms (SSE-KMS), or empty for none, got '" +
+                                          std::string(v) + "'");
+}
+Status check_endpoint(std::string_view v) {
+  if (v.empty() || v.rfind("http://", 0) == 0 || v.rfind("https://", 0) == 0) return Ok{};
+  return make_error("config.invalid", "expected http://HOST[:PORT] or https://HOST[:PORT], got '" +
+                                          std::string(v) + "'");
+}
+Status check_prefix(std::string_view v) {
+  if (!v.empty() && v.front() == '/') return make_error("config.invalid", "must not start with '/'");
   return Ok{};
 }
 constexpr Range kMediaWorkers{0, 1024};
@@ -486,6 +515,46 @@ class Loader {
               {"caller_channel", str(c.caller_channel, check_channel)},
               {"multi_stream_mode", str(c.multi_stream_mode, check_multi_stream_mode)},
               {"keep_spool", boolean(c.keep_spool)}};
+    if (section == "storage")
+      return {{"queue_dir", str(c.queue_dir)},
+              {"local_retention_days", uint(c.local_retention_days, kLocalRetentionDays)}};
+    if (section == "s3")
+      return {{"bucket", str(c.s3_bucket)},
+              {"endpoint", str(c.s3_endpoint, check_endpoint)},
+              {"region", str(c.s3_region, check_non_empty)},
+              {"path_style", boolean(c.s3_path_style)},
+              {"prefix", str(c.s3_prefix, check_prefix)},
+              {"key_template", str(c.s3_key_template, check_key_template)},
+              {"retention_mode", str(c.s3_retention_mode, check_retention_mode)},
+              {"retention_days", uint(c.s3_retention_days, kRetentionDays)},
+              {"retention_years", uint(c.s3_retention_years, kRetentionYears)},
+              {"legal_hold", boolean(c.s3_legal_hold)},
+              {"sse", str(c.s3_sse, check_sse)},
+              {"kms_key_id", str(c.s3_kms_key_id)},
+              {"tags", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 if (n.IsNull()) {
+                   c.s3_tags.clear();
+                   return Ok{};
+                 }
+                 if (!n.IsMap()) return type_error(n, key, "a map of tag names to values");
+                 std::map<std::string, std::string> tags;
+                 for (auto it = n.begin(); it != n.end(); ++it) {
+                   if (!it->first.IsScalar() || !it->second.IsScalar())
+                     return type_error(it->second, key, "a map of tag names to string values");
+                   tags[it->first.Scalar()] = it->second.Scalar();
+                 }
+                 c.s3_tags = std::move(tags);
+                 return Ok{};
+               }},
+              {"multipart_threshold_mb", uint(c.s3_multipart_threshold_mb, kMultipartThresholdMb)},
+              {"part_size_mb", uint(c.s3_part_size_mb, kPartSizeMb)},
+              {"parallel_uploads", uint(c.s3_parallel_uploads, kParallelUploads)},
+              {"max_backoff_s", uint(c.s3_max_backoff_s, kMaxBackoff)},
+              {"access_key", str(c.s3_access_key)},
+              {"secret_key", str(c.s3_secret_key)},
+              {"session_token", str(c.s3_session_token)},
+              {"profile", str(c.s3_profile)},
+              {"ca_file", str(c.s3_ca_file)}};
     if (section == "metadata")
       return {{"max_bytes", uint(c.metadata_max_bytes, kMetadataMaxBytes)},
               {"max_depth", uint(c.metadata_max_depth, kMetadataMaxDepth)},
@@ -526,8 +595,8 @@ class Loader {
     return {};
   }
 
-  static constexpr std::array<std::string_view, 7> kSections{"node",     "sip",  "media", "recording",
-                                                             "metadata", "http", "log"};
+  static constexpr std::array<std::string_view, 9> kSections{"node",     "sip",  "media", "recording",
+                                                             "storage",  "s3",   "metadata", "http", "log"};
 
   // "did you mean" for a typo within edit distance 2 of a known key.
   std::string suggestion(std::string_view dotted) {
@@ -630,6 +699,51 @@ Result<ListenAddress> parse_listen(const std::string& text) {
 
 Result<HostPort> parse_host_port(const std::string& text) { return split_host_port(text, text); }
 
+// The s3.* cross-field rules; errors name the key.
+static Status s3_checks(const Config& c) {
+  const auto bad = [](std::string_view key, std::string msg) {
+    return make_error("config.invalid", std::string(key) + ": " + msg);
+  };
+  if (auto st = check_endpoint(c.s3_endpoint); !st) return keyed("s3.endpoint", st.error());
+  if (auto st = check_retention_mode(c.s3_retention_mode); !st) return keyed("s3.retention_mode", st.error());
+  if (auto st = check_sse(c.s3_sse); !st) return keyed("s3.sse", st.error());
+  if (auto st = check_prefix(c.s3_prefix); !st) return keyed("s3.prefix", st.error());
+  if (auto st = check_key_template(c.s3_key_template); !st) return keyed("s3.key_template", st.error());
+  if (c.s3_region.empty()) return bad("s3.region", "must not be empty");
+  if (auto st = check_range(c.s3_retention_days, kRetentionDays); !st) return keyed("s3.retention_days", st.error());
+  if (auto st = check_range(c.s3_retention_years, kRetentionYears); !st) return keyed("s3.retention_years", st.error());
+  if (auto st = check_range(c.s3_multipart_threshold_mb, kMultipartThresholdMb); !st)
+    return keyed("s3.multipart_threshold_mb", st.error());
+  if (auto st = check_range(c.s3_part_size_mb, kPartSizeMb); !st) return keyed("s3.part_size_mb", st.error());
+  if (auto st = check_range(c.s3_parallel_uploads, kParallelUploads); !st)
+    return keyed("s3.parallel_uploads", st.error());
+  if (auto st = check_range(c.s3_max_backoff_s, kMaxBackoff); !st) return keyed("s3.max_backoff_s", st.error());
+  if (c.s3_retention_days > 0 && c.s3_retention_years > 0)
+    return bad("s3.retention_years", "give s3.retention_days or s3.retention_years, not both");
+  if (!c.s3_retention_mode.empty() && c.s3_retention_days == 0 && c.s3_retention_years == 0)
+    return bad("s3.retention_days", "required (or s3.retention_years) when s3.retention_mode is " + c.s3_retention_mode);
+  if (c.s3_retention_mode.empty() && (c.s3_retention_days > 0 || c.s3_retention_years > 0))
+    return bad("s3.retention_mode", "required (COMPLIANCE or GOVERNANCE) when a retention period is set");
+  if (!c.s3_kms_key_id.empty() && c.s3_sse != "aws:kms")
+    return bad("s3.kms_key_id", "needs s3.sse: aws:kms");
+  if (c.s3_access_key.empty() != c.s3_secret_key.empty())
+    return bad(c.s3_access_key.empty() ? "s3.access_key" : "s3.secret_key",
+               "s3.access_key and s3.secret_key go together");
+  if (c.s3_bucket.empty() && (!c.s3_endpoint.empty() || !c.s3_retention_mode.empty() || !c.s3_prefix.empty()))
+    return bad("s3.bucket", "required when other s3.* settings are given");
+  return Ok{};
+}
+
+std::string delivery_queue_dir(const Config& c) {
+  if (!c.queue_dir.empty()) return c.queue_dir;
+  std::string spool = c.spool_dir;
+  while (spool.size() > 1 && spool.back() == '/') spool.pop_back();
+  auto slash = spool.rfind('/');
+  if (slash == std::string::npos) return "deliveries";
+  if (slash == 0) return "/deliveries";
+  return spool.substr(0, slash) + "/deliveries";
+}
+
 Status validate(const Config& c) {
   const auto check = [](std::string_view key, const Status& st) -> Status {
     if (!st) return keyed(key, st.error());
@@ -663,6 +777,9 @@ Status validate(const Config& c) {
     return make_error("config.invalid",
                       "recording.spool_dir: must differ from recording.dir (both are " +
                           quoted(c.spool_dir) + ")");
+  if (auto st = check("storage.local_retention_days", check_range(c.local_retention_days, kLocalRetentionDays)); !st)
+    return st;
+  if (auto st = s3_checks(c); !st) return st;
   if (auto st = check("metadata.max_bytes", check_range(c.metadata_max_bytes, kMetadataMaxBytes)); !st)
     return st;
   if (auto st = check("metadata.max_depth", check_range(c.metadata_max_depth, kMetadataMaxDepth)); !st)
@@ -764,6 +881,31 @@ Result<Config> apply_overrides(Config config, const CliOverrides& cli) {
     auto level = canonical_log_level(cli.log_level);
     if (!level) return keyed("--log-level", level.error());
     config.log_level = std::move(*level);
+  }
+  if (!cli.s3_bucket.empty()) config.s3_bucket = cli.s3_bucket;
+  if (!cli.s3_endpoint.empty()) {
+    if (auto st = check_endpoint(cli.s3_endpoint); !st) return keyed("--s3-endpoint", st.error());
+    config.s3_endpoint = cli.s3_endpoint;
+  }
+  if (!cli.s3_region.empty()) config.s3_region = cli.s3_region;
+  if (cli.s3_path_style) config.s3_path_style = true;
+  if (!cli.s3_prefix.empty()) {
+    if (auto st = check_prefix(cli.s3_prefix); !st) return keyed("--s3-prefix", st.error());
+    config.s3_prefix = cli.s3_prefix;
+  }
+  if (!cli.retention_mode.empty()) {
+    std::string mode = cli.retention_mode;
+    for (auto& ch : mode) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (auto st = check_retention_mode(mode); !st) return keyed("--retention-mode", st.error());
+    config.s3_retention_mode = mode;
+  }
+  if (!cli.retention_days.empty()) {
+    auto v = parse_unsigned(cli.retention_days);
+    if (!v) return make_error("config.invalid", "--retention-days: expected an unsigned integer, got " +
+                                                    quoted(cli.retention_days));
+    if (auto st = check_range(*v, kRetentionDays); !st) return keyed("--retention-days", st.error());
+    config.s3_retention_days = static_cast<std::uint32_t>(*v);
+    config.s3_retention_years = 0;
   }
   if (auto st = validate(config); !st) return st.error();
   return config;

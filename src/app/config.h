@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,34 @@ struct Config {
   std::string multi_stream_mode = "multichannel";  // multichannel | mono-files
   bool keep_spool = false;               // keep the spool file after finalisation
 
+  // storage.* (docs/storage.md)
+  std::string queue_dir;                     // empty: <recording.spool_dir>/../deliveries
+  std::uint32_t local_retention_days = 30;   // local copy kept this long after verified delivery
+
+  // s3.* (the S3 sink; off while s3.bucket is empty)
+  std::string s3_bucket;
+  std::string s3_endpoint;  // empty: https://s3.<region>.amazonaws.com
+  std::string s3_region = "us-east-1";
+  bool s3_path_style = false;
+  std::string s3_prefix;  // prepended to every key ("recs" -> "recs/...")
+  std::string s3_key_template = "{region}/{yyyy}/{mm}/{dd}/{conversation_id}/{recording_id}";
+  std::string s3_retention_mode;  // "" (none), COMPLIANCE, GOVERNANCE
+  std::uint32_t s3_retention_days = 0;
+  std::uint32_t s3_retention_years = 0;
+  bool s3_legal_hold = false;
+  std::string s3_sse;  // "" (none), AES256, aws:kms
+  std::string s3_kms_key_id;
+  std::map<std::string, std::string> s3_tags;
+  std::uint32_t s3_multipart_threshold_mb = 16;
+  std::uint32_t s3_part_size_mb = 8;
+  std::uint32_t s3_parallel_uploads = 4;
+  std::uint32_t s3_max_backoff_s = 300;
+  std::string s3_access_key;  // optional; else AWS_* environment, else the shared credentials file
+  std::string s3_secret_key;
+  std::string s3_session_token;
+  std::string s3_profile;  // shared credentials file profile (else AWS_PROFILE, else default)
+  std::string s3_ca_file;
+
   // metadata.*
   std::uint32_t metadata_max_bytes = 256 * 1024;
   std::uint32_t metadata_max_depth = 32;
@@ -82,7 +111,18 @@ struct CliOverrides {
   std::string spool_dir;
   std::string http_listen;
   std::string log_level;
+  // S3 quick start
+  std::string s3_bucket;
+  std::string s3_endpoint;
+  std::string s3_region;
+  bool s3_path_style = false;
+  std::string s3_prefix;
+  std::string retention_mode;
+  std::string retention_days;  // decimal
 };
+
+// The delivery queue folder: storage.queue_dir, or <spool_dir>/../deliveries.
+std::string delivery_queue_dir(const Config& config);
 
 // Loads a YAML file over the defaults and validates the result. An error names
 // the file, the line and the key (e.g. "siprecd.yaml:12: media.rtp_ports:

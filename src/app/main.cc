@@ -9,18 +9,23 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "app/cli.h"
 #include "app/config.h"
+#include "common/ids.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "control/control_server.h"
 #include "media/media_engine.h"
 #include "recording/finalizer.h"
 #include "recording/spool_sink.h"
+#include "storage/delivery_queue.h"
 #include "storage/key_template.h"
+#include "storage/s3_sink.h"
 #include "recording/spool_syncer.h"
 #include "metadata/conversation_id.h"
 #include "sip/endpoint.h"
@@ -48,6 +53,98 @@ bool usable_dir(const std::string& dir, std::string* why) {
     return false;
   }
   return true;
+}
+
+// A sink that cannot be built (no credentials, bad endpoint): every attempt
+// fails with the reason, loudly, and the recordings stay queued and local.
+class BrokenSink : public sgw::storage::DeliverySink {
+ public:
+  BrokenSink(std::string code, std::string message) : code_(std::move(code)), message_(std::move(message)) {}
+  sgw::storage::DeliveryOutcome check() override { return outcome(); }
+  sgw::storage::DeliveryOutcome deliver(sgw::storage::DeliveryEntry&,
+                                        const std::function<void(const sgw::storage::DeliveryEntry&)>&) override {
+    return outcome();
+  }
+
+ private:
+  sgw::storage::DeliveryOutcome outcome() const {
+    sgw::storage::DeliveryOutcome o;
+    o.kind = sgw::storage::DeliveryOutcome::Kind::kPermanent;
+    o.code = code_;
+    o.message = message_;
+    return o;
+  }
+  std::string code_, message_;
+};
+
+std::string content_type_of(const std::string& path) {
+  auto ends = [&](std::string_view s) { return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0; };
+  if (ends(".json")) return "application/json";
+  if (ends(".wav")) return "audio/wav";
+  if (ends(".flac")) return "audio/flac";
+  if (ends(".ogg") || ends(".opus")) return "audio/ogg";
+  return "application/octet-stream";
+}
+
+std::string iso_ms(std::int64_t unix_ms) {
+  return unix_ms ? sgw::common::iso8601_from_unix_us(unix_ms * 1000) : std::string("-");
+}
+
+// `siprecd deliveries [list | retry ID]`: reads (and for retry, rewrites one
+// entry of) the queue folder; a running daemon picks a retried entry up on its
+// next rescan.
+int deliveries_command(const sgw::app::CliOptions& cli) {
+  std::string dir = cli.queue_dir;
+  if (dir.empty()) {
+    auto resolved = sgw::app::resolve_config(cli);
+    if (!resolved) return fail(resolved.error().message);
+    dir = sgw::app::delivery_queue_dir(*resolved);
+  }
+  if (cli.deliveries_action == "retry") {
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch()).count();
+    auto st = sgw::storage::DeliveryQueue::retry(dir, cli.deliveries_id, cli.deliveries_sink, now);
+    if (!st) return fail("deliveries retry: " + st.error().message);
+    std::cout << "requeued " << cli.deliveries_id << " (" << cli.deliveries_sink << ") in " << dir << std::endl;
+    return 0;
+  }
+  if (::access(dir.c_str(), R_OK) != 0) return fail("deliveries: cannot read queue folder " + dir);
+  std::vector<std::string> problems;
+  auto entries = sgw::storage::DeliveryQueue::read_all(dir, &problems);
+  if (cli.deliveries_json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& e : entries) {
+      nlohmann::json keys = nlohmann::json::array();
+      for (const auto& o : e.objects) keys.push_back({{"key", o.key}, {"path", o.path}, {"delivered", o.delivered},
+                                                      {"version_id", o.version_id}, {"etag", o.etag},
+                                                      {"upload_id", o.upload_id}, {"parts", o.parts.size()},
+                                                      {"verified", o.verified}});
+      out.push_back({{"recording_id", e.recording_id}, {"sink", e.sink},
+                     {"state", std::string(sgw::storage::to_string(e.state))}, {"attempts", e.attempts},
+                     {"last_error", e.last_error}, {"last_error_code", e.last_error_code},
+                     {"next_attempt", iso_ms(e.next_attempt_unix_ms)}, {"delivered", iso_ms(e.delivered_unix_ms)},
+                     {"local_deleted", e.local_deleted_unix_ms != 0}, {"objects", keys}});
+    }
+    for (const auto& p : problems) out.push_back({{"corrupt", p}});
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+    return 0;
+  }
+  std::size_t counts[4] = {0, 0, 0, 0};
+  std::cout << std::left << std::setw(38) << "RECORDING" << std::setw(7) << "SINK" << std::setw(10) << "STATE"
+            << std::setw(9) << "ATTEMPTS" << "KEY / LAST ERROR" << "\n";
+  for (const auto& e : entries) {
+    ++counts[static_cast<int>(e.state)];
+    std::cout << std::setw(38) << e.recording_id << std::setw(7) << e.sink << std::setw(10)
+              << sgw::storage::to_string(e.state) << std::setw(9) << e.attempts
+              << (e.objects.empty() ? std::string("-") : e.objects.front().key) << "\n";
+    if (!e.last_error.empty())
+      std::cout << std::string(64, ' ') << "error " << e.last_error_code << ": " << e.last_error
+                << " (next attempt " << iso_ms(e.next_attempt_unix_ms) << ")\n";
+  }
+  for (const auto& p : problems) std::cout << "CORRUPT " << p << "\n";
+  std::cout << entries.size() << " entries: " << counts[0] << " queued, " << counts[1] << " uploading, "
+            << counts[2] << " delivered, " << counts[3] << " failed; " << problems.size() << " corrupt" << std::endl;
+  return 0;
 }
 
 }  // namespace
@@ -78,6 +175,7 @@ int main(int argc, char** argv) {
     }
     return fail(cfg.error().message);
   }
+  if (cli->deliveries) return deliveries_command(*cli);
   auto resolved = sgw::app::resolve_config(*cli);
   if (!resolved) return fail(resolved.error().message);
   const Config config = std::move(resolved).value();
@@ -153,6 +251,143 @@ int main(int argc, char** argv) {
     k.call_id = f.call_id;
     return tpl.render(k);
   };
+  // The delivery queue and its sinks (docs/storage.md). A finished recording
+  // is queued (entry files fsync'd) before its spool is removed.
+  auto s3_template = sgw::storage::KeyTemplate::parse(config.s3_key_template);
+  if (!s3_template) return fail("s3.key_template: " + s3_template.error().message);
+  const bool s3_on = !config.s3_bucket.empty();
+  sgw::storage::DeliveryQueueOptions dq_options;
+  dq_options.dir = sgw::app::delivery_queue_dir(config);
+  dq_options.threads = config.s3_parallel_uploads;
+  dq_options.backoff.max_ms = static_cast<std::int64_t>(config.s3_max_backoff_s) * 1000;
+  dq_options.backoff.initial_ms = std::min<std::int64_t>(1000, dq_options.backoff.max_ms);
+  if (s3_on) dq_options.local_retention_ms = static_cast<std::int64_t>(config.local_retention_days) * 86'400'000;
+  auto queue = sgw::storage::DeliveryQueue::open(
+      dq_options,
+      {&registry.counter("sgw_deliveries_delivered_total", "Deliveries verified and complete (per recording and sink)"),
+       &registry.counter("sgw_delivery_attempt_failures_total", "Failed delivery attempts (retried)"),
+       &registry.counter("sgw_delivery_permanent_failures_total", "Delivery attempts that failed permanently (403, no bucket, lock misconfiguration)"),
+       &registry.counter("sgw_delivery_corrupt_entries_total", "Delivery queue entry files that were torn or corrupt (skipped)"),
+       &registry.counter("sgw_local_copies_deleted_total", "Local recordings deleted after verified delivery and retention"),
+       &registry.gauge("sgw_deliveries_pending", "Deliveries queued or uploading"),
+       &registry.gauge("sgw_deliveries_failed", "Deliveries in state failed")});
+  if (!queue) return fail(queue.error().message);
+  if (s3_on) {
+    sgw::storage::S3SinkOptions s3;
+    s3.client.endpoint = config.s3_endpoint;
+    s3.client.region = config.s3_region;
+    s3.client.bucket = config.s3_bucket;
+    s3.client.path_style = config.s3_path_style;
+    s3.client.ca_file = config.s3_ca_file;
+    if (config.s3_retention_mode == "COMPLIANCE") s3.lock_mode = sgw::storage::LockMode::kCompliance;
+    if (config.s3_retention_mode == "GOVERNANCE") s3.lock_mode = sgw::storage::LockMode::kGovernance;
+    s3.retention_days = config.s3_retention_days;
+    s3.retention_years = config.s3_retention_years;
+    s3.legal_hold = config.s3_legal_hold;
+    if (config.s3_sse == "AES256") s3.sse.kind = sgw::storage::ServerSideEncryption::Kind::kS3;
+    if (config.s3_sse == "aws:kms") s3.sse.kind = sgw::storage::ServerSideEncryption::Kind::kKms;
+    s3.sse.kms_key_id = config.s3_kms_key_id;
+    s3.tags = config.s3_tags;
+    s3.multipart_threshold = static_cast<std::uint64_t>(config.s3_multipart_threshold_mb) << 20;
+    s3.part_size = static_cast<std::uint64_t>(config.s3_part_size_mb) << 20;
+    sgw::storage::CredentialSources sources;
+    if (!config.s3_access_key.empty())
+      sources.configured = sgw::storage::SigV4Credentials{config.s3_access_key, config.s3_secret_key,
+                                                          config.s3_session_token};
+    sources.profile = config.s3_profile;
+    auto creds = sgw::storage::resolve_credentials(sources);
+    std::string broken_code, broken;
+    if (creds) {
+      s3.client.credentials = *creds;
+      auto probe = sgw::storage::S3Client::create(s3.client);
+      if (!probe) {
+        broken_code = probe.error().code;
+        broken = "s3 sink for bucket " + config.s3_bucket + ": " + probe.error().message;
+      }
+    } else {
+      broken_code = creds.error().code;
+      broken = "s3 sink for bucket " + config.s3_bucket + ": " + creds.error().message;
+    }
+    if (!broken.empty()) {
+      log->error("{}; recordings are kept locally and queued for S3", broken);
+      (*queue)->add_sink("s3", [broken_code, broken] { return std::make_unique<BrokenSink>(broken_code, broken); });
+    } else {
+      (*queue)->add_sink("s3", [s3]() -> std::unique_ptr<sgw::storage::DeliverySink> {
+        auto sink = sgw::storage::S3Sink::create(s3);
+        if (!sink) return std::make_unique<BrokenSink>(sink.error().code, sink.error().message);
+        return std::move(sink).value();
+      });
+      log->info("s3 sink: bucket {} at {} ({}), key template {}{}{}, retention {}", config.s3_bucket,
+                config.s3_endpoint.empty() ? "AWS" : config.s3_endpoint, config.s3_region,
+                config.s3_prefix, config.s3_prefix.empty() ? "" : "/", config.s3_key_template,
+                config.s3_retention_mode.empty() ? std::string("none")
+                                                 : config.s3_retention_mode + " " +
+                                                       (config.s3_retention_years
+                                                            ? std::to_string(config.s3_retention_years) + " year(s)"
+                                                            : std::to_string(config.s3_retention_days) + " day(s)"));
+    }
+  }
+  fin_options.enqueue = [&config, q = queue->get(), s3_on, tpl = *s3_template](
+                            const sgw::recording::PublishedRecording& pub) -> sgw::common::Status {
+    std::vector<std::string> files = pub.audio_paths;
+    files.push_back(pub.json_path);
+    std::int64_t start_ms = pub.fields.start_unix_us / 1000;
+    std::string rel_base = pub.base_path.substr(std::min(pub.base_path.size(), config.recordings_dir.size()));
+    while (!rel_base.empty() && rel_base.front() == '/') rel_base.erase(0, 1);
+    // The local copy is a sink delivered when published (the catalogue of what is on disk).
+    sgw::storage::DeliveryEntry local;
+    local.recording_id = pub.recording_id;
+    local.sink = "local";
+    local.state = sgw::storage::DeliveryState::kDelivered;
+    local.start_unix_ms = start_ms;
+    for (const auto& f : files) {
+      sgw::storage::DeliveryObject o;
+      o.path = f;
+      o.key = rel_base + f.substr(std::min(f.size(), pub.base_path.size()));
+      o.content_type = content_type_of(f);
+      o.delivered = true;
+      std::error_code ec;
+      o.size = std::filesystem::file_size(f, ec);
+      o.verified = "published";
+      local.objects.push_back(std::move(o));
+    }
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+    local.delivered_unix_ms = now_ms;
+    if (s3_on) {
+      // Write the S3 entry first: the local entry is what retention reads.
+      sgw::storage::DeliveryEntry remote;
+      remote.recording_id = pub.recording_id;
+      remote.sink = "s3";
+      remote.start_unix_ms = start_ms;
+      sgw::storage::KeyFields k;
+      k.start_time = std::chrono::system_clock::time_point(std::chrono::microseconds(pub.fields.start_unix_us));
+      k.conversation_id = pub.fields.conversation_id.empty() ? "no-conversation-id" : pub.fields.conversation_id;
+      k.recording_id = pub.recording_id;
+      k.region = pub.fields.region;
+      k.node = pub.fields.node;
+      k.call_id = pub.fields.call_id;
+      std::string key_base = tpl.render(k);
+      if (!config.s3_prefix.empty()) {
+        std::string prefix = config.s3_prefix;
+        while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+        key_base = prefix + "/" + key_base;
+      }
+      for (const auto& f : files) {
+        sgw::storage::DeliveryObject o;
+        o.path = f;
+        o.key = key_base + f.substr(std::min(f.size(), pub.base_path.size()));
+        o.content_type = content_type_of(f);
+        remote.objects.push_back(std::move(o));
+      }
+      auto r = q->enqueue(std::move(remote));
+      if (!r) return r.error();
+    }
+    auto r = q->enqueue(std::move(local));
+    if (!r) return r.error();
+    return sgw::common::Ok{};
+  };
+
   sgw::recording::Finalizer finalizer(
       fin_options,
       {&registry.counter("sgw_recordings_published_total", "Recordings published (audio + JSON)"),
@@ -162,6 +397,8 @@ int main(int argc, char** argv) {
   // Spools left by a crash or power loss are finished before new calls arrive.
   if (std::size_t n = finalizer.recover(); n > 0) log->warn("recovered {} recording(s) from the spool", n);
   finalizer.start(1);
+  for (const auto& p : (*queue)->problems()) log->error("delivery queue: {}", p);
+  (*queue)->start();
 
   sgw::media::MediaOptions media_options;
   media_options.address = config.media_address;
@@ -215,9 +452,11 @@ int main(int argc, char** argv) {
   sip_for_timeouts.store(endpoint->get());
 
   sgw::control::ControlServer control(
-      &registry, {[&sessions]() -> std::string {
+      &registry, {[&sessions, q = queue->get()]() -> std::string {
                     if (sessions.draining()) return "draining";
                     if (!sessions.storage_ok()) return "storage unusable (see log)";
+                    // Degraded, not refusing calls: recordings are kept locally meanwhile.
+                    if (auto h = q->health(); !h.empty()) return "storage: " + h;
                     return "";
                   },
                   [&sessions] { return sessions.snapshot_json().dump(); }});
@@ -288,6 +527,7 @@ int main(int argc, char** argv) {
   (*media)->stop();
   syncer.stop();
   finalizer.stop();
+  (*queue)->stop();
   log->info("stopped");
   return 0;
 }

@@ -394,6 +394,12 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   report.json_path = base + ".json";
   auto st = common::write_file_atomically(report.json_path, render_recording_json(doc));
   if (!st) return st.error();
+  if (options_.enqueue) {
+    PublishedRecording pub{recording_id, pf, base, report.audio_paths, report.json_path};
+    if (auto q = options_.enqueue(pub); !q)
+      return common::make_error(q.error().code, "queue deliveries of " + recording_id + " (spool " + spool_path +
+                                                     " kept): " + q.error().message);
+  }
   report.published = true;
   bump(metrics_.published);
   log->info("{}: published {} ({} audio file(s), {} ms, complete={})", recording_id, report.json_path,

@@ -39,6 +39,15 @@ struct PathFields {
   std::string call_id;
 };
 
+// A published recording, as handed to FinalizerOptions::enqueue.
+struct PublishedRecording {
+  std::string recording_id;
+  PathFields fields;
+  std::string base_path;  // recordings_dir / relative_path, without extension
+  std::vector<std::string> audio_paths;
+  std::string json_path;
+};
+
 struct FinalizerOptions {
   std::string spool_dir;
   std::string recordings_dir;
@@ -50,6 +59,12 @@ struct FinalizerOptions {
   // Relative path (no extension) of a recording under recordings_dir; must
   // return a sanitised path (the application uses storage::KeyTemplate).
   std::function<std::string(const PathFields&)> relative_path;
+  // Called after the recording's files are published and BEFORE its spool is
+  // removed (finalizer thread): the application durably queues the
+  // recording's deliveries here. An error keeps the spool, so the recording is
+  // finalised again at the next start; the hook must be idempotent (same
+  // recording id, same entries).
+  std::function<common::Status(const PublishedRecording&)> enqueue;
   // Called after a recording is published (any thread): JSON path.
   std::function<void(const std::string& recording_id, const std::string& json_path)> on_published;
 };

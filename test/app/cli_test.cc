@@ -170,3 +170,38 @@ TEST_F(ResolveConfig, FlagErrorsNameTheFlag) {
 
 }  // namespace
 }  // namespace sgw::app
+
+namespace sgw::app {
+namespace {
+
+TEST(ParseCli, S3QuickStartFlags) {
+  auto r = parse({"--s3-bucket", "recs", "--s3-endpoint", "http://127.0.0.1:7480", "--s3-region", "us-east-1",
+                  "--s3-path-style", "--s3-prefix", "gw", "--retention-mode", "COMPLIANCE", "--retention-days", "7"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->overrides.s3_bucket, "recs");
+  EXPECT_TRUE(r->overrides.s3_path_style);
+  EXPECT_EQ(r->overrides.retention_days, "7");
+  EXPECT_FALSE(r->deliveries);
+}
+
+TEST(ParseCli, DeliveriesSubcommand) {
+  auto l = parse({"deliveries"});
+  ASSERT_TRUE(l.ok()) << l.error().message;
+  EXPECT_TRUE(l->deliveries);
+  EXPECT_EQ(l->deliveries_action, "list");
+  auto j = parse({"deliveries", "--config", "/etc/s.yaml", "--json", "list"});
+  ASSERT_TRUE(j.ok()) << j.error().message;
+  EXPECT_EQ(j->config_file, "/etc/s.yaml");
+  EXPECT_TRUE(j->deliveries_json);
+  auto rt = parse({"deliveries", "--spool-dir", "/s", "retry", "rec-1", "--sink", "s3"});
+  ASSERT_TRUE(rt.ok()) << rt.error().message;
+  EXPECT_EQ(rt->deliveries_action, "retry");
+  EXPECT_EQ(rt->deliveries_id, "rec-1");
+  EXPECT_EQ(rt->overrides.spool_dir, "/s");
+  EXPECT_FALSE(parse({"deliveries", "retry"}).ok());
+  EXPECT_FALSE(parse({"deliveries", "purge"}).ok());
+  EXPECT_FALSE(parse({"deliveries", "list", "x"}).ok());
+}
+
+}  // namespace
+}  // namespace sgw::app

@@ -481,3 +481,120 @@ TEST(ApplyOverrides, ErrorsNameTheFlag) {
 
 }  // namespace
 }  // namespace sgw::app
+
+namespace sgw::app {
+namespace {
+
+TEST(StorageConfig, DefaultsAndQueueDir) {
+  Config c = default_config();
+  EXPECT_EQ(c.local_retention_days, 30u);
+  EXPECT_TRUE(c.s3_bucket.empty());
+  EXPECT_EQ(c.s3_key_template, "{region}/{yyyy}/{mm}/{dd}/{conversation_id}/{recording_id}");
+  EXPECT_EQ(c.s3_multipart_threshold_mb, 16u);
+  EXPECT_EQ(c.s3_part_size_mb, 8u);
+  EXPECT_EQ(c.s3_parallel_uploads, 4u);
+  EXPECT_EQ(c.s3_max_backoff_s, 300u);
+  EXPECT_EQ(delivery_queue_dir(c), "var/deliveries");
+  c.spool_dir = "/var/lib/siprecd/spool/";
+  EXPECT_EQ(delivery_queue_dir(c), "/var/lib/siprecd/deliveries");
+  c.spool_dir = "spool";
+  EXPECT_EQ(delivery_queue_dir(c), "deliveries");
+  c.queue_dir = "/q";
+  EXPECT_EQ(delivery_queue_dir(c), "/q");
+}
+
+TEST(StorageConfig, AllS3Keys) {
+  auto r = load_config_text(R"yaml(
+storage:
+  queue_dir: /var/lib/siprecd/deliveries
+  local_retention_days: 0
+s3:
+  bucket: recs
+  endpoint: http://127.0.0.1:7480
+  region: eu-central-1
+  path_style: true
+  prefix: tenant-a
+  key_template: "{yyyy}/{recording_id}"
+  retention_mode: COMPLIANCE
+  retention_years: 7
+  legal_hold: true
+  sse: aws:kms
+  kms_key_id: arn:aws:kms:eu-central-1:111122223333:key/abc
+  tags: {source: siprec, env: prod}
+  multipart_threshold_mb: 64
+  part_size_mb: 16
+  parallel_uploads: 8
+  max_backoff_s: 60
+  access_key: AK
+  secret_key: SK
+  session_token: TOK
+  profile: rec
+  ca_file: /etc/ssl/ca.pem
+)yaml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->queue_dir, "/var/lib/siprecd/deliveries");
+  EXPECT_EQ(r->local_retention_days, 0u);
+  EXPECT_EQ(r->s3_bucket, "recs");
+  EXPECT_TRUE(r->s3_path_style);
+  EXPECT_EQ(r->s3_retention_mode, "COMPLIANCE");
+  EXPECT_EQ(r->s3_retention_years, 7u);
+  EXPECT_TRUE(r->s3_legal_hold);
+  EXPECT_EQ(r->s3_sse, "aws:kms");
+  EXPECT_EQ(r->s3_tags.at("env"), "prod");
+  EXPECT_EQ(r->s3_part_size_mb, 16u);
+  EXPECT_EQ(r->s3_profile, "rec");
+}
+
+TEST(StorageConfig, ErrorsNameTheKey) {
+  auto err = [](const std::string& yaml) {
+    auto r = load_config_text(yaml, "f.yaml");
+    EXPECT_FALSE(r.ok()) << yaml;
+    return r.ok() ? std::string() : r.error().message;
+  };
+  EXPECT_THAT(err("s3:\n  bucket: b\n  retention_mode: COMPLIANCE\n"), HasSubstr("s3.retention_days: required"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  retention_mode: STRICT\n"), HasSubstr("f.yaml:3: s3.retention_mode:"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  retention_mode: GOVERNANCE\n  retention_days: 1\n  retention_years: 1\n"),
+              HasSubstr("s3.retention_years: give s3.retention_days or s3.retention_years, not both"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  retention_days: 3\n"), HasSubstr("s3.retention_mode: required"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  part_size_mb: 4\n"), HasSubstr("s3.part_size_mb: expected 5-5120"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  multipart_threshold_mb: 0\n"), HasSubstr("s3.multipart_threshold_mb"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  parallel_uploads: 0\n"), HasSubstr("s3.parallel_uploads"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  endpoint: ftp://x\n"), HasSubstr("s3.endpoint: expected http://"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  sse: yes-please\n"), HasSubstr("s3.sse:"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  kms_key_id: k\n"), HasSubstr("s3.kms_key_id: needs s3.sse: aws:kms"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  access_key: AK\n"), HasSubstr("s3.secret_key"));
+  EXPECT_THAT(err("s3:\n  endpoint: http://x\n"), HasSubstr("s3.bucket: required"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  tags: [a, b]\n"), HasSubstr("s3.tags: expected a map"));
+  EXPECT_THAT(err("s3:\n  bucket: b\n  prefix: /abs\n"), HasSubstr("s3.prefix"));
+  EXPECT_THAT(err("s3:\n  buckett: b\n"), HasSubstr("did you mean 's3.bucket'?"));
+  EXPECT_THAT(err("storage:\n  local_retention_days: -1\n"), HasSubstr("storage.local_retention_days"));
+}
+
+TEST(StorageConfig, QuickStartFlags) {
+  CliOverrides o;
+  o.s3_bucket = "recs";
+  o.s3_endpoint = "http://127.0.0.1:9000";
+  o.s3_region = "eu-west-1";
+  o.s3_path_style = true;
+  o.s3_prefix = "p";
+  o.retention_mode = "compliance";
+  o.retention_days = "2555";
+  auto r = apply_overrides(default_config(), o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->s3_bucket, "recs");
+  EXPECT_EQ(r->s3_region, "eu-west-1");
+  EXPECT_TRUE(r->s3_path_style);
+  EXPECT_EQ(r->s3_retention_mode, "COMPLIANCE");
+  EXPECT_EQ(r->s3_retention_days, 2555u);
+  o.retention_days = "x";
+  EXPECT_THAT(apply_overrides(default_config(), o).error().message, HasSubstr("--retention-days"));
+  o.retention_days = "";
+  auto need_days = apply_overrides(default_config(), o);
+  ASSERT_FALSE(need_days.ok());
+  EXPECT_THAT(need_days.error().message, HasSubstr("s3.retention_days: required"));
+  o.retention_mode = "soft";
+  EXPECT_THAT(apply_overrides(default_config(), o).error().message, HasSubstr("--retention-mode"));
+}
+
+}  // namespace
+}  // namespace sgw::app

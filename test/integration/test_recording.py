@@ -96,10 +96,12 @@ class RecordingTestCase(DaemonTestCase):
         segs = ch["segments"]
         self.assertTrue(segs, f"{what}: no sound in the channel: {ch}")
         self.assertAlmostEqual(ch["dominant_hz"], hz, delta=tol_hz, msg=f"{what}: {ch}")
-        # The timeline anchors a stream on its least-delayed packets, so audio
-        # may start a little before a first packet that was itself held up.
+        # The timeline anchors a stream on its least-delayed packets (and follows
+        # drift), so on a loaded CI host the audio may start up to a few tens of
+        # ms before or after the first packet's own arrival. Lengths and relative
+        # positions inside the recording are held to tol_ms.
         self.assertGreaterEqual(segs[0]["start_ms"], start_ms - 60, f"{what}: {segs}")
-        self.assertLessEqual(segs[0]["start_ms"], start_ms + tol_ms, f"{what}: {segs}")
+        self.assertLessEqual(segs[0]["start_ms"], start_ms + max(tol_ms, 60), f"{what}: {segs}")
         self.assertAlmostEqual(ch["active_ms"], length_ms, delta=2 * tol_ms, msg=f"{what}: {segs}")
 
 

@@ -275,7 +275,9 @@ class SrcDialectTest(SrcTestCase):
                 for p in doc["participants"]:
                     self.assertTrue(p["role_rule"].startswith(role_rule), f"{dialect}: {p}")
                 self.assertEqual(len(doc["participants"]), 2, doc["participants"])
-                self.assertAlmostEqual(doc["duration_ms"], 2000, delta=200)
+                # 20 calls on a 2-core host next to other tests: session length is
+                # INVITE..BYE as the gateway saw them, under load.
+                self.assertAlmostEqual(doc["duration_ms"], 2000, delta=500)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+// DeliveryEntry: the durable state of one recording's delivery to one sink,
+// one small file per (recording, sink) in the delivery queue's folder. The
+// on-disk format (a checksummed header line, then JSON) and the state machine
+// are in docs/storage.md.
+//
+// Thread: plain values; encode/decode are pure and callable from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sgw::storage {
+
+//   queued ──attempt──▶ uploading ──verified──▶ delivered
+//     ▲  ╲                  │  ╲
+//     │   ╲── permanent ──▶ failed (retried at the capped backoff, or by `deliveries retry`)
+//     └──── retryable error (attempts+1, next attempt after backoff)
+enum class DeliveryState { kQueued, kUploading, kDelivered, kFailed };
+std::string_view to_string(DeliveryState state);
+std::optional<DeliveryState> parse_delivery_state(std::string_view text);
+
+struct DeliveryPart {
+  int number = 0;
+  std::uint64_t size = 0;
+  std::string etag;             // quotes stripped
+  std::string checksum_sha256;  // base64
+};
+
+// One file of the recording (an audio file or the JSON) and its object.
+struct DeliveryObject {
+  std::string path;          // local file, absolute or relative to the daemon's working directory
+  std::string key;           // key in the sink (S3 object key; for "local", path under recording.dir)
+  std::string content_type;  // "audio/wav", "application/json"
+  // Multipart progress (S3): the upload id and the parts the server has.
+  std::string upload_id;
+  std::vector<DeliveryPart> parts;
+  // Set when verified.
+  bool delivered = false;
+  std::uint64_t size = 0;
+  std::string etag;
+  std::string version_id;
+  std::string verified;  // what was checked, e.g. "size etag metadata retention=COMPLIANCE@2031-..."
+};
+
+struct DeliveryEntry {
+  std::string recording_id;
+  std::string sink;  // "local", "s3"
+  DeliveryState state = DeliveryState::kQueued;
+  std::int64_t start_unix_ms = 0;  // the recording's start (retention is counted from it)
+  std::vector<DeliveryObject> objects;
+  std::uint32_t attempts = 0;  // failed attempts since the last success / requeue
+  std::string last_error;      // one line, naming bucket, key and code
+  std::string last_error_code;
+  std::int64_t created_unix_ms = 0;
+  std::int64_t updated_unix_ms = 0;
+  std::int64_t next_attempt_unix_ms = 0;
+  std::int64_t delivered_unix_ms = 0;
+  std::int64_t local_deleted_unix_ms = 0;  // "local" sink: when retention removed the files
+};
+
+// File name of an entry in the queue folder: "<recording_id>.<sink>.dq".
+std::string entry_file_name(std::string_view recording_id, std::string_view sink);
+
+// "SGWDQ1 <length> <sha256 hex of the JSON>\n<JSON>"
+std::string encode_entry(const DeliveryEntry& entry);
+// Checks the header, the length and the checksum, then the JSON. Errors
+// (delivery.corrupt) name `source` and what is wrong; a torn or edited file is
+// never trusted.
+common::Result<DeliveryEntry> decode_entry(std::string_view bytes, const std::string& source);
+
+}  // namespace sgw::storage

@@ -1,0 +1,482 @@
+#include "storage/delivery_queue.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "common/atomic_file.h"
+#include "common/logging.h"
+
+namespace sgw::storage {
+
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::string_view kSuffix = ".dq";
+// Retryable errors turn /readyz degraded only after this many attempts in a
+// row: one dropped connection is not an outage.
+constexpr std::uint32_t kDegradedAfterAttempts = 3;
+
+void bump(common::Counter* c, std::uint64_t n = 1) {
+  if (c) c->inc(n);
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::int64_t mtime_ns_of(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return -1;
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+common::Result<std::string> read_small_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return common::make_error("io.open", "open " + path + ": " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return common::make_error("io.read", "read " + path);
+  return ss.str();
+}
+
+// Entry file names in a folder, sorted.
+std::vector<std::string> list_entries(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* de = ::readdir(d)) {
+    std::string name = de->d_name;
+    if (ends_with(name, kSuffix)) out.push_back(std::move(name));
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::int64_t backoff_delay_ms(const BackoffPolicy& p, std::uint32_t attempt, double jitter,
+                              bool slowdown) {
+  std::int64_t d = std::max<std::int64_t>(1, p.initial_ms);
+  for (std::uint32_t i = 1; i < attempt && d < p.max_ms; ++i) d *= 2;
+  if (slowdown) d = std::max(d, p.slowdown_min_ms);
+  d = std::min(d, std::max<std::int64_t>(1, p.max_ms));
+  jitter = std::clamp(jitter, 0.0, 1.0);
+  return d / 2 + static_cast<std::int64_t>(jitter * static_cast<double>(d - d / 2));
+}
+
+DeliveryQueue::DeliveryQueue(DeliveryQueueOptions options, DeliveryQueueMetrics metrics)
+    : options_(std::move(options)), metrics_(metrics) {
+  if (!options_.now_ms)
+    options_.now_ms = [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    };
+  if (!options_.jitter) {
+    auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
+    auto m = std::make_shared<std::mutex>();
+    options_.jitter = [rng, m] {
+      std::lock_guard lock(*m);
+      return std::uniform_real_distribution<double>(0.0, 1.0)(*rng);
+    };
+  }
+}
+
+DeliveryQueue::~DeliveryQueue() { stop(); }
+
+common::Result<std::unique_ptr<DeliveryQueue>> DeliveryQueue::open(DeliveryQueueOptions options,
+                                                                   DeliveryQueueMetrics metrics) {
+  std::error_code ec;
+  fs::create_directories(options.dir, ec);
+  if (ec)
+    return common::make_error("delivery.dir", "storage.queue_dir " + options.dir + ": mkdir: " + ec.message());
+  if (::access(options.dir.c_str(), W_OK) != 0)
+    return common::make_error("delivery.dir", "storage.queue_dir " + options.dir + ": not writable");
+  std::unique_ptr<DeliveryQueue> q(new DeliveryQueue(std::move(options), metrics));
+  std::lock_guard lock(q->mutex_);
+  q->load_dir(true);
+  return q;
+}
+
+std::int64_t DeliveryQueue::now() const { return options_.now_ms(); }
+
+std::string DeliveryQueue::path_of(const DeliveryEntry& e) const {
+  return (fs::path(options_.dir) / entry_file_name(e.recording_id, e.sink)).string();
+}
+
+common::Status DeliveryQueue::persist_locked(Item& item) {
+  item.entry.updated_unix_ms = now();
+  std::string path = path_of(item.entry);
+  auto st = common::write_file_atomically(path, encode_entry(item.entry));
+  if (!st) {
+    common::logger("delivery")->error("{}: cannot write delivery entry: {}", item.entry.recording_id,
+                                      st.error().message);
+    return st;
+  }
+  item.mtime_ns = mtime_ns_of(path);
+  return st;
+}
+
+void DeliveryQueue::load_dir(bool initial) {
+  auto log = common::logger("delivery");
+  if (initial) {
+    // Temporary files of writes a crash interrupted: the entry itself is intact.
+    if (DIR* d = ::opendir(options_.dir.c_str())) {
+      std::vector<std::string> tmp;
+      while (dirent* de = ::readdir(d))
+        if (ends_with(de->d_name, ".dq.tmp")) tmp.push_back(de->d_name);
+      ::closedir(d);
+      for (const auto& t : tmp) ::unlink((fs::path(options_.dir) / t).c_str());
+    }
+  }
+  for (const auto& name : list_entries(options_.dir)) {
+    std::string path = (fs::path(options_.dir) / name).string();
+    std::int64_t mt = mtime_ns_of(path);
+    auto it = items_.find(name);
+    if (it != items_.end() && (it->second.in_flight || it->second.mtime_ns == mt)) continue;
+    std::string corrupt_key = name + "@" + std::to_string(mt);
+    if (reported_corrupt_.count(corrupt_key)) continue;
+    auto bytes = read_small_file(path);
+    auto entry = bytes ? decode_entry(*bytes, path) : common::Result<DeliveryEntry>(bytes.error());
+    if (entry && entry_file_name(entry->recording_id, entry->sink) != name)
+      entry = common::make_error("delivery.corrupt", "delivery entry " + path + ": names another recording/sink");
+    if (!entry) {
+      reported_corrupt_[corrupt_key] = true;
+      problems_.push_back(entry.error().message);
+      bump(metrics_.corrupt_entries);
+      log->error("{} (skipped; the recording files are untouched)", entry.error().message);
+      continue;
+    }
+    if (it != items_.end() && !initial)
+      log->info("{}: {} entry changed on disk (now {}), reloaded", entry->recording_id, entry->sink,
+                to_string(entry->state));
+    Item& item = items_[name];
+    item.entry = std::move(entry).value();
+    item.mtime_ns = mt;
+    if (item.entry.state == DeliveryState::kFailed)
+      sink_errors_[item.entry.sink] = item.entry.last_error;
+  }
+  update_gauges_locked();
+}
+
+void DeliveryQueue::add_sink(const std::string& name, SinkFactory factory) {
+  std::lock_guard lock(mutex_);
+  factories_[name] = std::move(factory);
+}
+
+common::Result<bool> DeliveryQueue::enqueue(DeliveryEntry entry) {
+  std::lock_guard lock(mutex_);
+  std::string name = entry_file_name(entry.recording_id, entry.sink);
+  if (items_.count(name)) return false;
+  std::int64_t t = now();
+  if (entry.created_unix_ms == 0) entry.created_unix_ms = t;
+  if (entry.next_attempt_unix_ms == 0) entry.next_attempt_unix_ms = t;
+  Item item;
+  item.entry = std::move(entry);
+  if (auto st = persist_locked(item); !st) return st.error();
+  items_[name] = std::move(item);
+  update_gauges_locked();
+  cv_.notify_one();
+  return true;
+}
+
+std::optional<std::string> DeliveryQueue::pick_locked(std::int64_t t, std::int64_t* wait_ms) {
+  const std::string* best = nullptr;
+  std::int64_t best_at = 0;
+  for (const auto& [name, item] : items_) {
+    const auto& e = item.entry;
+    if (item.in_flight || e.state == DeliveryState::kDelivered || !factories_.count(e.sink)) continue;
+    std::int64_t at = e.next_attempt_unix_ms;
+    if (auto p = sink_paused_until_.find(e.sink); p != sink_paused_until_.end()) at = std::max(at, p->second);
+    if (!best || at < best_at) {
+      best = &name;
+      best_at = at;
+    }
+  }
+  if (!best) {
+    if (wait_ms) *wait_ms = -1;
+    return std::nullopt;
+  }
+  if (best_at > t) {
+    if (wait_ms) *wait_ms = best_at - t;
+    return std::nullopt;
+  }
+  items_[*best].in_flight = true;
+  return *best;
+}
+
+void DeliveryQueue::attempt(const std::string& file,
+                            std::map<std::string, std::unique_ptr<DeliverySink>>& sinks) {
+  auto log = common::logger("delivery");
+  DeliveryEntry e;
+  SinkFactory factory;
+  {
+    std::lock_guard lock(mutex_);
+    e = items_[file].entry;
+    factory = factories_[e.sink];
+  }
+  auto& sink = sinks[e.sink];
+  if (!sink) sink = factory();
+  auto checkpoint = [this, &file](const DeliveryEntry& progress) {
+    std::lock_guard lock(mutex_);
+    Item& item = items_[file];
+    item.entry = progress;
+    item.entry.state = DeliveryState::kUploading;
+    (void)persist_locked(item);
+  };
+  DeliveryOutcome out = sink->deliver(e, checkpoint);
+
+  std::lock_guard lock(mutex_);
+  Item& item = items_[file];
+  std::int64_t t = now();
+  e.updated_unix_ms = t;
+  switch (out.kind) {
+    case DeliveryOutcome::Kind::kDelivered:
+      e.state = DeliveryState::kDelivered;
+      e.delivered_unix_ms = t;
+      e.last_error.clear();
+      e.last_error_code.clear();
+      e.next_attempt_unix_ms = 0;
+      sink_errors_[e.sink].clear();
+      bump(metrics_.delivered);
+      log->info("{}: delivered to {} and verified ({} object(s), first key {})", e.recording_id, e.sink,
+                e.objects.size(), e.objects.empty() ? "" : e.objects.front().key);
+      break;
+    case DeliveryOutcome::Kind::kRetry: {
+      ++e.attempts;
+      bool in_upload = std::any_of(e.objects.begin(), e.objects.end(),
+                                   [](const DeliveryObject& o) { return !o.upload_id.empty(); });
+      e.state = in_upload ? DeliveryState::kUploading : DeliveryState::kQueued;
+      e.last_error = out.message;
+      e.last_error_code = out.code;
+      std::int64_t delay = backoff_delay_ms(options_.backoff, e.attempts, options_.jitter(), out.slowdown);
+      e.next_attempt_unix_ms = t + delay;
+      if (out.slowdown) sink_paused_until_[e.sink] = t + delay;
+      if (e.attempts >= kDegradedAfterAttempts) sink_errors_[e.sink] = out.message;
+      bump(metrics_.attempt_failures);
+      log->warn("{}: {} delivery attempt {} failed, retry in {} ms: {}", e.recording_id, e.sink,
+                e.attempts, delay, out.message);
+      break;
+    }
+    case DeliveryOutcome::Kind::kPermanent: {
+      ++e.attempts;
+      e.state = DeliveryState::kFailed;
+      e.last_error = out.message;
+      e.last_error_code = out.code;
+      std::int64_t delay = backoff_delay_ms(options_.backoff, 64, options_.jitter(), false);
+      e.next_attempt_unix_ms = t + delay;
+      sink_errors_[e.sink] = out.message;
+      bump(metrics_.attempt_failures);
+      bump(metrics_.permanent_failures);
+      log->error("{}: {} DELIVERY FAILED ({}), recording kept locally; next try in {} s "
+                 "(or `siprecd deliveries retry {}`): {}",
+                 e.recording_id, e.sink, out.code, delay / 1000, e.recording_id, out.message);
+      break;
+    }
+  }
+  item.entry = std::move(e);
+  item.in_flight = false;
+  (void)persist_locked(item);
+  update_gauges_locked();
+}
+
+bool DeliveryQueue::run_once() {
+  std::optional<std::string> file;
+  {
+    std::lock_guard lock(mutex_);
+    file = pick_locked(now(), nullptr);
+  }
+  if (!file) return false;
+  attempt(*file, inline_sinks_);
+  return true;
+}
+
+std::size_t DeliveryQueue::apply_local_retention() {
+  if (!options_.local_retention_ms) return 0;
+  auto log = common::logger("delivery");
+  std::lock_guard lock(mutex_);
+  std::int64_t t = now();
+  // recording id -> (all remote delivered, last delivery time, has remote)
+  struct Remote {
+    bool all_delivered = true;
+    bool any = false;
+    std::int64_t last = 0;
+  };
+  std::map<std::string, Remote> remote;
+  for (const auto& [name, item] : items_) {
+    const auto& e = item.entry;
+    if (e.sink == "local") continue;
+    auto& r = remote[e.recording_id];
+    r.any = true;
+    r.all_delivered = r.all_delivered && e.state == DeliveryState::kDelivered;
+    r.last = std::max(r.last, e.delivered_unix_ms);
+  }
+  std::size_t removed = 0;
+  for (auto& [name, item] : items_) {
+    auto& e = item.entry;
+    if (e.sink != "local" || e.local_deleted_unix_ms != 0 || item.in_flight) continue;
+    auto r = remote.find(e.recording_id);
+    if (r == remote.end() || !r->second.any || !r->second.all_delivered) continue;
+    if (t < r->second.last + *options_.local_retention_ms) continue;
+    for (const auto& o : e.objects)
+      if (::unlink(o.path.c_str()) != 0 && errno != ENOENT)
+        log->warn("{}: cannot delete local copy {}: {}", e.recording_id, o.path, std::strerror(errno));
+    e.local_deleted_unix_ms = t;
+    (void)persist_locked(item);
+    bump(metrics_.local_deleted);
+    ++removed;
+    log->info("{}: local copy deleted (delivered and verified, retention passed)", e.recording_id);
+  }
+  return removed;
+}
+
+void DeliveryQueue::update_gauges_locked() {
+  std::int64_t pending = 0, failed = 0;
+  for (const auto& [name, item] : items_) {
+    if (item.entry.state == DeliveryState::kFailed) ++failed;
+    else if (item.entry.state != DeliveryState::kDelivered) ++pending;
+  }
+  if (metrics_.pending) metrics_.pending->set(pending);
+  if (metrics_.failed) metrics_.failed->set(failed);
+}
+
+void DeliveryQueue::start() {
+  std::lock_guard lock(mutex_);
+  stopping_ = false;
+  for (unsigned i = 0; i < std::max(1u, options_.threads); ++i)
+    threads_.emplace_back([this, i] { thread_main(i); });
+}
+
+void DeliveryQueue::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+void DeliveryQueue::thread_main(unsigned index) {
+  auto log = common::logger("delivery");
+  std::map<std::string, std::unique_ptr<DeliverySink>> sinks;
+  if (index == 0) {
+    std::map<std::string, SinkFactory> factories;
+    {
+      std::lock_guard lock(mutex_);
+      factories = factories_;
+    }
+    for (const auto& [name, factory] : factories) {
+      auto& sink = sinks[name];
+      sink = factory();
+      DeliveryOutcome out = sink->check();
+      std::lock_guard lock(mutex_);
+      if (out.kind != DeliveryOutcome::Kind::kDelivered) {
+        sink_errors_[name] = out.message;
+        log->error("{} sink check failed ({}): {}; recordings are kept locally and stay queued", name,
+                   out.code, out.message);
+      } else {
+        log->info("{} sink check passed", name);
+      }
+    }
+  }
+  while (true) {
+    std::optional<std::string> file;
+    {
+      std::unique_lock lock(mutex_);
+      if (stopping_) return;
+      std::int64_t t = now();
+      if (index == 0 && t - last_scan_ms_ >= options_.rescan_interval_ms) {
+        last_scan_ms_ = t;
+        load_dir(false);
+        lock.unlock();
+        apply_local_retention();
+        lock.lock();
+        if (stopping_) return;
+      }
+      std::int64_t wait = -1;
+      file = pick_locked(now(), &wait);
+      if (!file) {
+        std::int64_t w = options_.rescan_interval_ms;
+        if (wait >= 0) w = std::min(w, wait);
+        cv_.wait_for(lock, std::chrono::milliseconds(std::max<std::int64_t>(w, 1)));
+        continue;
+      }
+    }
+    attempt(*file, sinks);
+  }
+}
+
+std::vector<DeliveryEntry> DeliveryQueue::snapshot() const {
+  std::lock_guard lock(mutex_);
+  std::vector<DeliveryEntry> out;
+  for (const auto& [name, item] : items_) out.push_back(item.entry);
+  return out;
+}
+
+std::vector<std::string> DeliveryQueue::problems() const {
+  std::lock_guard lock(mutex_);
+  return problems_;
+}
+
+std::string DeliveryQueue::health() const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  for (const auto& [sink, error] : sink_errors_) {
+    if (error.empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += sink + " delivery failing: " + error;
+  }
+  return out;
+}
+
+common::Status DeliveryQueue::retry(const std::string& dir, const std::string& recording_id,
+                                    const std::string& sink, std::int64_t now_ms) {
+  std::string path = (fs::path(dir) / entry_file_name(recording_id, sink)).string();
+  auto bytes = read_small_file(path);
+  if (!bytes)
+    return common::make_error("delivery.not_found", "no " + sink + " delivery entry for " + recording_id +
+                                                        " in " + dir);
+  auto e = decode_entry(*bytes, path);
+  if (!e) return e.error();
+  if (e->state == DeliveryState::kDelivered)
+    return common::make_error("delivery.delivered", recording_id + " (" + sink + ") is already delivered");
+  e->state = std::any_of(e->objects.begin(), e->objects.end(),
+                         [](const DeliveryObject& o) { return !o.upload_id.empty(); })
+                 ? DeliveryState::kUploading
+                 : DeliveryState::kQueued;
+  e->attempts = 0;
+  e->next_attempt_unix_ms = now_ms;
+  e->updated_unix_ms = now_ms;
+  return common::write_file_atomically(path, encode_entry(*e));
+}
+
+std::vector<DeliveryEntry> DeliveryQueue::read_all(const std::string& dir,
+                                                   std::vector<std::string>* problems) {
+  std::vector<DeliveryEntry> out;
+  for (const auto& name : list_entries(dir)) {
+    std::string path = (fs::path(dir) / name).string();
+    auto bytes = read_small_file(path);
+    auto e = bytes ? decode_entry(*bytes, path) : common::Result<DeliveryEntry>(bytes.error());
+    if (!e) {
+      if (problems) problems->push_back(e.error().message);
+      continue;
+    }
+    out.push_back(std::move(e).value());
+  }
+  return out;
+}
+
+}  // namespace sgw::storage

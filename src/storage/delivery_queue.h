@@ -1,0 +1,166 @@
+// DeliveryQueue: the durable queue that gets every finished recording to each
+// configured sink (the local recordings folder, S3), with retries, backoff and
+// local-copy retention. One entry file per (recording, sink) in its folder
+// (format and states: docs/storage.md); everything it knows is on disk, so it
+// survives restarts and `siprecd deliveries` can read and requeue entries.
+//
+// Threads: enqueue()/snapshot()/health() from any thread. start() runs
+// `threads` delivery threads, each with its own sink instances (an S3Client is
+// one-per-thread); they never touch media or SIP threads. run_once() delivers
+// one due entry on the caller's thread (tests, with a fake clock).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/result.h"
+#include "storage/delivery_entry.h"
+
+namespace sgw::storage {
+
+// What one delivery attempt came to.
+struct DeliveryOutcome {
+  enum class Kind { kDelivered, kRetry, kPermanent } kind = Kind::kDelivered;
+  std::string code;     // S3 error code ("AccessDenied", "SlowDown", "Transport.CouldNotConnect")
+  std::string message;  // one line naming the operation, bucket, key and code
+  bool slowdown = false;  // the server asked us to slow down (503 SlowDown, 429)
+
+  static DeliveryOutcome delivered() { return {}; }
+};
+
+// A sink. One instance per delivery thread; deliver() may block (network).
+class DeliverySink {
+ public:
+  virtual ~DeliverySink() = default;
+  // Checks the sink's configuration against the server (start-up): bucket
+  // reachable, credentials accepted, Object Lock enabled when configured.
+  virtual DeliveryOutcome check() { return DeliveryOutcome::delivered(); }
+  // Delivers the entry's objects that are not delivered yet, verifying each;
+  // updates `entry` in place (upload ids, parts, verification facts) and calls
+  // `checkpoint` after every step worth keeping across a crash.
+  virtual DeliveryOutcome deliver(DeliveryEntry& entry,
+                                  const std::function<void(const DeliveryEntry&)>& checkpoint) = 0;
+};
+using SinkFactory = std::function<std::unique_ptr<DeliverySink>()>;
+
+// Exponential backoff with jitter, capped: delay(n) for the n-th failed attempt
+// (n >= 1) is d = min(max, initial * 2^(n-1)), then d/2 + jitter * d/2 with
+// jitter in [0, 1) ("equal jitter": never under half the step). A SlowDown
+// answer makes the step at least slowdown_min before jitter.
+struct BackoffPolicy {
+  std::int64_t initial_ms = 1000;
+  std::int64_t max_ms = 300'000;
+  std::int64_t slowdown_min_ms = 5000;
+};
+std::int64_t backoff_delay_ms(const BackoffPolicy& policy, std::uint32_t attempt, double jitter,
+                              bool slowdown);
+
+struct DeliveryQueueOptions {
+  std::string dir;  // the queue folder (created)
+  unsigned threads = 4;
+  BackoffPolicy backoff;
+  // Local copies (the "local" sink's files) are deleted once every other sink
+  // of the recording is delivered and local_retention_ms has passed since
+  // the last delivery. nullopt: never deleted.
+  std::optional<std::int64_t> local_retention_ms;
+  std::int64_t rescan_interval_ms = 2000;  // new/edited entry files (deliveries retry)
+  std::function<std::int64_t()> now_ms;    // Unix ms; default the system clock
+  std::function<double()> jitter;          // [0, 1); default a PRNG
+};
+
+struct DeliveryQueueMetrics {
+  common::Counter* delivered = nullptr;       // entries verified and delivered
+  common::Counter* attempt_failures = nullptr;
+  common::Counter* permanent_failures = nullptr;
+  common::Counter* corrupt_entries = nullptr;
+  common::Counter* local_deleted = nullptr;
+  common::Gauge* pending = nullptr;  // queued + uploading
+  common::Gauge* failed = nullptr;   // in state failed
+};
+
+class DeliveryQueue {
+ public:
+  // Reads every entry file in options.dir. Corrupt or torn files are reported
+  // (problems(), metric, log) and skipped, never trusted; they stay on disk
+  // for inspection until enqueue() writes a fresh entry for that recording.
+  static common::Result<std::unique_ptr<DeliveryQueue>> open(DeliveryQueueOptions options,
+                                                             DeliveryQueueMetrics metrics = {});
+  ~DeliveryQueue();
+  DeliveryQueue(const DeliveryQueue&) = delete;
+  DeliveryQueue& operator=(const DeliveryQueue&) = delete;
+
+  // Before start(): a sink by name ("s3"). Entries of sinks not added wait.
+  void add_sink(const std::string& name, SinkFactory factory);
+
+  // Durably adds an entry (atomic write + directory fsync) unless one exists
+  // for the same (recording, sink): then the existing one is kept and false
+  // is returned (re-finalising a recording after a crash is idempotent).
+  common::Result<bool> enqueue(DeliveryEntry entry);
+
+  // Starts the delivery threads; each first runs its sinks' check() once.
+  void start();
+  // Stops after the attempts in progress end (an upload in progress is
+  // finished or abandoned by its own timeout; its checkpoint stays on disk).
+  void stop();
+
+  // One due entry delivered on the caller's thread; false when none is due.
+  bool run_once();
+  // Deletes local copies whose retention has passed (also run by the threads
+  // on every rescan). Returns how many recordings were removed.
+  std::size_t apply_local_retention();
+
+  std::vector<DeliveryEntry> snapshot() const;
+  std::vector<std::string> problems() const;
+  // "" when healthy; else e.g. "s3 delivery failing: PutObject s3://b/k: HTTP 403 AccessDenied: ..."
+  std::string health() const;
+
+  // Requeues one entry on disk (state queued, attempts 0, due now): for the
+  // `deliveries retry` command; a running daemon picks it up on its rescan.
+  static common::Status retry(const std::string& dir, const std::string& recording_id,
+                              const std::string& sink, std::int64_t now_ms);
+  // Reads every entry of a folder (the `deliveries list` command).
+  static std::vector<DeliveryEntry> read_all(const std::string& dir, std::vector<std::string>* problems);
+
+ private:
+  struct Item {
+    DeliveryEntry entry;
+    bool in_flight = false;
+    std::int64_t mtime_ns = 0;  // of the file as we last wrote or read it
+  };
+  explicit DeliveryQueue(DeliveryQueueOptions options, DeliveryQueueMetrics metrics);
+  std::int64_t now() const;
+  std::string path_of(const DeliveryEntry& e) const;
+  common::Status persist_locked(Item& item);
+  void load_dir(bool initial);
+  // Picks the earliest due entry of a known sink; marks it in flight.
+  std::optional<std::string> pick_locked(std::int64_t now, std::int64_t* wait_ms);
+  void attempt(const std::string& file, std::map<std::string, std::unique_ptr<DeliverySink>>& sinks);
+  void update_gauges_locked();
+  void thread_main(unsigned index);
+
+  DeliveryQueueOptions options_;
+  DeliveryQueueMetrics metrics_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<std::string, Item> items_;  // by file name
+  std::map<std::string, SinkFactory> factories_;
+  std::map<std::string, std::string> sink_errors_;            // sink -> last error ("" = fine)
+  std::map<std::string, std::int64_t> sink_paused_until_;     // SlowDown
+  std::vector<std::string> problems_;
+  std::map<std::string, bool> reported_corrupt_;
+  std::int64_t last_scan_ms_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+  std::map<std::string, std::unique_ptr<DeliverySink>> inline_sinks_;  // run_once()
+};
+
+}  // namespace sgw::storage

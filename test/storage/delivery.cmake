@@ -1,0 +1,3 @@
+# delivery: the queue, entry format and metadata rule (offline); the S3 sink against the
+# real server of the s3_server_start fixture (docs/storage.md).
+sgw_test(delivery_tests SOURCES ${CMAKE_CURRENT_LIST_DIR}/delivery_queue_test.cc DEPS sgw_delivery)

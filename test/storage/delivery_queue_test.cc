@@ -1,0 +1,507 @@
+// DeliveryQueue and DeliveryEntry: state transitions with a fake sink and a
+// fake clock, persistence across reopen, torn and corrupt entry files
+// reported and skipped, the backoff schedule, idempotent enqueue, local
+// retention, `deliveries retry`; and the user-metadata size rule.
+#include "storage/delivery_queue.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "storage/delivery_entry.h"
+#include "storage/s3_sink.h"
+#include "storage/user_metadata.h"
+
+namespace sgw::storage {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "sgw-dq-XXXXXX").string();
+    path_ = ::mkdtemp(t.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+DeliveryEntry entry(const std::string& id, const std::string& sink = "s3") {
+  DeliveryEntry e;
+  e.recording_id = id;
+  e.sink = sink;
+  e.start_unix_ms = 1'700'000'000'000;
+  DeliveryObject o;
+  o.path = "/rec/" + id + ".wav";
+  o.key = "k/" + id + ".wav";
+  o.content_type = "audio/wav";
+  e.objects.push_back(o);
+  return e;
+}
+
+// A sink that answers from a script, and records what it was asked.
+struct ScriptedSink : DeliverySink {
+  std::deque<DeliveryOutcome>* script;
+  std::vector<std::string>* calls;
+  DeliveryOutcome deliver(DeliveryEntry& e, const std::function<void(const DeliveryEntry&)>& checkpoint) override {
+    calls->push_back(e.recording_id);
+    DeliveryOutcome o = DeliveryOutcome::delivered();
+    if (!script->empty()) {
+      o = script->front();
+      script->pop_front();
+    }
+    if (o.code == "checkpoint") {  // a multipart upload that got one part in, then failed
+      e.objects[0].upload_id = "UPLOAD-1";
+      e.objects[0].parts.push_back({1, 5, "etag1", "c1"});
+      checkpoint(e);
+      o.code = "Transport.CouldNotConnect";
+    }
+    if (o.kind == DeliveryOutcome::Kind::kDelivered)
+      for (auto& obj : e.objects) obj.delivered = true;
+    return o;
+  }
+};
+
+DeliveryOutcome retry(std::string code = "Transport.CouldNotConnect", bool slowdown = false) {
+  DeliveryOutcome o;
+  o.kind = DeliveryOutcome::Kind::kRetry;
+  o.code = std::move(code);
+  o.message = "PutObject s3://b/k: " + o.code;
+  o.slowdown = slowdown;
+  return o;
+}
+
+DeliveryOutcome permanent(std::string code) {
+  DeliveryOutcome o;
+  o.kind = DeliveryOutcome::Kind::kPermanent;
+  o.code = code;
+  o.message = "PutObject s3://b/k: HTTP 403 " + code;
+  return o;
+}
+
+struct Fixture {
+  TempDir dir;
+  std::int64_t now = 1'000'000;
+  std::deque<DeliveryOutcome> script;
+  std::vector<std::string> calls;
+  common::Counter delivered, failures, permanent_failures, corrupt, local_deleted;
+  common::Gauge pending, failed;
+
+  std::unique_ptr<DeliveryQueue> open(std::optional<std::int64_t> retention = std::nullopt) {
+    DeliveryQueueOptions o;
+    o.dir = dir.path() + "/q";
+    o.now_ms = [this] { return now; };
+    o.jitter = [] { return 0.0; };  // the low end of every jitter interval
+    o.backoff = {1000, 8000, 5000};
+    o.local_retention_ms = retention;
+    auto q = DeliveryQueue::open(o, {&delivered, &failures, &permanent_failures, &corrupt, &local_deleted,
+                                     &pending, &failed});
+    EXPECT_TRUE(q.ok()) << q.error().message;
+    (*q)->add_sink("s3", [this] {
+      auto s = std::make_unique<ScriptedSink>();
+      s->script = &script;
+      s->calls = &calls;
+      return s;
+    });
+    return std::move(q).value();
+  }
+  const DeliveryEntry* find(DeliveryQueue& q, const std::string& id, const std::string& sink = "s3") {
+    static std::vector<DeliveryEntry> snap;
+    snap = q.snapshot();
+    for (const auto& e : snap)
+      if (e.recording_id == id && e.sink == sink) return &e;
+    return nullptr;
+  }
+};
+
+TEST(DeliveryBackoff, ExponentialCappedWithEqualJitter) {
+  BackoffPolicy p{1000, 60000, 5000};
+  EXPECT_EQ(backoff_delay_ms(p, 1, 0.0, false), 500);
+  EXPECT_EQ(backoff_delay_ms(p, 1, 0.999999, false), 999);
+  EXPECT_EQ(backoff_delay_ms(p, 2, 0.0, false), 1000);
+  EXPECT_EQ(backoff_delay_ms(p, 3, 0.0, false), 2000);
+  EXPECT_EQ(backoff_delay_ms(p, 6, 1.0, false), 32000);
+  EXPECT_EQ(backoff_delay_ms(p, 7, 1.0, false), 60000);   // capped
+  EXPECT_EQ(backoff_delay_ms(p, 500, 0.0, false), 30000);  // no overflow at large attempts
+  EXPECT_EQ(backoff_delay_ms(p, 1, 0.0, true), 2500);      // SlowDown: at least 5 s before jitter
+  EXPECT_EQ(backoff_delay_ms(p, 1, 1.0, true), 5000);
+}
+
+TEST(DeliveryEntryFormat, RoundTripsAndRejectsTornOrEdited) {
+  DeliveryEntry e = entry("rec-1");
+  e.state = DeliveryState::kUploading;
+  e.objects[0].upload_id = "U1";
+  e.objects[0].parts = {{1, 5242880, "aa", "c1"}, {2, 100, "bb", "c2"}};
+  e.last_error = "bad \xff byte";
+  std::string bytes = encode_entry(e);
+  auto back = decode_entry(bytes, "f");
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->state, DeliveryState::kUploading);
+  EXPECT_EQ(back->objects[0].parts.size(), 2u);
+  EXPECT_EQ(back->objects[0].parts[1].etag, "bb");
+  EXPECT_EQ(back->start_unix_ms, e.start_unix_ms);
+
+  auto torn = decode_entry(bytes.substr(0, bytes.size() - 7), "f");
+  ASSERT_FALSE(torn.ok());
+  EXPECT_EQ(torn.error().code, "delivery.corrupt");
+  EXPECT_NE(torn.error().message.find("torn"), std::string::npos) << torn.error().message;
+  std::string edited = bytes;
+  edited[edited.find("rec-1")] = 'R';
+  auto bad = decode_entry(edited, "f");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("checksum"), std::string::npos);
+  EXPECT_FALSE(decode_entry("", "f").ok());
+  EXPECT_FALSE(decode_entry("SGWDQ1 x y\n{}", "f").ok());
+}
+
+TEST(DeliveryQueue, DeliversAndPersists) {
+  Fixture f;
+  auto q = f.open();
+  auto r = q->enqueue(entry("a"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(f.pending.value(), 1);
+  ASSERT_TRUE(q->run_once());
+  EXPECT_FALSE(q->run_once());  // nothing left
+  EXPECT_EQ(f.find(*q, "a")->state, DeliveryState::kDelivered);
+  EXPECT_EQ(f.find(*q, "a")->delivered_unix_ms, f.now);
+  EXPECT_EQ(f.delivered.value(), 1u);
+  EXPECT_EQ(f.pending.value(), 0);
+  q.reset();
+  auto q2 = f.open();  // survives a restart
+  const auto* e = f.find(*q2, "a");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->state, DeliveryState::kDelivered);
+  EXPECT_TRUE(e->objects[0].delivered);
+  EXPECT_FALSE(q2->run_once());
+}
+
+TEST(DeliveryQueue, EnqueueIsIdempotent) {
+  Fixture f;
+  auto q = f.open();
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  ASSERT_TRUE(q->run_once());
+  auto again = q->enqueue(entry("a"));  // re-finalised after a crash
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(f.find(*q, "a")->state, DeliveryState::kDelivered);  // not reset to queued
+  EXPECT_TRUE(*q->enqueue(entry("a", "local")));                  // another sink: its own entry
+  EXPECT_EQ(q->snapshot().size(), 2u);
+  EXPECT_EQ(f.calls.size(), 1u);
+}
+
+TEST(DeliveryQueue, RetriesWithBackoffThenDelivers) {
+  Fixture f;
+  auto q = f.open();
+  f.script = {retry(), retry(), DeliveryOutcome::delivered()};
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  ASSERT_TRUE(q->run_once());
+  const auto* e = f.find(*q, "a");
+  EXPECT_EQ(e->state, DeliveryState::kQueued);
+  EXPECT_EQ(e->attempts, 1u);
+  EXPECT_EQ(e->last_error_code, "Transport.CouldNotConnect");
+  EXPECT_EQ(e->next_attempt_unix_ms, f.now + 500);
+  EXPECT_FALSE(q->run_once());  // not due yet
+  f.now += 499;
+  EXPECT_FALSE(q->run_once());
+  f.now += 1;
+  ASSERT_TRUE(q->run_once());
+  EXPECT_EQ(f.find(*q, "a")->attempts, 2u);
+  EXPECT_EQ(f.find(*q, "a")->next_attempt_unix_ms, f.now + 1000);
+  EXPECT_EQ(q->health(), "");  // two failures: not yet degraded
+  f.now += 1000;
+  ASSERT_TRUE(q->run_once());
+  EXPECT_EQ(f.find(*q, "a")->state, DeliveryState::kDelivered);
+  EXPECT_EQ(f.find(*q, "a")->last_error, "");
+  EXPECT_EQ(f.failures.value(), 2u);
+}
+
+TEST(DeliveryQueue, ThreeRetryableFailuresDegradeHealthUntilSuccess) {
+  Fixture f;
+  auto q = f.open();
+  f.script = {retry(), retry(), retry()};
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  for (int i = 0; i < 3; ++i) {
+    f.now += 10'000;
+    ASSERT_TRUE(q->run_once());
+  }
+  EXPECT_NE(q->health().find("s3 delivery failing: PutObject s3://b/k"), std::string::npos) << q->health();
+  f.now += 10'000;
+  ASSERT_TRUE(q->run_once());
+  EXPECT_EQ(q->health(), "");
+}
+
+TEST(DeliveryQueue, SlowDownPausesTheSink) {
+  Fixture f;
+  auto q = f.open();
+  f.script = {retry("SlowDown", true)};
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  ASSERT_TRUE(*q->enqueue(entry("b")));
+  ASSERT_TRUE(q->run_once());  // a: SlowDown
+  EXPECT_EQ(f.find(*q, "a")->next_attempt_unix_ms, f.now + 2500);
+  EXPECT_FALSE(q->run_once());  // b is due, but the sink is paused
+  f.now += 2500;
+  EXPECT_TRUE(q->run_once());
+  EXPECT_TRUE(q->run_once());
+  EXPECT_EQ(f.calls, (std::vector<std::string>{"a", "a", "b"}));
+}
+
+TEST(DeliveryQueue, PermanentFailureIsReportedAndRetriedAtTheCap) {
+  Fixture f;
+  auto q = f.open();
+  f.script = {permanent("AccessDenied")};
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  ASSERT_TRUE(q->run_once());
+  const auto* e = f.find(*q, "a");
+  EXPECT_EQ(e->state, DeliveryState::kFailed);
+  EXPECT_EQ(e->last_error_code, "AccessDenied");
+  EXPECT_EQ(e->next_attempt_unix_ms, f.now + 4000);  // max 8000 with equal jitter at 0
+  EXPECT_EQ(f.permanent_failures.value(), 1u);
+  EXPECT_EQ(f.failed.value(), 1);
+  EXPECT_NE(q->health().find("AccessDenied"), std::string::npos);
+  q.reset();
+  auto q2 = f.open();  // a failed entry keeps /readyz degraded after a restart
+  EXPECT_NE(q2->health().find("AccessDenied"), std::string::npos);
+  f.now += 4000;
+  ASSERT_TRUE(q2->run_once());
+  EXPECT_EQ(f.find(*q2, "a")->state, DeliveryState::kDelivered);
+  EXPECT_EQ(q2->health(), "");
+}
+
+TEST(DeliveryQueue, MultipartProgressSurvivesACrash) {
+  Fixture f;
+  auto q = f.open();
+  DeliveryOutcome cp = retry();
+  cp.code = "checkpoint";
+  f.script = {cp};
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  ASSERT_TRUE(q->run_once());
+  EXPECT_EQ(f.find(*q, "a")->state, DeliveryState::kUploading);
+  q.reset();
+  auto q2 = f.open();
+  const auto* e = f.find(*q2, "a");
+  EXPECT_EQ(e->state, DeliveryState::kUploading);
+  EXPECT_EQ(e->objects[0].upload_id, "UPLOAD-1");
+  ASSERT_EQ(e->objects[0].parts.size(), 1u);
+  EXPECT_EQ(e->objects[0].parts[0].etag, "etag1");
+}
+
+TEST(DeliveryQueue, CorruptAndTornEntriesAreReportedAndSkipped) {
+  Fixture f;
+  {
+    auto q = f.open();
+    ASSERT_TRUE(*q->enqueue(entry("good")));
+    ASSERT_TRUE(*q->enqueue(entry("torn")));
+    ASSERT_TRUE(*q->enqueue(entry("edited")));
+  }
+  std::string dir = f.dir.path() + "/q/";
+  auto read = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  std::string torn = read(dir + "torn.s3.dq");
+  std::ofstream(dir + "torn.s3.dq", std::ios::binary | std::ios::trunc) << torn.substr(0, torn.size() / 2);
+  std::string edited = read(dir + "edited.s3.dq");
+  edited[edited.rfind("audio/wav")] = 'A';
+  std::ofstream(dir + "edited.s3.dq", std::ios::binary | std::ios::trunc) << edited;
+  std::ofstream(dir + "garbage.s3.dq") << "hello";
+  std::ofstream(dir + "leftover.s3.dq.tmp") << "half";  // a write a crash interrupted
+
+  auto q = f.open();
+  EXPECT_EQ(q->snapshot().size(), 1u);
+  EXPECT_EQ(q->problems().size(), 3u);
+  EXPECT_EQ(f.corrupt.value(), 3u);
+  EXPECT_FALSE(fs::exists(dir + "leftover.s3.dq.tmp"));
+  EXPECT_TRUE(fs::exists(dir + "torn.s3.dq"));  // kept for inspection, not trusted
+  ASSERT_TRUE(q->run_once());
+  EXPECT_FALSE(q->run_once());
+  std::vector<std::string> problems;
+  EXPECT_EQ(DeliveryQueue::read_all(f.dir.path() + "/q", &problems).size(), 1u);
+  EXPECT_EQ(problems.size(), 3u);
+  // Re-finalising the torn recording writes a fresh entry over the corrupt one.
+  EXPECT_TRUE(*q->enqueue(entry("torn")));
+  EXPECT_TRUE(q->run_once());
+}
+
+TEST(DeliveryQueue, RetryCommandRequeuesAFailedEntry) {
+  Fixture f;
+  auto q = f.open();
+  f.script = {permanent("InvalidRequest")};
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  ASSERT_TRUE(q->run_once());
+  q.reset();
+  auto st = DeliveryQueue::retry(f.dir.path() + "/q", "a", "s3", f.now);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  auto q2 = f.open();
+  const auto* e = f.find(*q2, "a");
+  EXPECT_EQ(e->state, DeliveryState::kQueued);
+  EXPECT_EQ(e->attempts, 0u);
+  EXPECT_TRUE(q2->run_once());  // due now
+  EXPECT_EQ(f.find(*q2, "a")->state, DeliveryState::kDelivered);
+  EXPECT_EQ(DeliveryQueue::retry(f.dir.path() + "/q", "a", "s3", f.now).error().code, "delivery.delivered");
+  EXPECT_EQ(DeliveryQueue::retry(f.dir.path() + "/q", "zz", "s3", f.now).error().code, "delivery.not_found");
+}
+
+TEST(DeliveryQueue, LocalCopyDeletedOnlyAfterVerifiedDeliveryAndRetention) {
+  Fixture f;
+  auto q = f.open(std::int64_t{60'000});
+  std::string file = f.dir.path() + "/rec.wav";
+  std::ofstream(file) << "RIFF";
+  DeliveryEntry local = entry("a", "local");
+  local.state = DeliveryState::kDelivered;
+  local.objects[0].path = file;
+  local.objects[0].delivered = true;
+  ASSERT_TRUE(*q->enqueue(local));
+  f.script = {retry()};
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  EXPECT_EQ(q->apply_local_retention(), 0u);
+  ASSERT_TRUE(q->run_once());  // failed: not delivered
+  f.now += 120'000;
+  EXPECT_EQ(q->apply_local_retention(), 0u);
+  EXPECT_TRUE(fs::exists(file));
+  ASSERT_TRUE(q->run_once());  // delivered now
+  f.now += 59'999;
+  EXPECT_EQ(q->apply_local_retention(), 0u);
+  f.now += 1;
+  EXPECT_EQ(q->apply_local_retention(), 1u);
+  EXPECT_FALSE(fs::exists(file));
+  EXPECT_NE(f.find(*q, "a", "local")->local_deleted_unix_ms, 0);
+  EXPECT_EQ(q->apply_local_retention(), 0u);
+  EXPECT_EQ(f.local_deleted.value(), 1u);
+}
+
+TEST(DeliveryQueue, LocalOnlyRecordingsAreNeverDeleted) {
+  Fixture f;
+  auto q = f.open(std::int64_t{0});
+  std::string file = f.dir.path() + "/rec.wav";
+  std::ofstream(file) << "RIFF";
+  DeliveryEntry local = entry("a", "local");
+  local.state = DeliveryState::kDelivered;
+  local.objects[0].path = file;
+  ASSERT_TRUE(*q->enqueue(local));
+  f.now += 1'000'000'000;
+  EXPECT_EQ(q->apply_local_retention(), 0u);
+  EXPECT_TRUE(fs::exists(file));
+}
+
+TEST(DeliveryQueue, ThreadsDeliverEverything) {
+  Fixture f;
+  DeliveryQueueOptions o;
+  o.dir = f.dir.path() + "/q";
+  o.threads = 3;
+  o.backoff = {1, 2, 1};
+  auto q = DeliveryQueue::open(o);
+  ASSERT_TRUE(q.ok());
+  std::atomic<int> n{0};
+  struct CountingSink : DeliverySink {
+    std::atomic<int>* n;
+    DeliveryOutcome deliver(DeliveryEntry&, const std::function<void(const DeliveryEntry&)>&) override {
+      return ++*n % 3 == 0 ? retry() : DeliveryOutcome::delivered();
+    }
+  };
+  (*q)->add_sink("s3", [&n] {
+    auto s = std::make_unique<CountingSink>();
+    s->n = &n;
+    return s;
+  });
+  (*q)->start();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE((*q)->enqueue(entry("r" + std::to_string(i))).ok());
+  for (int i = 0; i < 500; ++i) {
+    auto snap = (*q)->snapshot();
+    if (std::all_of(snap.begin(), snap.end(), [](const DeliveryEntry& e) { return e.state == DeliveryState::kDelivered; }))
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  (*q)->stop();
+  for (const auto& e : (*q)->snapshot()) EXPECT_EQ(e.state, DeliveryState::kDelivered) << e.recording_id;
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(UserMetadata, FieldsFromTheRecordingJson) {
+  auto doc = nlohmann::json::parse(R"({
+    "recording_id": "r1", "conversation_id": "c1", "siprec_session_id": "g==",
+    "recording_call_id": "abc@host", "start_time": "2024-06-03T13:37:00.000Z",
+    "end_time": "2024-06-03T13:40:03.000Z", "duration_ms": 183000,
+    "streams": [{"codec": "PCMA/8000"}, {"codec": "PCMA/8000"}, {"codec": "G722/8000"}],
+    "gateway": {"node": "gw1", "region": "eu"},
+    "participants": [{"aor": "sip:a@x"}, {"aor": ""}, {"aor": "sip:b@x"}, {"aor": "sip:a@x"},
+                     {"aor": "sip:Jos\u00e9 %@x"}]})");
+  auto m = user_metadata(doc);
+  EXPECT_EQ(m["recording-id"], "r1");
+  EXPECT_EQ(m["conversation-id"], "c1");
+  EXPECT_EQ(m["siprec-session-id"], "g==");
+  EXPECT_EQ(m["call-id"], "abc@host");
+  EXPECT_EQ(m["start"], "2024-06-03T13:37:00.000Z");
+  EXPECT_EQ(m["end"], "2024-06-03T13:40:03.000Z");
+  EXPECT_EQ(m["duration-ms"], "183000");
+  EXPECT_EQ(m["codec"], "PCMA/8000,G722/8000");
+  EXPECT_EQ(m["gateway-node"], "gw1");
+  EXPECT_EQ(m["gateway-region"], "eu");
+  EXPECT_EQ(m["participants"], "sip:a@x,sip:b@x,sip:Jos%C3%A9%20%25@x");
+  EXPECT_EQ(m.size(), 11u);
+  // Missing fields give empty values, never a throw.
+  EXPECT_EQ(user_metadata(nlohmann::json::object())["participants"], "");
+  EXPECT_EQ(user_metadata(nlohmann::json::array()).size(), 11u);
+}
+
+TEST(UserMetadata, StaysUnder2KBAndSaysHowManyParticipantsWereLeftOut) {
+  nlohmann::json doc = {{"conversation_id", std::string(500, 'c')}, {"recording_call_id", std::string(300, '\xff')}};
+  doc["participants"] = nlohmann::json::array();
+  for (int i = 0; i < 200; ++i)
+    doc["participants"].push_back({{"aor", "sip:participant-number-" + std::to_string(i) + "@example.com"}});
+  auto m = user_metadata(doc);
+  EXPECT_LE(user_metadata_size(m), kUserMetadataLimit);
+  EXPECT_EQ(m["conversation-id"].size(), kUserMetadataValueMax);
+  EXPECT_LE(m["call-id"].size(), kUserMetadataValueMax);
+  EXPECT_EQ(m["call-id"].substr(0, 6), "%FF%FF");  // cut between escapes, never inside one
+  EXPECT_EQ(m["call-id"].size() % 3, 0u);
+  const std::string& p = m["participants"];
+  EXPECT_EQ(p.substr(0, 36), "sip:participant-number-0@example.com");
+  auto marker = p.rfind(",+");
+  ASSERT_NE(marker, std::string::npos);
+  int left_out = std::stoi(p.substr(marker + 2));
+  int kept = static_cast<int>(std::count(p.begin(), p.begin() + static_cast<long>(marker), ',')) + 1;
+  EXPECT_EQ(kept + left_out, 200);
+  // Filling the budget: one more AoR would not fit.
+  EXPECT_GT(user_metadata_size(m) + std::string(",sip:participant-number-199@example.com").size(), kUserMetadataLimit);
+}
+
+TEST(S3SinkHelpers, RetainUntil) {
+  // 2024-02-29T10:00:00Z
+  std::int64_t leap = 1709200800000;
+  EXPECT_EQ(iso8601(retain_until(leap, 1, 0)), "2024-03-01T10:00:00Z");
+  EXPECT_EQ(iso8601(retain_until(leap, 0, 1)), "2025-02-28T10:00:00Z");
+  EXPECT_EQ(iso8601(retain_until(leap, 0, 7)), "2031-02-28T10:00:00Z");
+  EXPECT_EQ(iso8601(retain_until(leap, 0, 4)), "2028-02-29T10:00:00Z");
+}
+
+TEST(S3SinkHelpers, MultipartEtagOfAFile) {
+  TempDir d;
+  std::string path = d.path() + "/f";
+  std::string data(12, 'x');
+  std::ofstream(path, std::ios::binary) << data;
+  auto single = digest_file(path, 5, false);
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ(single->size, 12u);
+  EXPECT_EQ(single->md5_hex, "f94c84fac5cb091c60bb143cb957d229");  // md5 of "xxxxxxxxxxxx"
+  auto multi = digest_file(path, 5, true);
+  ASSERT_TRUE(multi.ok());
+  ASSERT_EQ(multi->part_md5_hex.size(), 3u);  // 5 + 5 + 2
+  EXPECT_EQ(multi->part_md5_hex[0], "fb0e22c79ac75679e9881e6ba183b354");  // md5 of "xxxxx"
+  EXPECT_EQ(multi->multipart_etag.substr(multi->multipart_etag.size() - 2), "-3");
+  EXPECT_FALSE(digest_file(d.path() + "/missing", 5, false).ok());
+}
+
+}  // namespace
+}  // namespace sgw::storage
