@@ -1,5 +1,7 @@
 #include "control/control_server.h"
 
+#include <chrono>
+
 #include <httplib.h>
 
 namespace sgw::control {
@@ -45,6 +47,10 @@ common::Status ControlServer::start(const std::string& listen) {
   if (!server_->bind_to_port(host.c_str(), port))
     return common::make_error("http.listen", "cannot listen on http " + listen);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // httplib's stop() does nothing before the accept loop runs: wait for it,
+  // or a signal right after start-up would leave stop() joining forever.
+  for (int i = 0; i < 5000 && !server_->is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return common::Ok{};
 }
 

@@ -437,7 +437,9 @@ class SrcLoadTest(SrcTestCase):
         # 2 legs x 2 s of 20 ms packets per call.
         self.assertEqual(j["rtp_packets_sent"],
                          sum(r[leg]["packets"] for r in j["records"] for leg in ("caller", "agent")))
-        self.assertGreaterEqual(j["rtp_packets_sent"], 20 * 2 * 100)
+        # About 2 legs x 2 s of 20 ms packets per call; the sender stops at the BYE, so on a
+        # loaded host a late last tick may miss a packet or two per call.
+        self.assertGreaterEqual(j["rtp_packets_sent"], 20 * 2 * 100 * 0.95)
         # 20 recordings, one per call, each with its own conversation id.
         by_conv = recordings(self.daemon.recordings_dir)
         convs = {r["conversation_id"] for r in j["records"]}
