@@ -64,10 +64,26 @@ nlohmann::json SessionManager::snapshot_json() const {
 }
 
 void SessionManager::publish() {
+  // O(1) per event: the counts now; the /sessions list (O(sessions) to build)
+  // at most every 500 ms. Rebuilding it on every INVITE made setting up the
+  // n-th session cost O(n) and a ramp of calls O(n^2) (docs/performance.md).
+  std::size_t active = sessions_.size();
+  metrics_.active_sessions->set(static_cast<std::int64_t>(active));
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    active_ = active;
+  }
+  if (snapshot_pending_ || endpoint_ == nullptr) return;
+  snapshot_pending_ = true;
+  endpoint_->after(500, [this] {
+    snapshot_pending_ = false;
+    rebuild_snapshot();
+  });
+}
+
+void SessionManager::rebuild_snapshot() {
   nlohmann::json list = nlohmann::json::array();
-  std::size_t active = 0;
   for (const auto& [key, s] : sessions_) {
-    ++active;
     nlohmann::json streams = nlohmann::json::array();
     for (const auto& st : s->streams)
       streams.push_back({{"label", st.label}, {"codec", st.codec}, {"port", st.port},
@@ -79,10 +95,8 @@ void SessionManager::publish() {
                     {"conversation_id", s->conversation_id}, {"state", state},
                     {"start_time", s->start_time}, {"streams", streams}});
   }
-  metrics_.active_sessions->set(static_cast<std::int64_t>(active));
   std::lock_guard lock(snapshot_mutex_);
   snapshot_ = std::move(list);
-  active_ = active;
 }
 
 void SessionManager::log_event(Session& s, std::string what) {

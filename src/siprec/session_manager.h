@@ -155,7 +155,8 @@ class SessionManager final : public sip::EndpointListener {
   void end_session(std::uint64_t key, const std::string& cause);
   nlohmann::json streams_json(const Session& s) const;
   void post_streams_event(Session& s, const std::string& why);
-  void publish();
+  void publish();           // counts now, the /sessions list soon (coalesced)
+  void rebuild_snapshot();
   void log_event(Session& s, std::string what);
   Session* by_dialog(sip::DialogId d, std::uint64_t* key);
 
@@ -177,6 +178,7 @@ class SessionManager final : public sip::EndpointListener {
   mutable std::mutex snapshot_mutex_;
   nlohmann::json snapshot_ = nlohmann::json::array();
   std::size_t active_ = 0;
+  bool snapshot_pending_ = false;  // SIP thread: a rebuild is scheduled
 };
 
 }  // namespace sgw::siprec

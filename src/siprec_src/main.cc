@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "siprec_src/call_engine.h"
 #include "siprec_src/options.h"
+#include "siprec_src/rtp_only.h"
 #include "siprec_src/verify.h"
 
 namespace {
@@ -21,6 +22,30 @@ int run(int argc, char** argv) {
   if (!sgw::common::init_logging(opt->log_level)) {
     std::fprintf(stderr, "siprec-src: --log-level: unknown level '%s'\n", opt->log_level.c_str());
     return 2;
+  }
+  if (!opt->rtp_only.empty()) {
+    auto r = run_rtp_only(*opt);
+    if (!r) {
+      std::fprintf(stderr, "siprec-src: %s\n", r.error().message.c_str());
+      return 2;
+    }
+    std::printf("rtp-only: calls %llu  wall: %.1f s%s\n", static_cast<unsigned long long>(r->calls),
+                r->wall_s, r->wall_limit_hit ? "  (wall-clock limit reached)" : "");
+    std::printf("rtp packets sent: %llu  (sender late ticks: %llu)\n",
+                static_cast<unsigned long long>(r->rtp_packets), static_cast<unsigned long long>(r->late_ticks));
+    if (!opt->json_file.empty()) {
+      nlohmann::json j = {{"mode", "rtp-only"}, {"calls", r->calls}, {"rtp_packets_sent", r->rtp_packets},
+                          {"sender_late_ticks", r->late_ticks}, {"wall_s", r->wall_s},
+                          {"wall_limit_hit", r->wall_limit_hit}};
+      std::ofstream out(opt->json_file + ".tmp");
+      out << j.dump(2) << "\n";
+      out.close();
+      if (!out || std::rename((opt->json_file + ".tmp").c_str(), opt->json_file.c_str()) != 0) {
+        std::fprintf(stderr, "siprec-src: cannot write %s\n", opt->json_file.c_str());
+        return 2;
+      }
+    }
+    return r->wall_limit_hit ? 1 : 0;
   }
   auto engine = CallEngine::create(*opt);
   if (!engine) {

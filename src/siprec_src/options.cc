@@ -14,8 +14,7 @@ common::Result<Options> parse_options(int argc, char** argv) {
   CLI::App app{"siprec-src: a SIPREC client (Session Recording Client) for trying, testing and "
                "load-testing a recording server. See docs/siprec-src.md."};
   app.add_option("target", o.target, "SIP URI of the recorder, e.g. sip:127.0.0.1:5060;transport=tcp "
-                                     "or sip:recorder.example.com (DNS SRV); several, comma-separated, are tried in order")
-      ->required();
+                                     "or sip:recorder.example.com (DNS SRV); several, comma-separated, are tried in order");
   app.add_option("--transport", o.transport, "udp or tcp (sets ;transport= on the target)")
       ->check(CLI::IsMember({"udp", "tcp"}));
   app.add_option("--dns-server", o.dns_servers, "DNS server ADDR:PORT for SRV/A lookups (repeatable)");
@@ -62,6 +61,9 @@ common::Result<Options> parse_options(int argc, char** argv) {
       ->check(CLI::Range(0.0, 864000.0));
   app.add_option("--log-level", o.log_level, "trace debug info warn error off");
   app.add_flag("--quiet,-q", o.quiet, "no per-call lines");
+  app.add_option("--rtp-only", o.rtp_only,
+                 "send the calls' RTP without SIP to HOST:BASEPORT, BASEPORT+2, ... (benchmark floor; "
+                 "no TARGET)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -71,6 +73,9 @@ common::Result<Options> parse_options(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return common::make_error("cli.usage", e.what());
   }
+  if (o.target.empty() && o.rtp_only.empty()) return common::make_error("cli.usage", "target is required");
+  if (!o.target.empty() && !o.rtp_only.empty())
+    return common::make_error("cli.usage", "--rtp-only takes no TARGET");
   o.duration_ms = static_cast<std::uint32_t>(std::llround(o.duration_s * 1000));
   auto codec = parse_codec(o.codec_name);
   if (!codec) return common::make_error("cli.usage", "--codec: " + codec.error().message);

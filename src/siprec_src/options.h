@@ -54,6 +54,7 @@ struct Options {
   double max_wall_s = 0;  // hard limit for the whole run; 0 = computed
   std::string log_level = "warn";
   bool quiet = false;  // no per-call lines
+  std::string rtp_only;  // --rtp-only HOST:BASEPORT: RTP without SIP (benchmark floor); no TARGET
 
   bool exit_now = false;  // --help / --version handled
   int exit_code = 0;
