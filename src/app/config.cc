@@ -51,6 +51,7 @@ struct Range {
 constexpr Range kMaxSessions{1, 1'000'000};
 constexpr Range kRetryAfter{1, 86'400};
 constexpr Range kMaxMessageBytes{1500, 16 * 1024 * 1024};
+constexpr Range kUdpReceiveBuffer{65536, 256 * 1024 * 1024};
 constexpr Range kAnswerDelay{0, 60000};
 constexpr Range kReorderWindow{0, 2000};
 constexpr Range kFsyncInterval{10, 60000};
@@ -482,6 +483,7 @@ class Loader {
               {"max_sessions", uint(c.max_sessions, kMaxSessions)},
               {"retry_after_s", uint(c.retry_after_s, kRetryAfter)},
               {"max_message_bytes", uint(c.max_message_bytes, kMaxMessageBytes)},
+              {"udp_receive_buffer_bytes", uint(c.udp_receive_buffer_bytes, kUdpReceiveBuffer)},
               {"answer_delay_ms", uint(c.answer_delay_ms, kAnswerDelay)}};
     if (section == "media")
       return {{"address", str(c.media_address, check_media_address)},
@@ -755,6 +757,10 @@ Status validate(const Config& c) {
   if (auto st = check("sip.max_sessions", check_range(c.max_sessions, kMaxSessions)); !st) return st;
   if (auto st = check("sip.retry_after_s", check_range(c.retry_after_s, kRetryAfter)); !st) return st;
   if (auto st = check("sip.max_message_bytes", check_range(c.max_message_bytes, kMaxMessageBytes)); !st)
+    return st;
+  if (auto st = check("sip.udp_receive_buffer_bytes",
+                      check_range(c.udp_receive_buffer_bytes, kUdpReceiveBuffer));
+      !st)
     return st;
   if (auto st = check("media.address", check_media_address(c.media_address)); !st) return st;
   {

@@ -31,6 +31,7 @@ struct Config {
   std::uint32_t max_sessions = 10000;
   std::uint32_t retry_after_s = 30;   // Retry-After on 503
   std::uint32_t max_message_bytes = 4 * 1024 * 1024;  // also bounds one TCP read (sofia)
+  std::uint32_t udp_receive_buffer_bytes = 4 * 1024 * 1024;  // SO_RCVBUF of SIP UDP sockets
   std::uint32_t answer_delay_ms = 0;  // delay before the final answer to INVITE (tests, pacing)
 
   // media.*

@@ -19,6 +19,7 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/thread_name.h"
 #include "control/control_server.h"
 #include "media/media_engine.h"
 #include "recording/finalizer.h"
@@ -444,6 +445,7 @@ int main(int argc, char** argv) {
 
   sgw::sip::EndpointOptions sip_options;
   sip_options.max_message_bytes = config.max_message_bytes;
+  sip_options.udp_receive_buffer_bytes = config.udp_receive_buffer_bytes;
   for (const auto& l : config.listen)
     sip_options.listen.push_back({l.transport == sgw::app::Transport::kUdp ? "udp" : "tcp", l.address, l.port});
   auto endpoint = sgw::sip::Endpoint::create(sip_options, &sessions);
@@ -483,7 +485,10 @@ int main(int argc, char** argv) {
   };
   (*endpoint)->post(check_storage);
 
-  std::thread sip_thread([&] { (*endpoint)->run(); });
+  std::thread sip_thread([&] {
+    sgw::common::set_thread_name("sgw-sip");
+    (*endpoint)->run();
+  });
 
   std::string sip_list;
   for (const auto& a : (*endpoint)->bound_addresses()) sip_list += (sip_list.empty() ? "" : " ") + a;

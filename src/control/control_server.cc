@@ -4,6 +4,8 @@
 
 #include <httplib.h>
 
+#include "common/thread_name.h"
+
 namespace sgw::control {
 
 ControlServer::ControlServer(const common::MetricsRegistry* metrics, ControlCallbacks callbacks)
@@ -46,7 +48,10 @@ common::Status ControlServer::start(const std::string& listen) {
   });
   if (!server_->bind_to_port(host.c_str(), port))
     return common::make_error("http.listen", "cannot listen on http " + listen);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    common::set_thread_name("sgw-http");
+    server_->listen_after_bind();
+  });
   // httplib's stop() does nothing before the accept loop runs: wait for it,
   // or a signal right after start-up would leave stop() joining forever.
   for (int i = 0; i < 5000 && !server_->is_running(); ++i)

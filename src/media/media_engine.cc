@@ -14,11 +14,13 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "media/rtp_packet_view.h"
 
 namespace sgw::media {
@@ -163,7 +165,10 @@ class Worker {
     ev.events = EPOLLIN;
     ev.data.ptr = nullptr;  // nullptr marks the wakeup fd
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev) != 0) return false;
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+      common::set_thread_name("sgw-media-" + std::to_string(index_));
+      loop();
+    });
     return true;
   }
 
@@ -445,7 +450,7 @@ class MediaEngineImpl final : public MediaEngine {
   SessionHandle open_session(const std::string& tag, std::unique_ptr<SessionSink> sink) override {
     SessionHandle h = next_id_++;
     Worker* w = workers_[h % workers_.size()].get();
-    sessions_[h] = {w, tag};
+    sessions_[h] = {w, tag, {}};
     std::int64_t start = monotonic_us();
     auto holder = std::make_shared<std::unique_ptr<SessionSink>>(std::move(sink));
     w->post([w, h, holder, start] { w->add_session(h, std::move(*holder), start); });
@@ -479,6 +484,7 @@ class MediaEngineImpl final : public MediaEngine {
       Worker* w = sit->second.worker;
       ports_in_use_.insert(port);
       streams_[id] = {port, session};
+      sit->second.streams.push_back(id);
       w->post([w, session, st] { w->add_stream(session, std::make_unique<Stream>(std::move(*st))); });
       if (metrics_.streams_open) metrics_.streams_open->add(1);
       common::logger("media")->debug("{}: stream {} (m-line {}) on port {}", sit->second.tag, id,
@@ -505,6 +511,7 @@ class MediaEngineImpl final : public MediaEngine {
     if (it == streams_.end() || sit == sessions_.end()) return;
     ports_in_use_.erase(it->second.port);
     streams_.erase(it);
+    std::erase(sit->second.streams, id);
     Worker* w = sit->second.worker;
     w->post([w, session, id] { w->remove_stream(session, id); });
     if (metrics_.streams_open) metrics_.streams_open->add(-1);
@@ -528,14 +535,14 @@ class MediaEngineImpl final : public MediaEngine {
                      std::function<void()> on_closed) override {
     auto sit = sessions_.find(session);
     if (sit == sessions_.end()) return;
-    for (auto it = streams_.begin(); it != streams_.end();) {
-      if (it->second.session == session) {
-        ports_in_use_.erase(it->second.port);
-        if (metrics_.streams_open) metrics_.streams_open->add(-1);
-        it = streams_.erase(it);
-      } else {
-        ++it;
-      }
+    // Only this session's streams: a scan of every stream made each BYE cost
+    // O(calls) on the SIP thread.
+    for (StreamId id : sit->second.streams) {
+      auto it = streams_.find(id);
+      if (it == streams_.end()) continue;
+      ports_in_use_.erase(it->second.port);
+      if (metrics_.streams_open) metrics_.streams_open->add(-1);
+      streams_.erase(it);
     }
     Worker* w = sit->second.worker;
     sessions_.erase(sit);
@@ -560,6 +567,7 @@ class MediaEngineImpl final : public MediaEngine {
   struct SessionPlacement {
     Worker* worker;  // not owned
     std::string tag;
+    std::vector<StreamId> streams;  // open streams (a handful per session)
   };
   MediaOptions options_;
   MediaMetrics metrics_;
@@ -567,9 +575,9 @@ class MediaEngineImpl final : public MediaEngine {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::uint16_t next_port_;
   std::uint64_t next_id_ = 1;
-  std::set<std::uint16_t> ports_in_use_;
-  std::map<StreamId, Placement> streams_;
-  std::map<SessionHandle, SessionPlacement> sessions_;
+  std::unordered_set<std::uint16_t> ports_in_use_;
+  std::unordered_map<StreamId, Placement> streams_;
+  std::unordered_map<SessionHandle, SessionPlacement> sessions_;
 };
 
 }  // namespace

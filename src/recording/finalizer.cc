@@ -13,6 +13,7 @@
 #include "common/atomic_file.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "media/codec.h"
 #include "common/strings.h"
 #include "metadata/cisco_headers.h"
@@ -105,7 +106,10 @@ Finalizer::Finalizer(FinalizerOptions options, FinalizerMetrics metrics)
 Finalizer::~Finalizer() { stop(); }
 
 void Finalizer::start(unsigned threads) {
-  for (unsigned i = 0; i < std::max(1u, threads); ++i) threads_.emplace_back([this] { run(); });
+  for (unsigned i = 0; i < std::max(1u, threads); ++i) threads_.emplace_back([this] {
+      common::set_thread_name("sgw-finalize");
+      run();
+    });
 }
 
 bool Finalizer::submit(const std::string& recording_id) {

@@ -26,7 +26,11 @@ SpoolSink::~SpoolSink() {
 }
 
 void SpoolSink::start(std::int64_t now_us) {
-  auto w = SpoolWriter::create(spool_dir_, recording_id_);
+  // The header is written now; the syncer's next pass (within one cadence)
+  // makes the file and its directory entry durable: no disk wait on the worker.
+  SpoolWriterOptions options;
+  options.sync_on_create = false;
+  auto w = SpoolWriter::create(spool_dir_, recording_id_, nullptr, options);
   if (!w) {
     failed_ = true;
     bump(metrics_.write_errors);
@@ -71,11 +75,10 @@ void SpoolSink::flush() {
 void SpoolSink::finish(std::int64_t at_us, std::string_view end_json) {
   if (!writer_) return;
   writer_->append_json(RecordType::kSessionEnd, at_us, end_json);
-  syncer_->remove(writer_->file());
-  // close() flushes and fdatasyncs: the finaliser then reads a complete file.
-  // This blocks the worker once per session end; a later step can move it to
-  // the blocking pool.
-  auto st = writer_->close();
+  // Every byte is in the file now (the finaliser reads it through the page
+  // cache); the syncer's next pass fdatasyncs and closes it, off the worker.
+  auto st = writer_->finish_writes();
+  syncer_->sync_and_close(writer_->file());
   if (!st) {
     bump(metrics_.write_errors);
     common::logger("spool")->error("{}: {}", recording_id_, st.error().message);

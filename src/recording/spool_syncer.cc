@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/logging.h"
+#include "common/thread_name.h"
 
 namespace sgw::recording {
 
@@ -14,7 +15,10 @@ SpoolSyncer::~SpoolSyncer() { stop(); }
 void SpoolSyncer::start() {
   std::lock_guard lock(mutex_);
   if (thread_.joinable() || stopping_) return;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    common::set_thread_name("sgw-spool-sync");
+    run();
+  });
 }
 
 void SpoolSyncer::stop() {
@@ -29,15 +33,19 @@ void SpoolSyncer::stop() {
 void SpoolSyncer::add(std::shared_ptr<SpoolFile> file) {
   if (!file) return;
   std::lock_guard lock(mutex_);
-  files_.push_back(file);
+  files_.insert_or_assign(file.get(), file);
 }
 
 void SpoolSyncer::remove(const std::shared_ptr<SpoolFile>& file) {
   std::lock_guard lock(mutex_);
-  std::erase_if(files_, [&](const std::weak_ptr<SpoolFile>& w) {
-    auto f = w.lock();
-    return !f || f == file;
-  });
+  files_.erase(file.get());
+}
+
+void SpoolSyncer::sync_and_close(std::shared_ptr<SpoolFile> file) {
+  if (!file) return;
+  std::lock_guard lock(mutex_);
+  files_.erase(file.get());
+  closing_.push_back(std::move(file));
 }
 
 std::size_t SpoolSyncer::registered() const {
@@ -47,11 +55,13 @@ std::size_t SpoolSyncer::registered() const {
 
 std::size_t SpoolSyncer::sync_once() {
   std::vector<std::shared_ptr<SpoolFile>> live;
+  std::vector<std::shared_ptr<SpoolFile>> closing;
   {
     std::lock_guard lock(mutex_);
+    closing.swap(closing_);
     live.reserve(files_.size());
-    std::erase_if(files_, [&](const std::weak_ptr<SpoolFile>& w) {
-      auto f = w.lock();
+    std::erase_if(files_, [&](const auto& entry) {
+      auto f = entry.second.lock();
       if (!f || f->closed()) return true;
       live.push_back(std::move(f));
       return false;
@@ -68,6 +78,17 @@ std::size_t SpoolSyncer::sync_once() {
       if (counters_.fsyncs != nullptr) counters_.fsyncs->inc();
       ++synced;
     }
+  }
+  for (const auto& f : closing) {
+    auto r = f->datasync();
+    if (!r) {
+      if (counters_.failures != nullptr) counters_.failures->inc();
+      common::logger("spool")->warn("{}", r.error().message);
+    } else if (r.value()) {
+      if (counters_.fsyncs != nullptr) counters_.fsyncs->inc();
+      ++synced;
+    }
+    if (auto st = f->close(); !st) common::logger("spool")->warn("{}", st.error().message);
   }
   return synced;
 }

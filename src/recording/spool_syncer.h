@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/metrics.h"
@@ -42,9 +43,14 @@ class SpoolSyncer {
 
   void add(std::shared_ptr<SpoolFile> file);
   void remove(const std::shared_ptr<SpoolFile>& file);
+  // The writer is done (SpoolWriter::finish_writes): the next pass fdatasyncs
+  // the file one last time and closes it, so a session's end never waits for
+  // the disk on a media worker. Unregisters it from the periodic syncs.
+  void sync_and_close(std::shared_ptr<SpoolFile> file);
 
   // One pass on the calling thread: fdatasync every live, open file; prune the
-  // rest. Returns the number of files synced successfully.
+  // rest; then sync and close the files handed to sync_and_close. Returns the
+  // number of files synced successfully.
   std::size_t sync_once();
 
   // Files currently registered (including ones the next pass will prune).
@@ -57,7 +63,9 @@ class SpoolSyncer {
   const SpoolSyncerCounters counters_;
   mutable std::mutex mutex_;  // guards files_ and stopping_
   std::condition_variable wake_;
-  std::vector<std::weak_ptr<SpoolFile>> files_;
+  // Keyed by the file's address: add() and remove() are O(1) with 1000s of calls.
+  std::unordered_map<const SpoolFile*, std::weak_ptr<SpoolFile>> files_;
+  std::vector<std::shared_ptr<SpoolFile>> closing_;  // sync_and_close, not yet done
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -4,7 +4,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <random>
+
+#include "common/ids.h"
 
 namespace sgw::recording {
 
@@ -43,16 +44,16 @@ WriteOutcome write_all(SpoolFileSystem* fs, int fd, const std::uint8_t* data, st
 }
 
 std::uint32_t random_salt() {
-  std::random_device rd;
-  return static_cast<std::uint32_t>(rd());
+  // getrandom(2): std::random_device would open and read /dev/urandom per session.
+  return static_cast<std::uint32_t>(common::random_u64());
 }
 
 }  // namespace
 
 // ---- SpoolFile ----
 
-SpoolFile::SpoolFile(std::string path, int fd, SpoolFileSystem* fs)
-    : path_(std::move(path)), fs_(fs), fd_(fd) {}
+SpoolFile::SpoolFile(std::string path, int fd, SpoolFileSystem* fs, std::string sync_dir)
+    : path_(std::move(path)), fs_(fs), fd_(fd), sync_dir_(std::move(sync_dir)) {}
 
 SpoolFile::~SpoolFile() {
   if (fd_ >= 0) fs_->close(fd_);
@@ -65,6 +66,18 @@ common::Result<bool> SpoolFile::datasync() {
     int err = errno;
     sync_failed_ = true;
     return io_error("fdatasync", path_, err);
+  }
+  if (!sync_dir_.empty()) {
+    // The directory entry must survive a crash too (LevelDB: sync the dir after creating a file).
+    int dfd = fs_->open(sync_dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    int err = dfd < 0 ? errno : 0;
+    if (dfd >= 0 && fs_->fsync(dfd) != 0) err = errno;
+    if (dfd >= 0) fs_->close(dfd);
+    if (err != 0) {
+      sync_failed_ = true;
+      return io_error(dfd < 0 ? "open" : "fsync", sync_dir_, err);
+    }
+    sync_dir_.clear();
   }
   return true;
 }
@@ -123,6 +136,12 @@ common::Result<std::unique_ptr<SpoolWriter>> SpoolWriter::create(const std::stri
   };
   WriteOutcome w = write_all(fs, fd, header.data(), header.size());
   if (w.err != 0) return fail("write", w.err, path);
+  if (!options.sync_on_create) {
+    auto file = std::make_shared<SpoolFile>(path, fd, fs, dir);
+    std::unique_ptr<SpoolWriter> writer(new SpoolWriter(std::move(file), salt, options));
+    writer->bytes_written_ = header.size();
+    return writer;
+  }
   if (fs->fdatasync(fd) != 0) return fail("fdatasync", errno, path);
   // The directory entry must survive a crash too (LevelDB: sync the dir after creating a file).
   int dfd = fs->open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
@@ -234,6 +253,12 @@ common::Status SpoolWriter::flush() {
 bool SpoolWriter::should_flush(std::chrono::steady_clock::time_point now) const {
   if (buffer_.empty()) return false;
   return buffer_.size() >= options_.flush_bytes || now - oldest_ >= options_.flush_age;
+}
+
+common::Status SpoolWriter::finish_writes() {
+  if (closed_) return common::Ok{};
+  closed_ = true;
+  return flush();
 }
 
 common::Status SpoolWriter::close() {

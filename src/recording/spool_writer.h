@@ -29,18 +29,22 @@ namespace sgw::recording {
 // same mutex, so a syncer never syncs a closed (or reused) descriptor.
 class SpoolFile {
  public:
-  // Takes ownership of fd. fs must outlive this object.
-  SpoolFile(std::string path, int fd, SpoolFileSystem* fs);
+  // Takes ownership of fd. fs must outlive this object. With a non-empty
+  // sync_dir, the first successful datasync() also fsyncs that directory (the
+  // file was created without it: its directory entry is not durable yet).
+  SpoolFile(std::string path, int fd, SpoolFileSystem* fs, std::string sync_dir = {});
   ~SpoolFile();
   SpoolFile(const SpoolFile&) = delete;
   SpoolFile& operator=(const SpoolFile&) = delete;
 
   const std::string& path() const { return path_; }
 
-  // fdatasync. Any thread. Returns true if synced, false if the file is already
-  // closed (nothing to do); an error names the path. A failure sets sync_failed().
+  // fdatasync (and the pending directory fsync, see above). Any thread.
+  // Returns true if synced, false if the file is already closed (nothing to
+  // do); an error names the path. A failure sets sync_failed().
   common::Result<bool> datasync();
-  // Closes the descriptor (idempotent). Only the owning thread (the writer's).
+  // Closes the descriptor (idempotent). Any thread, once the writer is done
+  // with it (SpoolWriter::finish_writes or close).
   common::Status close();
   bool closed() const;
   // True once any fdatasync of this file failed: data may be lost even if a
@@ -56,6 +60,7 @@ class SpoolFile {
   SpoolFileSystem* const fs_;  // not owned
   mutable std::mutex mutex_;   // guards fd_ changes against concurrent datasync
   int fd_;
+  std::string sync_dir_;  // a directory fsync still owed; empty once done
   bool sync_failed_ = false;
 };
 
@@ -64,6 +69,11 @@ struct SpoolWriterOptions {
   std::size_t flush_bytes = 32 * 1024;           // should_flush: buffer at least this big
   std::chrono::milliseconds flush_age{200};      // should_flush: oldest byte at least this old
   std::size_t max_buffer_bytes = 8 * 1024 * 1024;  // above this, appends are dropped and counted
+  // create() fdatasyncs the header and fsyncs the directory before returning.
+  // false: it only writes the header, and the file's first datasync() (the
+  // SpoolSyncer's next pass) makes the file and its directory entry durable.
+  // A media worker creating a session's spool must not wait for the disk.
+  bool sync_on_create = true;
   // Clock used to stamp the oldest unflushed byte (tests pass a fake).
   std::chrono::steady_clock::time_point (*now)() = &std::chrono::steady_clock::now;
 };
@@ -71,7 +81,7 @@ struct SpoolWriterOptions {
 class SpoolWriter {
  public:
   // Creates <dir>/<recording_id>.spool with O_EXCL, writes the header,
-  // fdatasyncs it and fsyncs dir. Blocking. Errors: "spool.bad_id" (id not
+  // fdatasyncs it and fsyncs dir (unless options.sync_on_create is false). Errors: "spool.bad_id" (id not
   // 1..249 of [A-Za-z0-9._-] or starting with '.'), "io.<op>" naming the path.
   // fs defaults to SpoolFileSystem::posix(); it must outlive the writer.
   static common::Result<std::unique_ptr<SpoolWriter>> create(const std::string& dir,
@@ -100,6 +110,10 @@ class SpoolWriter {
   bool should_flush(std::chrono::steady_clock::time_point now) const;
   // flush + fdatasync + close. Idempotent; appends afterwards are dropped.
   common::Status close();
+  // flush only: appends afterwards are dropped, and file() stays open for
+  // whoever makes it durable and closes it (SpoolSyncer::sync_and_close), off
+  // the writer's thread. Returns the flush's status.
+  common::Status finish_writes();
 
   std::shared_ptr<SpoolFile> file() const { return file_; }
   const std::string& path() const { return file_->path(); }

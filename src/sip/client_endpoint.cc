@@ -754,8 +754,10 @@ common::Result<std::unique_ptr<ClientEndpoint>> ClientEndpoint::create(const Cli
         TAG_END());
     if (ep->agent == nullptr) return common::make_error("sip.client", "nta_agent_create failed");
     std::string udp = "sip:" + host + ":" + std::to_string(options.bind_port) + ";transport=udp";
+    // A load run gets 1000s of responses a second: a large receive buffer
+    // (capped by net.core.rmem_max) rides out a busy moment of the SIP thread.
     if (nta_agent_add_tport(ep->agent, URL_STRING_MAKE(udp.c_str()), TPTAG_MTU(usize_t{65535}),
-                            TAG_END()) < 0) {
+                            TPTAG_UDP_RMEM(usize_t{4} * 1024 * 1024), TAG_END()) < 0) {
       failure = "udp:" + host + ":" + std::to_string(options.bind_port) + ": " + std::strerror(errno);
       break;
     }

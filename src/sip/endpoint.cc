@@ -434,7 +434,8 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
     std::string host = v6 ? "[" + l.address + "]" : l.address;
     std::string url = "sip:" + host + ":" + std::to_string(l.port) + ";transport=" + l.transport;
     std::string name = l.transport + ":" + host + ":" + std::to_string(l.port);
-    if (nta_agent_add_tport(ep->agent, URL_STRING_MAKE(url.c_str()), TAG_END()) < 0) {
+    if (nta_agent_add_tport(ep->agent, URL_STRING_MAKE(url.c_str()),
+                            TPTAG_UDP_RMEM(options.udp_receive_buffer_bytes), TAG_END()) < 0) {
       return common::make_error("sip.listen",
                                 "cannot listen on " + name + ": " + std::strerror(errno));
     }

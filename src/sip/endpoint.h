@@ -29,6 +29,10 @@ struct ListenSpec {
 struct EndpointOptions {
   std::vector<ListenSpec> listen;
   std::size_t max_message_bytes = 65535;
+  // SO_RCVBUF asked for each UDP listener (the kernel caps it at
+  // net.core.rmem_max). A burst of INVITEs while the SIP thread is busy must
+  // wait in the socket, not be dropped into a 500 ms retransmission.
+  std::size_t udp_receive_buffer_bytes = 4 * 1024 * 1024;
 };
 
 // Callbacks from the endpoint, on the SIP thread.

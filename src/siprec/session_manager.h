@@ -85,7 +85,9 @@ class SessionManager final : public sip::EndpointListener {
   void drain(std::function<void()> on_drained);
   bool draining() const { return draining_; }  // any thread
 
-  // Any thread.
+  // Any thread. snapshot_json() builds the /sessions list on the SIP thread
+  // when asked (waits at most 2 s for it, else returns the last list built);
+  // nothing is built while nobody asks.
   std::size_t active_sessions() const;
   nlohmann::json snapshot_json() const;
 
@@ -155,8 +157,8 @@ class SessionManager final : public sip::EndpointListener {
   void end_session(std::uint64_t key, const std::string& cause);
   nlohmann::json streams_json(const Session& s) const;
   void post_streams_event(Session& s, const std::string& why);
-  void publish();           // counts now, the /sessions list soon (coalesced)
-  void rebuild_snapshot();
+  void publish();                          // the session count, O(1)
+  nlohmann::json build_snapshot() const;   // the /sessions list, O(sessions)
   void log_event(Session& s, std::string what);
   Session* by_dialog(sip::DialogId d, std::uint64_t* key);
 
@@ -176,9 +178,8 @@ class SessionManager final : public sip::EndpointListener {
   std::shared_ptr<spdlog::logger> log_;
 
   mutable std::mutex snapshot_mutex_;
-  nlohmann::json snapshot_ = nlohmann::json::array();
+  mutable nlohmann::json snapshot_ = nlohmann::json::array();  // the last list built
   std::size_t active_ = 0;
-  bool snapshot_pending_ = false;  // SIP thread: a rebuild is scheduled
 };
 
 }  // namespace sgw::siprec

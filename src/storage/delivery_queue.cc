@@ -16,6 +16,7 @@
 
 #include "common/atomic_file.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 
 namespace sgw::storage {
 
@@ -356,7 +357,10 @@ void DeliveryQueue::start() {
   std::lock_guard lock(mutex_);
   stopping_ = false;
   for (unsigned i = 0; i < std::max(1u, options_.threads); ++i)
-    threads_.emplace_back([this, i] { thread_main(i); });
+    threads_.emplace_back([this, i] {
+      common::set_thread_name("sgw-deliver-" + std::to_string(i));
+      thread_main(i);
+    });
 }
 
 void DeliveryQueue::stop() {

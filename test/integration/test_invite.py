@@ -1,5 +1,6 @@
 """Initial INVITEs: the SRS answer (RFC 7866 §8.1), and every rejection path."""
 
+import json
 import time
 import unittest
 
@@ -38,6 +39,28 @@ class BasicCallTest(DaemonTestCase):
 
     def test_siprec_call_tcp(self):
         self.siprec_call("tcp")
+
+    def test_sessions_endpoint_lists_calls_in_progress(self):
+        d = self.daemon
+        streams = siprec_streams(2)
+        body, ctype = siprec_body(streams=streams)
+        with d.client("udp") as c:
+            call = Call(c)
+            r = call.invite(body, ctype, siprec_headers(True))
+            self.assertStatus(r, 200, "SIPREC INVITE")
+            ans = self.check_answer(r, streams, "INVITE")
+            status, text, _ = d.http("/sessions")
+            self.assertEqual(status, 200, text)
+            mine = [s for s in json.loads(text) if s["call_id"] == call.call_id]
+            self.assertEqual(len(mine), 1, text)
+            self.assertIn(mine[0]["state"], ("answering", "established"), text)
+            self.assertEqual([st["port"] for st in mine[0]["streams"]], [m.port for m in ans.media], text)
+            self.assertTrue(mine[0]["recording_id"], text)
+            self.assertStatus(call.bye(), 200, "BYE")
+        self.wait_idle()
+        status, text, _ = d.http("/sessions")
+        self.assertEqual(status, 200, text)
+        self.assertFalse([s for s in json.loads(text) if s["call_id"] == call.call_id], text)
 
     def test_metadata_part_first(self):
         self.siprec_call("udp", metadata_first=True)

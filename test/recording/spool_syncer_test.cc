@@ -76,6 +76,41 @@ TEST(SpoolSyncer, FileKeptAliveOnlyBySyncCallIsSafe) {
   EXPECT_FALSE(r.value());
 }
 
+TEST(SpoolSyncer, SyncAndCloseSyncsOnceClosesAndUnregisters) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  common::Counter fsyncs, failures;
+  SpoolSyncer syncer(std::chrono::milliseconds(1000), {&fsyncs, &failures});
+  auto a = make_writer(dir, "a", &fs);
+  auto b = make_writer(dir, "b", &fs);
+  syncer.add(a->file());
+  syncer.add(b->file());
+  ASSERT_TRUE(a->finish_writes().ok());
+  auto file = a->file();
+  syncer.sync_and_close(file);
+  a.reset();
+  EXPECT_EQ(syncer.registered(), 1U);
+  EXPECT_FALSE(file->closed());
+  const int before = fs.fdatasync_calls.load();
+  EXPECT_EQ(syncer.sync_once(), 2U);  // b, and a's last sync
+  EXPECT_EQ(fs.fdatasync_calls.load(), before + 2);
+  EXPECT_TRUE(file->closed());
+  EXPECT_EQ(syncer.sync_once(), 1U);  // only b from now on
+  EXPECT_EQ(failures.value(), 0U);
+}
+
+TEST(SpoolSyncer, StopClosesWhatWasHandedOver) {
+  TempDir dir;
+  SpoolSyncer syncer(std::chrono::milliseconds(60000));
+  syncer.start();
+  auto w = make_writer(dir, "a", nullptr);
+  ASSERT_TRUE(w->finish_writes().ok());
+  auto file = w->file();
+  syncer.sync_and_close(file);
+  syncer.stop();
+  EXPECT_TRUE(file->closed());
+}
+
 TEST(SpoolSyncer, RemoveUnregisters) {
   TempDir dir;
   SpoolSyncer syncer;

@@ -94,6 +94,65 @@ TEST(SpoolWriter, CreateSyncsFileAndDirectory) {
   EXPECT_EQ(fs.fsync_calls.load(), 1);  // the directory
 }
 
+TEST(SpoolWriter, CreateWithoutSyncLeavesBothSyncsToTheFirstDatasync) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  SpoolWriterOptions options;
+  options.sync_on_create = false;
+  auto w = SpoolWriter::create(dir.path(), "r1", &fs, options);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(fs.fdatasync_calls.load(), 0);
+  EXPECT_EQ(fs.fsync_calls.load(), 0);
+  EXPECT_TRUE(read_seqs(dir.file("r1.spool")).seqs.empty());  // the header is there already
+  auto first = (*w)->file()->datasync();
+  ASSERT_TRUE(first.ok() && first.value());
+  EXPECT_EQ(fs.fdatasync_calls.load(), 1);
+  EXPECT_EQ(fs.fsync_calls.load(), 1);  // the directory, once
+  ASSERT_TRUE((*w)->file()->datasync().ok());
+  EXPECT_EQ(fs.fdatasync_calls.load(), 2);
+  EXPECT_EQ(fs.fsync_calls.load(), 1);
+}
+
+TEST(SpoolWriter, DeferredDirectorySyncFailureMarksTheFileAndIsRetried) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  SpoolWriterOptions options;
+  options.sync_on_create = false;
+  auto w = SpoolWriter::create(dir.path(), "r1", &fs, options);
+  ASSERT_TRUE(w.ok());
+  fs.fsync_errno = EIO;
+  auto r = (*w)->file()->datasync();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, "io.fsync");
+  EXPECT_NE(r.error().message.find(dir.path()), std::string::npos) << r.error().message;
+  EXPECT_TRUE((*w)->file()->sync_failed());
+  fs.fsync_errno = 0;
+  ASSERT_TRUE((*w)->file()->datasync().ok());
+  EXPECT_EQ(fs.fsync_calls.load(), 2);  // still owed after the failure, done now
+}
+
+TEST(SpoolWriter, FinishWritesFlushesAndLeavesTheFileOpen) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  auto w = SpoolWriter::create(dir.path(), "r1", &fs);
+  ASSERT_TRUE(w.ok());
+  append_packets(**w, 0, 3);
+  (*w)->append_json(RecordType::kSessionEnd, 5, R"({"reason":"bye"})");
+  const int syncs = fs.fdatasync_calls.load();
+  ASSERT_TRUE((*w)->finish_writes().ok());
+  EXPECT_EQ(fs.fdatasync_calls.load(), syncs);  // no sync: that is the caller's
+  EXPECT_FALSE((*w)->file()->closed());
+  append_packets(**w, 3, 1);
+  EXPECT_EQ((*w)->dropped_records(), 1U);
+  auto r = read_seqs(dir.file("r1.spool"));
+  EXPECT_EQ(r.seqs, iota(0, 3));
+  EXPECT_TRUE(r.summary.has_session_end);
+  auto file = (*w)->file();
+  w->reset();  // the writer is gone; whoever holds the file closes it
+  EXPECT_FALSE(file->closed());
+  ASSERT_TRUE(file->close().ok());
+}
+
 TEST(SpoolWriter, CreateFailureLeavesNoFile) {
   TempDir dir;
   {
