@@ -165,11 +165,24 @@ class Worker {
     ev.events = EPOLLIN;
     ev.data.ptr = nullptr;  // nullptr marks the wakeup fd
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev) != 0) return false;
+    setup_slots();
     thread_ = std::thread([this] {
       common::set_thread_name("sgw-media-" + std::to_string(index_));
       loop();
     });
     return true;
+  }
+
+  void setup_slots() {
+    for (int i = 0; i < kBatch; ++i) {
+      iov_[i].iov_base = bufs_[static_cast<std::size_t>(i)].data();
+      iov_[i].iov_len = kMaxDatagram;
+      msgs_[i].msg_hdr = {};
+      msgs_[i].msg_hdr.msg_iov = &iov_[i];
+      msgs_[i].msg_hdr.msg_iovlen = 1;
+      msgs_[i].msg_hdr.msg_name = &addrs_[i];
+      msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    }
   }
 
   void join() {
@@ -180,6 +193,7 @@ class Worker {
     }
     for (auto& [h, s] : sessions_) finish_session(*s, R"({"cause":"gateway stopped","complete":false})");
     sessions_.clear();
+    publish_counts();
     if (epfd_ >= 0) close(epfd_);
     if (evfd_ >= 0) close(evfd_);
     epfd_ = evfd_ = -1;
@@ -313,7 +327,20 @@ class Worker {
     }
   }
 
+  // Per-packet counts stay in the worker and reach the shared counters once a
+  // tick: an atomic add per packet, on a cache line both workers write, cost
+  // more than parsing the packet. The order keeps readers consistent (a
+  // wrong-source count is never newer than the received count).
+  void publish_counts() {
+    bump(metrics_.packets_received, counts_.received);
+    bump(metrics_.packets_lost, counts_.lost);
+    bump(metrics_.packets_invalid, counts_.invalid);
+    bump(metrics_.packets_wrong_source, counts_.wrong_source);
+    counts_ = {};
+  }
+
   void tick(std::int64_t now) {
+    publish_counts();
     for (auto& [h, s] : sessions_) {
       s->sink->on_tick(now - s->start_us);
       bool any_active = false;
@@ -343,21 +370,15 @@ class Worker {
   void drain(Stream& s) {
     if (s.rtp_fd < 0) return;
     while (true) {
-      for (int i = 0; i < kBatch; ++i) {
-        iov_[i].iov_base = bufs_[static_cast<std::size_t>(i)].data();
-        iov_[i].iov_len = kMaxDatagram;
-        msgs_[i].msg_hdr = {};
-        msgs_[i].msg_hdr.msg_iov = &iov_[i];
-        msgs_[i].msg_hdr.msg_iovlen = 1;
-        msgs_[i].msg_hdr.msg_name = &addrs_[i];
-        msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-      }
+      // The slots were set up once (setup_slots); the kernel only rewrites
+      // msg_len, msg_namelen and msg_flags of the ones it fills.
       int n = recvmmsg(s.rtp_fd, msgs_, kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;
       std::int64_t now = monotonic_us();
       for (int i = 0; i < n; ++i) {
         std::span<const std::uint8_t> d(bufs_[static_cast<std::size_t>(i)].data(), msgs_[i].msg_len);
         on_datagram(s, from_sockaddr(addrs_[i]), now, d);
+        msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       }
       if (n < kBatch) return;
     }
@@ -370,22 +391,22 @@ class Worker {
     // against the SDP: SRCs need not send from the port they receive on.
     if (s.expected) {
       if (!from.same_host(*s.expected)) {
-        bump(metrics_.packets_wrong_source);
+        ++counts_.wrong_source;
         return;
       }
     } else if (s.latched) {
       if (!from.same(*s.latched)) {
-        bump(metrics_.packets_wrong_source);
+        ++counts_.wrong_source;
         return;
       }
     }
     auto pkt = RtpPacketView::parse(d);
     if (!pkt) {
-      bump(metrics_.packets_invalid);
+      ++counts_.invalid;
       return;
     }
     if (!s.expected && !s.latched) s.latched = from;
-    bump(metrics_.packets_received);
+    ++counts_.received;
     Session& sess = *s.session;
     sess.last_activity_us = now;
     sess.sink->on_rtp(s.index, now - sess.start_us, *pkt);
@@ -399,12 +420,15 @@ class Worker {
     // (live estimate for metrics; the recording computes exact figures).
     auto delta = static_cast<std::uint16_t>(pkt->sequence - s.max_seq);
     if (delta > 0 && delta < 3000) {
-      if (delta > 1) bump(metrics_.packets_lost, delta - 1u);
+      if (delta > 1) counts_.lost += delta - 1u;
       s.max_seq = pkt->sequence;
     }
   }
 
   MediaMetrics metrics_;
+  struct Counts {
+    std::uint64_t received = 0, lost = 0, invalid = 0, wrong_source = 0;
+  } counts_;  // not yet in metrics_ (publish_counts)
   unsigned index_;
   std::int64_t timeout_us_;
   std::function<void(SessionHandle)>* on_timeout_;  // owned by the engine

@@ -1,8 +1,9 @@
 # spool: append-only, checksummed recording spool (docs/spool.md)
 sgw_layer(spool
   SOURCES
+    ${CMAKE_CURRENT_LIST_DIR}/spool_format.cc
     ${CMAKE_CURRENT_LIST_DIR}/spool_file_system.cc
     ${CMAKE_CURRENT_LIST_DIR}/spool_writer.cc
     ${CMAKE_CURRENT_LIST_DIR}/spool_reader.cc
     ${CMAKE_CURRENT_LIST_DIR}/spool_syncer.cc
-  DEPS sgw_common)
+  DEPS sgw_common PkgConfig::ISAL)

@@ -83,25 +83,12 @@ inline std::uint64_t get_u64(const std::uint8_t* p) {
 }
 
 // CRC-32C (Castagnoli), reflected polynomial 0x82F63B78; crc32c("123456789") == 0xE3069283.
-namespace detail {
-constexpr std::array<std::uint32_t, 256> make_crc32c_table() {
-  std::array<std::uint32_t, 256> t{};
-  for (std::uint32_t i = 0; i < 256; ++i) {
-    std::uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1U) ? (c >> 1) ^ 0x82F63B78U : (c >> 1);
-    t[i] = c;
-  }
-  return t;
-}
-inline constexpr std::array<std::uint32_t, 256> kCrc32cTable = make_crc32c_table();
-}  // namespace detail
-
 // Running CRC: start with crc32c_init(), extend, finish with crc32c_final().
+// crc32c_extend is ISA-L's crc32_iscsi (spool_format.cc): the SSE4.2/PCLMUL
+// or ARMv8 CRC instructions when the CPU has them, picked at run time. A
+// table-driven CRC was 8 % of a media worker's time at 1000 calls.
 constexpr std::uint32_t crc32c_init() { return 0xFFFFFFFFU; }
-inline std::uint32_t crc32c_extend(std::uint32_t state, std::span<const std::uint8_t> data) {
-  for (std::uint8_t b : data) state = detail::kCrc32cTable[(state ^ b) & 0xFFU] ^ (state >> 8);
-  return state;
-}
+std::uint32_t crc32c_extend(std::uint32_t state, std::span<const std::uint8_t> data);
 constexpr std::uint32_t crc32c_final(std::uint32_t state) { return state ^ 0xFFFFFFFFU; }
 inline std::uint32_t crc32c(std::span<const std::uint8_t> data) {
   return crc32c_final(crc32c_extend(crc32c_init(), data));
