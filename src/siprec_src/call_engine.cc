@@ -95,6 +95,9 @@ struct CallEngine::Call {
   ParticipantState pstate;
   StreamId slot[2] = {0, 0};
   bool streams = false;
+  // end_call: the BYE waits until the sender has removed both streams, so
+  // no RTP follows it to ports the recorder has already closed.
+  int bye_after_removals = 0;
   bool reinvite_pending = false;
   std::uint32_t reinvite_seq = 0;
   bool resume_on_ok = false;
@@ -151,6 +154,10 @@ common::Result<std::unique_ptr<CallEngine>> CallEngine::create(const Options& op
       }
       self->free_slots_.push_back(slot);
       if (self->streams_live_ > 0) --self->streams_live_;
+      if (idx < self->calls_.size()) {
+        Call* c = self->calls_[idx].get();
+        if (c != nullptr && c->bye_after_removals > 0 && --c->bye_after_removals == 0) self->send_bye(*c);
+      }
       self->maybe_done();
     };
     if (self->sip_running_.load()) {
@@ -726,7 +733,26 @@ void CallEngine::end_call(Call& c) {
     return;
   }
   c.state = Call::State::kEnding;
-  stop_streams(c);
+  if (c.streams) {
+    c.bye_after_removals = 2;
+    stop_streams(c);
+    // The sender acknowledges within a tick (1 ms); should that never come,
+    // the BYE goes anyway.
+    std::size_t idx = c.index;
+    ep_->after(200, [this, idx] {
+      Call* cc = calls_[idx].get();
+      if (cc && cc->bye_after_removals > 0) {
+        cc->bye_after_removals = 0;
+        send_bye(*cc);
+      }
+    });
+    return;
+  }
+  send_bye(c);
+}
+
+void CallEngine::send_bye(Call& c) {
+  if (c.state != Call::State::kEnding) return;
   note(c, "BYE");
   if (!ep_->bye(c.handle)) {
     finish(c);

@@ -93,6 +93,7 @@ class CallEngine : public sip::ClientListener {
   void fail(Call& c, int code, const std::string& why);
   void finish(Call& c);
   void stop_streams(Call& c);
+  void send_bye(Call& c);  // end_call's BYE, once the call's RTP has stopped
   void maybe_done();
   std::string offer(Call& c, bool paused);
   std::pair<std::string, std::string> body(Call& c, bool paused, const std::string& metadata);
