@@ -1,5 +1,6 @@
 // Result<T>: a value or an error, returned by everything on a message/packet path.
 // Errors carry a machine-readable code and a human-readable message; nothing throws.
+// A layer with richer errors names its own type: Result<T, E> (storage::S3Result).
 #pragma once
 
 #include <string>
@@ -13,11 +14,11 @@ struct Error {
   std::string message;  // one line for logs and SIP reason phrases
 };
 
-template <typename T>
+template <typename T, typename E = Error>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}            // NOLINT: implicit by design
-  Result(Error error) : v_(std::move(error)) {}        // NOLINT: implicit by design
+  Result(E error) : v_(std::move(error)) {}            // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -30,10 +31,10 @@ class [[nodiscard]] Result {
   T& operator*() & { return std::get<0>(v_); }
   const T& operator*() const& { return std::get<0>(v_); }
 
-  const Error& error() const { return std::get<1>(v_); }
+  const E& error() const { return std::get<1>(v_); }
 
  private:
-  std::variant<T, Error> v_;
+  std::variant<T, E> v_;
 };
 
 // Result<void> equivalent.

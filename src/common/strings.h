@@ -53,4 +53,21 @@ inline std::vector<std::string_view> split(std::string_view s, char sep) {
   }
 }
 
+// Text for an XML element or attribute value: the five predefined entities.
+inline std::string xml_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace sgw::common

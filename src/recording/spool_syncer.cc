@@ -69,8 +69,8 @@ std::size_t SpoolSyncer::sync_once() {
   }
   // Syncs run without the registry mutex: a worker adding a session never waits for a disk.
   std::size_t synced = 0;
-  for (const auto& f : live) {
-    auto r = f->datasync();
+  auto sync = [&](SpoolFile& f) {
+    auto r = f.datasync();
     if (!r) {
       if (counters_.failures != nullptr) counters_.failures->inc();
       common::logger("spool")->warn("{}", r.error().message);
@@ -78,16 +78,10 @@ std::size_t SpoolSyncer::sync_once() {
       if (counters_.fsyncs != nullptr) counters_.fsyncs->inc();
       ++synced;
     }
-  }
+  };
+  for (const auto& f : live) sync(*f);
   for (const auto& f : closing) {
-    auto r = f->datasync();
-    if (!r) {
-      if (counters_.failures != nullptr) counters_.failures->inc();
-      common::logger("spool")->warn("{}", r.error().message);
-    } else if (r.value()) {
-      if (counters_.fsyncs != nullptr) counters_.fsyncs->inc();
-      ++synced;
-    }
+    sync(*f);
     if (auto st = f->close(); !st) common::logger("spool")->warn("{}", st.error().message);
   }
   return synced;

@@ -10,14 +10,9 @@
 
 #include "sip/client_endpoint.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <deque>
-#include <mutex>
 #include <random>
 #include <unordered_map>
 
@@ -26,12 +21,8 @@ struct SofiaClient;
 struct ClientCall;
 struct ClientOrq;
 struct ClientTx;
-struct ClientTimer;
 }  // namespace sgw::sip
 
-#define SU_ROOT_MAGIC_T sgw::sip::SofiaClient
-#define SU_WAKEUP_ARG_T sgw::sip::SofiaClient
-#define SU_TIMER_ARG_T sgw::sip::ClientTimer
 #define NTA_AGENT_MAGIC_T sgw::sip::SofiaClient
 #define NTA_LEG_MAGIC_T sgw::sip::ClientCall
 #define NTA_INCOMING_MAGIC_T sgw::sip::ClientTx
@@ -51,6 +42,7 @@ struct ClientTimer;
 
 #include "common/logging.h"
 #include "common/strings.h"
+#include "sip/sofia_loop.h"
 
 // sofia's tag macros expand to C casts; they are not ours to restyle.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
@@ -110,15 +102,8 @@ struct ClientTx {
   bool invite = false;
 };
 
-struct ClientTimer {
-  SofiaClient* client = nullptr;
-  su_timer_t* timer = nullptr;
-  std::function<void()> fn;
-};
-
 namespace {
 
-constexpr std::size_t kMaxPosted = 65536;
 constexpr unsigned kTcpQueue = 8192;  // messages waiting per TCP connection
 
 std::string header_field(msg_header_t const* h) {
@@ -178,10 +163,9 @@ struct SofiaClient final : public ClientEndpoint {
   ClientOptions opts_;
   ClientListener* listener = nullptr;  // not owned; outlives the endpoint
   su_home_t home[1] = {};
-  su_root_t* root = nullptr;
+  std::unique_ptr<detail::SofiaLoop> loop;  // root, post queue, timers; destroyed last
   nta_agent_t* agent = nullptr;
   nta_leg_t* default_leg = nullptr;
-  bool root_released = false;  // see run(): sofia ties a root to one thread
   ClientCall default_record;   // magic of the default leg (out-of-dialog requests)
   std::vector<std::string> bound;
   std::string bound_port;
@@ -190,31 +174,21 @@ struct SofiaClient final : public ClientEndpoint {
   std::unordered_map<CallHandle, std::unique_ptr<ClientCall>> calls;
   std::unordered_map<std::string, CallHandle> by_call_id;  // stray 2xx retransmissions
   std::unordered_map<TransactionId, std::unique_ptr<ClientTx>> txs;
-  std::unordered_map<ClientTimer*, std::unique_ptr<ClientTimer>> timers;
   std::mt19937_64 rng{std::random_device{}()};
 
-  int event_fd = -1;
-  su_wait_t wait[1] = {};
-  std::mutex post_mutex;
-  std::deque<std::function<void()>> posted;
   std::shared_ptr<spdlog::logger> log = common::logger("sip.client");
 
   ~SofiaClient() override {
-    if (root && root_released) su_root_obtain(root);
+    if (loop) loop->obtain();
     for (auto& [id, tx] : txs)
       if (tx->irq) nta_incoming_destroy(tx->irq);
     txs.clear();
     for (auto& [id, call] : calls) destroy_call_objects(*call);
     calls.clear();
     by_call_id.clear();
-    for (auto& [p, t] : timers) su_timer_destroy(t->timer);
-    timers.clear();
     if (default_leg) nta_leg_destroy(default_leg);
     if (agent) nta_agent_destroy(agent);
-    if (root) su_root_destroy(root);
-    if (event_fd >= 0) close(event_fd);
     su_home_deinit(home);
-    su_deinit();
   }
 
   // --- bookkeeping ----------------------------------------------------------
@@ -547,25 +521,6 @@ struct SofiaClient final : public ClientEndpoint {
     txs.erase(it);
   }
 
-  static int on_wakeup(SofiaClient* self, su_wait_t* /*w*/, SofiaClient* /*arg*/) {
-    std::uint64_t n = 0;
-    if (::read(self->event_fd, &n, sizeof n) < 0) { /* spurious wakeup */ }
-    std::deque<std::function<void()>> batch;
-    {
-      std::lock_guard lock(self->post_mutex);
-      batch.swap(self->posted);
-    }
-    for (auto& fn : batch) fn();
-    return 0;
-  }
-
-  static void on_timer(SofiaClient* self, su_timer_t* /*t*/, ClientTimer* rec) {
-    auto fn = std::move(rec->fn);
-    su_timer_destroy(rec->timer);
-    self->timers.erase(rec);
-    fn();
-  }
-
   // --- ClientEndpoint -------------------------------------------------------
   CallHandle invite(const Target& target, const OutgoingRequest& request) override {
     return start_call(target, request, false);
@@ -684,57 +639,27 @@ struct SofiaClient final : public ClientEndpoint {
 
   std::vector<std::string> bound_addresses() const override { return bound; }
 
-  void run() override {
-    su_root_obtain(root);
-    su_root_run(root);
-    su_root_release(root);  // the destructor, on another thread, obtains it again
-  }
-
-  void stop() override {
-    post([this] { su_root_break(root); });
-  }
-
-  bool post(std::function<void()> fn) override {
-    {
-      std::lock_guard lock(post_mutex);
-      if (posted.size() >= kMaxPosted) return false;
-      posted.push_back(std::move(fn));
-    }
-    std::uint64_t one = 1;
-    if (::write(event_fd, &one, sizeof one) < 0) { /* counter saturated: a wakeup is pending */ }
-    return true;
-  }
-
+  void run() override { loop->run(); }
+  void stop() override { loop->stop(); }
+  bool post(std::function<void()> fn) override { return loop->post(std::move(fn)); }
   void after(std::uint32_t delay_ms, std::function<void()> fn) override {
-    auto rec = std::make_unique<ClientTimer>();
-    rec->client = this;
-    rec->fn = std::move(fn);
-    // su_timer asserts on a zero duration: "now" means the next loop turn.
-    rec->timer = su_timer_create(su_root_task(root), delay_ms == 0 ? 1 : delay_ms);
-    ClientTimer* p = rec.get();
-    timers.emplace(p, std::move(rec));
-    su_timer_set(p->timer, &SofiaClient::on_timer, p);
+    loop->after(delay_ms, std::move(fn));
   }
 };
 
 common::Result<std::unique_ptr<ClientEndpoint>> ClientEndpoint::create(const ClientOptions& options,
                                                                        ClientListener* listener) {
   if (listener == nullptr) return common::make_error("sip.client", "no listener");
-  if (su_init() != 0) return common::make_error("sip.client", "su_init failed");
+  auto loop = detail::SofiaLoop::create("sip.client");
+  if (!loop) return loop.error();
   su_log_set_level(nullptr, 0);
   su_log_set_level(tport_log, 0);
   su_log_set_level(nta_log, 0);
   auto ep = std::make_unique<SofiaClient>();
   ep->opts_ = options;
   ep->listener = listener;
+  ep->loop = std::move(loop).value();
   su_home_init(ep->home);
-  ep->root = su_root_create(ep.get());
-  if (ep->root == nullptr) return common::make_error("sip.client", "su_root_create failed");
-  ep->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (ep->event_fd < 0) return common::make_error("sip.client", "eventfd failed");
-  su_wait_create(ep->wait, ep->event_fd, SU_WAIT_IN);
-  if (su_root_register(ep->root, ep->wait, &SofiaClient::on_wakeup, ep.get(), 0) < 0)
-    return common::make_error("sip.client", "su_root_register failed");
 
   // UDP first (port 0: the kernel picks), then TCP on the same port so one
   // Contact port serves both. (sofia 1.12's "transport=udp,tcp" list form
@@ -744,7 +669,7 @@ common::Result<std::unique_ptr<ClientEndpoint>> ClientEndpoint::create(const Cli
   for (int attempt = 0; attempt < 20 && ep->bound_port.empty(); ++attempt) {
     if (ep->agent) nta_agent_destroy(ep->agent);
     ep->agent = nta_agent_create(
-        ep->root, reinterpret_cast<url_string_t const*>(-1), &SofiaClient::on_stray, ep.get(),
+        ep->loop->root(), reinterpret_cast<url_string_t const*>(-1), &SofiaClient::on_stray, ep.get(),
         NTATAG_UA(1), NTATAG_MERGE_482(0), NTATAG_MAXSIZE(options.max_message_bytes),
         // SIPREC metadata makes INVITEs of 10-60 KB; keep them on UDP (up to
         // 64 KB datagrams) instead of RFC 3261 §18.1.1's switch to TCP.
@@ -787,8 +712,7 @@ common::Result<std::unique_ptr<ClientEndpoint>> ClientEndpoint::create(const Cli
   ep->default_leg = nta_leg_tcreate(ep->agent, &SofiaClient::on_default_request,
                                     &ep->default_record, NTATAG_NO_DIALOG(1), TAG_END());
   if (ep->default_leg == nullptr) return common::make_error("sip.client", "default leg failed");
-  su_root_release(ep->root);
-  ep->root_released = true;
+  ep->loop->release();
   return std::unique_ptr<ClientEndpoint>(std::move(ep));
 }
 

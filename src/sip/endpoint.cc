@@ -1,26 +1,17 @@
-// sofia-sip NTA implementation of sip::Endpoint. This is the only file that
-// includes sofia headers; everything leaves it as owning C++ copies.
+// sofia-sip NTA implementation of sip::Endpoint. Sofia headers stay in src/sip
+// .cc files; everything leaves this one as owning C++ copies.
 
 #include "sip/endpoint.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <cstring>
-#include <deque>
 #include <map>
-#include <mutex>
 
 namespace sgw::sip {
 struct SofiaEndpoint;
 struct TxRecord;
 struct DialogRecord;
-struct TimerRecord;
 }  // namespace sgw::sip
 
-#define SU_ROOT_MAGIC_T sgw::sip::SofiaEndpoint
-#define SU_WAKEUP_ARG_T sgw::sip::SofiaEndpoint
-#define SU_TIMER_ARG_T sgw::sip::TimerRecord
 #define NTA_AGENT_MAGIC_T sgw::sip::SofiaEndpoint
 #define NTA_LEG_MAGIC_T sgw::sip::DialogRecord
 #define NTA_INCOMING_MAGIC_T sgw::sip::TxRecord
@@ -38,6 +29,7 @@ struct TimerRecord;
 
 #include "common/logging.h"
 #include "common/strings.h"
+#include "sip/sofia_loop.h"
 
 // sofia's tag macros expand to C casts; they are not ours to restyle.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
@@ -64,15 +56,7 @@ struct DialogRecord {
   nta_outgoing_t* bye = nullptr;
 };
 
-struct TimerRecord {
-  SofiaEndpoint* endpoint = nullptr;
-  su_timer_t* timer = nullptr;
-  std::function<void()> fn;
-};
-
 namespace {
-
-constexpr std::size_t kMaxPosted = 65536;
 
 std::string header_field(msg_header_t const* h) {
   char buf[8192];
@@ -86,27 +70,19 @@ std::string header_field(msg_header_t const* h) {
 struct SofiaEndpoint final : public Endpoint {
   EndpointOptions options;
   EndpointListener* listener = nullptr;  // not owned; outlives the endpoint
-  su_home_t home[1] = {};
-  su_root_t* root = nullptr;
+  std::unique_ptr<detail::SofiaLoop> loop;  // root, post queue, timers; destroyed last
   nta_agent_t* agent = nullptr;
   nta_leg_t* default_leg = nullptr;
-  bool root_released = false;  // see run(): sofia ties a root to one thread
   DialogRecord default_record;  // magic of the default leg (out-of-dialog requests)
   std::vector<std::string> bound;
 
   std::uint64_t next_id = 1;
   std::map<TransactionId, std::unique_ptr<TxRecord>> txs;
   std::map<DialogId, std::unique_ptr<DialogRecord>> dialogs;
-  std::map<TimerRecord*, std::unique_ptr<TimerRecord>> timers;
-
-  int event_fd = -1;
-  su_wait_t wait[1] = {};
-  std::mutex post_mutex;
-  std::deque<std::function<void()>> posted;
   std::shared_ptr<spdlog::logger> log = common::logger("sip");
 
   ~SofiaEndpoint() override {
-    if (root && root_released) su_root_obtain(root);
+    if (loop) loop->obtain();
     for (auto& [id, tx] : txs)
       if (tx->irq) nta_incoming_destroy(tx->irq);
     txs.clear();
@@ -115,14 +91,8 @@ struct SofiaEndpoint final : public Endpoint {
       if (d->leg) nta_leg_destroy(d->leg);
     }
     dialogs.clear();
-    for (auto& [p, t] : timers) su_timer_destroy(t->timer);
-    timers.clear();
     if (default_leg) nta_leg_destroy(default_leg);
     if (agent) nta_agent_destroy(agent);
-    if (root) su_root_destroy(root);
-    if (event_fd >= 0) close(event_fd);
-    su_home_deinit(home);
-    su_deinit();
   }
 
   // --- request conversion -------------------------------------------------
@@ -255,25 +225,6 @@ struct SofiaEndpoint final : public Endpoint {
     return 0;
   }
 
-  static int on_wakeup(SofiaEndpoint* self, su_wait_t* /*w*/, SofiaEndpoint* /*arg*/) {
-    std::uint64_t n = 0;
-    if (::read(self->event_fd, &n, sizeof n) < 0) { /* spurious wakeup */ }
-    std::deque<std::function<void()>> batch;
-    {
-      std::lock_guard lock(self->post_mutex);
-      batch.swap(self->posted);
-    }
-    for (auto& fn : batch) fn();
-    return 0;
-  }
-
-  static void on_timer(SofiaEndpoint* self, su_timer_t* /*t*/, TimerRecord* rec) {
-    auto fn = std::move(rec->fn);
-    su_timer_destroy(rec->timer);
-    self->timers.erase(rec);
-    fn();
-  }
-
   // --- Endpoint ------------------------------------------------------------
   static std::string build_headers(const HeaderList& headers) {
     std::string out;
@@ -368,38 +319,11 @@ struct SofiaEndpoint final : public Endpoint {
     dialogs.erase(it);
   }
 
-  // sofia checks that its root runs on the thread that owns it: hand the root
-  // over for run() and take it back afterwards (destruction happens there).
-  void run() override {
-    su_root_obtain(root);
-    su_root_run(root);
-    su_root_release(root);  // the destructor, on another thread, obtains it again
-  }
-
-  void stop() override {
-    post([this] { su_root_break(root); });
-  }
-
-  bool post(std::function<void()> fn) override {
-    {
-      std::lock_guard lock(post_mutex);
-      if (posted.size() >= kMaxPosted) return false;
-      posted.push_back(std::move(fn));
-    }
-    std::uint64_t one = 1;
-    if (::write(event_fd, &one, sizeof one) < 0) { /* counter saturated: a wakeup is pending */ }
-    return true;
-  }
-
+  void run() override { loop->run(); }
+  void stop() override { loop->stop(); }
+  bool post(std::function<void()> fn) override { return loop->post(std::move(fn)); }
   void after(std::uint32_t delay_ms, std::function<void()> fn) override {
-    auto rec = std::make_unique<TimerRecord>();
-    rec->endpoint = this;
-    rec->fn = std::move(fn);
-    // sofia asserts on a 0 ms timer: "now" is the next loop turn, 1 ms.
-    rec->timer = su_timer_create(su_root_task(root), delay_ms == 0 ? 1 : delay_ms);
-    TimerRecord* p = rec.get();
-    timers.emplace(p, std::move(rec));
-    su_timer_set(p->timer, &SofiaEndpoint::on_timer, p);
+    loop->after(delay_ms, std::move(fn));
   }
 
   std::vector<std::string> bound_addresses() const override { return bound; }
@@ -407,7 +331,8 @@ struct SofiaEndpoint final : public Endpoint {
 
 common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions& options,
                                                            EndpointListener* listener) {
-  if (su_init() != 0) return common::make_error("sip.init", "su_init failed");
+  auto loop = detail::SofiaLoop::create("sip.init");
+  if (!loop) return loop.error();
   // sofia logs to stderr at its own levels; keep it quiet unless asked.
   su_log_set_level(nullptr, 0);
   su_log_set_level(tport_log, 0);
@@ -415,16 +340,9 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
   auto ep = std::make_unique<SofiaEndpoint>();
   ep->options = options;
   ep->listener = listener;
-  su_home_init(ep->home);
-  ep->root = su_root_create(ep.get());
-  if (ep->root == nullptr) return common::make_error("sip.init", "su_root_create failed");
-  ep->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (ep->event_fd < 0) return common::make_error("sip.init", "eventfd failed");
-  su_wait_create(ep->wait, ep->event_fd, SU_WAIT_IN);
-  if (su_root_register(ep->root, ep->wait, &SofiaEndpoint::on_wakeup, ep.get(), 0) < 0)
-    return common::make_error("sip.init", "su_root_register failed");
+  ep->loop = std::move(loop).value();
 
-  ep->agent = nta_agent_create(ep->root, reinterpret_cast<url_string_t const*>(-1), nullptr,
+  ep->agent = nta_agent_create(ep->loop->root(), reinterpret_cast<url_string_t const*>(-1), nullptr,
                                ep.get(), NTATAG_UA(1), NTATAG_MERGE_482(0),
                                NTATAG_MAXSIZE(options.max_message_bytes),
                                NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), TAG_END());
@@ -446,8 +364,7 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
                                     &ep->default_record,
                                     NTATAG_NO_DIALOG(1), TAG_END());
   if (ep->default_leg == nullptr) return common::make_error("sip.init", "default leg failed");
-  su_root_release(ep->root);
-  ep->root_released = true;
+  ep->loop->release();
   return std::unique_ptr<Endpoint>(std::move(ep));
 }
 

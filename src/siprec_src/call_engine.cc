@@ -736,10 +736,11 @@ void CallEngine::end_call(Call& c) {
   if (c.streams) {
     c.bye_after_removals = 2;
     stop_streams(c);
-    // The sender acknowledges within a tick (1 ms); should that never come,
-    // the BYE goes anyway.
+    // The sender acknowledges within a tick (1 ms), or later when it is
+    // overloaded and running behind; should that never come, the BYE goes
+    // after 2 s anyway.
     std::size_t idx = c.index;
-    ep_->after(200, [this, idx] {
+    ep_->after(2000, [this, idx] {
       Call* cc = calls_[idx].get();
       if (cc && cc->bye_after_removals > 0) {
         cc->bye_after_removals = 0;

@@ -385,22 +385,6 @@ std::string bw_partial(const CallIdentity& id, std::string_view time, bool trans
 
 }  // namespace
 
-std::string xml_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 common::Result<Dialect> parse_dialect(std::string_view name) {
   for (const auto& [n, d] : kNames)
     if (n == name) return d;

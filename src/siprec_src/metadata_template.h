@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/strings.h"
 #include "sip/sip_message.h"
 
 namespace sgw::siprec_src {
@@ -77,6 +78,6 @@ std::string render_transfer(Dialect d, const CallIdentity& id, std::string_view 
 // dialect (the gateway's first conversation-id rule), and the Cisco participant headers.
 sip::HeaderList dialect_headers(Dialect d, const CallIdentity& id);
 
-std::string xml_escape(std::string_view s);
+using common::xml_escape;  // the templates escape every value they insert
 
 }  // namespace sgw::siprec_src

@@ -38,21 +38,6 @@ std::string strip_quotes(std::string_view s) {
   return std::string(s);
 }
 
-std::string xml_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
-}
-
 std::string md5_base64(std::string_view data) {
   BodyDigest d;
   d.update(data);
@@ -612,7 +597,7 @@ S3Result<S3Ok> S3Client::create_bucket(bool object_lock_enabled) {
   std::string xml;
   if (config_.region != "us-east-1") {
     xml = "<CreateBucketConfiguration xmlns=\"" + std::string(kS3Xmlns) + "\"><LocationConstraint>" +
-          xml_escape(config_.region) + "</LocationConstraint></CreateBucketConfiguration>";
+          common::xml_escape(config_.region) + "</LocationConstraint></CreateBucketConfiguration>";
   }
   auto r = perform("CreateBucket", "PUT", "", {}, std::move(h), memory_body(xml));
   if (!r) return r.error();
@@ -900,9 +885,9 @@ S3Result<CompleteMultipartResult> S3Client::complete_multipart_upload(
   std::string xml = "<CompleteMultipartUpload xmlns=\"" + std::string(kS3Xmlns) + "\">";
   for (const auto& p : parts) {
     xml += "<Part><PartNumber>" + std::to_string(p.part_number) + "</PartNumber><ETag>\"" +
-           xml_escape(p.etag) + "\"</ETag>";
+           common::xml_escape(p.etag) + "\"</ETag>";
     if (!p.checksum_sha256.empty())
-      xml += "<ChecksumSHA256>" + xml_escape(p.checksum_sha256) + "</ChecksumSHA256>";
+      xml += "<ChecksumSHA256>" + common::xml_escape(p.checksum_sha256) + "</ChecksumSHA256>";
     xml += "</Part>";
   }
   xml += "</CompleteMultipartUpload>";

@@ -18,7 +18,6 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "common/result.h"
@@ -90,24 +89,7 @@ struct S3Error {
 };
 
 template <typename T>
-class [[nodiscard]] S3Result {
- public:
-  S3Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
-  S3Result(S3Error error) : v_(std::move(error)) {}    // NOLINT: implicit by design
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
-  T* operator->() { return &std::get<0>(v_); }
-  const T* operator->() const { return &std::get<0>(v_); }
-  T& operator*() & { return std::get<0>(v_); }
-  const T& operator*() const& { return std::get<0>(v_); }
-  const S3Error& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, S3Error> v_;
-};
+using S3Result = common::Result<T, S3Error>;
 struct S3Ok {};
 
 enum class LockMode { kGovernance, kCompliance };
