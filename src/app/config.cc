@@ -65,6 +65,10 @@ Status check_channel(std::string_view v) {
   if (v == "left" || v == "right") return Ok{};
   return make_error("config.invalid", "expected left or right, got '" + std::string(v) + "'");
 }
+Status check_spool_sync(std::string_view v) {
+  if (v == "filesystem" || v == "file") return Ok{};
+  return make_error("config.invalid", "expected filesystem or file, got '" + std::string(v) + "'");
+}
 Status check_multi_stream_mode(std::string_view v) {
   if (v == "multichannel" || v == "mono-files") return Ok{};
   return make_error("config.invalid", "expected multichannel or mono-files, got '" + std::string(v) + "'");
@@ -514,6 +518,7 @@ class Loader {
               {"format", str(c.recording_format, check_format)},
               {"key_template", str(c.key_template, check_key_template)},
               {"fsync_interval_ms", uint(c.fsync_interval_ms, kFsyncInterval)},
+              {"spool_sync", str(c.spool_sync, check_spool_sync)},
               {"caller_channel", str(c.caller_channel, check_channel)},
               {"multi_stream_mode", str(c.multi_stream_mode, check_multi_stream_mode)},
               {"keep_spool", boolean(c.keep_spool)}};

@@ -50,6 +50,7 @@ struct Config {
   std::string recording_format = "wav";  // wav | wav-ulaw | wav-alaw | flac | ogg-opus
   std::string key_template = "{yyyy}/{mm}/{dd}/{conversation_id}/{recording_id}";
   std::uint32_t fsync_interval_ms = 1000;
+  std::string spool_sync = "filesystem";  // filesystem (one syncfs per pass) | file (fdatasync each)
   std::string caller_channel = "left";   // left | right (two-party stereo files)
   std::string multi_stream_mode = "multichannel";  // multichannel | mono-files
   bool keep_spool = false;               // keep the spool file after finalisation

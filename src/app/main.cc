@@ -227,10 +227,13 @@ int main(int argc, char** argv) {
   sgw::recording::SpoolSinkMetrics spool_metrics{
       &registry.counter("sgw_spool_write_errors_total", "Spool files that could not be created or written"),
       &registry.counter("sgw_spool_dropped_records_total", "Spool records dropped: buffer full")};
+  sgw::recording::SpoolSyncMode sync_mode;
+  if (config.spool_sync == "filesystem") sync_mode.filesystem_of = config.spool_dir;
   sgw::recording::SpoolSyncer syncer(
       std::chrono::milliseconds(config.fsync_interval_ms),
-      {&registry.counter("sgw_spool_fsyncs_total", "Spool fdatasync calls"),
-       &registry.counter("sgw_spool_fsync_errors_total", "Spool fdatasync failures")});
+      {&registry.counter("sgw_spool_fsyncs_total", "Spool files made durable (fdatasync, or covered by a syncfs)"),
+       &registry.counter("sgw_spool_fsync_errors_total", "Spool files whose sync failed")},
+      sync_mode);
   syncer.start();
 
   sgw::recording::FinalizerOptions fin_options;

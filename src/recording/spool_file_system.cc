@@ -15,6 +15,7 @@ class PosixSpoolFileSystem final : public SpoolFileSystem {
   ssize_t read(int fd, void* data, std::size_t size) override { return ::read(fd, data, size); }
   int fdatasync(int fd) override { return ::fdatasync(fd); }
   int fsync(int fd) override { return ::fsync(fd); }
+  int syncfs(int fd) override { return ::syncfs(fd); }
   int close(int fd) override { return ::close(fd); }
   int unlink(const std::string& path) override { return ::unlink(path.c_str()); }
 };

@@ -23,6 +23,7 @@ class SpoolFileSystem {
   virtual ssize_t read(int fd, void* data, std::size_t size) = 0;
   virtual int fdatasync(int fd) = 0;
   virtual int fsync(int fd) = 0;
+  virtual int syncfs(int fd) = 0;  // the whole filesystem fd is on (Linux syncfs(2))
   virtual int close(int fd) = 0;
   virtual int unlink(const std::string& path) = 0;
 
@@ -45,6 +46,7 @@ class ForwardingSpoolFileSystem : public SpoolFileSystem {
   ssize_t read(int fd, void* data, std::size_t size) override { return base_->read(fd, data, size); }
   int fdatasync(int fd) override { return base_->fdatasync(fd); }
   int fsync(int fd) override { return base_->fsync(fd); }
+  int syncfs(int fd) override { return base_->syncfs(fd); }
   int close(int fd) override { return base_->close(fd); }
   int unlink(const std::string& path) override { return base_->unlink(path); }
 

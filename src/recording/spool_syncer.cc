@@ -1,16 +1,24 @@
 #include "recording/spool_syncer.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "common/logging.h"
 #include "common/thread_name.h"
 
 namespace sgw::recording {
 
-SpoolSyncer::SpoolSyncer(std::chrono::milliseconds cadence, SpoolSyncerCounters counters)
-    : cadence_(cadence), counters_(counters) {}
+SpoolSyncer::SpoolSyncer(std::chrono::milliseconds cadence, SpoolSyncerCounters counters,
+                         SpoolSyncMode mode)
+    : cadence_(cadence), counters_(counters), mode_(std::move(mode)) {}
 
-SpoolSyncer::~SpoolSyncer() { stop(); }
+SpoolSyncer::~SpoolSyncer() {
+  stop();
+  if (fs_fd_ >= 0) (mode_.fs ? mode_.fs : SpoolFileSystem::posix())->close(fs_fd_);
+}
 
 void SpoolSyncer::start() {
   std::lock_guard lock(mutex_);
@@ -69,6 +77,12 @@ std::size_t SpoolSyncer::sync_once() {
   }
   // Syncs run without the registry mutex: a worker adding a session never waits for a disk.
   std::size_t synced = 0;
+  if (!mode_.filesystem_of.empty()) {
+    synced = sync_filesystem(live, closing);
+    for (const auto& f : closing)
+      if (auto st = f->close(); !st) common::logger("spool")->warn("{}", st.error().message);
+    return synced;
+  }
   auto sync = [&](SpoolFile& f) {
     auto r = f.datasync();
     if (!r) {
@@ -85,6 +99,32 @@ std::size_t SpoolSyncer::sync_once() {
     if (auto st = f->close(); !st) common::logger("spool")->warn("{}", st.error().message);
   }
   return synced;
+}
+
+std::size_t SpoolSyncer::sync_filesystem(const std::vector<std::shared_ptr<SpoolFile>>& live,
+                                         const std::vector<std::shared_ptr<SpoolFile>>& closing) {
+  if (live.empty() && closing.empty()) return 0;
+  SpoolFileSystem* fs = mode_.fs ? mode_.fs : SpoolFileSystem::posix();
+  // Kept open: since Linux 5.8 syncfs reports every writeback error on the
+  // filesystem since this descriptor was opened, so none goes unseen.
+  if (fs_fd_ < 0) fs_fd_ = fs->open(mode_.filesystem_of, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  int err = fs_fd_ < 0 ? errno : 0;
+  if (fs_fd_ >= 0 && fs->syncfs(fs_fd_) != 0) err = errno;
+  const std::size_t n = live.size() + closing.size();
+  if (err != 0) {
+    // Which file lost data is unknown: every one may have.
+    if (counters_.failures != nullptr) counters_.failures->inc(n);
+    common::logger("spool")->warn("{} {}: {} ({} spool file(s) marked)",
+                                  fs_fd_ < 0 ? "open" : "syncfs", mode_.filesystem_of,
+                                  std::strerror(err), n);
+    for (const auto* list : {&live, &closing})
+      for (const auto& f : *list) f->mark_sync_failed();
+    return 0;
+  }
+  for (const auto* list : {&live, &closing})
+    for (const auto& f : *list) f->mark_durable();
+  if (counters_.fsyncs != nullptr) counters_.fsyncs->inc(n);
+  return n;
 }
 
 void SpoolSyncer::run() {

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -28,10 +29,19 @@ struct SpoolSyncerCounters {
   common::Counter* failures = nullptr;  // failed fdatasync calls
 };
 
+// How a pass makes the registered files durable.
+struct SpoolSyncMode {
+  // Empty: fdatasync each file (a system call and a journal commit per call
+  // in progress, every cadence). A directory: one syncfs(2) of the filesystem
+  // it is on, whatever the number of calls (docs/spool.md).
+  std::string filesystem_of;
+  SpoolFileSystem* fs = nullptr;  // for syncfs; the POSIX one when null
+};
+
 class SpoolSyncer {
  public:
   explicit SpoolSyncer(std::chrono::milliseconds cadence = std::chrono::milliseconds(1000),
-                       SpoolSyncerCounters counters = {});
+                       SpoolSyncerCounters counters = {}, SpoolSyncMode mode = {});
   ~SpoolSyncer();  // stop()
   SpoolSyncer(const SpoolSyncer&) = delete;
   SpoolSyncer& operator=(const SpoolSyncer&) = delete;
@@ -58,9 +68,14 @@ class SpoolSyncer {
 
  private:
   void run();
+  // One syncfs for every file of the pass (mode_.filesystem_of set).
+  std::size_t sync_filesystem(const std::vector<std::shared_ptr<SpoolFile>>& live,
+                              const std::vector<std::shared_ptr<SpoolFile>>& closing);
 
   const std::chrono::milliseconds cadence_;
   const SpoolSyncerCounters counters_;
+  const SpoolSyncMode mode_;
+  int fs_fd_ = -1;  // syncer thread (sync_once): the directory syncfs is called on
   mutable std::mutex mutex_;  // guards files_ and stopping_
   std::condition_variable wake_;
   // Keyed by the file's address: add() and remove() are O(1) with 1000s of calls.

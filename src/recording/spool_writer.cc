@@ -97,6 +97,16 @@ bool SpoolFile::closed() const {
   return fd_ < 0;
 }
 
+void SpoolFile::mark_durable() {
+  std::lock_guard lock(mutex_);
+  sync_dir_.clear();
+}
+
+void SpoolFile::mark_sync_failed() {
+  std::lock_guard lock(mutex_);
+  sync_failed_ = true;
+}
+
 bool SpoolFile::sync_failed() const {
   std::lock_guard lock(mutex_);
   return sync_failed_;

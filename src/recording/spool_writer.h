@@ -50,6 +50,10 @@ class SpoolFile {
   // True once any fdatasync of this file failed: data may be lost even if a
   // later fdatasync succeeds (the kernel may have dropped the dirty pages).
   bool sync_failed() const;
+  // For a syncer that made the file durable by other means (syncfs): the
+  // directory fsync is no longer owed / data may have been lost.
+  void mark_durable();
+  void mark_sync_failed();
 
   // The descriptor, for the owning thread only (-1 once closed).
   int fd() const { return fd_; }

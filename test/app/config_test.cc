@@ -82,6 +82,7 @@ TEST(DefaultConfig, MatchesDocumentedDefaults) {
   EXPECT_EQ(c.max_sessions, 10000u);
   EXPECT_EQ(c.retry_after_s, 30u);
   EXPECT_EQ(c.max_message_bytes, 4u * 1024 * 1024);
+  EXPECT_EQ(c.udp_receive_buffer_bytes, 4u * 1024 * 1024);
   EXPECT_EQ(c.media_address, "127.0.0.1");
   EXPECT_EQ(c.rtp_port_min, 10000);
   EXPECT_EQ(c.rtp_port_max, 20000);
@@ -91,6 +92,7 @@ TEST(DefaultConfig, MatchesDocumentedDefaults) {
   EXPECT_FALSE(c.srtp);
   EXPECT_EQ(c.recordings_dir, "var/recordings");
   EXPECT_EQ(c.spool_dir, "var/spool");
+  EXPECT_EQ(c.spool_sync, "filesystem");
   EXPECT_EQ(c.metadata_max_bytes, 256u * 1024);
   EXPECT_EQ(c.metadata_max_depth, 32u);
   EXPECT_EQ(c.conversation_id_rules.size(), 7u);
@@ -225,6 +227,10 @@ TEST(LoadConfig, RangesAreChecked) {
               HasSubstr("sip.max_message_bytes: expected 1500-16777216, got 1000"));
   EXPECT_THAT(error_of("sip:\n  max_message_bytes: 20000000\n"), HasSubstr("sip.max_message_bytes: expected 1500-16777216"));
   EXPECT_THAT(error_of("sip:\n  retry_after_s: 0\n"), HasSubstr("sip.retry_after_s: expected 1-86400"));
+  EXPECT_THAT(error_of("sip:\n  udp_receive_buffer_bytes: 1024\n"),
+              HasSubstr("sip.udp_receive_buffer_bytes: expected 65536-268435456, got 1024"));
+  EXPECT_THAT(error_of("recording:\n  spool_sync: fsync\n"),
+              HasSubstr("recording.spool_sync: expected filesystem or file, got 'fsync'"));
   EXPECT_THAT(error_of("media:\n  timeout_s: 0\n"), HasSubstr("media.timeout_s: expected 1-86400"));
   EXPECT_THAT(error_of("media:\n  workers: 5000\n"), HasSubstr("media.workers: expected 0-1024"));
   EXPECT_THAT(error_of("metadata:\n  max_depth: 0\n"), HasSubstr("metadata.max_depth: expected 1-1024"));

@@ -111,6 +111,66 @@ TEST(SpoolSyncer, StopClosesWhatWasHandedOver) {
   EXPECT_TRUE(file->closed());
 }
 
+TEST(SpoolSyncer, FilesystemModeIsOneSyncfsPerPassForEveryFile) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  common::Counter fsyncs, failures;
+  SpoolSyncer syncer(std::chrono::milliseconds(1000), {&fsyncs, &failures}, {dir.path(), &fs});
+  EXPECT_EQ(syncer.sync_once(), 0U);  // nothing registered: no syscall at all
+  EXPECT_EQ(fs.syncfs_calls.load(), 0);
+  SpoolWriterOptions options;
+  options.sync_on_create = false;
+  std::vector<std::unique_ptr<SpoolWriter>> writers;
+  for (int i = 0; i < 5; ++i) {
+    auto w = SpoolWriter::create(dir.path(), "r" + std::to_string(i), &fs, options);
+    ASSERT_TRUE(w.ok());
+    writers.push_back(std::move(w).value());
+    syncer.add(writers.back()->file());
+  }
+  ASSERT_TRUE(writers[0]->finish_writes().ok());
+  syncer.sync_and_close(writers[0]->file());
+  EXPECT_EQ(syncer.sync_once(), 5U);
+  EXPECT_EQ(fs.syncfs_calls.load(), 1);
+  EXPECT_EQ(fs.fdatasync_calls.load(), 0);
+  EXPECT_EQ(fsyncs.value(), 5U);
+  EXPECT_TRUE(writers[0]->file()->closed());
+  // The directory entries are durable now: a later datasync owes no directory fsync.
+  ASSERT_TRUE(writers[1]->file()->datasync().ok());
+  EXPECT_EQ(fs.fsync_calls.load(), 0);
+  EXPECT_EQ(syncer.sync_once(), 4U);
+  EXPECT_EQ(fs.syncfs_calls.load(), 2);
+}
+
+TEST(SpoolSyncer, FilesystemModeFailureMarksEveryFile) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  common::Counter fsyncs, failures;
+  SpoolSyncer syncer(std::chrono::milliseconds(1000), {&fsyncs, &failures}, {dir.path(), &fs});
+  auto a = make_writer(dir, "a", &fs);
+  auto b = make_writer(dir, "b", &fs);
+  syncer.add(a->file());
+  syncer.add(b->file());
+  fs.syncfs_errno = EIO;
+  EXPECT_EQ(syncer.sync_once(), 0U);
+  EXPECT_EQ(failures.value(), 2U);
+  EXPECT_TRUE(a->file()->sync_failed());
+  EXPECT_TRUE(b->file()->sync_failed());
+  fs.syncfs_errno = 0;
+  EXPECT_EQ(syncer.sync_once(), 2U);
+  EXPECT_TRUE(a->file()->sync_failed());  // a failure is never forgotten
+}
+
+TEST(SpoolSyncer, FilesystemModeOnAMissingDirectoryFailsAndSaysSo) {
+  TempDir dir;
+  common::Counter fsyncs, failures;
+  SpoolSyncer syncer(std::chrono::milliseconds(1000), {&fsyncs, &failures}, {dir.path() + "/gone", nullptr});
+  auto a = make_writer(dir, "a", nullptr);
+  syncer.add(a->file());
+  EXPECT_EQ(syncer.sync_once(), 0U);
+  EXPECT_EQ(failures.value(), 1U);
+  EXPECT_TRUE(a->file()->sync_failed());
+}
+
 TEST(SpoolSyncer, RemoveUnregisters) {
   TempDir dir;
   SpoolSyncer syncer;

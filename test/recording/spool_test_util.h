@@ -68,6 +68,8 @@ class FaultyFileSystem : public ForwardingSpoolFileSystem {
   int write_calls = 0;
   std::size_t max_read_request = 0;
   std::atomic<int> fdatasync_calls{0};
+  std::atomic<int> syncfs_errno{0};
+  std::atomic<int> syncfs_calls{0};
   std::atomic<int> fsync_calls{0};
 
   ssize_t write(int fd, const void* data, std::size_t size) override {
@@ -100,6 +102,14 @@ class FaultyFileSystem : public ForwardingSpoolFileSystem {
       return -1;
     }
     return base()->fdatasync(fd);
+  }
+  int syncfs(int fd) override {
+    ++syncfs_calls;
+    if (int e = syncfs_errno.load(); e != 0) {
+      errno = e;
+      return -1;
+    }
+    return base()->syncfs(fd);
   }
   int fsync(int fd) override {
     ++fsync_calls;
