@@ -42,6 +42,7 @@ struct ClientTx;
 
 #include "common/logging.h"
 #include "common/strings.h"
+#include "sip/sofia_headers.h"
 #include "sip/sofia_loop.h"
 
 // sofia's tag macros expand to C casts; they are not ours to restyle.
@@ -106,51 +107,10 @@ namespace {
 
 constexpr unsigned kTcpQueue = 8192;  // messages waiting per TCP connection
 
-std::string header_field(msg_header_t const* h) {
-  // Large enough for any header we care about; SIPREC bodies are payload, not headers.
-  char buf[8192];
-  issize_t n = msg_header_field_e(buf, sizeof buf, h, 0);
-  if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf) return {};
-  return std::string(buf, static_cast<std::size_t>(n));
-}
-
-// Every header after `first` (a request or status line) in arrival order.
-HeaderList collect_headers(msg_header_t const* first) {
-  HeaderList out;
-  for (msg_header_t const* h = first; h != nullptr; h = h->sh_succ) {
-    msg_hclass_t const* hc = h->sh_class;
-    if (hc == nullptr || hc == sip_request_class || hc == sip_status_class ||
-        hc == sip_separator_class || hc == sip_payload_class || hc == sip_error_class)
-      continue;
-    std::string name;
-    std::string value;
-    if (hc == sip_unknown_class) {
-      if (h->sh_unknown->un_name) name = h->sh_unknown->un_name;
-      if (h->sh_unknown->un_value) value = h->sh_unknown->un_value;
-    } else {
-      if (hc->hc_name) name = hc->hc_name;
-      value = header_field(h);
-    }
-    if (!name.empty()) out.emplace_back(std::move(name), std::move(value));
-  }
-  return out;
-}
-
 std::string first_value(const HeaderList& headers, std::string_view name) {
   for (const auto& [n, v] : headers)
     if (common::iequals(n, name)) return v;
   return {};
-}
-
-std::string build_headers(const HeaderList& headers) {
-  std::string out;
-  for (const auto& [n, v] : headers) {
-    out += n;
-    out += ": ";
-    out += v;
-    out += "\r\n";
-  }
-  return out;
 }
 
 std::string bracket(const std::string& host) {
@@ -265,7 +225,7 @@ struct SofiaClient final : public ClientEndpoint {
     }
     r.local = nta_sip_is_internal(sip) != 0;
     if (sip->sip_status && sip->sip_status->st_phrase) r.reason = sip->sip_status->st_phrase;
-    r.headers = collect_headers(reinterpret_cast<msg_header_t const*>(sip->sip_status));
+    r.headers = detail::collect_headers(reinterpret_cast<msg_header_t const*>(sip->sip_status));
     r.content_type = first_value(r.headers, "Content-Type");
     if (sip->sip_payload && sip->sip_payload->pl_data)
       r.body.assign(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
@@ -281,7 +241,7 @@ struct SofiaClient final : public ClientEndpoint {
     }
     if (sip->sip_call_id && sip->sip_call_id->i_id) r.call_id = sip->sip_call_id->i_id;
     if (sip->sip_cseq) r.cseq = sip->sip_cseq->cs_seq;
-    r.headers = collect_headers(reinterpret_cast<msg_header_t const*>(sip->sip_request));
+    r.headers = detail::collect_headers(reinterpret_cast<msg_header_t const*>(sip->sip_request));
     r.from = r.header("From");
     r.to = r.header("To");
     r.contact = r.header("Contact");
@@ -315,7 +275,7 @@ struct SofiaClient final : public ClientEndpoint {
     ClientOrq* o = rec.get();
     call.orqs.push_back(std::move(rec));
 
-    std::string extra = build_headers(headers);
+    std::string extra = detail::build_headers(headers);
     sip_payload_t* pl = nullptr;
     if (!content_type.empty()) pl = sip_payload_create(home, body.data(), static_cast<isize_t>(body.size()));
     url_string_t const* route = route_url.empty() ? nullptr : URL_STRING_MAKE(route_url.c_str());
@@ -612,7 +572,7 @@ struct SofiaClient final : public ClientEndpoint {
     auto it = txs.find(tx_id);
     if (it == txs.end() || it->second->irq == nullptr) return;
     ClientTx* tx = it->second.get();
-    std::string extra = build_headers(r.headers);
+    std::string extra = detail::build_headers(r.headers);
     const char* reason = r.reason.empty() ? nullptr : r.reason.c_str();
     sip_payload_t* pl = nullptr;
     if (!r.content_type.empty())

@@ -29,6 +29,7 @@ struct DialogRecord;
 
 #include "common/logging.h"
 #include "common/strings.h"
+#include "sip/sofia_headers.h"
 #include "sip/sofia_loop.h"
 
 // sofia's tag macros expand to C casts; they are not ours to restyle.
@@ -57,13 +58,6 @@ struct DialogRecord {
 };
 
 namespace {
-
-std::string header_field(msg_header_t const* h) {
-  char buf[8192];
-  issize_t n = msg_header_field_e(buf, sizeof buf, h, 0);
-  if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf) return {};
-  return std::string(buf, static_cast<std::size_t>(n));
-}
 
 }  // namespace
 
@@ -105,23 +99,7 @@ struct SofiaEndpoint final : public Endpoint {
     }
     if (sip->sip_call_id && sip->sip_call_id->i_id) r.call_id = sip->sip_call_id->i_id;
     if (sip->sip_cseq) r.cseq = sip->sip_cseq->cs_seq;
-    for (msg_header_t const* h = reinterpret_cast<msg_header_t const*>(sip->sip_request);
-         h != nullptr; h = h->sh_succ) {
-      msg_hclass_t const* hc = h->sh_class;
-      if (hc == nullptr || hc == sip_request_class || hc == sip_separator_class ||
-          hc == sip_payload_class || hc == sip_error_class)
-        continue;
-      std::string name;
-      std::string value;
-      if (hc == sip_unknown_class) {
-        if (h->sh_unknown->un_name) name = h->sh_unknown->un_name;
-        if (h->sh_unknown->un_value) value = h->sh_unknown->un_value;
-      } else {
-        if (hc->hc_name) name = hc->hc_name;
-        value = header_field(h);
-      }
-      if (!name.empty()) r.headers.emplace_back(std::move(name), std::move(value));
-    }
+    r.headers = detail::collect_headers(reinterpret_cast<msg_header_t const*>(sip->sip_request));
     r.from = r.header("From");
     r.to = r.header("To");
     r.contact = r.header("Contact");
@@ -226,19 +204,8 @@ struct SofiaEndpoint final : public Endpoint {
   }
 
   // --- Endpoint ------------------------------------------------------------
-  static std::string build_headers(const HeaderList& headers) {
-    std::string out;
-    for (const auto& [n, v] : headers) {
-      out += n;
-      out += ": ";
-      out += v;
-      out += "\r\n";
-    }
-    return out;
-  }
-
   void reply_irq(nta_incoming_t* irq, const Response& r) {
-    std::string extra = build_headers(r.headers);
+    std::string extra = detail::build_headers(r.headers);
     const char* reason = r.reason.empty() ? nullptr : r.reason.c_str();
     if (r.content_type.empty()) {
       nta_incoming_treply(irq, r.status, reason,
@@ -298,7 +265,7 @@ struct SofiaEndpoint final : public Endpoint {
   void send_bye(DialogId id, const HeaderList& extra_headers) override {
     auto it = dialogs.find(id);
     if (it == dialogs.end() || it->second->bye) return;
-    std::string extra = build_headers(extra_headers);
+    std::string extra = detail::build_headers(extra_headers);
     DialogRecord* d = it->second.get();
     d->bye = nta_outgoing_tcreate(d->leg, &SofiaEndpoint::on_bye_response, d, nullptr,
                                   SIP_METHOD_BYE, nullptr,
