@@ -30,6 +30,7 @@ class MemoryFileSystem final : public sgw::recording::SpoolFileSystem {
   }
   int fdatasync(int) override { return 0; }
   int fsync(int) override { return 0; }
+  int syncfs(int) override { return 0; }
   int close(int) override { return 0; }
   int unlink(const std::string&) override { return 0; }
 

@@ -47,6 +47,7 @@ struct ClientTx;
 
 // sofia's tag macros expand to C casts; they are not ours to restyle.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
+#pragma GCC diagnostic ignored "-Wcast-align"
 #pragma GCC diagnostic ignored "-Wzero-as-null-pointer-constant"
 
 extern "C" su_log_t tport_log[];
