@@ -91,21 +91,7 @@ struct SofiaEndpoint final : public Endpoint {
 
   // --- request conversion -------------------------------------------------
   Request to_request(nta_incoming_t* irq, msg_t* msg, sip_t const* sip) {
-    Request r;
-    if (sip->sip_request) {
-      r.method = sip->sip_request->rq_method_name ? sip->sip_request->rq_method_name : "";
-      char ubuf[2048];
-      if (url_e(ubuf, sizeof ubuf, sip->sip_request->rq_url) > 0) r.request_uri = ubuf;
-    }
-    if (sip->sip_call_id && sip->sip_call_id->i_id) r.call_id = sip->sip_call_id->i_id;
-    if (sip->sip_cseq) r.cseq = sip->sip_cseq->cs_seq;
-    r.headers = detail::collect_headers(reinterpret_cast<msg_header_t const*>(sip->sip_request));
-    r.from = r.header("From");
-    r.to = r.header("To");
-    r.contact = r.header("Contact");
-    r.content_type = r.header("Content-Type");
-    if (sip->sip_payload && sip->sip_payload->pl_data)
-      r.body.assign(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+    Request r = detail::request_from_sip(sip);
     if (tport_t* tp = nta_incoming_transport(agent, irq, msg)) {
       // A TCP request arrives on an accepted connection whose name is the
       // peer's; the listening (primary) transport names our address.

@@ -2,6 +2,7 @@
 
 #include <sofia-sip/msg_header.h>
 #include <sofia-sip/sip_header.h>
+#include <sofia-sip/url.h>
 
 namespace sgw::sip::detail {
 
@@ -36,6 +37,25 @@ HeaderList collect_headers(msg_header_t const* first) {
     if (!name.empty()) out.emplace_back(std::move(name), std::move(value));
   }
   return out;
+}
+
+Request request_from_sip(sip_t const* sip) {
+    Request r;
+    if (sip->sip_request) {
+      r.method = sip->sip_request->rq_method_name ? sip->sip_request->rq_method_name : "";
+      char ubuf[2048];
+      if (url_e(ubuf, sizeof ubuf, sip->sip_request->rq_url) > 0) r.request_uri = ubuf;
+    }
+    if (sip->sip_call_id && sip->sip_call_id->i_id) r.call_id = sip->sip_call_id->i_id;
+    if (sip->sip_cseq) r.cseq = sip->sip_cseq->cs_seq;
+    r.headers = collect_headers(reinterpret_cast<msg_header_t const*>(sip->sip_request));
+    r.from = r.header("From");
+    r.to = r.header("To");
+    r.contact = r.header("Contact");
+    r.content_type = r.header("Content-Type");
+    if (sip->sip_payload && sip->sip_payload->pl_data)
+      r.body.assign(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+  return r;
 }
 
 std::string build_headers(const HeaderList& headers) {

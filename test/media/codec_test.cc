@@ -103,7 +103,7 @@ class CodecRoundTripTest : public ::testing::TestWithParam<std::tuple<CodecId, d
 
 TEST_P(CodecRoundTripTest, DecodedToneKeepsFrequencyAndLevel) {
   const auto [id, hz] = GetParam();
-  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in";
+  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in (only G.729 is optional: SGW_WITH_G729=OFF)";
   auto c = make_pair(id);
   ASSERT_TRUE(c.enc && c.dec);
   const std::uint32_t rate = codec_info(id).native_rate;
@@ -134,7 +134,7 @@ class CodecDecoderTest : public ::testing::TestWithParam<CodecId> {};
 
 TEST_P(CodecDecoderTest, EmptyPayloadIsAnError) {
   const CodecId id = GetParam();
-  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in";
+  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in (only G.729 is optional: SGW_WITH_G729=OFF)";
   auto dec = make_decoder(id);
   ASSERT_TRUE(dec.ok());
   std::vector<std::int16_t> out(Decoder::kMaxSamplesPerPacket);
@@ -145,7 +145,7 @@ TEST_P(CodecDecoderTest, EmptyPayloadIsAnError) {
 
 TEST_P(CodecDecoderTest, OneBytePayload) {
   const CodecId id = GetParam();
-  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in";
+  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in (only G.729 is optional: SGW_WITH_G729=OFF)";
   auto dec = make_decoder(id);
   ASSERT_TRUE(dec.ok());
   std::vector<std::int16_t> out(Decoder::kMaxSamplesPerPacket);
@@ -177,7 +177,7 @@ TEST_P(CodecDecoderTest, OneBytePayload) {
 
 TEST_P(CodecDecoderTest, RandomPayloadsNeverOverrun) {
   const CodecId id = GetParam();
-  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in";
+  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in (only G.729 is optional: SGW_WITH_G729=OFF)";
   auto dec = make_decoder(id);
   ASSERT_TRUE(dec.ok());
   std::mt19937 rng(1234);
@@ -212,7 +212,7 @@ TEST_P(CodecDecoderTest, RandomPayloadsNeverOverrun) {
 
 TEST_P(CodecDecoderTest, SmallOutputBufferIsAnErrorNotAnOverrun) {
   const CodecId id = GetParam();
-  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in";
+  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in (only G.729 is optional: SGW_WITH_G729=OFF)";
   auto c = make_pair(id);
   ASSERT_TRUE(c.enc && c.dec);
   const auto pcm = sine(codec_info(id).native_rate, 440, 0.02, 8000);
@@ -228,7 +228,7 @@ TEST_P(CodecDecoderTest, SmallOutputBufferIsAnErrorNotAnOverrun) {
 
 TEST_P(CodecDecoderTest, ConcealReturnsRequestedCount) {
   const CodecId id = GetParam();
-  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in";
+  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in (only G.729 is optional: SGW_WITH_G729=OFF)";
   auto c = make_pair(id);
   ASSERT_TRUE(c.enc && c.dec);
   const std::uint32_t rate = codec_info(id).native_rate;
@@ -247,7 +247,7 @@ TEST_P(CodecDecoderTest, ConcealReturnsRequestedCount) {
 
 TEST_P(CodecDecoderTest, ConcealmentFadesToSilence) {
   const CodecId id = GetParam();
-  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in";
+  if (!codec_available(id)) GTEST_SKIP() << codec_name(id) << " not built in (only G.729 is optional: SGW_WITH_G729=OFF)";
   auto c = make_pair(id);
   ASSERT_TRUE(c.enc && c.dec);
   const std::uint32_t rate = codec_info(id).native_rate;
