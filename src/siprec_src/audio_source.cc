@@ -104,4 +104,24 @@ common::Result<std::vector<std::int16_t>> load_audio_file(const std::string& pat
   return out;
 }
 
+common::Result<LegAudio> encode_legs(media::CodecId codec, const std::string& wav_caller,
+                                     const std::string& wav_agent, double tone_caller,
+                                     double tone_agent) {
+  LegAudio out;
+  for (int leg = 0; leg < 2; ++leg) {
+    const std::string& wav = leg == 0 || wav_agent.empty() ? wav_caller : wav_agent;
+    common::Result<std::shared_ptr<const EncodedAudio>> a = common::make_error("", "");
+    if (!wav.empty()) {
+      auto pcm = load_audio_file(wav, media::codec_info(codec).native_rate);
+      if (!pcm) return pcm.error();
+      a = encode_pcm(codec, *pcm);
+    } else {
+      a = encode_tone(codec, leg == 0 ? tone_caller : tone_agent);
+    }
+    if (!a) return a.error();
+    out[static_cast<std::size_t>(leg)] = *a;
+  }
+  return out;
+}
+
 }  // namespace sgw::siprec_src

@@ -3,6 +3,7 @@
 // and no allocation. Built at start-up; immutable and shared read-only afterwards.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -43,6 +44,13 @@ common::Result<std::shared_ptr<const EncodedAudio>> encode_pcm(media::CodecId co
 // At most `max_seconds` are kept. Errors name the path ("audio.open", "audio.read").
 common::Result<std::vector<std::int16_t>> load_audio_file(const std::string& path, std::uint32_t rate,
                                                           double max_seconds = 600);
+
+// The audio of a call's two legs (0 caller, 1 agent), encoded once for a whole run: each leg
+// from its sound file (the agent's falls back to the caller's), else from its tone.
+using LegAudio = std::array<std::shared_ptr<const EncodedAudio>, 2>;
+common::Result<LegAudio> encode_legs(media::CodecId codec, const std::string& wav_caller,
+                                     const std::string& wav_agent, double tone_caller,
+                                     double tone_agent);
 
 // Codec names as on the command line: PCMU, PCMA, G722, G729, opus (case-insensitive).
 common::Result<media::CodecId> parse_codec(std::string_view name);

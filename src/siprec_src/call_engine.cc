@@ -116,21 +116,10 @@ common::Result<std::unique_ptr<CallEngine>> CallEngine::create(const Options& op
   e->opt_ = options;
   e->local_host_ = options.bind;
   // Audio: a tone per leg (or sound files), encoded once for the whole run.
-  auto info = media::codec_info(options.codec);
-  for (int leg = 0; leg < 2; ++leg) {
-    std::string wav = leg == 0 ? options.wav_caller
-                               : (options.wav_agent.empty() ? options.wav_caller : options.wav_agent);
-    common::Result<std::shared_ptr<const EncodedAudio>> a = common::make_error("", "");
-    if (!wav.empty()) {
-      auto pcm = load_audio_file(wav, info.native_rate);
-      if (!pcm) return pcm.error();
-      a = encode_pcm(options.codec, *pcm);
-    } else {
-      a = encode_tone(options.codec, leg == 0 ? options.tone_caller : options.tone_agent);
-    }
-    if (!a) return a.error();
-    e->audio_[leg] = *a;
-  }
+  auto legs = encode_legs(options.codec, options.wav_caller, options.wav_agent,
+                          options.tone_caller, options.tone_agent);
+  if (!legs) return legs.error();
+  e->audio_ = *legs;
   std::size_t max_streams = std::min<std::size_t>(options.concurrency * 2 + 64, (1u << kSlotBits) - 1);
   SenderOptions so;
   so.bind_address = options.bind;

@@ -106,7 +106,7 @@ class CallEngine : public sip::ClientListener {
   std::unique_ptr<RtpSender> sender_;
   std::vector<sip::Target> targets_;
   std::vector<std::int64_t> target_down_until_;  // ms since start; a target that failed is tried last
-  std::shared_ptr<const EncodedAudio> audio_[2];
+  LegAudio audio_;
   std::vector<CallRecord> records_;
   std::vector<std::unique_ptr<Call>> calls_;      // index = record index; reset when done
   std::unordered_map<sip::CallHandle, std::size_t> by_handle_;

@@ -56,21 +56,9 @@ common::Result<RtpOnlySummary> run_rtp_only(const Options& o) {
     dest[k] = *d;
   }
 
-  std::shared_ptr<const EncodedAudio> audio[2];
-  auto info = media::codec_info(o.codec);
-  for (int leg = 0; leg < 2; ++leg) {
-    std::string wav = leg == 0 ? o.wav_caller : (o.wav_agent.empty() ? o.wav_caller : o.wav_agent);
-    common::Result<std::shared_ptr<const EncodedAudio>> a = common::make_error("", "");
-    if (!wav.empty()) {
-      auto pcm = load_audio_file(wav, info.native_rate);
-      if (!pcm) return pcm.error();
-      a = encode_pcm(o.codec, *pcm);
-    } else {
-      a = encode_tone(o.codec, leg == 0 ? o.tone_caller : o.tone_agent);
-    }
-    if (!a) return a.error();
-    audio[leg] = *a;
-  }
+  auto legs = encode_legs(o.codec, o.wav_caller, o.wav_agent, o.tone_caller, o.tone_agent);
+  if (!legs) return legs.error();
+  LegAudio audio = *legs;
 
   // Slots come back on the sender thread; the launch loop below takes them.
   std::mutex mu;
