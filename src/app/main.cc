@@ -1,6 +1,7 @@
 // siprecd: the SIPREC recording gateway daemon. Wiring only: configuration,
 // threads, signals (SIGTERM/SIGINT drain; a second signal stops at once).
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/statvfs.h>
 #include <signal.h>
@@ -217,12 +218,14 @@ int main(int argc, char** argv) {
       &registry.counter("sgw_rtp_packets_invalid_total", "Datagrams on RTP ports that are not RTP"),
       &registry.gauge("sgw_media_streams", "Open recorded RTP streams"),
       &registry.counter("sgw_rtp_packets_wrong_source_total", "RTP dropped: not from the SRC's address"),
-      &registry.counter("sgw_media_posts_dropped_total", "Work for media workers dropped: queue full")};
+      &registry.counter("sgw_media_admissions_refused_total", "New sessions refused (503): a media worker queue was full")};
   sgw::siprec::SessionMetrics session_metrics{
       &registry.gauge("sgw_active_sessions", "Active recording sessions"),
       &registry.labelled_counter("sgw_invites_total", "Initial INVITEs by final response code", "code"),
       &registry.labelled_counter("sgw_sip_requests_total", "SIP requests received by method", "method"),
-      &registry.counter("sgw_metadata_errors_total", "Metadata documents that could not be parsed")};
+      &registry.counter("sgw_metadata_errors_total", "Metadata documents that could not be parsed"),
+      &registry.counter("sgw_recording_storage_failures_total",
+                        "Calls refused (503) or ended (BYE) because their spool could not be created, synced or written")};
 
   sgw::recording::SpoolSinkMetrics spool_metrics{
       &registry.counter("sgw_spool_write_errors_total", "Spool files that could not be created or written"),
@@ -435,10 +438,13 @@ int main(int argc, char** argv) {
   policy.recordings_dir = config.recordings_dir;
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
-      [&](const std::string& recording_id, const std::string& start_json)
-          -> std::unique_ptr<sgw::media::SessionSink> {
-        return std::make_unique<sgw::recording::SpoolSink>(config.spool_dir, recording_id, start_json,
-                                                           &syncer, spool_metrics);
+      [&](sgw::siprec::SinkRequest r) -> sgw::common::Result<std::unique_ptr<sgw::media::SessionSink>> {
+        auto sink = sgw::recording::SpoolSink::create(
+            {config.spool_dir, &syncer, spool_metrics, nullptr},
+            {std::move(r.recording_id), std::move(r.start_json), std::move(r.metadata_docs),
+             std::move(r.streams_event_json), std::move(r.on_durable), std::move(r.on_failure)});
+        if (!sink) return sink.error();
+        return std::unique_ptr<sgw::media::SessionSink>(std::move(sink).value());
       },
       [&finalizer](const std::string& recording_id) {
         if (!finalizer.submit(recording_id))
@@ -472,14 +478,27 @@ int main(int argc, char** argv) {
 
   // Storage health, every 5 s on the SIP thread: both folders writable and
   // not full. While unusable, OPTIONS and new INVITEs get 503 (SRCs move on)
-  // and /readyz says why.
+  // and /readyz says why. A failed spool write turns it bad at once
+  // (SessionManager::storage_failed); it turns good again only once a probe
+  // file can be written and synced in the spool folder.
+  auto probe_write = [&] {
+    std::string path = config.spool_dir + "/.storage-probe";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    char block[4096] = {};
+    bool ok = ::write(fd, block, sizeof block) == static_cast<ssize_t>(sizeof block) && ::fdatasync(fd) == 0;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return ok;
+  };
   std::function<void()> check_storage = [&] {
     auto usable = [&](const std::string& dir) {
       struct statvfs vfs{};
       if (::access(dir.c_str(), W_OK) != 0 || ::statvfs(dir.c_str(), &vfs) != 0) return false;
       return static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize >= 64ull * 1024 * 1024;
     };
-    bool ok = usable(config.recordings_dir) && usable(config.spool_dir);
+    bool ok = usable(config.recordings_dir) && usable(config.spool_dir) &&
+              (sessions.storage_ok() || probe_write());
     if (ok != sessions.storage_ok())
       (ok ? log->info("storage usable again") : log->error("storage unusable: {} or {} not writable or under 64 MiB free",
                                                             config.recordings_dir, config.spool_dir));
@@ -531,7 +550,16 @@ int main(int argc, char** argv) {
     });
   }
   waiter.join();
+  // Shutdown order (docs/architecture.md): the SIP thread has stopped, so
+  // nothing new reaches the sessions or the media engine. Every session
+  // still open is closed (complete:false, "gateway stopped") while the
+  // workers exist; stopping the media engine runs those closes and joins
+  // the workers (the engine forgets its sessions, so nothing can reach a
+  // freed worker); then the syncer makes every spool durable, and the
+  // finaliser and delivery stop (spools they did not reach are finished
+  // by recovery at the next start).
   control.stop();
+  sessions.shutdown();
   (*media)->stop();
   syncer.stop();
   finalizer.stop();

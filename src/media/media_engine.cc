@@ -35,7 +35,6 @@ namespace {
 
 constexpr int kBatch = 32;
 constexpr std::size_t kMaxDatagram = 2048;
-constexpr std::size_t kMaxPosted = 65536;
 constexpr std::int64_t kTickUs = 100000;
 
 void bump(common::Counter* c, std::uint64_t n = 1) {
@@ -199,19 +198,30 @@ class Worker {
     epfd_ = evfd_ = -1;
   }
 
-  // Any thread. False (and counted) when the bounded queue is full.
-  bool post(std::function<void()> fn) {
+  // Any thread. Never drops: the queue is bounded by admission instead
+  // (MediaEngineImpl::reserve_session checks queued() against the high-water
+  // mark), so a close or an event for an admitted session is always delivered.
+  // After join(), closures are run by nobody and destroyed with the worker.
+  void post(std::function<void()> fn) {
     {
       std::lock_guard lock(mutex_);
-      if (posted_.size() >= kMaxPosted) {
-        bump(metrics_.posts_dropped);
-        return false;
-      }
       posted_.push_back(std::move(fn));
     }
     std::uint64_t one = 1;
     if (::write(evfd_, &one, sizeof one) < 0) { /* counter saturated: wakeup pending */ }
-    return true;
+  }
+
+  // Any thread, for a stream no worker has (yet).
+  static void close_fds(Stream& s) {
+    if (s.rtp_fd >= 0) close(s.rtp_fd);
+    if (s.rtcp_fd >= 0) close(s.rtcp_fd);
+    s.rtp_fd = s.rtcp_fd = -1;
+  }
+
+  // Any thread: work posted and not yet taken by the worker.
+  std::size_t queued() {
+    std::lock_guard lock(mutex_);
+    return posted_.size();
   }
 
   // --- worker thread ----------------------------------------------------
@@ -297,12 +307,6 @@ class Worker {
     s.streams.clear();
     s.sink->finish(monotonic_us() - s.start_us, end_json);
     s.sink.reset();
-  }
-
-  static void close_fds(Stream& s) {
-    if (s.rtp_fd >= 0) close(s.rtp_fd);
-    if (s.rtcp_fd >= 0) close(s.rtcp_fd);
-    s.rtp_fd = s.rtcp_fd = -1;
   }
 
   void loop() {
@@ -471,14 +475,32 @@ class MediaEngineImpl final : public MediaEngine {
     return common::Ok{};
   }
 
-  SessionHandle open_session(const std::string& tag, std::unique_ptr<SessionSink> sink) override {
-    SessionHandle h = next_id_++;
+  SessionHandle reserve_session(const std::string& tag) override {
+    if (workers_.empty()) return 0;  // stopped
+    SessionHandle h = next_id_;
     Worker* w = workers_[h % workers_.size()].get();
-    sessions_[h] = {w, tag, {}};
+    if (std::size_t q = w->queued(); q >= options_.queue_capacity) {
+      bump(metrics_.admissions_refused);
+      common::logger("media")->warn("{}: refused: media worker queue holds {} items (capacity {})",
+                                    tag, q, options_.queue_capacity);
+      return 0;
+    }
+    ++next_id_;
+    sessions_[h] = {w, tag, {}, false, {}};
+    return h;
+  }
+
+  void start_session(SessionHandle session, std::unique_ptr<SessionSink> sink) override {
+    auto sit = sessions_.find(session);
+    if (sit == sessions_.end() || sit->second.started) return;
+    SessionPlacement& p = sit->second;
+    p.started = true;
+    Worker* w = p.worker;
     std::int64_t start = monotonic_us();
     auto holder = std::make_shared<std::unique_ptr<SessionSink>>(std::move(sink));
-    w->post([w, h, holder, start] { w->add_session(h, std::move(*holder), start); });
-    return h;
+    w->post([w, session, holder, start] { w->add_session(session, std::move(*holder), start); });
+    for (auto& st : p.pending) post_stream(w, session, std::move(st));
+    p.pending.clear();
   }
 
   common::Result<OpenedStream> open_stream(SessionHandle session, const StreamSpec& spec) override {
@@ -509,7 +531,11 @@ class MediaEngineImpl final : public MediaEngine {
       ports_in_use_.insert(port);
       streams_[id] = {port, session};
       sit->second.streams.push_back(id);
-      w->post([w, session, st] { w->add_stream(session, std::make_unique<Stream>(std::move(*st))); });
+      if (sit->second.started) {
+        post_stream(w, session, std::move(st));
+      } else {
+        sit->second.pending.push_back(std::move(st));  // posted by start_session
+      }
       if (metrics_.streams_open) metrics_.streams_open->add(1);
       common::logger("media")->debug("{}: stream {} (m-line {}) on port {}", sit->second.tag, id,
                                      spec.index, port);
@@ -526,6 +552,11 @@ class MediaEngineImpl final : public MediaEngine {
     Worker* w = sit->second.worker;
     auto expected = expected_source(spec.remote_address);
     bool paused = spec.paused;
+    if (Stream* st = pending_stream(sit->second, id)) {
+      st->paused = paused;
+      st->expected = expected;
+      return;
+    }
     w->post([w, session, id, paused, expected] { w->update_stream(session, id, paused, expected); });
   }
 
@@ -536,21 +567,26 @@ class MediaEngineImpl final : public MediaEngine {
     ports_in_use_.erase(it->second.port);
     streams_.erase(it);
     std::erase(sit->second.streams, id);
+    if (metrics_.streams_open) metrics_.streams_open->add(-1);
+    if (Stream* st = pending_stream(sit->second, id)) {
+      Worker::close_fds(*st);
+      std::erase_if(sit->second.pending, [id](const auto& p) { return p->id == id; });
+      return;
+    }
     Worker* w = sit->second.worker;
     w->post([w, session, id] { w->remove_stream(session, id); });
-    if (metrics_.streams_open) metrics_.streams_open->add(-1);
   }
 
   void post_event(SessionHandle session, std::string json) override {
     auto sit = sessions_.find(session);
-    if (sit == sessions_.end()) return;
+    if (sit == sessions_.end() || !started(sit->second)) return;
     Worker* w = sit->second.worker;
     w->post([w, session, json = std::move(json)] { w->event(session, json, false); });
   }
 
   void post_metadata(SessionHandle session, std::string xml) override {
     auto sit = sessions_.find(session);
-    if (sit == sessions_.end()) return;
+    if (sit == sessions_.end() || !started(sit->second)) return;
     Worker* w = sit->second.worker;
     w->post([w, session, xml = std::move(xml)] { w->event(session, xml, true); });
   }
@@ -569,7 +605,10 @@ class MediaEngineImpl final : public MediaEngine {
       streams_.erase(it);
     }
     Worker* w = sit->second.worker;
+    bool was_started = sit->second.started;
+    for (auto& st : sit->second.pending) Worker::close_fds(*st);
     sessions_.erase(sit);
+    if (!was_started) return;  // refused before start_session: nothing was written
     w->post([w, session, end_json = std::move(end_json), on_closed = std::move(on_closed)] {
       w->close_session(session, end_json);
       if (on_closed) on_closed();
@@ -580,10 +619,32 @@ class MediaEngineImpl final : public MediaEngine {
 
   void stop() override {
     for (auto& w : workers_) w->join();
+    // Placements point at the workers: forget them first, so a late
+    // close_session (~SessionManager) finds nothing instead of a freed worker.
+    for (auto& [h, p] : sessions_)
+      for (auto& st : p.pending) Worker::close_fds(*st);
+    sessions_.clear();
+    streams_.clear();
+    ports_in_use_.clear();
     workers_.clear();
   }
 
  private:
+  struct SessionPlacement;
+  static bool started(const SessionPlacement& p) {
+    if (!p.started)  // an internal invariant of the SIP side, not input
+      common::logger("media")->error("{}: work posted before start_session (ignored)", p.tag);
+    return p.started;
+  }
+  static Stream* pending_stream(SessionPlacement& p, StreamId id) {
+    for (auto& st : p.pending)
+      if (st->id == id) return st.get();
+    return nullptr;
+  }
+  static void post_stream(Worker* w, SessionHandle session, std::shared_ptr<Stream> st) {
+    w->post([w, session, st] { w->add_stream(session, std::make_unique<Stream>(std::move(*st))); });
+  }
+
   struct Placement {
     std::uint16_t port;
     SessionHandle session;
@@ -592,6 +653,8 @@ class MediaEngineImpl final : public MediaEngine {
     Worker* worker;  // not owned
     std::string tag;
     std::vector<StreamId> streams;  // open streams (a handful per session)
+    bool started = false;           // start_session done: work goes to the worker
+    std::vector<std::shared_ptr<Stream>> pending;  // opened before start_session
   };
   MediaOptions options_;
   MediaMetrics metrics_;

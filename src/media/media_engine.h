@@ -27,6 +27,12 @@ struct MediaOptions {
   std::uint16_t port_max = 20000;
   unsigned workers = 1;            // 0: one per core
   std::uint32_t media_timeout_ms = 60000;
+  // Admission high-water mark of each worker's queue of posted work: while a
+  // worker has this many items waiting, reserve_session() refuses new
+  // sessions on it (the SIP side answers 503). Work for sessions already
+  // admitted (streams, events, close) is never refused nor dropped: the
+  // queue's length beyond the mark is bounded by what admitted sessions post.
+  std::size_t queue_capacity = 65536;
 };
 
 // Counters the engine updates; declared once by the application. Any may be null.
@@ -36,7 +42,7 @@ struct MediaMetrics {
   common::Counter* packets_invalid = nullptr;
   common::Gauge* streams_open = nullptr;
   common::Counter* packets_wrong_source = nullptr;
-  common::Counter* posts_dropped = nullptr;
+  common::Counter* admissions_refused = nullptr;  // reserve_session() refused: worker queue full
 };
 
 using SessionHandle = std::uint64_t;
@@ -62,7 +68,20 @@ class MediaEngine {
       const MediaOptions& options, const MediaMetrics& metrics,
       std::function<void(SessionHandle)> on_media_timeout);
 
-  virtual SessionHandle open_session(const std::string& tag, std::unique_ptr<SessionSink> sink) = 0;
+  // Places a new session on a worker without starting it: nothing is posted
+  // and no sink exists yet, so streams can be opened (ports bound) before
+  // anything is written for the call. Returns 0 (counted, admissions_refused)
+  // when the chosen worker's queue is at options.queue_capacity.
+  virtual SessionHandle reserve_session(const std::string& tag) = 0;
+  // Installs a reserved session on its worker with its sink (sink->start()
+  // runs there), then the streams opened so far. Never refused.
+  virtual void start_session(SessionHandle session, std::unique_ptr<SessionSink> sink) = 0;
+  // reserve_session + start_session; 0 when refused (the sink is dropped unused).
+  SessionHandle open_session(const std::string& tag, std::unique_ptr<SessionSink> sink) {
+    SessionHandle h = reserve_session(tag);
+    if (h != 0) start_session(h, std::move(sink));
+    return h;
+  }
   // Error "media.no_ports" when the range is exhausted.
   virtual common::Result<OpenedStream> open_stream(SessionHandle session, const StreamSpec& spec) = 0;
   virtual void update_stream(SessionHandle session, StreamId stream, const StreamSpec& spec) = 0;
@@ -70,12 +89,16 @@ class MediaEngine {
   virtual void post_event(SessionHandle session, std::string json) = 0;
   virtual void post_metadata(SessionHandle session, std::string xml) = 0;
   // Closes every stream (after reading what is queued), calls sink->finish(),
-  // destroys the sink, then calls on_closed on the worker thread.
+  // destroys the sink, then calls on_closed on the worker thread. For a
+  // session reserved but never started, only releases its ports (on this
+  // thread; nothing was written) and does not call on_closed.
   virtual void close_session(SessionHandle session, std::string end_json,
                              std::function<void()> on_closed) = 0;
   virtual std::size_t open_streams() const = 0;
   // Stops the workers (sessions still open are finished as by close_session
-  // without a callback); joins them.
+  // without a callback); joins them. Afterwards every method is a no-op for
+  // sessions opened before (so late callers, e.g. a SessionManager being
+  // destroyed, never reach a freed worker) and reserve_session() refuses.
   virtual void stop() = 0;
 };
 

@@ -10,13 +10,54 @@ void bump(common::Counter* c, std::uint64_t n = 1) {
 }
 }  // namespace
 
-SpoolSink::SpoolSink(std::string spool_dir, std::string recording_id, std::string start_json,
-                     SpoolSyncer* syncer, SpoolSinkMetrics metrics)
-    : spool_dir_(std::move(spool_dir)),
-      recording_id_(std::move(recording_id)),
-      start_json_(std::move(start_json)),
-      syncer_(syncer),
-      metrics_(metrics) {}
+common::Result<std::unique_ptr<SpoolSink>> SpoolSink::create(const SpoolSinkOptions& options,
+                                                             SpoolStart start) {
+  SpoolWriterOptions wo;
+  // The first sync is asked for below, on the syncer's thread: the SIP thread
+  // writes but never waits for the disk.
+  wo.sync_on_create = false;
+  // One write() per session every 500 ms (a few KiB) instead of every 200 ms:
+  // at 1000 calls that is 2000 syscalls/s instead of 5000 on the media
+  // workers. A kill -9 loses at most this plus a tick (the design allows the
+  // fsync cadence, 1 s).
+  wo.flush_age = std::chrono::milliseconds(500);
+  auto fail = [&](const common::Error& e) {
+    bump(options.metrics.write_errors);
+    common::logger("spool")->error("{}: {}", start.recording_id, e.message);
+    return e;
+  };
+  auto w = SpoolWriter::create(options.spool_dir, start.recording_id, options.fs, wo);
+  if (!w) return fail(w.error());
+  std::unique_ptr<SpoolWriter> writer = std::move(w).value();
+  // Session clock 0: the session starts now.
+  writer->append_json(RecordType::kSessionStart, 0, start.start_json);
+  for (const auto& doc : start.metadata_docs) writer->append_metadata(0, doc);
+  if (!start.streams_event_json.empty())
+    writer->append_json(RecordType::kEvent, 0, start.streams_event_json);
+  if (auto st = writer->flush(); !st || writer->dropped_records() != 0) {
+    // Nothing of a refused call may stay (recovery would publish it).
+    std::string path = writer->path();
+    (void)writer->close();
+    writer.reset();
+    (options.fs ? options.fs : SpoolFileSystem::posix())->unlink(path);
+    return fail(st ? common::make_error("spool.too_large", path + ": start records too large")
+                   : st.error());
+  }
+  std::shared_ptr<SpoolFile> file = writer->file();
+  std::unique_ptr<SpoolSink> sink(
+      new SpoolSink(options, start.recording_id, std::move(writer), std::move(start.on_failure)));
+  if (start.on_durable) options.syncer->sync_now(std::move(file), std::move(start.on_durable));
+  return sink;
+}
+
+SpoolSink::SpoolSink(const SpoolSinkOptions& options, std::string recording_id,
+                     std::unique_ptr<SpoolWriter> writer,
+                     std::function<void(const std::string&)> on_failure)
+    : recording_id_(std::move(recording_id)),
+      syncer_(options.syncer),
+      metrics_(options.metrics),
+      writer_(std::move(writer)),
+      on_failure_(std::move(on_failure)) {}
 
 SpoolSink::~SpoolSink() {
   if (writer_) {
@@ -25,27 +66,10 @@ SpoolSink::~SpoolSink() {
   }
 }
 
-void SpoolSink::start(std::int64_t now_us) {
-  // The header is written now; the syncer's next pass (within one cadence)
-  // makes the file and its directory entry durable: no disk wait on the worker.
-  SpoolWriterOptions options;
-  options.sync_on_create = false;
-  // One write() per session every 500 ms (a few KiB) instead of every 200 ms:
-  // at 1000 calls that is 2000 syscalls/s instead of 5000 on the media
-  // workers. A kill -9 loses at most this plus a tick (the design allows the
-  // fsync cadence, 1 s).
-  options.flush_age = std::chrono::milliseconds(500);
-  auto w = SpoolWriter::create(spool_dir_, recording_id_, nullptr, options);
-  if (!w) {
-    failed_ = true;
-    bump(metrics_.write_errors);
-    common::logger("spool")->error("{}: {}", recording_id_, w.error().message);
-    return;
-  }
-  writer_ = std::move(w).value();
-  writer_->append_json(RecordType::kSessionStart, now_us, start_json_);
-  flush();
-  syncer_->add(writer_->file());
+void SpoolSink::start(std::int64_t) {
+  // Created (and its first sync asked for) by create(): from now on the
+  // syncer's periodic passes keep it durable within the cadence.
+  if (writer_) syncer_->add(writer_->file());
 }
 
 void SpoolSink::on_rtp(std::uint8_t stream, std::int64_t arrival_us,
@@ -67,14 +91,19 @@ void SpoolSink::on_tick(std::int64_t) {
   if (writer_ && writer_->should_flush(std::chrono::steady_clock::now())) flush();
 }
 
+void SpoolSink::failed(const std::string& message) {
+  bump(metrics_.write_errors);
+  if (failed_) return;  // one line and one report per recording; the metric counts each error
+  failed_ = true;
+  common::logger("spool")->error("{}: {}", recording_id_, message);
+  if (on_failure_) on_failure_(message);
+}
+
 void SpoolSink::flush() {
   auto before = writer_->dropped_records();
   auto st = writer_->flush();
   bump(metrics_.dropped_records, writer_->dropped_records() - before);
-  if (!st) {
-    bump(metrics_.write_errors);
-    common::logger("spool")->error("{}: {}", recording_id_, st.error().message);
-  }
+  if (!st) failed(st.error().message);
 }
 
 void SpoolSink::finish(std::int64_t at_us, std::string_view end_json) {
@@ -84,10 +113,7 @@ void SpoolSink::finish(std::int64_t at_us, std::string_view end_json) {
   // cache); the syncer's next pass fdatasyncs and closes it, off the worker.
   auto st = writer_->finish_writes();
   syncer_->sync_and_close(writer_->file());
-  if (!st) {
-    bump(metrics_.write_errors);
-    common::logger("spool")->error("{}: {}", recording_id_, st.error().message);
-  }
+  if (!st) failed(st.error().message);
   writer_.reset();
 }
 

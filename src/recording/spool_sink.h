@@ -1,16 +1,25 @@
 // SpoolSink: a recording session's media::SessionSink that writes the spool.
 //
-// Thread: created on the SIP thread (cheap: no I/O), then used only on the
-// session's media worker. The file is created in start(); an error there is
-// logged and counted, and the session goes on unrecorded rather than failing
-// the call (the SIP side already answered).
+// Thread: create() runs on the SIP thread before the call is answered: it
+// creates the spool file and writes (write(2), no fsync) the session-start
+// record, the metadata documents and the first streams event, then asks the
+// syncer to make them durable at once; on_durable tells when (the 200 OK waits
+// for it, docs/guarantees.md). An error there refuses the call (503) and
+// leaves no file. Afterwards the sink is used only on the session's media
+// worker. A write error during the call is reported once through on_failure
+// (worker thread) so the application can end the call and mark storage bad.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/metrics.h"
+#include "common/result.h"
 #include "media/session_sink.h"
+#include "recording/spool_file_system.h"
 #include "recording/spool_syncer.h"
 #include "recording/spool_writer.h"
 
@@ -21,11 +30,32 @@ struct SpoolSinkMetrics {
   common::Counter* dropped_records = nullptr;
 };
 
+struct SpoolSinkOptions {
+  std::string spool_dir;
+  SpoolSyncer* syncer = nullptr;    // not owned; must outlive every sink
+  SpoolSinkMetrics metrics;
+  SpoolFileSystem* fs = nullptr;    // the POSIX one when null (tests pass a faulty one)
+};
+
+// What a new session's spool starts with; all written before the answer.
+struct SpoolStart {
+  std::string recording_id;
+  std::string start_json;                   // the session-start record
+  std::vector<std::string> metadata_docs;   // RFC 7865 documents of the INVITE
+  std::string streams_event_json;           // the first "streams" event; may be empty
+  // Any thread (the syncer's), once: the records above are on disk (Ok) or not.
+  std::function<void(common::Status)> on_durable;
+  // Worker thread, at most once: a spool write failed (the message names the
+  // path and the operation); the recording is losing data from now on.
+  std::function<void(const std::string& message)> on_failure;
+};
+
 class SpoolSink final : public media::SessionSink {
  public:
-  // syncer must outlive the sink.
-  SpoolSink(std::string spool_dir, std::string recording_id, std::string start_json,
-            SpoolSyncer* syncer, SpoolSinkMetrics metrics);
+  // Creates <spool_dir>/<recording_id>.spool with the start records. Errors
+  // name the path and the operation; no file is left behind.
+  static common::Result<std::unique_ptr<SpoolSink>> create(const SpoolSinkOptions& options,
+                                                           SpoolStart start);
   ~SpoolSink() override;
 
   void start(std::int64_t now_us) override;
@@ -36,14 +66,17 @@ class SpoolSink final : public media::SessionSink {
   void finish(std::int64_t at_us, std::string_view end_json) override;
 
  private:
+  SpoolSink(const SpoolSinkOptions& options, std::string recording_id,
+            std::unique_ptr<SpoolWriter> writer,
+            std::function<void(const std::string&)> on_failure);
   void flush();
+  void failed(const std::string& message);
 
-  std::string spool_dir_;
   std::string recording_id_;
-  std::string start_json_;
   SpoolSyncer* syncer_;  // not owned
   SpoolSinkMetrics metrics_;
   std::unique_ptr<SpoolWriter> writer_;
+  std::function<void(const std::string&)> on_failure_;
   bool failed_ = false;
 };
 

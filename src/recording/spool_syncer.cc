@@ -56,12 +56,49 @@ void SpoolSyncer::sync_and_close(std::shared_ptr<SpoolFile> file) {
   closing_.push_back(std::move(file));
 }
 
+void SpoolSyncer::sync_now(std::shared_ptr<SpoolFile> file,
+                           std::function<void(common::Status)> done) {
+  if (!file) return;
+  {
+    std::lock_guard lock(mutex_);
+    urgent_.push_back({std::move(file), std::move(done)});
+  }
+  wake_.notify_all();
+}
+
+std::size_t SpoolSyncer::sync_urgent() {
+  std::vector<Urgent> urgent;
+  {
+    std::lock_guard lock(mutex_);
+    urgent.swap(urgent_);
+  }
+  std::size_t synced = 0;
+  for (auto& u : urgent) {
+    auto r = sync_file(*u.file);
+    if (r && r.value()) ++synced;
+    if (u.done) u.done(r ? common::Status(common::Ok{}) : common::Status(r.error()));
+  }
+  return synced;
+}
+
+common::Result<bool> SpoolSyncer::sync_file(SpoolFile& f) {
+  auto r = f.datasync();
+  if (!r) {
+    if (counters_.failures != nullptr) counters_.failures->inc();
+    common::logger("spool")->warn("{}", r.error().message);
+  } else if (r.value()) {
+    if (counters_.fsyncs != nullptr) counters_.fsyncs->inc();
+  }
+  return r;
+}
+
 std::size_t SpoolSyncer::registered() const {
   std::lock_guard lock(mutex_);
   return files_.size();
 }
 
 std::size_t SpoolSyncer::sync_once() {
+  std::size_t urgent = sync_urgent();
   std::vector<std::shared_ptr<SpoolFile>> live;
   std::vector<std::shared_ptr<SpoolFile>> closing;
   {
@@ -76,22 +113,15 @@ std::size_t SpoolSyncer::sync_once() {
     });
   }
   // Syncs run without the registry mutex: a worker adding a session never waits for a disk.
-  std::size_t synced = 0;
+  std::size_t synced = urgent;
   if (!mode_.filesystem_of.empty()) {
-    synced = sync_filesystem(live, closing);
+    synced += sync_filesystem(live, closing);
     for (const auto& f : closing)
       if (auto st = f->close(); !st) common::logger("spool")->warn("{}", st.error().message);
     return synced;
   }
   auto sync = [&](SpoolFile& f) {
-    auto r = f.datasync();
-    if (!r) {
-      if (counters_.failures != nullptr) counters_.failures->inc();
-      common::logger("spool")->warn("{}", r.error().message);
-    } else if (r.value()) {
-      if (counters_.fsyncs != nullptr) counters_.fsyncs->inc();
-      ++synced;
-    }
+    if (auto r = sync_file(f); r && r.value()) ++synced;
   };
   for (const auto& f : live) sync(*f);
   for (const auto& f : closing) {
@@ -129,10 +159,17 @@ std::size_t SpoolSyncer::sync_filesystem(const std::vector<std::shared_ptr<Spool
 
 void SpoolSyncer::run() {
   std::unique_lock lock(mutex_);
+  auto next_pass = std::chrono::steady_clock::now() + cadence_;
   while (!stopping_) {
-    wake_.wait_for(lock, cadence_, [this] { return stopping_; });
+    // A sync_now (a call being answered) wakes the thread before the cadence.
+    wake_.wait_until(lock, next_pass, [this] { return stopping_ || !urgent_.empty(); });
     lock.unlock();
-    sync_once();
+    if (std::chrono::steady_clock::now() >= next_pass) {
+      sync_once();
+      next_pass = std::chrono::steady_clock::now() + cadence_;
+    } else {
+      sync_urgent();
+    }
     lock.lock();
   }
   // A pass that was already running when stop() came may have missed files

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,6 +59,13 @@ class SpoolSyncer {
   // the disk on a media worker. Unregisters it from the periodic syncs.
   void sync_and_close(std::shared_ptr<SpoolFile> file);
 
+  // Makes file durable now (fdatasync, and its directory entry), out of the
+  // cadence: the thread wakes at once and syncs the files asked for so far.
+  // done runs on the syncer's thread (or in sync_once/stop) with the outcome;
+  // a file closed meanwhile counts as synced (sync_and_close synced it).
+  // Without a running thread, the next sync_once() does it.
+  void sync_now(std::shared_ptr<SpoolFile> file, std::function<void(common::Status)> done);
+
   // One pass on the calling thread: fdatasync every live, open file; prune the
   // rest; then sync and close the files handed to sync_and_close. Returns the
   // number of files synced successfully.
@@ -68,6 +76,10 @@ class SpoolSyncer {
 
  private:
   void run();
+  // The files given to sync_now so far; returns how many were synced.
+  std::size_t sync_urgent();
+  // fdatasync of one file, counted and logged; true if synced, false if closed.
+  common::Result<bool> sync_file(SpoolFile& f);
   // One syncfs for every file of the pass (mode_.filesystem_of set).
   std::size_t sync_filesystem(const std::vector<std::shared_ptr<SpoolFile>>& live,
                               const std::vector<std::shared_ptr<SpoolFile>>& closing);
@@ -81,6 +93,11 @@ class SpoolSyncer {
   // Keyed by the file's address: add() and remove() are O(1) with 1000s of calls.
   std::unordered_map<const SpoolFile*, std::weak_ptr<SpoolFile>> files_;
   std::vector<std::shared_ptr<SpoolFile>> closing_;  // sync_and_close, not yet done
+  struct Urgent {
+    std::shared_ptr<SpoolFile> file;
+    std::function<void(common::Status)> done;
+  };
+  std::vector<Urgent> urgent_;  // sync_now, not yet done
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -50,9 +50,23 @@ SessionManager::SessionManager(Policy policy, media::MediaEngine* media, Session
       on_closed_(std::move(on_closed)),
       log_(common::logger("siprec")) {}
 
-SessionManager::~SessionManager() {
-  for (auto& [key, s] : sessions_)
-    if (s->media) media_->close_session(s->media, R"({"cause":"shutdown"})", nullptr);
+SessionManager::~SessionManager() { shutdown(); }
+
+void SessionManager::shutdown() {
+  draining_ = true;
+  on_drained_ = nullptr;
+  pending_answers_.clear();
+  std::vector<std::uint64_t> keys;
+  for (auto& [key, s] : sessions_) keys.push_back(key);
+  for (auto key : keys) {
+    auto it = sessions_.find(key);
+    if (it == sessions_.end()) continue;
+    it->second->cut_short = true;
+    it->second->dialog = 0;  // the SIP stack is gone: nothing to release
+    end_session(key, "gateway stopped");
+  }
+  by_invite_tx_.clear();
+  by_dialog_.clear();
 }
 
 std::size_t SessionManager::active_sessions() const {
@@ -332,10 +346,14 @@ nlohmann::json SessionManager::streams_json(const Session& s) const {
   return streams;
 }
 
-void SessionManager::post_streams_event(Session& s, const std::string& why) {
+std::string SessionManager::streams_event(const Session& s, const std::string& why) const {
   nlohmann::json e = {{"event", "streams"}, {"why", why}, {"time", common::utc_now_iso8601()},
                       {"streams", streams_json(s)}};
-  media_->post_event(s.media, e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  return e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void SessionManager::post_streams_event(Session& s, const std::string& why) {
+  media_->post_event(s.media, streams_event(s, why));
 }
 
 std::string SessionManager::build_sdp(Session& s, const SessionDescription& offer,
@@ -440,36 +458,78 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   for (const auto& [n, v] : req.headers)
     if (common::istarts_with(n, "X-") || common::iequals(n, "Session-ID")) headers[n].push_back(v);
   start["headers"] = headers;
-  s->media = media_->open_session(
-      s->recording_id,
-      make_sink_(s->recording_id, start.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
-  // RFC 7866 §6.1: ports are bound before the 200 OK so early media is kept.
-  if (!apply_plan(*s, *plan)) {
-    count_invite(503);
-    endpoint_->reply(tx, service_unavailable("No media ports available"));
-    media_->close_session(s->media, R"({"cause":"no media ports"})", nullptr);
+  // Ports first, then the spool (docs/guarantees.md): a call refused for
+  // want of ports or workers leaves nothing on disk.
+  s->media = media_->reserve_session(s->recording_id);
+  if (s->media == 0) {
+    refuse(503, "Media workers busy", service_unavailable("Media workers busy"));
     return;
   }
-  post_streams_event(*s, "offer");
-  for (const auto& doc : s->metadata_raw) media_->post_metadata(s->media, doc);
+  // RFC 7866 §6.1: ports are bound before the 200 OK so early media is kept.
+  if (!apply_plan(*s, *plan)) {
+    media_->close_session(s->media, {}, nullptr);  // never started: releases the ports only
+    refuse(503, "No media ports available", service_unavailable("No media ports available"));
+    return;
+  }
+  std::uint64_t key = next_key_++;
+  // The session's start record, metadata and streams are written now and the
+  // 200 OK waits until they are durable: a crash after the answer keeps them.
+  SinkRequest request;
+  request.recording_id = s->recording_id;
+  request.start_json = start.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  request.metadata_docs = s->metadata_raw;
+  request.streams_event_json = streams_event(*s, "offer");
+  request.on_durable = [this, key, id = s->recording_id](common::Status st) {
+    if (!endpoint_->post([this, key, st] { on_start_durable(key, st); }))
+      log_->error("{}: SIP thread queue full or stopped: not answered", id);
+  };
+  request.on_failure = [this, id = s->recording_id](const std::string& message) {
+    storage_failed(id, message);
+  };
+  auto sink = make_sink_(std::move(request));
+  if (!sink) {
+    media_->close_session(s->media, {}, nullptr);
+    storage_ok_ = false;  // until the application's storage check says otherwise
+    if (metrics_.storage_failures) metrics_.storage_failures->inc();
+    refuse(503, "Recording storage unavailable", service_unavailable("Recording storage unavailable"));
+    return;
+  }
+  media_->start_session(s->media, std::move(sink).value());
   resp.status = 200;
   resp.reason = "OK";
   resp.content_type = "application/sdp";
   resp.body = build_sdp(*s, *offer, *plan);
 
-  std::uint64_t key = next_key_++;
   log_event(*s, "recording session offered by " + phrase_safe(req.from) + " over " + req.transport +
                     (s->conversation_id.empty() ? "" : ", conversation " + s->conversation_id +
                                                            " (" + s->conversation_id_rule + ")"));
   by_invite_tx_[tx] = key;
   sessions_[key] = std::move(s);
   publish();
+  pending_answers_[key] = std::make_shared<sip::Response>(std::move(resp));
+}
 
-  auto pending = std::make_shared<sip::Response>(std::move(resp));
+void SessionManager::on_start_durable(std::uint64_t key, const common::Status& status) {
+  auto pa = pending_answers_.find(key);
+  if (pa == pending_answers_.end()) return;
+  auto pending = pa->second;
+  pending_answers_.erase(pa);
+  auto it = sessions_.find(key);
+  if (it == sessions_.end() || it->second->state != State::kAnswering) return;  // cancelled meanwhile
+  if (!status) {
+    storage_ok_ = false;
+    refuse_answering(key, "Recording storage unavailable",
+                     "refused: spool not durable: " + status.error().message);
+    return;
+  }
   auto send = [this, key, pending] {
-    auto it = sessions_.find(key);
-    if (it == sessions_.end()) return;  // cancelled meanwhile
-    Session& sess = *it->second;
+    auto found = sessions_.find(key);
+    if (found == sessions_.end()) return;  // cancelled meanwhile
+    Session& sess = *found->second;
+    if (!sess.storage_error.empty()) {
+      refuse_answering(key, "Recording storage unavailable", "refused: " + sess.storage_error);
+      return;
+    }
     by_invite_tx_.erase(sess.invite_tx);
     sip::DialogId d = endpoint_->accept_invite(sess.invite_tx, *pending);
     if (d == 0) {
@@ -486,6 +546,49 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     endpoint_->after(policy_.answer_delay_ms, send);
   } else {
     send();
+  }
+}
+
+// SIP thread: answers a session still being answered 503 and ends it
+// unanswered (the finaliser removes an unanswered spool: nothing is published).
+void SessionManager::refuse_answering(std::uint64_t key, const std::string& why,
+                                      const std::string& cause) {
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
+  by_invite_tx_.erase(s.invite_tx);
+  count_invite(503);
+  if (metrics_.storage_failures) metrics_.storage_failures->inc();
+  endpoint_->reply(s.invite_tx, service_unavailable(why));
+  log_->error("INVITE {} refused: 503 {} ({})", s.call_id, why, cause);
+  end_session(key, cause);
+}
+
+void SessionManager::storage_failed(const std::string& recording_id, const std::string& message) {
+  storage_ok_ = false;
+  if (endpoint_ == nullptr ||
+      !endpoint_->post([this, recording_id, message] { on_storage_failed(recording_id, message); }))
+    log_->error("{}: spool write failed ({}); SIP thread stopped", recording_id, message);
+}
+
+void SessionManager::on_storage_failed(const std::string& recording_id, const std::string& message) {
+  for (auto& [key, s] : sessions_) {
+    if (s->recording_id != recording_id) continue;
+    if (!s->storage_error.empty()) return;
+    s->storage_error = "recording storage failed: " + message;
+    s->cut_short = true;
+    if (metrics_.storage_failures) metrics_.storage_failures->inc();
+    if (s->state == State::kEstablished && s->dialog) {
+      s->state = State::kEnding;
+      log_->error("{} [{}]: {}: sending BYE", s->recording_id, s->call_id, s->storage_error);
+      // RFC 3326 Reason: the SRC learns why the recording stops.
+      endpoint_->send_bye(s->dialog, {{"Reason", "SIP;cause=503;text=\"Recording storage failed\""}});
+    } else {
+      // Being answered: the answer becomes a 503 (send / on_start_durable);
+      // already ending: the end record carries the cause.
+      log_->error("{} [{}]: {}", s->recording_id, s->call_id, s->storage_error);
+    }
+    return;
   }
 }
 
@@ -623,7 +726,9 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
     endpoint_->release_dialog(s.dialog);
   }
   if (s.media) {
-    nlohmann::json end = {{"cause", cause}, {"end_time", common::utc_now_iso8601()},
+    // A spool failure is the cause that matters for the recording, whatever ended the dialog.
+    nlohmann::json end = {{"cause", s.storage_error.empty() ? cause : s.storage_error},
+                          {"end_time", common::utc_now_iso8601()},
                           {"end_unix_us", std::chrono::duration_cast<std::chrono::microseconds>(
                                               std::chrono::system_clock::now().time_since_epoch()).count()},
                           {"answered", s.state != State::kAnswering},

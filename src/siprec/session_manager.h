@@ -26,6 +26,7 @@
 
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/result.h"
 #include "media/media_engine.h"
 #include "media/session_sink.h"
 #include "metadata/conversation_id.h"
@@ -56,13 +57,28 @@ struct SessionMetrics {
   common::LabelledCounter* invites_by_code = nullptr;
   common::LabelledCounter* requests_by_method = nullptr;
   common::Counter* metadata_errors = nullptr;
+  // Calls refused or ended because their spool could not be created, synced
+  // or written (may be null).
+  common::Counter* storage_failures = nullptr;
 };
 
-// Creates the media sink (the spool) of a new recording session. start_json
-// is the session-start record: everything needed to finish the recording
-// from the spool alone.
-using SinkFactory = std::function<std::unique_ptr<media::SessionSink>(
-    const std::string& recording_id, const std::string& start_json)>;
+// What a new session's sink (the spool) must hold before the call is answered.
+struct SinkRequest {
+  std::string recording_id;
+  std::string start_json;                  // session-start record: enough to finish from the spool alone
+  std::vector<std::string> metadata_docs;  // the INVITE's RFC 7865 documents
+  std::string streams_event_json;          // the first "streams" event
+  // Any thread, once: the records above are durable (Ok) or cannot be made so.
+  // The 200 OK is sent only after Ok.
+  std::function<void(common::Status)> on_durable;
+  // Any thread: the sink could not write the spool during the call.
+  std::function<void(const std::string& message)> on_failure;
+};
+// Creates the sink of a new recording session on the SIP thread, writing the
+// request's records; an error refuses the call with 503 (and must leave
+// nothing on disk).
+using SinkFactory =
+    std::function<common::Result<std::unique_ptr<media::SessionSink>>(SinkRequest request)>;
 // Called on a media worker thread once a session's sink has finished (its
 // spool is complete): the application hands the recording to finalisation.
 using ClosedCallback = std::function<void(const std::string& recording_id)>;
@@ -79,6 +95,17 @@ class SessionManager final : public sip::EndpointListener {
   // Storage health, set by the application (503 when false).
   void set_storage_ok(bool ok) { storage_ok_ = ok; }
   bool storage_ok() const { return storage_ok_; }
+  // Any thread: a recording's spool could not be written. Storage turns bad
+  // at once (OPTIONS, new INVITEs and /readyz say 503 until the application's
+  // check sets it good again); on the SIP thread the call gets a BYE with
+  // Reason 503 and its recording ends complete:false with this cause.
+  void storage_failed(const std::string& recording_id, const std::string& message);
+
+  // After the SIP thread has stopped (the caller owns our state then), before
+  // the media engine stops: closes every session still open, its recording
+  // marked complete:false "gateway stopped", and hands it to on_closed.
+  // Idempotent; the destructor calls it.
+  void shutdown();
 
   // SIP thread: refuse new sessions and BYE every established one; calls
   // on_drained once no session is left (immediately if none).
@@ -126,6 +153,7 @@ class SessionManager final : public sip::EndpointListener {
     State state = State::kAnswering;
     bool acked = false;
     bool cut_short = false;            // ended by our drain: the recording is incomplete
+    std::string storage_error;         // the spool failed: the recording's end cause
     std::string start_time;
     std::uint64_t sdp_session_id = 0;
     std::uint64_t sdp_version = 0;
@@ -145,6 +173,10 @@ class SessionManager final : public sip::EndpointListener {
   void handle_invite(sip::TransactionId tx, const sip::Request& req);
   void handle_reoffer(Session& s, sip::TransactionId tx, const sip::Request& req, bool is_invite);
   void finish_invite(std::uint64_t key);
+  // SIP thread: the spool's start records of session key are durable (or not).
+  void on_start_durable(std::uint64_t key, const common::Status& status);
+  void on_storage_failed(const std::string& recording_id, const std::string& message);
+  void refuse_answering(std::uint64_t key, const std::string& why, const std::string& cause);
   void count_invite(int status);
   // Applies metadata documents to the session (merge; errors kept, never fatal).
   void apply_metadata(Session& s, const std::vector<std::string>& docs);
@@ -156,6 +188,7 @@ class SessionManager final : public sip::EndpointListener {
   sip::Response contact_response(const sip::Request& req) const;
   void end_session(std::uint64_t key, const std::string& cause);
   nlohmann::json streams_json(const Session& s) const;
+  std::string streams_event(const Session& s, const std::string& why) const;
   void post_streams_event(Session& s, const std::string& why);
   void publish();                          // the session count, O(1)
   nlohmann::json build_snapshot() const;   // the /sessions list, O(sessions)
@@ -175,6 +208,8 @@ class SessionManager final : public sip::EndpointListener {
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions_;
   std::map<sip::TransactionId, std::uint64_t> by_invite_tx_;
   std::map<sip::DialogId, std::uint64_t> by_dialog_;
+  // Answers (200 OK) waiting for their session's spool start to be durable.
+  std::map<std::uint64_t, std::shared_ptr<sip::Response>> pending_answers_;
   std::shared_ptr<spdlog::logger> log_;
 
   mutable std::mutex snapshot_mutex_;

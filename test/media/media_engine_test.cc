@@ -13,14 +13,14 @@
 
 #include <gtest/gtest.h>
 
+#include "media_test_util.h"
+
 namespace sgw::media {
 namespace {
 
-struct Metrics {
-  common::Counter received, lost, invalid, wrong_source, dropped;
-  common::Gauge open;
-  MediaMetrics get() { return {&received, &lost, &invalid, &open, &wrong_source, &dropped}; }
-};
+using testing::eventually;
+using testing::Metrics;
+using testing::send_rtp;
 
 // What a sink saw, readable from the test thread.
 struct Seen {
@@ -57,29 +57,6 @@ class CapturingSink final : public SessionSink {
  private:
   Seen* seen_;
 };
-
-void send_rtp(const char* from, std::uint16_t port, std::uint16_t seq, bool valid = true) {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in src{};
-  src.sin_family = AF_INET;
-  inet_pton(AF_INET, from, &src.sin_addr);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src), 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-  std::uint8_t pkt[172] = {0x80, 0, static_cast<std::uint8_t>(seq >> 8), static_cast<std::uint8_t>(seq),
-                           0, 0, 0, 0, 0, 0, 0, 7};
-  if (!valid) pkt[0] = 0x40;
-  sendto(fd, pkt, sizeof pkt, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  close(fd);
-}
-
-template <typename F>
-bool eventually(F f) {
-  for (int i = 0; i < 300 && !f(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return f();
-}
 
 TEST(MediaEngineTest, DeliversPacketsFromTheFirstOneInOrderAndCountsLoss) {
   // Declared before the engine: sinks are finished when the engine stops.

@@ -1,0 +1,319 @@
+// SessionManager with fault-injecting fakes for the SIP endpoint, the media
+// engine and the spool: what is answered, what is written and what is ended
+// when ports, workers or storage fail (docs/guarantees.md).
+#include "siprec/session_manager.h"
+
+#include <deque>
+#include <map>
+#include <mutex>
+
+#include <gtest/gtest.h>
+
+namespace sgw::siprec {
+namespace {
+
+class FakeEndpoint final : public sip::Endpoint {
+ public:
+  void reply(sip::TransactionId tx, const sip::Response& r) override { replies.emplace_back(tx, r); }
+  sip::DialogId accept_invite(sip::TransactionId tx, const sip::Response& r) override {
+    accepted.emplace_back(tx, r);
+    return next_dialog++;
+  }
+  void send_bye(sip::DialogId d, const sip::HeaderList& h) override { byes.emplace_back(d, h); }
+  void release_dialog(sip::DialogId) override {}
+  void run() override {}
+  void stop() override {}
+  bool post(std::function<void()> fn) override {
+    std::lock_guard l(mutex);
+    posted.push_back(std::move(fn));
+    return true;
+  }
+  void after(std::uint32_t, std::function<void()> fn) override { post(std::move(fn)); }
+  std::vector<std::string> bound_addresses() const override { return {}; }
+  // The SIP thread's turn: runs what other threads posted.
+  void run_posted() {
+    std::deque<std::function<void()>> batch;
+    {
+      std::lock_guard l(mutex);
+      batch.swap(posted);
+    }
+    for (auto& fn : batch) fn();
+  }
+
+  std::vector<std::pair<sip::TransactionId, sip::Response>> replies, accepted;
+  std::vector<std::pair<sip::DialogId, sip::HeaderList>> byes;
+  sip::DialogId next_dialog = 100;
+  std::mutex mutex;
+  std::deque<std::function<void()>> posted;
+};
+
+class NullSink final : public media::SessionSink {
+ public:
+  void start(std::int64_t) override {}
+  void on_rtp(std::uint8_t, std::int64_t, const media::RtpPacketView&) override {}
+  void on_event(std::int64_t, std::string_view) override {}
+  void on_metadata(std::int64_t, std::string_view) override {}
+  void on_tick(std::int64_t) override {}
+  void finish(std::int64_t, std::string_view) override {}
+};
+
+// Media engine whose workers and ports run out on demand.
+class FakeMedia final : public media::MediaEngine {
+ public:
+  struct Session {
+    bool started = false;
+    bool closed = false;
+    std::string end;
+    std::function<void()> on_closed;
+    std::vector<std::string> events;
+    int streams = 0;  // open, each holding a port pair
+  };
+  media::SessionHandle reserve_session(const std::string&) override {
+    if (workers_busy) return 0;
+    sessions[next];
+    return next++;
+  }
+  void start_session(media::SessionHandle h, std::unique_ptr<media::SessionSink>) override {
+    sessions[h].started = true;
+  }
+  common::Result<media::OpenedStream> open_stream(media::SessionHandle h, const media::StreamSpec&) override {
+    if (ports_left == 0) return common::make_error("media.no_ports", "no free RTP port pair");
+    --ports_left;
+    ++sessions[h].streams;
+    return media::OpenedStream{next_stream++, static_cast<std::uint16_t>(20000 + 2 * next_stream)};
+  }
+  void update_stream(media::SessionHandle, media::StreamId, const media::StreamSpec&) override {}
+  void close_stream(media::SessionHandle h, media::StreamId) override {
+    ++ports_left;
+    --sessions[h].streams;
+  }
+  void post_event(media::SessionHandle h, std::string json) override { sessions[h].events.push_back(json); }
+  void post_metadata(media::SessionHandle, std::string) override {}
+  void close_session(media::SessionHandle h, std::string end, std::function<void()> cb) override {
+    auto& s = sessions[h];
+    ports_left += s.streams;  // the session's ports are released with it
+    s.streams = 0;
+    s.closed = true;
+    s.end = end;
+    s.on_closed = std::move(cb);
+  }
+  std::size_t open_streams() const override { return 0; }
+  void stop() override {}
+
+  bool workers_busy = false;
+  int ports_left = 100;
+  media::SessionHandle next = 1;
+  media::StreamId next_stream = 1;
+  std::map<media::SessionHandle, Session> sessions;
+};
+
+constexpr const char* kSdp =
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 0\r\na=label:1\r\na=sendonly\r\n"
+    "m=audio 40002 RTP/AVP 0\r\na=label:2\r\na=sendonly\r\n";
+constexpr const char* kMetadata =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n"
+    "<recording xmlns=\"urn:ietf:params:xml:ns:recording:1\"><datamode>complete</datamode>"
+    "<participant participant_id=\"cDE=\"><nameID aor=\"sip:alice@example.com\"/></participant>"
+    "</recording>\r\n";
+
+sip::Request invite(const std::string& call_id) {
+  sip::Request r;
+  r.method = "INVITE";
+  r.request_uri = "sip:srs@127.0.0.1";
+  r.call_id = call_id;
+  r.from = "<sip:src@127.0.0.1>;tag=1";
+  r.to = "<sip:srs@127.0.0.1>";
+  r.cseq = 1;
+  r.transport = "udp";
+  r.content_type = "multipart/mixed;boundary=b1";
+  r.body = std::string("--b1\r\nContent-Type: application/sdp\r\n\r\n") + kSdp +
+           "--b1\r\nContent-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n" +
+           kMetadata + "--b1--\r\n";
+  r.headers = {{"Require", "siprec"}};
+  return r;
+}
+
+std::string header(const sip::Response& r, const std::string& name) {
+  for (const auto& [n, v] : r.headers)
+    if (n == name) return v;
+  return {};
+}
+
+struct Harness {
+  Harness() {
+    manager = std::make_unique<SessionManager>(
+        Policy{}, &media, SessionMetrics{&active, &invites, &requests, &metadata_errors, &storage_failures},
+        [this](SinkRequest r) -> common::Result<std::unique_ptr<media::SessionSink>> {
+          ++sinks_asked;
+          if (!sink_error.empty()) return common::make_error("io.open", sink_error);
+          requests_seen.push_back(std::move(r));
+          return std::unique_ptr<media::SessionSink>(std::make_unique<NullSink>());
+        },
+        [this](const std::string& id) { closed.push_back(id); });
+    manager->attach(&endpoint);
+  }
+  // An INVITE answered 200 (spool durable), and its dialog.
+  sip::DialogId establish(sip::TransactionId tx) {
+    manager->on_request(tx, invite("call-" + std::to_string(tx)));
+    requests_seen.back().on_durable(common::Ok{});
+    endpoint.run_posted();
+    return endpoint.accepted.empty() ? 0 : endpoint.next_dialog - 1;
+  }
+
+  common::Gauge active;
+  common::LabelledCounter invites{"code"}, requests{"method"};
+  common::Counter metadata_errors, storage_failures;
+  FakeEndpoint endpoint;
+  FakeMedia media;
+  std::string sink_error;
+  int sinks_asked = 0;
+  std::vector<SinkRequest> requests_seen;
+  std::vector<std::string> closed;
+  std::unique_ptr<SessionManager> manager;
+};
+
+TEST(SessionManagerTest, AnswersOnlyOnceTheSpoolStartWithMetadataAndStreamsIsDurable) {
+  Harness h;
+  h.manager->on_request(1, invite("c1"));
+  ASSERT_EQ(h.requests_seen.size(), 1u);
+  const SinkRequest& r = h.requests_seen[0];
+  // Everything a reviewer needs is in the records written before the answer.
+  EXPECT_NE(r.start_json.find("\"call_id\":\"c1\""), std::string::npos);
+  ASSERT_EQ(r.metadata_docs.size(), 1u);
+  EXPECT_NE(r.metadata_docs[0].find("sip:alice@example.com"), std::string::npos);
+  auto streams = nlohmann::json::parse(r.streams_event_json);
+  EXPECT_EQ(streams["event"], "streams");
+  EXPECT_EQ(streams["streams"].size(), 2u);
+  EXPECT_TRUE(h.media.sessions[1].started);
+  // Not durable yet: no answer on the wire.
+  h.endpoint.run_posted();
+  EXPECT_TRUE(h.endpoint.accepted.empty());
+  EXPECT_TRUE(h.endpoint.replies.empty());
+  r.on_durable(common::Ok{});  // the syncer's thread
+  EXPECT_TRUE(h.endpoint.accepted.empty());  // the answer is sent on the SIP thread
+  h.endpoint.run_posted();
+  ASSERT_EQ(h.endpoint.accepted.size(), 1u);
+  EXPECT_EQ(h.endpoint.accepted[0].second.status, 200);
+  EXPECT_EQ(h.endpoint.accepted[0].second.content_type, "application/sdp");
+  EXPECT_EQ(h.invites.with("200").value(), 1u);
+}
+
+TEST(SessionManagerTest, SpoolThatCannotBeCreatedRefuses503WithRetryAfterAndTurnsStorageBad) {
+  Harness h;
+  h.sink_error = "open /spool/x.spool: No space left on device";
+  h.manager->on_request(1, invite("c1"));
+  ASSERT_EQ(h.endpoint.replies.size(), 1u);
+  EXPECT_EQ(h.endpoint.replies[0].second.status, 503);
+  EXPECT_EQ(header(h.endpoint.replies[0].second, "Retry-After"), "30");
+  EXPECT_TRUE(h.endpoint.accepted.empty());
+  // Ports were taken first and given back; the media session never started.
+  ASSERT_EQ(h.media.sessions.size(), 1u);
+  EXPECT_TRUE(h.media.sessions[1].closed);
+  EXPECT_FALSE(h.media.sessions[1].started);
+  EXPECT_EQ(h.media.ports_left, 100);
+  EXPECT_EQ(h.storage_failures.value(), 1u);
+  EXPECT_FALSE(h.manager->storage_ok());
+  EXPECT_EQ(h.manager->active_sessions(), 0u);
+  // Health follows: OPTIONS and the next INVITE get 503 without touching storage.
+  sip::Request options;
+  options.method = "OPTIONS";
+  h.manager->on_request(2, options);
+  EXPECT_EQ(h.endpoint.replies.back().second.status, 503);
+  h.sink_error.clear();
+  h.manager->on_request(3, invite("c3"));
+  EXPECT_EQ(h.endpoint.replies.back().second.status, 503);
+  EXPECT_EQ(h.sinks_asked, 1);
+}
+
+TEST(SessionManagerTest, SpoolStartThatCannotBeSyncedRefusesAndEndsUnanswered) {
+  Harness h;
+  h.manager->on_request(1, invite("c1"));
+  h.requests_seen[0].on_durable(common::make_error("io.fdatasync", "fdatasync /spool/x.spool: EIO"));
+  h.endpoint.run_posted();
+  ASSERT_EQ(h.endpoint.replies.size(), 1u);
+  EXPECT_EQ(h.endpoint.replies[0].second.status, 503);
+  EXPECT_TRUE(h.endpoint.accepted.empty());
+  auto end = nlohmann::json::parse(h.media.sessions[1].end);
+  // Unanswered: the finaliser removes the spool, nothing is published.
+  EXPECT_EQ(end["answered"], false);
+  EXPECT_NE(end["cause"].get<std::string>().find("EIO"), std::string::npos);
+  EXPECT_FALSE(h.manager->storage_ok());
+  EXPECT_EQ(h.invites.with("503").value(), 1u);
+}
+
+TEST(SessionManagerTest, NoPortsOrBusyWorkersRefuseBeforeAnySpoolIsCreated) {
+  Harness h;
+  h.media.ports_left = 1;  // two m-lines offered
+  h.manager->on_request(1, invite("c1"));
+  ASSERT_EQ(h.endpoint.replies.size(), 1u);
+  EXPECT_EQ(h.endpoint.replies[0].second.status, 503);
+  EXPECT_EQ(h.endpoint.replies[0].second.reason, "No media ports available");
+  EXPECT_EQ(header(h.endpoint.replies[0].second, "Retry-After"), "30");
+  EXPECT_EQ(h.media.ports_left, 1);  // the one pair taken was given back
+  EXPECT_TRUE(h.media.sessions[1].closed);
+  EXPECT_FALSE(h.media.sessions[1].started);
+  h.media.ports_left = 100;
+  h.media.workers_busy = true;
+  h.manager->on_request(2, invite("c2"));
+  EXPECT_EQ(h.endpoint.replies.back().second.status, 503);
+  EXPECT_EQ(h.endpoint.replies.back().second.reason, "Media workers busy");
+  EXPECT_EQ(h.sinks_asked, 0);  // no spool for a refused call
+  EXPECT_EQ(h.invites.with("503").value(), 2u);
+  EXPECT_TRUE(h.closed.empty());
+  EXPECT_TRUE(h.manager->storage_ok());  // not a storage problem
+}
+
+TEST(SessionManagerTest, SpoolWriteFailureDuringTheCallSendsByeWithReasonAndEndsIncomplete) {
+  Harness h;
+  sip::DialogId d = h.establish(1);
+  ASSERT_NE(d, 0u);
+  h.manager->on_ack(d);
+  // Reported by the sink on its media worker.
+  h.requests_seen[0].on_failure("write /spool/x.spool: No space left on device");
+  EXPECT_FALSE(h.manager->storage_ok());  // at once, before the SIP thread runs
+  h.endpoint.run_posted();
+  ASSERT_EQ(h.endpoint.byes.size(), 1u);
+  EXPECT_EQ(h.endpoint.byes[0].first, d);
+  ASSERT_EQ(h.endpoint.byes[0].second.size(), 1u);
+  EXPECT_EQ(h.endpoint.byes[0].second[0].first, "Reason");
+  EXPECT_EQ(h.endpoint.byes[0].second[0].second, "SIP;cause=503;text=\"Recording storage failed\"");
+  EXPECT_EQ(h.storage_failures.value(), 1u);
+  // A second report of the same recording changes nothing.
+  h.requests_seen[0].on_failure("write: again");
+  h.endpoint.run_posted();
+  EXPECT_EQ(h.endpoint.byes.size(), 1u);
+  h.manager->on_bye_result(d, 200);
+  ASSERT_TRUE(h.media.sessions[1].closed);
+  auto end = nlohmann::json::parse(h.media.sessions[1].end);
+  EXPECT_EQ(end["complete"], false);
+  EXPECT_EQ(end["answered"], true);
+  EXPECT_EQ(end["cause"], "recording storage failed: write /spool/x.spool: No space left on device");
+  ASSERT_TRUE(h.media.sessions[1].on_closed);
+  h.media.sessions[1].on_closed();  // the worker finished the spool
+  EXPECT_EQ(h.closed.size(), 1u);
+}
+
+TEST(SessionManagerTest, ShutdownClosesEverySessionIncompleteWhileTheMediaEngineIsThere) {
+  Harness h;
+  ASSERT_NE(h.establish(1), 0u);
+  h.manager->on_request(2, invite("c2"));  // still being answered
+  h.manager->shutdown();
+  ASSERT_EQ(h.media.sessions.size(), 2u);
+  auto established = nlohmann::json::parse(h.media.sessions[1].end);
+  EXPECT_EQ(established["complete"], false);
+  EXPECT_EQ(established["answered"], true);
+  EXPECT_EQ(established["cause"], "gateway stopped");
+  auto answering = nlohmann::json::parse(h.media.sessions[2].end);
+  EXPECT_EQ(answering["answered"], false);
+  EXPECT_EQ(h.manager->active_sessions(), 0u);
+  // The spool of the second call becoming durable after shutdown answers nothing.
+  h.requests_seen[1].on_durable(common::Ok{});
+  h.endpoint.run_posted();
+  EXPECT_EQ(h.endpoint.accepted.size(), 1u);
+  h.manager.reset();  // the destructor has nothing left to close
+  EXPECT_EQ(h.media.sessions.size(), 2u);
+}
+
+}  // namespace
+}  // namespace sgw::siprec
