@@ -59,8 +59,9 @@ class SpoolSyncer {
   // the disk on a media worker. Unregisters it from the periodic syncs.
   void sync_and_close(std::shared_ptr<SpoolFile> file);
 
-  // Makes file durable now (fdatasync, and its directory entry), out of the
-  // cadence: the thread wakes at once and syncs the files asked for so far.
+  // Makes file durable now (fdatasync, and its directory entry; in
+  // filesystem mode one syncfs for all the files asked for so far), out of
+  // the cadence: the thread wakes at once.
   // done runs on the syncer's thread (or in sync_once/stop) with the outcome;
   // a file closed meanwhile counts as synced (sync_and_close synced it).
   // Without a running thread, the next sync_once() does it.

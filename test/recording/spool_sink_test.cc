@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <future>
+#include <optional>
 
 #include <gtest/gtest.h>
 
@@ -74,6 +75,35 @@ TEST(SpoolSinkTest, StartRecordsAreWrittenAndSyncedBeforeTheAnswer) {
   EXPECT_EQ(fs.fdatasync_calls.load(), 1);
   EXPECT_GE(fs.fsync_calls.load(), 1);  // the directory entry too
   EXPECT_EQ(errors.value(), 0u);
+}
+
+TEST(SpoolSinkTest, CallsAnsweredTogetherShareOneSyncfs) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  SpoolSyncer syncer(std::chrono::hours(1), {}, {dir.path(), &fs});
+  int durable = 0;
+  std::vector<std::unique_ptr<SpoolSink>> sinks;
+  for (const char* id : {"a", "b", "c"}) {
+    SpoolStart start = start_of(id);
+    start.on_durable = [&](common::Status st) { durable += st ? 1 : 0; };
+    auto sink = SpoolSink::create({dir.path(), &syncer, {}, &fs}, std::move(start));
+    ASSERT_TRUE(sink);
+    sinks.push_back(std::move(sink).value());
+  }
+  syncer.sync_once();
+  EXPECT_EQ(durable, 3);
+  EXPECT_EQ(fs.syncfs_calls.load(), 1);
+  EXPECT_EQ(fs.fdatasync_calls.load(), 0);
+  // A failing syncfs refuses every call of the batch.
+  fs.syncfs_errno = EIO;
+  SpoolStart start = start_of("d");
+  std::optional<common::Status> status;
+  start.on_durable = [&](common::Status st) { status = st; };
+  auto d = SpoolSink::create({dir.path(), &syncer, {}, &fs}, std::move(start));
+  ASSERT_TRUE(d);
+  syncer.sync_once();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_FALSE(*status);
 }
 
 TEST(SpoolSinkTest, SyncFailureOfTheStartIsReported) {
