@@ -10,7 +10,9 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "sip/srv_resolver.h"
+#include "siprec_src/rate_scheduler.h"
 #include "siprec_src/sdp_offer.h"
+#include "siprec_src/verdict.h"
 
 namespace sgw::siprec_src {
 namespace {
@@ -212,15 +214,18 @@ common::Status CallEngine::run() {
   }
   records_.resize(opt_.calls);
   calls_.resize(opt_.calls);
-  // Bounded run: launch time (rate or concurrency bound) + one call + failover allowance.
-  double launch_s = static_cast<double>(opt_.calls - 1) / opt_.rate;
-  double waves = std::ceil(static_cast<double>(opt_.calls) / static_cast<double>(opt_.concurrency));
-  launch_s = std::max(launch_s, (waves - 1) * (opt_.duration_s + 1));
-  double margin = (opt_.invite_timeout_ms / 1000.0 + 1) * static_cast<double>(targets_.size() + 2) + 15;
+  // Bounded run: launch time + one call + failover allowance. A call holds its place under
+  // --concurrency for its duration, its setup (every target at worst), the streams' stop (≤ 2 s)
+  // and the BYE transaction; the launch adds the rate's spacing and those waits.
+  double transaction_s = opt_.invite_timeout_ms / 1000.0 + 1;
+  double hold_s = opt_.duration_s + transaction_s * static_cast<double>(targets_.size() + 1) + 2;
+  double launch_s = launch_time_s(opt_.calls, opt_.rate, opt_.concurrency, hold_s);
+  double margin = transaction_s * static_cast<double>(targets_.size() + 2) + 15;
   if (opt_.reestablish) margin *= 2;
   double wall = opt_.max_wall_s > 0 ? opt_.max_wall_s : launch_s + opt_.duration_s + margin;
   wall_limit_ms_ = static_cast<std::int64_t>(wall * 1000);
   t0_us_ = mono_us();
+  scheduler_ = std::make_unique<RateScheduler>(opt_.rate, 0);
   sender_->start();
   sip_running_ = true;
   ep_->post([this] { tick(); });
@@ -251,9 +256,9 @@ void CallEngine::tick() {
     maybe_done();
     return;
   }
-  auto due = static_cast<std::size_t>(std::min<double>(
-      static_cast<double>(records_.size()), std::floor(static_cast<double>(now) / 1000.0 * opt_.rate) + 1));
-  while (started_ < due && active_ < opt_.concurrency) start_call(started_++);
+  std::size_t places = active_ < opt_.concurrency ? opt_.concurrency - active_ : 0;
+  std::size_t n = scheduler_->due(mono_us() - t0_us_, std::min(records_.size() - started_, places));
+  while (n-- > 0) start_call(started_++);
   if (done_ < records_.size()) ep_->after(kTickMs, [this] { tick(); });
   maybe_done();
 }
@@ -382,7 +387,13 @@ void CallEngine::on_response(sip::CallHandle handle, const std::string& method,
   } else if (method == "BYE") {
     if (r.status < 200) return;
     note(*c, "BYE answered " + std::to_string(r.status) + (r.local ? " (local)" : ""));
-    if (c->state == Call::State::kEnding) finish(*c);
+    if (c->state != Call::State::kEnding) return;
+    // A 481 means the recorder lost the call: a failure, never "ok" (docs/siprec-src.md).
+    if (std::string why = bye_failure(r.status, r.local); !why.empty()) {
+      fail_ending(*c, r.local ? 0 : r.status, why);
+      return;
+    }
+    finish(*c);
   }
 }
 
@@ -745,7 +756,7 @@ void CallEngine::send_bye(Call& c) {
   if (c.state != Call::State::kEnding) return;
   note(c, "BYE");
   if (!ep_->bye(c.handle)) {
-    finish(c);
+    fail_ending(c, 0, "BYE not sent: no dialog");
     return;
   }
   std::size_t idx = c.index;
@@ -753,7 +764,7 @@ void CallEngine::send_bye(Call& c) {
     Call* cc = calls_[idx].get();
     if (cc && cc->state == Call::State::kEnding) {
       note(*cc, "BYE unanswered");
-      finish(*cc);
+      fail_ending(*cc, 0, "BYE unanswered: no final answer");
     }
   });
 }
@@ -767,6 +778,17 @@ void CallEngine::fail(Call& c, int code, const std::string& why) {
   note(c, "failed: " + why);
   if ((c.state == Call::State::kActive) && c.handle) ep_->bye(c.handle);
   stop_streams(c);
+  finish(c);
+}
+
+void CallEngine::fail_ending(Call& c, int code, const std::string& why) {
+  auto& rec = records_[c.index];
+  note(c, "failed: " + why);
+  if (rec.status == "pending" && c.error.empty()) {  // else finish() reports the earlier error
+    rec.status = "failed";
+    rec.code = code;
+    rec.reason = why;
+  }
   finish(c);
 }
 
@@ -861,9 +883,7 @@ RunSummary CallEngine::summary() const {
       ++s.ok;
     } else {
       ++s.failed;
-      std::string key = r.code > 0 ? std::to_string(r.code) : r.reason.substr(0, r.reason.find(':'));
-      if (key.empty()) key = "unknown";
-      ++s.failures[key];
+      ++s.failures[failure_key(r.code, r.reason)];
     }
   }
   s.setup = summarize(setup_samples_);

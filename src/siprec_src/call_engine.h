@@ -22,6 +22,7 @@
 #include "siprec_src/audio_source.h"
 #include "siprec_src/metadata_template.h"
 #include "siprec_src/options.h"
+#include "siprec_src/rate_scheduler.h"
 #include "siprec_src/rtp_sender.h"
 #include "siprec_src/stats.h"
 
@@ -91,6 +92,7 @@ class CallEngine : public sip::ClientListener {
   void gateway_lost(Call& c, const std::string& why);
   void end_call(Call& c);
   void fail(Call& c, int code, const std::string& why);
+  void fail_ending(Call& c, int code, const std::string& why);  // the BYE did not end it cleanly
   void finish(Call& c);
   void stop_streams(Call& c);
   void send_bye(Call& c);  // end_call's BYE, once the call's RTP has stopped
@@ -112,6 +114,7 @@ class CallEngine : public sip::ClientListener {
   std::unordered_map<sip::CallHandle, std::size_t> by_handle_;
   std::vector<StreamId> free_slots_;
   std::vector<double> setup_samples_;
+  std::unique_ptr<RateScheduler> scheduler_;  // set by run()
   std::size_t started_ = 0, active_ = 0, done_ = 0, streams_live_ = 0;
   std::int64_t t0_us_ = 0;
   std::int64_t wall_limit_ms_ = 0;

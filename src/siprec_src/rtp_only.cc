@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "siprec_src/audio_source.h"
+#include "siprec_src/rate_scheduler.h"
 #include "siprec_src/rtp_sender.h"
 
 namespace sgw::siprec_src {
@@ -89,12 +90,14 @@ common::Result<RtpOnlySummary> run_rtp_only(const Options& o) {
   live.reserve(places);
   RtpOnlySummary sum;
   sum.calls = o.calls;
-  const double launch_s = static_cast<double>(o.calls - 1) / o.rate;
+  // A call holds its place for its duration (no SIP here); see CallEngine::run.
+  const double launch_s = launch_time_s(o.calls, o.rate, places, o.duration_s + 0.1);
   const double wall = o.max_wall_s > 0 ? o.max_wall_s : launch_s + o.duration_s + 10;
   const std::int64_t t0 = mono_us();
   const auto wall_us = static_cast<std::int64_t>(wall * 1e6);
   const auto dur_us = static_cast<std::int64_t>(o.duration_ms) * 1000;
   (*sender)->start();
+  RateScheduler schedule(o.rate, 0);
   std::uint64_t started = 0, added = 0;
   while (true) {
     const std::int64_t now = mono_us() - t0;
@@ -111,9 +114,8 @@ common::Result<RtpOnlySummary> run_rtp_only(const Options& o) {
         ++it;
       }
     }
-    auto due = static_cast<std::uint64_t>(
-        std::min<double>(static_cast<double>(o.calls), std::floor(static_cast<double>(now) / 1e6 * o.rate) + 1));
-    while (started < due && live.size() < places) {
+    std::size_t due = schedule.due(now, std::min<std::uint64_t>(o.calls - started, places - live.size()));
+    for (; due > 0; --due) {
       Live l{now + dur_us, {0, 0}};
       {
         std::lock_guard lock(mu);
