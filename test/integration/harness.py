@@ -3,7 +3,8 @@
 Standard library only (the tests run on a stock Debian 12 python3).
 
 Pieces:
-  * Daemon      -- starts siprecd on free loopback ports in temp dirs, waits for
+  * Daemon      -- starts siprecd on free loopback ports (SIP/HTTP by bind-to-0,
+                   RTP from free_rtp_range) in temp dirs, waits for
                    the ready line, stops it with SIGTERM and checks the exit code.
                    Its stderr (debug log) is appended to every failure message.
   * SipClient   -- a minimal SIP UAC/UAS over UDP or TCP: builds requests with a
@@ -22,6 +23,7 @@ Every wait is bounded; nothing here sleeps without a deadline.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import random
 import re
@@ -90,10 +92,81 @@ def free_tcp_port() -> int:
         s.close()
 
 
+RTP_CHUNK = 200
+_RTP_LOCK_DIR = os.path.join(os.environ.get("TMPDIR") or "/tmp", "sgw-test-rtp-ports")
+_RTP_LEASES: dict[int, int] = {}  # first port -> fd of its flock'd lock file
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _udp_ports_bind(first: int, count: int) -> bool:
+    socks = []
+    try:
+        for port in range(first, first + count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            socks.append(s)
+            s.bind((LOOPBACK, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_rtp_range(count: int = RTP_CHUNK) -> tuple[int, int]:
+    """(min, max) of `count` RTP ports (count <= RTP_CHUNK) that are free now and reserved
+    for the caller until release_rtp_range(min): never a fixed range, which fails on a busy
+    machine ("no free RTP port pair") when another program holds ports in it.
+
+    The range starts a 200-port chunk, even-aligned, outside the kernel's ephemeral port
+    range (so client sockets do not take its ports later), whose every UDP port binds on
+    127.0.0.1 now. The chunk is reserved with flock() on
+    $TMPDIR/sgw-test-rtp-ports/<min>.lock -- the lock the C++ tests' PortRangeLease
+    (test/media/test_port_range.h) takes too -- so no other test process, Python or C++,
+    gets it while it is held; the kernel drops the lock when the process dies."""
+    if not 2 <= count <= RTP_CHUNK:
+        raise ValueError(f"count {count} not in 2..{RTP_CHUNK}")
+    os.makedirs(_RTP_LOCK_DIR, exist_ok=True)
+    lo, hi = _ephemeral_ports()
+    bases = [b for b in range(10000, 65536 - RTP_CHUNK + 1, RTP_CHUNK)
+             if b + RTP_CHUNK - 1 < lo or b > hi]
+    random.shuffle(bases)
+    for base in bases:
+        if base in _RTP_LEASES:
+            continue
+        fd = os.open(os.path.join(_RTP_LOCK_DIR, f"{base}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if not _udp_ports_bind(base, RTP_CHUNK):
+            os.close(fd)
+            continue
+        _RTP_LEASES[base] = fd
+        return base, base + count - 1
+    raise AssertionError(f"no free {RTP_CHUNK}-port RTP chunk on {LOOPBACK} outside the "
+                         f"ephemeral range {lo}-{hi}")
+
+
+def release_rtp_range(first: int):
+    """Gives back a range from free_rtp_range (no-op if not held)."""
+    fd = _RTP_LEASES.pop(first, None)
+    if fd is not None:
+        os.close(fd)
+
+
 def rtp_range() -> tuple[int, int]:
-    """A random 200-port chunk in 20000..59999, so parallel daemons rarely meet."""
-    base = random.randrange(20000, 59800, 200)
-    return base, base + 199
+    """A free 200-port RTP range (free_rtp_range), kept until the process exits."""
+    return free_rtp_range()
 
 
 # ---------------------------------------------------------------------------
@@ -152,7 +225,8 @@ class Daemon:
         self.tmp = tempfile.mkdtemp(prefix="siprecd-it-")
         self.sip_port = free_port_pair()
         self.http_port = free_tcp_port()
-        self.rtp_min, self.rtp_max = rtp_range()
+        self.rtp_min, self.rtp_max = free_rtp_range()
+        self._rtp_lease = self.rtp_min
         self.recordings_dir = os.path.join(self.tmp, "recordings")
         self.spool_dir = os.path.join(self.tmp, "spool")
         os.makedirs(self.recordings_dir)
@@ -257,6 +331,7 @@ class Daemon:
 
     def cleanup(self):
         self.kill()
+        release_rtp_range(self._rtp_lease)
         if self._reader is not None:
             self._reader.join(2.0)
         if self.proc is not None and self.proc.stdout is not None:
@@ -352,6 +427,66 @@ def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+# ---------------------------------------------------------------------------
+# Recordings and their audio (sgw-rtp-send sends, sgw-audio-probe measures)
+
+RTP_SEND = os.environ.get("SGW_RTP_SEND", "sgw-rtp-send")
+AUDIO_PROBE = os.environ.get("SGW_AUDIO_PROBE", "sgw-audio-probe")
+
+
+def probe_audio(path: str, min_segment_ms: int = 60) -> dict:
+    """sgw-audio-probe's measurement of an audio file (docs/codecs.md): per channel the
+    dominant frequency, active time and sounding segments (start_ms, end_ms)."""
+    import json
+    out = subprocess.run([AUDIO_PROBE, path, "--min-segment-ms", str(min_segment_ms)], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    return json.loads(out)
+
+
+def iso_ms(text: str) -> float:
+    """A recording JSON time (2024-06-03T13:37:00.010Z) in ms since the epoch."""
+    from datetime import datetime, timezone
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp() * 1000
+
+
+def recording_for_call(recordings_dir: str, call_id: str, timeout: float = 15.0) -> tuple[str, dict] | None:
+    """(path, document) of the published recording JSON whose recording_call_id is call_id,
+    waiting for it up to timeout; None if none appeared."""
+    import glob
+    import json
+    found = []
+
+    def look():
+        for path in glob.glob(os.path.join(recordings_dir, "**", "*.json"), recursive=True):
+            try:
+                with open(path) as f:
+                    doc = json.load(f)
+            except (OSError, ValueError):
+                continue  # not ours, or being replaced
+            if isinstance(doc, dict) and doc.get("recording_call_id") == call_id:
+                found.append((path, doc))
+                return True
+        return False
+    return found[0] if wait_until(look, timeout, 0.1) else None
+
+
+def wait_rtp_quiet(daemon: "Daemon", quiet_s: float = 0.3, timeout: float = 10.0) -> bool:
+    """Waits until the daemon receives RTP (from the call of the caller's test: the counter is
+    the daemon's) and then none for quiet_s: the sender has entered a pause (bounded by
+    timeout). For tests that must signal inside a pause."""
+    deadline = time.monotonic() + timeout
+    base = last = daemon.metrics().get("sgw_rtp_packets_received_total")
+    changed = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = daemon.metrics().get("sgw_rtp_packets_received_total")
+        if now != last:
+            last, changed = now, time.monotonic()
+        elif last > base and time.monotonic() - changed >= quiet_s:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------

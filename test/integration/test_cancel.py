@@ -4,8 +4,8 @@ the final answer back so the INVITE is still pending when the CANCEL arrives."""
 import time
 import unittest
 
-from harness import (Call, DaemonTestCase, build_message, describe, siprec_body,
-                     siprec_headers)
+from harness import (Call, DaemonTestCase, build_message, describe, recording_for_call,
+                     siprec_body, siprec_headers)
 
 DELAY_MS = 2000
 
@@ -99,9 +99,11 @@ class CancelTest(DaemonTestCase):
             self.assertStatus(call.bye(), 200, "BYE")
         self.wait_idle()
 
-    def test_bye_before_ack_of_delayed_answer(self):
-        # CANCEL after the 200 has no effect (RFC 3261 §9.2); the dialog is up
-        # and a BYE ends it.
+    def test_cancel_after_200_is_481_and_the_call_goes_on(self):
+        # CANCEL after the 200 has no effect (RFC 3261 §9.2). The INVITE server
+        # transaction ended with the 2xx (§17.2.1), so the CANCEL matches none:
+        # 481 (§9.2, "SHOULD respond ... with a 481"). The dialog stays up, a BYE
+        # ends it, and the recording is complete.
         with self.daemon.client("udp") as c:
             call = Call(c)
             body, ctype = siprec_body()
@@ -115,10 +117,13 @@ class CancelTest(DaemonTestCase):
                 ("CSeq", f"{info['cseq']} CANCEL")])
             c.send_raw(cancel)
             m = c.recv(2.0)
-            self.assertIsNotNone(m, self._diag("no answer to a late CANCEL"))
-            self.assertIn(m.status, (200, 481), self._diag(describe(m)))
+            self.assertStatus(m, 481, "CANCEL after the 200")
+            self.assertEqual(m.cseq, (info["cseq"], "CANCEL"), self._diag(describe(m)))
             self.assertStatus(call.bye(), 200, "BYE after a late CANCEL")
         self.wait_idle()
+        found = recording_for_call(self.daemon.recordings_dir, call.call_id)
+        self.assertIsNotNone(found, self._diag("no recording after a late CANCEL"))
+        self.assertTrue(found[1]["complete"], found[1])
 
 
 if __name__ == "__main__":

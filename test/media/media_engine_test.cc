@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "media_test_util.h"
+#include "test_port_range.h"
 
 namespace sgw::media {
 namespace {
@@ -62,7 +63,9 @@ TEST(MediaEngineTest, DeliversPacketsFromTheFirstOneInOrderAndCountsLoss) {
   // Declared before the engine: sinks are finished when the engine stops.
   Seen seen;
   Metrics m;
-  auto engine = MediaEngine::create({"127.0.0.1", 31000, 31100, 2, 60000}, m.get(), nullptr);
+  test::PortRangeLease ports(101);
+  ASSERT_NE(ports.min(), 0) << "no free RTP port range";
+  auto engine = MediaEngine::create({"127.0.0.1", ports.min(), ports.max(), 2, 60000}, m.get(), nullptr);
   ASSERT_TRUE(engine) << engine.error().message;
   auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
   auto s = (*engine)->open_stream(h, {1, "127.0.0.1", false});
@@ -93,7 +96,9 @@ TEST(MediaEngineTest, DropsPacketsFromOtherHostsAndLatchesWhenSdpHasNoAddress) {
   // Declared before the engine: sinks are finished when the engine stops.
   Seen seen;
   Metrics m;
-  auto engine = MediaEngine::create({"127.0.0.1", 31400, 31500, 1, 60000}, m.get(), nullptr);
+  test::PortRangeLease ports(101);
+  ASSERT_NE(ports.min(), 0) << "no free RTP port range";
+  auto engine = MediaEngine::create({"127.0.0.1", ports.min(), ports.max(), 1, 60000}, m.get(), nullptr);
   ASSERT_TRUE(engine);
   auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
   auto strict = (*engine)->open_stream(h, {0, "127.0.0.1", false});
@@ -114,7 +119,9 @@ TEST(MediaEngineTest, ReportsMediaTimeoutButNotWhilePaused) {
   Seen a, b;
   Metrics m;
   std::atomic<int> timeouts{0};
-  auto engine = MediaEngine::create({"127.0.0.1", 31600, 31700, 1, 300}, m.get(),
+  test::PortRangeLease ports(101);
+  ASSERT_NE(ports.min(), 0) << "no free RTP port range";
+  auto engine = MediaEngine::create({"127.0.0.1", ports.min(), ports.max(), 1, 300}, m.get(),
                                     [&](SessionHandle) { ++timeouts; });
   ASSERT_TRUE(engine);
   auto paused = (*engine)->open_session("p", std::make_unique<CapturingSink>(&a));
@@ -130,7 +137,9 @@ TEST(MediaEngineTest, ReportsExhaustedRangeAndReusesClosedPorts) {
   // Declared before the engine: sinks are finished when the engine stops.
   Seen seen;
   Metrics m;
-  auto engine = MediaEngine::create({"127.0.0.1", 31200, 31203, 1, 60000}, m.get(), nullptr);
+  test::PortRangeLease ports(4);  // two pairs
+  ASSERT_NE(ports.min(), 0) << "no free RTP port range";
+  auto engine = MediaEngine::create({"127.0.0.1", ports.min(), ports.max(), 1, 60000}, m.get(), nullptr);
   ASSERT_TRUE(engine);
   auto h = (*engine)->open_session("t", std::make_unique<CapturingSink>(&seen));
   auto a = (*engine)->open_stream(h, {0, "", false});
@@ -142,9 +151,9 @@ TEST(MediaEngineTest, ReportsExhaustedRangeAndReusesClosedPorts) {
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, "media.no_ports");
   (*engine)->close_stream(h, a->id);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the worker closes the socket
+  // The worker closes the socket soon after; until then the pair is still bound.
   auto d = (*engine)->open_stream(h, {3, "", false});
-  ASSERT_TRUE(d);
+  ASSERT_TRUE(eventually([&] { return d || (d = (*engine)->open_stream(h, {3, "", false})); }));
   EXPECT_EQ(d->rtp_port, a->rtp_port);
 }
 

@@ -261,7 +261,9 @@ TEST_F(SrvResolverTest, ServerGoneIsABoundedError) {
   auto r = resolve_targets("sip:recorder.test;transport=udp", o);
   auto took = Clock::now() - start;
   ASSERT_FALSE(r.ok());
-  EXPECT_LT(took, 1500ms);
+  // Bounded by the deadline: the upper bound leaves a busy machine 2 s of slack, far below
+  // what ignoring timeout_ms costs (c-ares' own 5 s per try).
+  EXPECT_LT(took, 500ms + 2s);
   EXPECT_NE(r.error().message.find("_sip._udp.recorder.test SRV"), std::string::npos)
       << r.error().message;
 }
@@ -286,7 +288,7 @@ TEST(SrvResolverNoServer, SilentServerTimesOutOnDeadline) {
   close(fd);
   ASSERT_FALSE(r.ok());
   EXPECT_GE(took, 350ms);
-  EXPECT_LT(took, 1200ms);
+  EXPECT_LT(took, 400ms + 2s);  // slack for a busy machine; c-ares' own timeout is 5 s per try
   EXPECT_NE(r.error().message.find("timeout"), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find("sip:recorder.test"), std::string::npos) << r.error().message;
 }

@@ -11,7 +11,9 @@
 // amplitude=0..1 ptime=MS loss=P reorder=P dup=P pause=FROM-TO (ms, repeatable
 // with ';') ssrc=N ssrc_change_at=MS dtmf=DIGIT@MS (telephone-event, pt 101,
 // 200 ms) start=MS (first packet delay) seed=N.
-// Exit 0 after sending; prints a JSON line per stream with packets sent.
+// Exit 0 after sending; prints a JSON line per stream with packets sent and t0_unix_ms, the
+// wall-clock time (ms since the epoch, fractional) at which packet 0 of every stream was due:
+// where a recorder's timeline must put the audio, however late this process ran.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -287,6 +289,9 @@ int main(int argc, char** argv) {
     outs.push_back(std::move(o));
   }
   std::int64_t t0 = now_us();
+  timespec wall{};
+  clock_gettime(CLOCK_REALTIME, &wall);
+  const double t0_unix_ms = static_cast<double>(wall.tv_sec) * 1e3 + static_cast<double>(wall.tv_nsec) / 1e6;
   while (true) {
     std::int64_t next_due = -1;
     for (auto& o : outs) {
@@ -302,7 +307,8 @@ int main(int argc, char** argv) {
     if (wait > 0) usleep(static_cast<useconds_t>(wait));
   }
   for (std::size_t i = 0; i < outs.size(); ++i) {
-    std::printf("{\"stream\":%zu,\"packets\":%zu}\n", i, outs[i].packets.size());
+    std::printf("{\"stream\":%zu,\"packets\":%zu,\"t0_unix_ms\":%.3f}\n", i, outs[i].packets.size(),
+                t0_unix_ms);
     close(outs[i].fd);
   }
   return 0;
