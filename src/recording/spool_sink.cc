@@ -88,7 +88,11 @@ void SpoolSink::on_metadata(std::int64_t at_us, std::string_view xml) {
 }
 
 void SpoolSink::on_tick(std::int64_t) {
-  if (writer_ && writer_->should_flush(std::chrono::steady_clock::now())) flush();
+  if (!writer_) return;
+  if (writer_->should_flush(std::chrono::steady_clock::now())) flush();
+  // A failed fdatasync (the syncer's pass) may have lost written data: as bad as a failed write.
+  if (!failed_ && writer_->file()->sync_failed())
+    failed(writer_->path() + ": fdatasync failed (written data may be lost)");
 }
 
 void SpoolSink::failed(const std::string& message) {

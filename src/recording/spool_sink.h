@@ -6,8 +6,9 @@
 // syncer to make them durable at once; on_durable tells when (the 200 OK waits
 // for it, docs/guarantees.md). An error there refuses the call (503) and
 // leaves no file. Afterwards the sink is used only on the session's media
-// worker. A write error during the call is reported once through on_failure
-// (worker thread) so the application can end the call and mark storage bad.
+// worker. A write error, or a failed sync of the file, during the call is
+// reported once through on_failure (worker thread, at the next tick) so the
+// application can end the call and mark storage bad.
 #pragma once
 
 #include <functional>

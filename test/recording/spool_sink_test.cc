@@ -166,5 +166,27 @@ TEST(SpoolSinkTest, WriteFailureDuringTheCallIsReportedOnceAndCounted) {
   EXPECT_EQ(failures.size(), 1u);
 }
 
+TEST(SpoolSinkTest, SyncFailureDuringTheCallIsReportedAtTheNextTick) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  SpoolSyncer syncer(std::chrono::hours(1));
+  std::vector<std::string> failures;
+  SpoolStart start = start_of("rec1");
+  start.on_failure = [&](const std::string& m) { failures.push_back(m); };
+  auto created = SpoolSink::create({dir.path(), &syncer, {}, &fs}, std::move(start));
+  ASSERT_TRUE(created);
+  std::unique_ptr<SpoolSink> sink = std::move(created).value();
+  sink->start(0);
+  sink->on_tick(0);
+  EXPECT_TRUE(failures.empty());
+  fs.fdatasync_errno = EIO;
+  syncer.sync_once();  // the periodic pass fails for this file
+  sink->on_tick(0);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_NE(failures[0].find("rec1.spool: fdatasync failed"), std::string::npos);
+  sink->on_tick(0);
+  EXPECT_EQ(failures.size(), 1u);
+}
+
 }  // namespace
 }  // namespace sgw::recording
