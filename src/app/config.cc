@@ -55,6 +55,10 @@ constexpr Range kUdpReceiveBuffer{65536, 256 * 1024 * 1024};
 constexpr Range kAnswerDelay{0, 60000};
 constexpr Range kReorderWindow{0, 2000};
 constexpr Range kFsyncInterval{10, 60000};
+constexpr Range kFinalizeWorkers{1, 64};
+constexpr Range kFinalizeQueue{1, 1'000'000};
+constexpr Range kFinalizeRescan{1, 86'400};
+constexpr Range kSilenceWarning{1, 86'400};
 
 Status check_format(std::string_view v) {
   if (v == "wav" || v == "wav-ulaw" || v == "wav-alaw" || v == "flac" || v == "ogg-opus") return Ok{};
@@ -521,7 +525,11 @@ class Loader {
               {"spool_sync", str(c.spool_sync, check_spool_sync)},
               {"caller_channel", str(c.caller_channel, check_channel)},
               {"multi_stream_mode", str(c.multi_stream_mode, check_multi_stream_mode)},
-              {"keep_spool", boolean(c.keep_spool)}};
+              {"keep_spool", boolean(c.keep_spool)},
+              {"finalize_workers", uint(c.finalize_workers, kFinalizeWorkers)},
+              {"finalize_queue", uint(c.finalize_queue, kFinalizeQueue)},
+              {"finalize_rescan_s", uint(c.finalize_rescan_s, kFinalizeRescan)},
+              {"silence_warning_s", uint(c.silence_warning_s, kSilenceWarning)}};
     if (section == "storage")
       return {{"queue_dir", str(c.queue_dir)},
               {"local_retention_days", uint(c.local_retention_days, kLocalRetentionDays)}};

@@ -54,6 +54,10 @@ struct Config {
   std::string caller_channel = "left";   // left | right (two-party stereo files)
   std::string multi_stream_mode = "multichannel";  // multichannel | mono-files
   bool keep_spool = false;               // keep the spool file after finalisation
+  std::uint32_t finalize_workers = 1;     // finalisations at once (each holds one recording's tracks)
+  std::uint32_t finalize_queue = 4096;    // finalisations queued at most; beyond, the rescan finds them
+  std::uint32_t finalize_rescan_s = 30;   // spool folder listed for spools nobody queued
+  std::uint32_t silence_warning_s = 10;   // a stream silent (not paused) this long gets a warning
 
   // storage.* (docs/storage.md)
   std::string queue_dir;                     // empty: <recording.spool_dir>/../deliveries

@@ -246,6 +246,10 @@ int main(int argc, char** argv) {
   fin_options.layout = layout;
   fin_options.reorder_window_ms = config.reorder_window_ms;
   fin_options.keep_spool = config.keep_spool;
+  fin_options.silence_warning_ms = static_cast<std::int64_t>(config.silence_warning_s) * 1000;
+  fin_options.queue_capacity = config.finalize_queue;
+  fin_options.rescan_interval = std::chrono::seconds(config.finalize_rescan_s);
+  fin_options.open_spools = [&syncer] { return syncer.open_paths(); };
   fin_options.metadata_limits.max_bytes = config.metadata_max_bytes;
   fin_options.metadata_limits.max_depth = config.metadata_max_depth;
   fin_options.relative_path = [tpl = *key_template](const sgw::recording::PathFields& f) {
@@ -399,11 +403,20 @@ int main(int argc, char** argv) {
       fin_options,
       {&registry.counter("sgw_recordings_published_total", "Recordings published (audio + JSON)"),
        &registry.counter("sgw_recordings_recovered_total", "Recordings recovered from spool at start-up"),
-       &registry.counter("sgw_recordings_failed_total", "Recordings whose finalisation failed (spool kept)"),
-       &registry.counter("sgw_finalize_queue_full_total", "Finalisations deferred: queue full")});
-  // Spools left by a crash or power loss are finished before new calls arrive.
-  if (std::size_t n = finalizer.recover(); n > 0) log->warn("recovered {} recording(s) from the spool", n);
-  finalizer.start(1);
+       &registry.counter("sgw_recordings_failed_total", "Finalisation attempts that failed (spool kept)"),
+       &registry.counter("sgw_finalize_queue_full_total", "Finalisations deferred: queue full (a rescan queues them)"),
+       &registry.counter("sgw_finalize_retries_total", "Failed finalisations scheduled for a retry"),
+       &registry.counter("sgw_recordings_incomplete_total", "Recordings published with complete=false"),
+       &registry.counter("sgw_finalize_rescanned_total", "Spools queued by a rescan of the spool folder"),
+       &registry.gauge("sgw_finalize_pending", "Finalisations queued, running or waiting for a retry"),
+       &registry.gauge("sgw_recovery_pending", "Spools left by a previous run not yet finalised"),
+       &registry.labelled_counter("sgw_recording_warnings_total", "Recordings published with a warning, by kind",
+                                  "kind")});
+  // Spools left by a crash or power loss are finalised in the background
+  // while new calls are taken (listed now, before any session exists).
+  if (std::size_t n = finalizer.recover_in_background(); n > 0)
+    log->warn("recovering {} recording(s) from the spool in the background", n);
+  finalizer.start(config.finalize_workers);
   for (const auto& p : (*queue)->problems()) log->error("delivery queue: {}", p);
   (*queue)->start();
 
@@ -448,7 +461,8 @@ int main(int argc, char** argv) {
       },
       [&finalizer](const std::string& recording_id) {
         if (!finalizer.submit(recording_id))
-          sgw::common::logger("finalize")->warn("{}: queue full; finished at next start", recording_id);
+          sgw::common::logger("finalize")->warn("{}: finaliser queue full; the next spool rescan queues it",
+                                                recording_id);
       });
   sessions_for_timeouts = &sessions;
 

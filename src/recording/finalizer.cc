@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -19,14 +22,15 @@
 #include "metadata/cisco_headers.h"
 #include "metadata/metadata_merge.h"
 #include "recording/recording_json.h"
+#include "recording/spool_events.h"
 #include "recording/spool_reader.h"
+#include "recording/spool_writer.h"
+#include "recording/stream_integrity.h"
 #include "recording/timeline.h"
 
 namespace sgw::recording {
 
 namespace {
-
-constexpr std::size_t kMaxQueue = 4096;
 
 void bump(common::Counter* c) {
   if (c) c->inc();
@@ -71,6 +75,10 @@ struct Collected {
   std::map<std::size_t, StreamHistory> streams;
   std::vector<std::pair<std::int64_t, std::string>> metadata;  // (time_us, xml)
   std::vector<std::pair<std::int64_t, std::string>> events;    // (time_us, what)
+  SpoolFault fault;                  // merged spool_fault records
+  StreamCounters counters;           // merged stream_counters records
+  std::uint64_t finalize_failures = 0;
+  std::string last_finalize_error;
 };
 
 void apply_streams_event(Collected& c, std::int64_t at_us, const nlohmann::json& e) {
@@ -98,10 +106,31 @@ void apply_streams_event(Collected& c, std::int64_t at_us, const nlohmann::json&
   }
 }
 
+// One count per kind of warning a published recording carries (FinalizerMetrics::warnings).
+void count_warnings(const Integrity& in, common::LabelledCounter* out) {
+  if (out == nullptr) return;
+  std::set<std::string> kinds;
+  const auto& sp = in.spool;
+  if (sp.records_dropped || sp.write_errors || sp.sync_failures || sp.bytes_unreadable) kinds.insert("spool_damage");
+  for (const auto& s : in.streams) {
+    if (!s.silences.empty()) kinds.insert("silence");
+    if (s.packets_wrong_source.value_or(0)) kinds.insert("wrong_source");
+    if (s.packets_unexpected_payload_type) kinds.insert("unexpected_payload_type");
+    if (s.packets_undecodable) kinds.insert("undecodable");
+    if (s.packets_late) kinds.insert("late");
+    if (s.packets_kernel_dropped.value_or(0)) kinds.insert("kernel_drops");
+  }
+  if (in.finalize_failures) kinds.insert("finalize_retry");
+  for (const auto& k : kinds) out->with(k).inc();
+}
+
 }  // namespace
 
 Finalizer::Finalizer(FinalizerOptions options, FinalizerMetrics metrics)
-    : options_(std::move(options)), metrics_(metrics) {}
+    : options_(std::move(options)), metrics_(metrics) {
+  if (options_.queue_capacity == 0) options_.queue_capacity = 1;
+  next_rescan_ = Clock::now() + options_.rescan_interval;
+}
 
 Finalizer::~Finalizer() { stop(); }
 
@@ -112,17 +141,66 @@ void Finalizer::start(unsigned threads) {
     });
 }
 
+std::chrono::milliseconds Finalizer::retry_delay(unsigned failures_before) const {
+  auto delay = options_.retry_initial * (std::int64_t{1} << std::min<unsigned>(failures_before, 20));
+  return std::min(delay, options_.retry_max);
+}
+
+std::string Finalizer::spool_path(const std::string& id) const {
+  return (std::filesystem::path(options_.spool_dir) / (id + ".spool")).string();
+}
+
+bool Finalizer::enqueue_locked(const std::string& id) {
+  if (busy_.contains(id) || retry_.contains(id)) return true;  // already on its way
+  if (queue_.size() >= options_.queue_capacity) return false;
+  queue_.push_back(id);
+  busy_.insert(id);
+  return true;
+}
+
+void Finalizer::update_gauges_locked() {
+  if (metrics_.queue_depth) metrics_.queue_depth->set(static_cast<std::int64_t>(busy_.size() + retry_.size()));
+  if (metrics_.recovery_pending) metrics_.recovery_pending->set(static_cast<std::int64_t>(recovering_.size()));
+}
+
 bool Finalizer::submit(const std::string& recording_id) {
   {
     std::lock_guard lock(mutex_);
-    if (queue_.size() >= kMaxQueue) {
+    given_up_.erase(recording_id);
+    if (!enqueue_locked(recording_id)) {
       bump(metrics_.queue_full);
       return false;
     }
-    queue_.push_back(recording_id);
+    update_gauges_locked();
   }
   cv_.notify_one();
   return true;
+}
+
+std::size_t Finalizer::recover_in_background() {
+  auto paths = list_spools(options_.spool_dir);
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& p : paths) {
+      std::string id = std::filesystem::path(p).stem().string();
+      recovering_.insert(id);
+      if (!enqueue_locked(id)) bump(metrics_.queue_full);  // the next rescan takes it
+    }
+    if (!paths.empty() && queue_.size() < recovering_.size()) next_rescan_ = Clock::now();
+    update_gauges_locked();
+  }
+  cv_.notify_all();
+  return paths.size();
+}
+
+std::size_t Finalizer::recovery_pending() const {
+  std::lock_guard lock(mutex_);
+  return recovering_.size();
+}
+
+std::size_t Finalizer::pending() const {
+  std::lock_guard lock(mutex_);
+  return busy_.size() + retry_.size();
 }
 
 void Finalizer::stop() {
@@ -135,23 +213,129 @@ void Finalizer::stop() {
   threads_.clear();
 }
 
-void Finalizer::run() {
-  while (true) {
-    std::string id;
-    {
-      std::unique_lock lock(mutex_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
-      id = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    std::string path = (std::filesystem::path(options_.spool_dir) / (id + ".spool")).string();
-    auto r = finalize_file(path);
-    if (!r) {
-      bump(metrics_.failed);
-      common::logger("finalize")->error("{}: {}", id, r.error().message);
-    }
+void Finalizer::rescan() {
+  auto paths = list_spools(options_.spool_dir);
+  std::set<std::string> open;
+  if (options_.open_spools)
+    for (auto& p : options_.open_spools()) open.insert(std::move(p));
+  const auto now = std::filesystem::file_time_type::clock::now();
+  std::vector<std::string> found;
+  for (const auto& p : paths) {
+    if (open.contains(p)) continue;
+    std::error_code ec;
+    auto mtime = std::filesystem::last_write_time(p, ec);
+    if (ec || now - mtime < options_.rescan_min_age) continue;
+    found.push_back(std::filesystem::path(p).stem().string());
   }
+  std::size_t queued = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& id : found) {
+      if (busy_.contains(id) || retry_.contains(id) || given_up_.contains(id)) continue;
+      if (!enqueue_locked(id)) break;  // full: the next rescan continues
+      ++queued;
+    }
+    update_gauges_locked();
+  }
+  if (queued) {
+    if (metrics_.rescanned) metrics_.rescanned->inc(queued);
+    common::logger("finalize")->info("rescan of {}: {} spool(s) queued that nobody had queued", options_.spool_dir,
+                                     queued);
+    cv_.notify_all();
+  }
+}
+
+void Finalizer::run() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    auto now = Clock::now();
+    // Retries that are due go to the front of the line in due order.
+    for (auto it = retry_.begin(); it != retry_.end();) {
+      if (it->second.due <= now && !stopping_) {
+        attempts_[it->first] = it->second.attempts;
+        queue_.push_back(it->first);
+        busy_.insert(it->first);
+        it = retry_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!queue_.empty()) {
+      std::string id = std::move(queue_.front());
+      queue_.pop_front();
+      unsigned attempts = attempts_.contains(id) ? attempts_[id] : 0;
+      lock.unlock();
+      Outcome out = run_job(id, attempts);
+      lock.lock();
+      busy_.erase(id);
+      if (out == Outcome::kRetry) {
+        attempts_.erase(id);
+        if (retry_.size() < options_.queue_capacity) retry_[id] = Retry{Clock::now() + retry_delay(attempts), attempts + 1};  // else forgotten here; the next rescan finds the spool
+      } else {
+        attempts_.erase(id);
+        recovering_.erase(id);
+        if (out == Outcome::kGiveUp) given_up_.insert(id);
+      }
+      update_gauges_locked();
+      continue;
+    }
+    if (stopping_) return;
+    if (options_.rescan_interval.count() > 0 && now >= next_rescan_ && !rescanning_) {
+      rescanning_ = true;
+      lock.unlock();
+      rescan();
+      lock.lock();
+      rescanning_ = false;
+      next_rescan_ = Clock::now() + options_.rescan_interval;
+      continue;
+    }
+    auto wake = options_.rescan_interval.count() > 0 ? next_rescan_ : Clock::time_point::max();
+    for (const auto& [id, r] : retry_) wake = std::min(wake, r.due);
+    if (wake == Clock::time_point::max()) cv_.wait(lock);
+    else cv_.wait_until(lock, wake);
+  }
+}
+
+Finalizer::Outcome Finalizer::run_job(const std::string& id, unsigned attempts) {
+  auto log = common::logger("finalize");
+  const std::string path = spool_path(id);
+  bool recovery;
+  {
+    std::lock_guard lock(mutex_);
+    recovery = recovering_.contains(id);
+  }
+  auto r = finalize_file(path);
+  if (r) {
+    if (recovery && r->published) {
+      bump(metrics_.recovered);
+      log->warn("{}: recovered from spool after an unclean stop: complete={} ({} problem(s)) -> {}",
+                r->recording_id, r->complete, r->problems.size(), r->json_path);
+    }
+    return Outcome::kDone;
+  }
+  const auto& e = r.error();
+  if (e.code == "io.open" && ::access(path.c_str(), F_OK) != 0 && errno == ENOENT) {
+    log->debug("{}: spool {} is gone (finalised already)", id, path);
+    return Outcome::kDone;
+  }
+  bump(metrics_.failed);
+  if (e.code == "spool.bad_header") {
+    log->error("{}: {}; the spool holds nothing usable and is left in place, not retried", id, e.message);
+    return Outcome::kGiveUp;
+  }
+  bump(metrics_.retries);
+  log->error("{}: finalisation failed (attempt {}), spool kept, retry in {} ms: {}", id, attempts + 1,
+             retry_delay(attempts).count(), e.message);
+  // The cause goes into the spool itself, so a restart (or the retry) states it.
+  auto w = SpoolWriter::open_for_append(path, options_.fs);
+  common::Status st = w ? common::Status(common::Ok{}) : common::Status(w.error());
+  if (w) {
+    FinalizeFailure f{attempts + 1, e.message};
+    (*w)->append_json(RecordType::kEvent, 0, f.encode());
+    st = (*w)->close();
+  }
+  if (!st) log->warn("{}: cannot record the failure in the spool: {}", id, st.error().message);
+  return Outcome::kRetry;
 }
 
 std::size_t Finalizer::recover() {
@@ -196,6 +380,22 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
         break;
       default: {
         std::string what = get_or<std::string>(j, "event", "event");
+        // Damage and counter records (spool_events.h): integrity, not session events.
+        if (what == kSpoolFaultEvent) {
+          if (auto f = decode_spool_fault(r.json)) c.fault.merge(*f);
+          break;
+        }
+        if (what == kStreamCountersEvent) {
+          if (auto sc = decode_stream_counters(r.json)) c.counters.merge(*sc);
+          break;
+        }
+        if (what == kFinalizeFailedEvent) {
+          if (auto f = decode_finalize_failure(r.json)) {
+            ++c.finalize_failures;
+            c.last_finalize_error = f->error;
+          }
+          break;
+        }
         if (what == "streams") {
           apply_streams_event(c, r.time_us, j);
           what += ": " + get_or<std::string>(j, "why", "");
@@ -209,7 +409,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     c.metadata.emplace_back(r.time_us, std::string(r.xml));
   };
   first.on_rtp = [&](const RtpRecordView& r) { c.last_us = std::max(c.last_us, r.arrival_us); };
-  auto summary = read_spool(spool_path, first);
+  auto summary = read_spool(spool_path, first, options_.fs);
   if (!summary) return summary.error();
   report.recording_id = summary->recording_id;
   report.problems = summary->problems;
@@ -246,8 +446,12 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   params.reorder_window_ms = options_.reorder_window_ms;
 
   std::map<std::size_t, StreamTrack> tracks;
+  std::map<std::size_t, StreamAccounting> accounting;
   for (auto& [index, h] : c.streams) {
     if (!h.recorded) continue;
+    std::vector<std::pair<std::int64_t, bool>> active;
+    for (const auto& [at, paused] : h.paused) active.emplace_back(at, !paused);
+    accounting.emplace(index, StreamAccounting(std::move(active), duration_us, options_.silence_warning_ms * 1000));
     StreamCodecs codecs;
     for (const auto& [pt, pl] : h.payloads) {
       auto info = media::codec_from_sdp(get_or<std::string>(pl, "encoding", ""),
@@ -278,6 +482,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   // Pass 2: the audio, in arrival order.
   RecordVisitor second;
   second.on_rtp = [&](const RtpRecordView& r) {
+    if (auto a = accounting.find(r.stream); a != accounting.end()) a->second.on_packet(r.ssrc, r.seq, r.arrival_us);
     auto it = tracks.find(r.stream);
     if (it == tracks.end()) return;
     media::RtpPacketView v;
@@ -289,9 +494,10 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     v.payload = r.payload;
     it->second.add_packet(v, r.arrival_us);
   };
-  auto again = read_spool(spool_path, second);
+  auto again = read_spool(spool_path, second, options_.fs);
   if (!again) return again.error();
   for (auto& [index, t] : tracks) t.finish();
+  for (auto& [index, a] : accounting) a.finish();
 
   // Metadata: merged model, every document kept raw with its arrival time.
   std::optional<metadata::RecordingMetadata> md;
@@ -376,15 +582,54 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
       in.dtmf.push_back({std::string(1, d.digit), d.start_ms, d.duration_ms, h.label, participant});
     if (st.decode_errors)
       report.problems.push_back("stream " + h.label + ": " + std::to_string(st.decode_errors) + " undecodable packet(s)");
+
+    StreamIntegrity si;
+    si.index = index;
+    si.label = h.label;
+    if (auto a = accounting.find(index); a != accounting.end()) {
+      si.packets_expected = a->second.expected();
+      si.packets_received = a->second.received();
+      for (const auto& p : a->second.silences()) si.silences.push_back({p.start_ms, p.length_ms});
+    }
+    si.packets_lost = st.lost;
+    si.packets_duplicated = st.duplicated;
+    si.packets_late = st.late;
+    si.packets_unexpected_payload_type = st.unknown_payload_type;
+    si.packets_undecodable = st.decode_errors;
+    if (auto sc = c.counters.streams.find(index); sc != c.counters.streams.end()) {
+      si.packets_wrong_source = sc->second.wrong_source;
+      si.packets_kernel_dropped = sc->second.kernel_drops;
+    }
+    in.integrity.streams.push_back(std::move(si));
   }
   place_streams(in.streams, layout, in.audio);
+  for (auto& si : in.integrity.streams)
+    for (const auto& s : in.streams)
+      if (s.index == si.index && s.participant)
+        for (const auto& p : in.participants)
+          if (p.id == *s.participant) si.role = p.role;
+  in.integrity.silence_threshold_ms = options_.silence_warning_ms;
+  in.integrity.spool = SpoolIntegrity{c.fault.records_dropped, c.fault.write_errors, c.fault.sync_failures,
+                                      summary->bytes_skipped, summary->records_corrupt, c.fault.error};
+  in.integrity.finalize_failures = c.finalize_failures;
+  in.integrity.last_finalize_error = c.last_finalize_error;
+  const auto causes = integrity_causes(in.integrity);
+  if (!causes.empty()) report.complete = false;
+  in.warnings = integrity_warnings(in.integrity);
   in.start_time = get_or<std::string>(c.start, "start_time", common::iso8601_from_unix_us(start_unix_us));
   in.end_time = common::iso8601_from_unix_us(start_unix_us + duration_us);
   in.duration_ms = duration_us / 1000;
   in.complete = report.complete;
-  if (!report.complete)
-    in.incomplete_reason = c.has_end ? get_or<std::string>(c.end, "cause", "ended early")
-                                     : "gateway stopped during the call; recovered from the spool";
+  if (!report.complete) {
+    std::string why;
+    if (c.has_end && !get_or<bool>(c.end, "complete", true)) why = get_or<std::string>(c.end, "cause", "ended early");
+    else if (!c.has_end && c.fault.write_errors)
+      // The disk refused the spool's writes: the end of the call never reached it.
+      why = "spool write failed (" + c.fault.error + "); the end of the call was not recorded";
+    else if (!c.has_end) why = "gateway stopped during the call; recovered from the spool";
+    for (const auto& cause : causes) why += (why.empty() ? "" : "; ") + cause;
+    in.incomplete_reason = why;
+  }
   in.gateway = {pf.node, pf.region};
   md.has_value() ? void(in.metadata = md) : void();
   for (const auto& [at, what] : c.events)
@@ -405,7 +650,12 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
                                                      " kept): " + q.error().message);
   }
   report.published = true;
+  report.warnings = in.warnings;
   bump(metrics_.published);
+  if (!report.complete) bump(metrics_.incomplete);
+  count_warnings(in.integrity, metrics_.warnings);
+  if (!in.warnings.empty())
+    log->warn("{}: published with {} warning(s): {}", recording_id, in.warnings.size(), in.warnings.front());
   log->info("{}: published {} ({} audio file(s), {} ms, complete={})", recording_id, report.json_path,
             report.audio_paths.size(), in.duration_ms, report.complete);
   if (options_.on_published) options_.on_published(recording_id, report.json_path);

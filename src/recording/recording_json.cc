@@ -1,6 +1,7 @@
 #include "recording/recording_json.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "metadata/metadata_json.h"
 
@@ -64,6 +65,51 @@ json to_json(const DtmfEntry& d) {
               {"participant", opt(d.participant)}};
 }
 
+json to_json(const StreamIntegrity& s) {
+  json silences = json::array();
+  for (const auto& p : s.silences) silences.push_back(json{{"start_ms", p.start_ms}, {"length_ms", p.length_ms}});
+  return json{{"index", s.index},
+              {"label", s.label},
+              {"packets_expected", s.packets_expected},
+              {"packets_received", s.packets_received},
+              {"packets_lost", s.packets_lost},
+              {"packets_duplicated", s.packets_duplicated},
+              {"packets_late", s.packets_late},
+              {"packets_unexpected_payload_type", s.packets_unexpected_payload_type},
+              {"packets_undecodable", s.packets_undecodable},
+              {"packets_wrong_source", opt(s.packets_wrong_source)},
+              {"packets_kernel_dropped", opt(s.packets_kernel_dropped)},
+              {"silences", std::move(silences)}};
+}
+
+json to_json(const Integrity& in) {
+  json streams = json::array();
+  for (const auto& s : in.streams) streams.push_back(to_json(s));
+  return json{{"silence_threshold_ms", in.silence_threshold_ms},
+              {"spool", json{{"records_dropped", in.spool.records_dropped},
+                             {"write_errors", in.spool.write_errors},
+                             {"sync_failures", in.spool.sync_failures},
+                             {"bytes_unreadable", in.spool.bytes_unreadable},
+                             {"regions_unreadable", in.spool.regions_unreadable},
+                             {"last_error", str_or_null(in.spool.last_error)}}},
+              {"streams", std::move(streams)},
+              {"finalize_failures", in.finalize_failures},
+              {"last_finalize_error", str_or_null(in.last_finalize_error)},
+              {"causes", integrity_causes(in)}};
+}
+
+std::string stream_name(const StreamIntegrity& s) {
+  std::string n = "stream " + s.label;
+  if (!s.role.empty() && s.role != "unknown") n += " (" + s.role + ")";
+  return n;
+}
+
+std::string seconds(std::int64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
 template <typename T, typename F>
 json array_of(const std::vector<T>& v, F&& f) {
   json a = json::array();
@@ -118,11 +164,73 @@ json build_recording_json(const RecordingJsonInput& in) {
     return json{{"time", e.time}, {"what", e.what}};
   });
   j["audio"] = array_of(in.audio, [](const AudioFileInfo& a) { return to_json(a); });
+  j["integrity"] = to_json(in.integrity);
+  j["warnings"] = in.warnings;
   return j;
 }
 
 std::string render_recording_json(const json& doc) {
-  return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  if (!doc.is_object() || !doc.contains("warnings"))
+    return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  // A reviewer reads the warnings first: they lead; the rest keeps its sorted order.
+  nlohmann::ordered_json out;
+  out["warnings"] = doc["warnings"];
+  for (const auto& [key, value] : doc.items())
+    if (key != "warnings") out[key] = value;
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+std::vector<std::string> integrity_causes(const Integrity& in) {
+  std::vector<std::string> out;
+  const auto& sp = in.spool;
+  if (sp.records_dropped)
+    out.push_back("spool: " + std::to_string(sp.records_dropped) + " record(s) dropped before reaching the disk" +
+                  (sp.last_error.empty() ? "" : " (" + sp.last_error + ")"));
+  else if (sp.write_errors)
+    out.push_back("spool: " + std::to_string(sp.write_errors) + " write error(s)" +
+                  (sp.last_error.empty() ? "" : " (" + sp.last_error + ")"));
+  if (sp.sync_failures)
+    out.push_back("spool: " + std::to_string(sp.sync_failures) +
+                  " failed sync(s): audio written before a failed sync may not be on the disk");
+  if (sp.bytes_unreadable)
+    out.push_back("spool: " + std::to_string(sp.bytes_unreadable) + " byte(s) in " +
+                  std::to_string(sp.regions_unreadable) + " region(s) unreadable (corrupt or torn)");
+  for (const auto& s : in.streams) {
+    if (s.packets_late)
+      out.push_back(stream_name(s) + ": " + std::to_string(s.packets_late) +
+                    " packet(s) received too late for the timeline");
+    if (s.packets_kernel_dropped && *s.packets_kernel_dropped)
+      out.push_back(stream_name(s) + ": " + std::to_string(*s.packets_kernel_dropped) +
+                    " packet(s) dropped by the kernel (receive buffer full)");
+  }
+  return out;
+}
+
+std::vector<std::string> integrity_warnings(const Integrity& in) {
+  std::vector<std::string> out = integrity_causes(in);
+  for (const auto& s : in.streams) {
+    std::int64_t longest = 0;
+    for (const auto& p : s.silences) longest = std::max(longest, p.length_ms);
+    if (s.packets_received == 0 && longest > 0)
+      out.push_back(stream_name(s) + ": no audio received at all (" + seconds(longest) + ")");
+    else if (longest > 0)
+      out.push_back(stream_name(s) + ": no audio received for " + seconds(longest) +
+                    (s.silences.size() > 1 ? " (" + std::to_string(s.silences.size()) + " silent periods over " +
+                                                 seconds(in.silence_threshold_ms) + ")"
+                                           : ""));
+    if (s.packets_wrong_source && *s.packets_wrong_source)
+      out.push_back(stream_name(s) + ": " + std::to_string(*s.packets_wrong_source) +
+                    " packet(s) from an unexpected source dropped");
+    if (s.packets_unexpected_payload_type)
+      out.push_back(stream_name(s) + ": " + std::to_string(s.packets_unexpected_payload_type) +
+                    " packet(s) in a payload type that was not negotiated");
+    if (s.packets_undecodable)
+      out.push_back(stream_name(s) + ": " + std::to_string(s.packets_undecodable) + " undecodable packet(s)");
+  }
+  if (in.finalize_failures)
+    out.push_back("published after " + std::to_string(in.finalize_failures) + " failed finalisation attempt(s)" +
+                  (in.last_finalize_error.empty() ? "" : ": " + in.last_finalize_error));
+  return out;
 }
 
 std::string siprec_session_id_of(const metadata::RecordingMetadata& md) {

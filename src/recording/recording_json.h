@@ -90,6 +90,54 @@ struct RecordingEvent {
   std::string what;  // e.g. "invite", "reinvite", "hold", "resume", "bye", "rtp-timeout"
 };
 
+// What the recording knows about audio that reached the gateway and is not in the files, and
+// about suspicious silence (docs/recording-json.md "integrity"). Filled by the finaliser from
+// the spool; every count comes from a record or a packet the spool holds.
+struct SilenceEntry {
+  std::int64_t start_ms = 0;
+  std::int64_t length_ms = 0;
+};
+
+struct StreamIntegrity {
+  std::size_t index = 0;
+  std::string label;
+  std::string role;  // participant role of the sender ("caller", "agent"); "" when unknown
+  std::uint64_t packets_expected = 0;    // RFC 3550 A.3, from the sequence numbers
+  std::uint64_t packets_received = 0;    // RTP records in the spool (duplicates included)
+  std::uint64_t packets_lost = 0;        // sequence numbers never received
+  std::uint64_t packets_duplicated = 0;
+  std::uint64_t packets_late = 0;        // received, too late for the timeline: NOT in the audio
+  std::uint64_t packets_unexpected_payload_type = 0;  // not negotiated, not decoded
+  std::uint64_t packets_undecodable = 0;
+  std::optional<std::uint64_t> packets_wrong_source;    // nullopt: not measured
+  std::optional<std::uint64_t> packets_kernel_dropped;  // SO_RXQ_OVFL; nullopt: not measured
+  std::vector<SilenceEntry> silences;  // active stretches without RTP over the threshold
+};
+
+struct SpoolIntegrity {
+  std::uint64_t records_dropped = 0;
+  std::uint64_t write_errors = 0;
+  std::uint64_t sync_failures = 0;
+  std::uint64_t bytes_unreadable = 0;    // skipped by the reader (corrupt or torn)
+  std::uint64_t regions_unreadable = 0;
+  std::string last_error;                // empty -> null
+};
+
+struct Integrity {
+  std::int64_t silence_threshold_ms = 10000;
+  SpoolIntegrity spool;
+  std::vector<StreamIntegrity> streams;
+  std::uint64_t finalize_failures = 0;   // failed attempts before this one was published
+  std::string last_finalize_error;       // empty -> null
+};
+
+// Why audio that reached the gateway is missing from the files, one line each (empty: nothing
+// known to be missing). Any entry makes the recording complete=false.
+std::vector<std::string> integrity_causes(const Integrity& in);
+// What a reviewer must see first: every cause above plus silence, wrong-source and unexpected
+// payload types, e.g. "stream 1 (agent): no audio received for 42.0 s".
+std::vector<std::string> integrity_warnings(const Integrity& in);
+
 struct GatewayInfo {
   std::string node;
   std::string region;
@@ -117,12 +165,15 @@ struct RecordingJsonInput {
   std::vector<MetadataError> metadata_errors;
   std::vector<RecordingEvent> events;
   std::vector<AudioFileInfo> audio;  // one per output file, in ChannelLayout::files order
+  Integrity integrity;
+  std::vector<std::string> warnings;  // usually integrity_warnings(integrity) plus the finaliser's own
 };
 
 nlohmann::json build_recording_json(const RecordingJsonInput& in);
 
-// The document as published: 2-space indented, trailing newline. Invalid UTF-8 in any string
-// (a raw metadata body can carry anything) is replaced by U+FFFD instead of throwing.
+// The document as published: 2-space indented, trailing newline, `warnings` first and the other
+// keys sorted. Invalid UTF-8 in any string (a raw metadata body can carry anything) is replaced
+// by U+FFFD instead of throwing.
 std::string render_recording_json(const nlohmann::json& doc);
 
 // Helpers for the finaliser -------------------------------------------------------------

@@ -6,4 +6,5 @@ sgw_layer(spool
     ${CMAKE_CURRENT_LIST_DIR}/spool_writer.cc
     ${CMAKE_CURRENT_LIST_DIR}/spool_reader.cc
     ${CMAKE_CURRENT_LIST_DIR}/spool_syncer.cc
-  DEPS sgw_common PkgConfig::ISAL)
+    ${CMAKE_CURRENT_LIST_DIR}/spool_events.cc
+  DEPS sgw_common PkgConfig::ISAL nlohmann_json::nlohmann_json)

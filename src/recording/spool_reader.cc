@@ -284,8 +284,10 @@ class Parser {
 
 }  // namespace
 
-common::Result<SpoolSummary> read_spool(const std::string& path, const RecordVisitor& visitor,
-                                        SpoolFileSystem* fs) {
+namespace {
+
+common::Result<SpoolSummary> read(const std::string& path, const RecordVisitor& visitor,
+                                  SpoolFileSystem* fs, bool header_only) {
   if (fs == nullptr) fs = SpoolFileSystem::posix();
   int fd = fs->open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) {
@@ -304,8 +306,25 @@ common::Result<SpoolSummary> read_spool(const std::string& path, const RecordVis
   std::uint32_t salt = 0;
   std::uint64_t header_size = 0;
   if (auto h = parser.header(salt, header_size); !h) return h.error();
+  if (header_only) {
+    summary.salt = salt;
+    return summary;
+  }
   if (auto r = parser.records(header_size); !r) return r.error();
   return summary;
+}
+
+}  // namespace
+
+common::Result<SpoolSummary> read_spool(const std::string& path, const RecordVisitor& visitor,
+                                        SpoolFileSystem* fs) {
+  return read(path, visitor, fs, /*header_only=*/false);
+}
+
+common::Result<SpoolHeaderInfo> read_spool_header(const std::string& path, SpoolFileSystem* fs) {
+  auto s = read(path, RecordVisitor{}, fs, /*header_only=*/true);
+  if (!s) return s.error();
+  return SpoolHeaderInfo{s->recording_id, s->salt};
 }
 
 std::vector<std::string> list_spools(const std::string& dir) {

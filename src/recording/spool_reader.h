@@ -68,6 +68,7 @@ struct SpoolSummary {
   std::vector<std::string> problems;
   bool has_session_start = false;
   bool has_session_end = false;
+  std::uint32_t salt = 0;  // the file's record CRC salt (set by read_spool_header only)
 
   static constexpr std::size_t kMaxProblems = 100;
 };
@@ -77,6 +78,14 @@ struct SpoolSummary {
 // fs defaults to SpoolFileSystem::posix().
 common::Result<SpoolSummary> read_spool(const std::string& path, const RecordVisitor& visitor,
                                         SpoolFileSystem* fs = nullptr);
+
+// Only the header: the recording id and the salt an appender needs
+// (SpoolWriter::open_for_append). Same errors as read_spool.
+struct SpoolHeaderInfo {
+  std::string recording_id;
+  std::uint32_t salt = 0;
+};
+common::Result<SpoolHeaderInfo> read_spool_header(const std::string& path, SpoolFileSystem* fs = nullptr);
 
 // Full paths of the regular files in dir whose names end in ".spool", sorted.
 // A missing or unreadable directory gives an empty list.

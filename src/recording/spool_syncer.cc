@@ -116,6 +116,23 @@ std::size_t SpoolSyncer::registered() const {
   return files_.size();
 }
 
+std::vector<std::string> SpoolSyncer::open_paths() const {
+  std::vector<std::shared_ptr<SpoolFile>> files;
+  {
+    std::lock_guard lock(mutex_);
+    files.reserve(files_.size() + closing_.size());
+    for (const auto& [key, weak] : files_)
+      if (auto f = weak.lock()) files.push_back(std::move(f));
+    files.insert(files.end(), closing_.begin(), closing_.end());
+    for (const auto& u : urgent_) files.push_back(u.file);
+  }
+  std::vector<std::string> out;
+  out.reserve(files.size());
+  for (const auto& f : files)
+    if (!f->closed()) out.push_back(f->path());
+  return out;
+}
+
 std::size_t SpoolSyncer::sync_once() {
   std::size_t urgent = sync_urgent();
   std::vector<std::shared_ptr<SpoolFile>> live;

@@ -74,6 +74,10 @@ class SpoolSyncer {
 
   // Files currently registered (including ones the next pass will prune).
   std::size_t registered() const;
+  // Paths of the files still open: registered and not closed, or waiting for
+  // their first (sync_now) or last sync (sync_and_close). Sessions are writing (or just wrote)
+  // these; the finaliser's rescan leaves them alone. Any thread.
+  std::vector<std::string> open_paths() const;
 
  private:
   void run();

@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "common/ids.h"
+#include "recording/spool_reader.h"
 
 namespace sgw::recording {
 
@@ -65,6 +67,7 @@ common::Result<bool> SpoolFile::datasync() {
   if (fs_->fdatasync(fd_) != 0) {
     int err = errno;
     sync_failed_ = true;
+    ++sync_failures_;
     return io_error("fdatasync", path_, err);
   }
   if (!sync_dir_.empty()) {
@@ -75,6 +78,7 @@ common::Result<bool> SpoolFile::datasync() {
     if (dfd >= 0) fs_->close(dfd);
     if (err != 0) {
       sync_failed_ = true;
+      ++sync_failures_;
       return io_error(dfd < 0 ? "open" : "fsync", sync_dir_, err);
     }
     sync_dir_.clear();
@@ -105,6 +109,12 @@ void SpoolFile::mark_durable() {
 void SpoolFile::mark_sync_failed() {
   std::lock_guard lock(mutex_);
   sync_failed_ = true;
+  ++sync_failures_;
+}
+
+std::uint64_t SpoolFile::sync_failures() const {
+  std::lock_guard lock(mutex_);
+  return sync_failures_;
 }
 
 bool SpoolFile::sync_failed() const {
@@ -169,6 +179,18 @@ common::Result<std::unique_ptr<SpoolWriter>> SpoolWriter::create(const std::stri
   return writer;
 }
 
+common::Result<std::unique_ptr<SpoolWriter>> SpoolWriter::open_for_append(const std::string& path,
+                                                                          SpoolFileSystem* fs,
+                                                                          SpoolWriterOptions options) {
+  if (fs == nullptr) fs = SpoolFileSystem::posix();
+  auto header = read_spool_header(path, fs);
+  if (!header) return header.error();
+  int fd = fs->open(path, O_WRONLY | O_APPEND | O_CLOEXEC, 0);
+  if (fd < 0) return io_error("open", path, errno);
+  auto file = std::make_shared<SpoolFile>(path, fd, fs);
+  return std::unique_ptr<SpoolWriter>(new SpoolWriter(std::move(file), header->salt, options));
+}
+
 SpoolWriter::SpoolWriter(std::shared_ptr<SpoolFile> file, std::uint32_t salt,
                          SpoolWriterOptions options)
     : file_(std::move(file)), salt_(salt), options_(options) {
@@ -213,6 +235,7 @@ void SpoolWriter::append_rtp(std::uint8_t stream, std::int64_t arrival_us, std::
     return;
   }
   const std::size_t size = spool::kRtpFixedSize + payload.size();
+  last_time_us_ = std::max(last_time_us_, arrival_us);
   std::uint8_t* rec = begin_record(RecordType::kRtp, size);
   if (rec == nullptr) return;
   std::uint8_t* p = rec + spool::kRecordHeaderSize;
@@ -232,6 +255,7 @@ void SpoolWriter::append_json(RecordType type, std::int64_t time_us, std::string
     return;
   }
   const std::size_t size = spool::kTimeSize + json.size();
+  last_time_us_ = std::max(last_time_us_, time_us);
   std::uint8_t* rec = begin_record(type, size);
   if (rec == nullptr) return;
   std::uint8_t* p = rec + spool::kRecordHeaderSize;
@@ -244,17 +268,51 @@ void SpoolWriter::append_metadata(std::int64_t time_us, std::string_view xml) {
   append_json(RecordType::kMetadata, time_us, xml);
 }
 
+SpoolFault SpoolWriter::fault() const {
+  return SpoolFault{dropped_records_, write_errors_, file_->sync_failures(), last_error_};
+}
+
 common::Status SpoolWriter::flush() {
+  if (file_->closed()) {
+    if (buffer_.empty()) return common::Ok{};
+    return common::make_error("spool.closed", "flush " + path() + ": file closed");
+  }
+  append_fault_record();
+  auto st = write_buffer();
+  // A full buffer had no room for the fault record: now it has.
+  if (st && append_fault_record()) st = write_buffer();
+  return st;
+}
+
+bool SpoolWriter::append_fault_record() {
+  SpoolFault f = fault();
+  if (!f.any() || f == recorded_fault_) return false;
+  // Cumulative counts: a later record covers this one if it is lost. Written
+  // even when closed_ (finish_writes): it is the spool's last word on damage.
+  const std::string doc = f.encode();
+  if (buffer_.size() + spool::kRecordHeaderSize + spool::kTimeSize + doc.size() > options_.max_buffer_bytes)
+    return false;
+  bool was_closed = closed_;
+  closed_ = false;
+  append_json(RecordType::kEvent, last_time_us_, doc);
+  closed_ = was_closed;
+  recorded_fault_ = f;
+  return true;
+}
+
+common::Status SpoolWriter::write_buffer() {
   if (buffer_.empty()) return common::Ok{};
-  if (file_->closed()) return common::make_error("spool.closed", "flush " + path() + ": file closed");
   WriteOutcome w = write_all(file_->fs(), file_->fd(), buffer_.data(), buffer_.size());
   bytes_written_ += w.written;
   if (w.err != 0) {
     const std::size_t total = buffer_.size();
     // Keep the unwritten tail so the next flush continues the byte stream where it stopped.
     buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(w.written));
-    return io_error("write", path(), w.err,
-                    "wrote " + std::to_string(w.written) + " of " + std::to_string(total) + " bytes");
+    auto e = io_error("write", path(), w.err,
+                      "wrote " + std::to_string(w.written) + " of " + std::to_string(total) + " bytes");
+    ++write_errors_;
+    last_error_ = e.message;
+    return e;
   }
   buffer_.clear();  // keeps the capacity
   return common::Ok{};

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "recording/spool_events.h"
 #include "recording/spool_file_system.h"
 #include "recording/spool_format.h"
 
@@ -50,6 +51,9 @@ class SpoolFile {
   // True once any fdatasync of this file failed: data may be lost even if a
   // later fdatasync succeeds (the kernel may have dropped the dirty pages).
   bool sync_failed() const;
+  // How many sync passes failed for this file (each fdatasync failure or
+  // mark_sync_failed() call). The writer records it in the spool (spool_fault).
+  std::uint64_t sync_failures() const;
   // For a syncer that made the file durable by other means (syncfs): the
   // directory fsync is no longer owed / data may have been lost.
   void mark_durable();
@@ -66,6 +70,7 @@ class SpoolFile {
   int fd_;
   std::string sync_dir_;  // a directory fsync still owed; empty once done
   bool sync_failed_ = false;
+  std::uint64_t sync_failures_ = 0;
 };
 
 struct SpoolWriterOptions {
@@ -92,6 +97,13 @@ class SpoolWriter {
                                                              const std::string& recording_id,
                                                              SpoolFileSystem* fs = nullptr,
                                                              SpoolWriterOptions options = {});
+  // Opens an existing, finished spool to append records after its last one
+  // (the finaliser's finalize_failed records, docs/spool.md). The header is
+  // read and checked first (read_spool_header errors); the file is opened
+  // O_APPEND. Nobody else may write the file meanwhile.
+  static common::Result<std::unique_ptr<SpoolWriter>> open_for_append(const std::string& path,
+                                                                      SpoolFileSystem* fs = nullptr,
+                                                                      SpoolWriterOptions options = {});
   // Best-effort flush and close, without fdatasync (call close() for that).
   ~SpoolWriter();
   SpoolWriter(const SpoolWriter&) = delete;
@@ -109,6 +121,9 @@ class SpoolWriter {
 
   // Writes the buffered bytes (retrying EINTR and short writes). On error the
   // unwritten bytes stay buffered for the next flush; the error names the path.
+  // First, when records were dropped, writes failed or the file's syncs failed
+  // since the last such record, appends a spool_fault record with the
+  // cumulative counts (docs/spool.md "Damage records").
   common::Status flush();
   // Policy: buffer >= flush_bytes, or its oldest byte buffered >= flush_age before now.
   bool should_flush(std::chrono::steady_clock::time_point now) const;
@@ -125,12 +140,20 @@ class SpoolWriter {
   std::uint64_t dropped_records() const { return dropped_records_; }
   std::uint64_t records_appended() const { return records_appended_; }
   std::uint64_t bytes_written() const { return bytes_written_; }  // including the header
+  std::uint64_t write_errors() const { return write_errors_; }  // failed flushes
+  // The faults so far, as the next spool_fault record would state them.
+  SpoolFault fault() const;
 
  private:
   SpoolWriter(std::shared_ptr<SpoolFile> file, std::uint32_t salt, SpoolWriterOptions options);
   // Reserves room for one record; nullptr (and the record counted as dropped)
   // if the buffer cap would be exceeded or the writer is closed.
   std::uint8_t* begin_record(RecordType type, std::size_t payload_size);
+  // Appends a spool_fault record if the faults changed since the last one and
+  // it fits the buffer; true if appended.
+  bool append_fault_record();
+  // write() the whole buffer; on error keep the unwritten tail and count it.
+  common::Status write_buffer();
   void end_record(std::uint8_t* record, std::size_t payload_size);
 
   std::shared_ptr<SpoolFile> file_;
@@ -142,6 +165,10 @@ class SpoolWriter {
   std::uint64_t dropped_records_ = 0;
   std::uint64_t records_appended_ = 0;
   std::uint64_t bytes_written_ = 0;
+  std::uint64_t write_errors_ = 0;
+  std::string last_error_;
+  SpoolFault recorded_fault_;  // counts of the last spool_fault record appended
+  std::int64_t last_time_us_ = 0;  // latest time given to an append (stamps spool_fault)
 };
 
 }  // namespace sgw::recording

@@ -109,7 +109,7 @@ TEST(RecordingJson, TopLevelFields) {
   EXPECT_EQ(j["complete"], false);
   EXPECT_EQ(j["incomplete_reason"], "gateway restarted; 500 ms of audio missing");
   EXPECT_EQ(j["gateway"], json({{"node", "gw-us-east-1a"}, {"region", "us-east"}}));
-  EXPECT_EQ(j.size(), 22u) << j.dump(2);  // every documented key, no more
+  EXPECT_EQ(j.size(), 24u) << j.dump(2);  // every documented key, no more
 }
 
 TEST(RecordingJson, CommunicationSessions) {
@@ -234,6 +234,83 @@ TEST(RecordingJson, DeterministicAndSafeToRender) {
   std::string out;
   EXPECT_NO_THROW(out = render_recording_json(build_recording_json(f.in)));
   EXPECT_NE(out.find("<x>\xef\xbf\xbd"), std::string::npos);  // U+FFFD
+}
+
+TEST(RecordingJson, CleanIntegrityHasNoCausesAndNoWarnings) {
+  Integrity in;
+  StreamIntegrity s;
+  s.label = "1";
+  s.packets_expected = s.packets_received = 500;
+  in.streams.push_back(s);
+  EXPECT_TRUE(integrity_causes(in).empty());
+  EXPECT_TRUE(integrity_warnings(in).empty());
+  RecordingJsonInput rin;
+  rin.integrity = in;
+  const json j = build_recording_json(rin);
+  EXPECT_EQ(j["warnings"], json::array());
+  EXPECT_EQ(j["integrity"]["causes"], json::array());
+  EXPECT_TRUE(j["integrity"]["streams"][0]["packets_wrong_source"].is_null());  // not measured
+  EXPECT_TRUE(j["integrity"]["spool"]["last_error"].is_null());
+}
+
+TEST(RecordingJson, DamageIsACauseAndAWarning) {
+  Integrity in;
+  in.spool.records_dropped = 12;
+  in.spool.last_error = "write /s/x.spool: No space left on device";
+  in.spool.sync_failures = 1;
+  in.spool.bytes_unreadable = 40;
+  in.spool.regions_unreadable = 1;
+  StreamIntegrity s;
+  s.label = "2";
+  s.role = "agent";
+  s.packets_late = 3;
+  s.packets_kernel_dropped = 7;
+  in.streams.push_back(s);
+  const auto causes = integrity_causes(in);
+  ASSERT_EQ(causes.size(), 5u);
+  EXPECT_EQ(causes[0], "spool: 12 record(s) dropped before reaching the disk (write /s/x.spool: No space left on device)");
+  EXPECT_NE(causes[1].find("1 failed sync(s)"), std::string::npos);
+  EXPECT_EQ(causes[2], "spool: 40 byte(s) in 1 region(s) unreadable (corrupt or torn)");
+  EXPECT_EQ(causes[3], "stream 2 (agent): 3 packet(s) received too late for the timeline");
+  EXPECT_EQ(causes[4], "stream 2 (agent): 7 packet(s) dropped by the kernel (receive buffer full)");
+  EXPECT_EQ(integrity_warnings(in), causes);
+}
+
+TEST(RecordingJson, SilenceWrongSourceAndPayloadTypesAreWarningsNotCauses) {
+  Integrity in;
+  StreamIntegrity a;
+  a.label = "1";
+  a.role = "agent";
+  a.packets_received = 100;
+  a.silences = {{5000, 42000}, {60000, 11000}};
+  StreamIntegrity b;
+  b.label = "2";
+  b.role = "unknown";
+  b.packets_wrong_source = 350;
+  b.packets_unexpected_payload_type = 4;
+  StreamIntegrity c;
+  c.label = "3";
+  c.silences = {{0, 60000}};  // nothing at all
+  in.streams = {a, b, c};
+  in.finalize_failures = 2;
+  in.last_finalize_error = "open /r/x.wav.tmp: No space left on device";
+  EXPECT_TRUE(integrity_causes(in).empty());
+  EXPECT_EQ(integrity_warnings(in),
+            (std::vector<std::string>{"stream 1 (agent): no audio received for 42.0 s (2 silent periods over 10.0 s)",
+                                      "stream 2: 350 packet(s) from an unexpected source dropped",
+                                      "stream 2: 4 packet(s) in a payload type that was not negotiated",
+                                      "stream 3: no audio received at all (60.0 s)",
+                                      "published after 2 failed finalisation attempt(s): open /r/x.wav.tmp: No "
+                                      "space left on device"}));
+}
+
+TEST(RecordingJson, WarningsComeFirstWhenRendered) {
+  Fixture f = make_fixture();
+  f.in.warnings = {"stream 2: 350 packet(s) from an unexpected source dropped"};
+  const std::string text = render_recording_json(build_recording_json(f.in));
+  EXPECT_EQ(text.rfind("{\n  \"warnings\": [\n    \"stream 2:", 0), 0u) << text.substr(0, 200);
+  EXPECT_LT(text.find("\"audio\""), text.find("\"recording_id\""));  // the rest stays sorted
+  EXPECT_EQ(json::parse(text), build_recording_json(f.in));
 }
 
 TEST(RecordingJson, CallDataCallIdGoesToTheSingleSession) {

@@ -373,3 +373,124 @@ TEST(SpoolWriter, DestructorFlushesWithoutClose) {
 
 }  // namespace
 }  // namespace sgw::recording
+
+namespace sgw::recording {
+namespace {
+
+using testing::FaultyFileSystem;
+using testing::TempDir;
+
+// Every spool_fault record of a file, merged (docs/spool.md "Damage records").
+std::pair<SpoolFault, int> read_faults(const std::string& path) {
+  SpoolFault merged;
+  int records = 0;
+  RecordVisitor v;
+  v.on_json = [&](const JsonRecordView& r) {
+    if (auto f = decode_spool_fault(r.json)) {
+      merged.merge(*f);
+      ++records;
+    }
+  };
+  EXPECT_TRUE(read_spool(path, v).ok());
+  return {merged, records};
+}
+
+TEST(SpoolWriterFaults, CleanFileHasNoFaultRecord) {
+  TempDir dir;
+  auto w = SpoolWriter::create(dir.path(), "r1");
+  ASSERT_TRUE(w.ok());
+  append_packets(**w, 0, 10);
+  ASSERT_TRUE((*w)->close().ok());
+  EXPECT_EQ(read_faults(dir.file("r1.spool")).second, 0);
+}
+
+// Drops, a failed write and a failed sync all reach the spool, with the last error.
+TEST(SpoolWriterFaults, DropsWriteErrorsAndSyncFailuresAreRecordedInTheSpool) {
+  TempDir dir;
+  FaultyFileSystem fs;
+  SpoolWriterOptions opts;
+  opts.max_buffer_bytes = 4000;
+  auto w = SpoolWriter::create(dir.path(), "r1", &fs, opts);
+  ASSERT_TRUE(w.ok());
+  append_packets(**w, 0, 5);
+  fs.write_limit = fs.written;  // the disk is full
+  fs.write_errno = ENOSPC;
+  EXPECT_FALSE((*w)->flush().ok());
+  append_packets(**w, 5, 30);  // the buffer fills up: some are dropped
+  const std::uint64_t dropped = (*w)->dropped_records();
+  EXPECT_GT(dropped, 0U);
+  (*w)->file()->mark_sync_failed();  // what the syncer does when syncfs fails
+  fs.write_limit = std::numeric_limits<std::uint64_t>::max();  // space returns
+  ASSERT_TRUE((*w)->close().ok());
+  auto [fault, records] = read_faults(dir.file("r1.spool"));
+  EXPECT_GE(records, 1);
+  EXPECT_EQ(fault.records_dropped, dropped);
+  EXPECT_EQ(fault.write_errors, 1U);
+  EXPECT_EQ(fault.sync_failures, 1U);
+  EXPECT_NE(fault.error.find(std::strerror(ENOSPC)), std::string::npos) << fault.error;
+  EXPECT_EQ(fault, (*w)->fault());
+}
+
+TEST(SpoolWriterFaults, OpenForAppendAddsValidRecordsAfterTheLast) {
+  TempDir dir;
+  {
+    auto w = SpoolWriter::create(dir.path(), "r1");
+    ASSERT_TRUE(w.ok());
+    append_packets(**w, 0, 3);
+    (*w)->append_json(RecordType::kSessionEnd, 1, "{}");
+    ASSERT_TRUE((*w)->close().ok());
+  }
+  auto a = SpoolWriter::open_for_append(dir.file("r1.spool"));
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  (*a)->append_json(RecordType::kEvent, 2, FinalizeFailure{1, "disk full"}.encode());
+  ASSERT_TRUE((*a)->close().ok());
+  std::vector<FinalizeFailure> failures;
+  RecordVisitor v;
+  v.on_json = [&](const JsonRecordView& r) {
+    if (auto f = decode_finalize_failure(r.json)) failures.push_back(*f);
+  };
+  auto s = read_spool(dir.file("r1.spool"), v);
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->problems.empty());
+  EXPECT_EQ(failures, (std::vector<FinalizeFailure>{{1, "disk full"}}));
+  EXPECT_EQ(read_seqs(dir.file("r1.spool")).seqs, iota(0, 3));
+
+  // Not a spool: refused before anything is written.
+  testing::write_bytes(dir.file("bad.spool"), {1, 2, 3});
+  auto bad = SpoolWriter::open_for_append(dir.file("bad.spool"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, "spool.bad_header");
+  EXPECT_EQ(testing::read_bytes(dir.file("bad.spool")).size(), 3U);
+}
+
+TEST(SpoolEvents, RoundTripAndGarbage) {
+  SpoolFault f{3, 1, 2, "write x: No space left on device"};
+  EXPECT_EQ(decode_spool_fault(f.encode()), f);
+  EXPECT_EQ(spool_event_name(f.encode()), "spool_fault");
+  FinalizeFailure ff{4, "open y: Read-only file system"};
+  EXPECT_EQ(decode_finalize_failure(ff.encode()), ff);
+  StreamCounters sc;
+  sc.streams[0] = {350, std::nullopt};
+  sc.streams[1] = {std::nullopt, 12};
+  EXPECT_EQ(decode_stream_counters(sc.encode()), sc);
+  // Wrong event, not JSON, wrong types, out-of-range index: absent, never a throw.
+  EXPECT_FALSE(decode_spool_fault(ff.encode()));
+  EXPECT_FALSE(decode_spool_fault("{not json"));
+  EXPECT_FALSE(decode_spool_fault("[]"));
+  EXPECT_EQ(decode_spool_fault(R"({"event":"spool_fault","records_dropped":"x","write_errors":-1})"), SpoolFault{});
+  auto odd = decode_stream_counters(R"({"event":"stream_counters","streams":[{"index":300,"wrong_source":1},7,{"index":2,"kernel_drops":5}]})");
+  ASSERT_TRUE(odd);
+  EXPECT_EQ(odd->streams.size(), 1U);
+  EXPECT_EQ(odd->streams[2].kernel_drops, 5U);
+  // Cumulative: merging keeps the largest count.
+  SpoolFault older{2, 0, 0, "old"}, newer{2, 1, 0, "new"};
+  SpoolFault a = older;
+  a.merge(newer);
+  EXPECT_EQ(a, newer);
+  SpoolFault b = newer;
+  b.merge(older);  // records read in any order give the same answer
+  EXPECT_EQ(b, newer);
+}
+
+}  // namespace
+}  // namespace sgw::recording

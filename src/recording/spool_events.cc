@@ -1,0 +1,122 @@
+#include "recording/spool_events.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+namespace sgw::recording {
+
+namespace {
+
+using nlohmann::json;
+
+json parse_object(std::string_view text, std::string_view event) {
+  auto j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return json();
+  auto it = j.find("event");
+  if (it == j.end() || !it->is_string() || it->get<std::string>() != event) return json();
+  return j;
+}
+
+std::uint64_t u64(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
+
+std::optional<std::uint64_t> opt_u64(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_unsigned()) return std::nullopt;
+  return it->get<std::uint64_t>();
+}
+
+std::string str(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void take_max(std::optional<std::uint64_t>& a, const std::optional<std::uint64_t>& b) {
+  if (b && (!a || *b > *a)) a = b;
+}
+
+}  // namespace
+
+void SpoolFault::merge(const SpoolFault& b) {
+  bool b_newer = b.records_dropped + b.write_errors + b.sync_failures >=
+                 records_dropped + write_errors + sync_failures;
+  records_dropped = std::max(records_dropped, b.records_dropped);
+  write_errors = std::max(write_errors, b.write_errors);
+  sync_failures = std::max(sync_failures, b.sync_failures);
+  if (b_newer && !b.error.empty()) error = b.error;
+}
+
+std::string SpoolFault::encode() const {
+  return dump(json{{"event", kSpoolFaultEvent},
+                   {"records_dropped", records_dropped},
+                   {"write_errors", write_errors},
+                   {"sync_failures", sync_failures},
+                   {"error", error}});
+}
+
+std::string FinalizeFailure::encode() const {
+  return dump(json{{"event", kFinalizeFailedEvent}, {"attempt", attempt}, {"error", error}});
+}
+
+void StreamCounters::merge(const StreamCounters& b) {
+  for (const auto& [index, c] : b.streams) {
+    auto& mine = streams[index];
+    take_max(mine.wrong_source, c.wrong_source);
+    take_max(mine.kernel_drops, c.kernel_drops);
+  }
+}
+
+std::string StreamCounters::encode() const {
+  json list = json::array();
+  for (const auto& [index, c] : streams) {
+    json s{{"index", index}};
+    if (c.wrong_source) s["wrong_source"] = *c.wrong_source;
+    if (c.kernel_drops) s["kernel_drops"] = *c.kernel_drops;
+    list.push_back(std::move(s));
+  }
+  return dump(json{{"event", kStreamCountersEvent}, {"streams", std::move(list)}});
+}
+
+std::string spool_event_name(std::string_view text) {
+  auto j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return {};
+  return str(j, "event");
+}
+
+std::optional<SpoolFault> decode_spool_fault(std::string_view text) {
+  json j = parse_object(text, kSpoolFaultEvent);
+  if (j.is_null()) return std::nullopt;
+  return SpoolFault{u64(j, "records_dropped"), u64(j, "write_errors"), u64(j, "sync_failures"),
+                    str(j, "error")};
+}
+
+std::optional<FinalizeFailure> decode_finalize_failure(std::string_view text) {
+  json j = parse_object(text, kFinalizeFailedEvent);
+  if (j.is_null()) return std::nullopt;
+  return FinalizeFailure{u64(j, "attempt"), str(j, "error")};
+}
+
+std::optional<StreamCounters> decode_stream_counters(std::string_view text) {
+  json j = parse_object(text, kStreamCountersEvent);
+  if (j.is_null()) return std::nullopt;
+  StreamCounters out;
+  auto it = j.find("streams");
+  if (it == j.end() || !it->is_array()) return out;
+  for (const auto& s : *it) {
+    if (!s.is_object()) continue;
+    auto index = opt_u64(s, "index");
+    if (!index || *index >= 256) continue;  // a stream index is a u8 in the spool
+    StreamCounter c{opt_u64(s, "wrong_source"), opt_u64(s, "kernel_drops")};
+    auto& mine = out.streams[static_cast<std::size_t>(*index)];
+    take_max(mine.wrong_source, c.wrong_source);
+    take_max(mine.kernel_drops, c.kernel_drops);
+  }
+  return out;
+}
+
+}  // namespace sgw::recording

@@ -1,0 +1,67 @@
+// Spool events that describe damage and other counts (docs/spool.md "Damage
+// records"): typed records written into a spool as kEvent JSON by one layer
+// (spool writer, finaliser, media) and read back by the finaliser. Encode and
+// decode live side by side here; the finaliser never parses these by hand.
+//
+// Every counter is cumulative: the last record that reached the disk is the
+// truth, and a reader merges by taking the largest value (merge()).
+// Pure functions, any thread. decode_* never throw on disk input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sgw::recording {
+
+// "spool_fault": written by SpoolWriter::flush().
+struct SpoolFault {
+  std::uint64_t records_dropped = 0;
+  std::uint64_t write_errors = 0;
+  std::uint64_t sync_failures = 0;
+  std::string error;  // last error text; may be empty
+
+  bool any() const { return records_dropped || write_errors || sync_failures; }
+  // Largest of each counter; the error of whichever has more faults (b on a tie).
+  void merge(const SpoolFault& b);
+  std::string encode() const;
+  bool operator==(const SpoolFault&) const = default;
+};
+
+// "finalize_failed": appended by the Finalizer when building or publishing failed.
+struct FinalizeFailure {
+  std::uint64_t attempt = 0;
+  std::string error;
+  std::string encode() const;
+  bool operator==(const FinalizeFailure&) const = default;
+};
+
+// "stream_counters": per-stream counts the media layer measured. nullopt: not measured.
+struct StreamCounter {
+  std::optional<std::uint64_t> wrong_source;
+  std::optional<std::uint64_t> kernel_drops;
+  bool operator==(const StreamCounter&) const = default;
+};
+struct StreamCounters {
+  std::map<std::size_t, StreamCounter> streams;  // by stream index
+  void merge(const StreamCounters& b);
+  std::string encode() const;
+  bool operator==(const StreamCounters&) const = default;
+};
+
+// The "event" name of a kEvent JSON document ("" when it is not an object with one).
+std::string spool_event_name(std::string_view json);
+// nullopt unless json is an object with the matching "event" name. Wrong-typed
+// fields read as absent (0 / empty).
+std::optional<SpoolFault> decode_spool_fault(std::string_view json);
+std::optional<FinalizeFailure> decode_finalize_failure(std::string_view json);
+std::optional<StreamCounters> decode_stream_counters(std::string_view json);
+
+inline constexpr std::string_view kSpoolFaultEvent = "spool_fault";
+inline constexpr std::string_view kFinalizeFailedEvent = "finalize_failed";
+inline constexpr std::string_view kStreamCountersEvent = "stream_counters";
+
+}  // namespace sgw::recording
