@@ -53,6 +53,9 @@ constexpr Range kRetryAfter{1, 86'400};
 constexpr Range kMaxMessageBytes{1500, 16 * 1024 * 1024};
 constexpr Range kUdpReceiveBuffer{65536, 256 * 1024 * 1024};
 constexpr Range kAnswerDelay{0, 60000};
+constexpr Range kTcpIdleTimeout{0, 86400};
+constexpr Range kTcpMessageTimeout{0, 3600};
+constexpr Range kMaxConnectionsPerSource{0, 100000};
 constexpr Range kReorderWindow{0, 2000};
 constexpr Range kFsyncInterval{10, 60000};
 constexpr Range kFinalizeWorkers{1, 64};
@@ -492,7 +495,11 @@ class Loader {
               {"retry_after_s", uint(c.retry_after_s, kRetryAfter)},
               {"max_message_bytes", uint(c.max_message_bytes, kMaxMessageBytes)},
               {"udp_receive_buffer_bytes", uint(c.udp_receive_buffer_bytes, kUdpReceiveBuffer)},
-              {"answer_delay_ms", uint(c.answer_delay_ms, kAnswerDelay)}};
+              {"answer_delay_ms", uint(c.answer_delay_ms, kAnswerDelay)},
+              {"tcp_idle_timeout_s", uint(c.tcp_idle_timeout_s, kTcpIdleTimeout)},
+              {"tcp_message_timeout_s", uint(c.tcp_message_timeout_s, kTcpMessageTimeout)},
+              {"max_connections_per_source",
+               uint(c.max_connections_per_source, kMaxConnectionsPerSource)}};
     if (section == "media")
       return {{"address", str(c.media_address, check_media_address)},
               {"rtp_ports", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
@@ -775,6 +782,16 @@ Status validate(const Config& c) {
                       check_range(c.udp_receive_buffer_bytes, kUdpReceiveBuffer));
       !st)
     return st;
+  if (auto st = check("sip.tcp_idle_timeout_s", check_range(c.tcp_idle_timeout_s, kTcpIdleTimeout)); !st)
+    return st;
+  if (auto st = check("sip.tcp_message_timeout_s",
+                      check_range(c.tcp_message_timeout_s, kTcpMessageTimeout));
+      !st)
+    return st;
+  if (auto st = check("sip.max_connections_per_source",
+                      check_range(c.max_connections_per_source, kMaxConnectionsPerSource));
+      !st)
+    return st;
   if (auto st = check("media.address", check_media_address(c.media_address)); !st) return st;
   {
     std::string shown = std::to_string(c.rtp_port_min) + "-" + std::to_string(c.rtp_port_max);
@@ -928,6 +945,14 @@ Result<Config> apply_overrides(Config config, const CliOverrides& cli) {
   }
   if (auto st = validate(config); !st) return st.error();
   return config;
+}
+
+std::uint64_t descriptors_required(const Config& config) {
+  return static_cast<std::uint64_t>(config.rtp_port_max - config.rtp_port_min + 1) + kDescriptorHeadroom;
+}
+
+std::uint64_t descriptors_needed(const Config& config) {
+  return descriptors_required(config) + config.max_sessions;
 }
 
 }  // namespace sgw::app

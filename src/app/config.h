@@ -33,6 +33,9 @@ struct Config {
   std::uint32_t max_message_bytes = 4 * 1024 * 1024;  // also bounds one TCP read (sofia)
   std::uint32_t udp_receive_buffer_bytes = 4 * 1024 * 1024;  // SO_RCVBUF of SIP UDP sockets
   std::uint32_t answer_delay_ms = 0;  // delay before the final answer to INVITE (tests, pacing)
+  std::uint32_t tcp_idle_timeout_s = 300;    // idle TCP connection without dialogs closed; 0 = never
+  std::uint32_t tcp_message_timeout_s = 30;  // incomplete TCP message dropped with its connection; 0 = never
+  std::uint32_t max_connections_per_source = 128;  // TCP connections per source address; 0 = unlimited
 
   // media.*
   std::string media_address = "127.0.0.1";
@@ -126,6 +129,14 @@ struct CliOverrides {
   std::string retention_mode;
   std::string retention_days;  // decimal
 };
+
+// File descriptors the daemon may need at once: one per RTP/RTCP port of
+// media.rtp_ports, one spool file per session up to sip.max_sessions, and
+// kDescriptorHeadroom for SIP/HTTP connections, storage and libraries.
+constexpr std::uint64_t kDescriptorHeadroom = 4096;
+std::uint64_t descriptors_needed(const Config& config);
+// The part without which the daemon cannot run at all: the RTP range plus the headroom.
+std::uint64_t descriptors_required(const Config& config);
 
 // The delivery queue folder: storage.queue_dir, or <spool_dir>/../deliveries.
 std::string delivery_queue_dir(const Config& config);

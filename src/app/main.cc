@@ -3,11 +3,15 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <iomanip>
@@ -40,6 +44,42 @@ using sgw::app::Config;
 int fail(const std::string& line) {
   std::cerr << "siprecd: " << line << std::endl;
   return 1;
+}
+
+// Raises the soft RLIMIT_NOFILE to what the configuration needs (at most the
+// hard limit). An error when even the RTP range cannot be opened; a warning
+// when sessions near sip.max_sessions would run out of descriptors.
+bool raise_descriptor_limit(const Config& config, std::string* error) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    *error = std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno);
+    return false;
+  }
+  const std::uint64_t need = sgw::app::descriptors_needed(config);
+  const std::uint64_t required = sgw::app::descriptors_required(config);
+  const std::uint64_t hard = lim.rlim_max == RLIM_INFINITY ? need : lim.rlim_max;
+  const std::uint64_t want = std::min(need, hard);
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur < want) {
+    lim.rlim_cur = static_cast<rlim_t>(want);
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+      *error = "setrlimit(RLIMIT_NOFILE, " + std::to_string(want) + "): " + std::strerror(errno);
+      return false;
+    }
+  }
+  auto log = sgw::common::logger("main");
+  if (hard < required) {
+    *error = "RLIMIT_NOFILE: the hard limit on open files is " + std::to_string(hard) +
+             "; media.rtp_ports needs " + std::to_string(required) +
+             " (one per port plus " + std::to_string(sgw::app::kDescriptorHeadroom) +
+             " for connections and files): raise it (systemd LimitNOFILE=, ulimit -Hn) or narrow media.rtp_ports";
+    return false;
+  }
+  if (hard < need)
+    log->warn("RLIMIT_NOFILE hard limit {} is below the {} descriptors that media.rtp_ports and "
+              "sip.max_sessions {} can use: raise it (systemd LimitNOFILE=) or lower sip.max_sessions",
+              hard, need, config.max_sessions);
+  log->info("open-file limit (RLIMIT_NOFILE) {}", static_cast<std::uint64_t>(lim.rlim_cur));
+  return true;
 }
 
 // Creates DIR (and parents) and checks we can write there.
@@ -187,6 +227,7 @@ int main(int argc, char** argv) {
   auto rules = sgw::metadata::parse_rules(config.conversation_id_rules);
   if (!rules) return fail("metadata.conversation_id_rules: " + rules.error().message);
   std::string why;
+  if (!raise_descriptor_limit(config, &why)) return fail(why);
   if (!usable_dir(config.recordings_dir, &why))
     return fail("recording.dir " + config.recordings_dir + ": " + why);
   if (!usable_dir(config.spool_dir, &why))
@@ -469,6 +510,15 @@ int main(int argc, char** argv) {
   sgw::sip::EndpointOptions sip_options;
   sip_options.max_message_bytes = config.max_message_bytes;
   sip_options.udp_receive_buffer_bytes = config.udp_receive_buffer_bytes;
+  sip_options.tcp_idle_timeout_ms = config.tcp_idle_timeout_s * 1000;
+  sip_options.tcp_message_timeout_ms = config.tcp_message_timeout_s * 1000;
+  sip_options.max_connections_per_source = config.max_connections_per_source;
+  sip_options.connections_closed = &registry.counter(
+      "sgw_sip_tcp_connections_closed_total",
+      "SIP TCP connections closed: silent since accepted, or over sip.max_connections_per_source");
+  sip_options.malformed_requests = &registry.counter(
+      "sgw_sip_malformed_requests_total",
+      "SIP requests with a header they depend on that did not parse (answered 400, or an ACK dropped)");
   for (const auto& l : config.listen)
     sip_options.listen.push_back({l.transport == sgw::app::Transport::kUdp ? "udp" : "tcp", l.address, l.port});
   auto endpoint = sgw::sip::Endpoint::create(sip_options, &sessions);

@@ -2,11 +2,21 @@
 
 #include <chrono>
 
+// The kernel queues this many connections before accept() (httplib's default is 5).
+#define CPPHTTPLIB_LISTEN_BACKLOG 128
 #include <httplib.h>
 
 #include "common/thread_name.h"
 
 namespace sgw::control {
+
+namespace {
+// A client that connects and sends nothing (or stops half-way) holds one
+// worker for at most kIoTimeout; kWorkers of them bound the threads. With 50
+// such clients, /healthz waits at most about (50 / kWorkers + 1) * kIoTimeout.
+constexpr std::size_t kWorkers = 32;
+constexpr std::chrono::seconds kIoTimeout{2};
+}  // namespace
 
 ControlServer::ControlServer(const common::MetricsRegistry* metrics, ControlCallbacks callbacks)
     : metrics_(metrics), callbacks_(std::move(callbacks)), server_(std::make_unique<httplib::Server>()) {}
@@ -46,6 +56,11 @@ common::Status ControlServer::start(const std::string& listen) {
   server_->Get("/sessions", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(callbacks_.sessions_json ? callbacks_.sessions_json() : "[]", "application/json");
   });
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
+  server_->set_read_timeout(kIoTimeout);
+  server_->set_write_timeout(kIoTimeout);
+  server_->set_keep_alive_timeout(kIoTimeout.count());
+  server_->set_keep_alive_max_count(10);
   if (!server_->bind_to_port(host.c_str(), port))
     return common::make_error("http.listen", "cannot listen on http " + listen);
   thread_ = std::thread([this] {

@@ -1,6 +1,10 @@
 // ControlServer: the HTTP side door — /healthz, /readyz, /metrics (Prometheus
 // text format) and /sessions (JSON list of active recording sessions).
 //
+// Clients are served by a fixed pool of 32 threads; a client that stalls
+// (sends nothing, or stops mid-request) is dropped after 2 s without data, so
+// stalled clients cannot keep /healthz from answering.
+//
 // Thread: runs its own listener thread; the callbacks it is given are called
 // from that thread and must be thread-safe.
 #pragma once

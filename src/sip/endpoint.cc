@@ -3,8 +3,11 @@
 
 #include "sip/endpoint.h"
 
+#include <chrono>
+#include <climits>
 #include <cstring>
 #include <map>
+#include <optional>
 
 namespace sgw::sip {
 struct SofiaEndpoint;
@@ -31,6 +34,7 @@ struct DialogRecord;
 #include "common/strings.h"
 #include "sip/sofia_headers.h"
 #include "sip/sofia_loop.h"
+#include "sip/tcp_guard.h"
 
 // sofia's tag macros expand to C casts; they are not ours to restyle.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
@@ -55,9 +59,31 @@ struct DialogRecord {
   DialogId id = 0;
   nta_leg_t* leg = nullptr;
   nta_outgoing_t* bye = nullptr;
+  // The connection the dialog was created over (a reference): while we hold
+  // it, TPTAG_IDLE does not close that connection under a live call.
+  tport_t* tport = nullptr;
 };
 
 namespace {
+
+// Header classes whose parse errors make a request unusable: everything but
+// the response-only and proxy-only groups, which is what nta refuses by
+// default. nta itself is told to refuse nothing (NTATAG_BAD_REQ_MASK(0)): it
+// would answer 400 and then half-close a TCP connection, and with it every
+// other dialog on that connection (or, for an ACK, close it at once).
+constexpr unsigned kBadRequestMask = ~(static_cast<unsigned>(sip_mask_response) |
+                                       static_cast<unsigned>(sip_mask_proxy));
+
+// Peer-supplied text for a log line or a reason phrase: printable ASCII only, bounded.
+std::string printable(std::string_view s, std::size_t max) {
+  std::string out;
+  for (char c : s) {
+    if (out.size() >= max) break;
+    unsigned char u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u >= 0x7f) ? '?' : c;
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -69,6 +95,13 @@ struct SofiaEndpoint final : public Endpoint {
   nta_leg_t* default_leg = nullptr;
   DialogRecord default_record;  // magic of the default leg (out-of-dialog requests)
   std::vector<std::string> bound;
+  std::unique_ptr<detail::TcpGuard> tcp_guard;
+
+  // SIP thread: one TcpGuard pass a second.
+  void guard_tcp() {
+    tcp_guard->sweep(std::chrono::steady_clock::now());
+    loop->after(1000, [this] { guard_tcp(); });
+  }
 
   std::uint64_t next_id = 1;
   std::map<TransactionId, std::unique_ptr<TxRecord>> txs;
@@ -83,6 +116,7 @@ struct SofiaEndpoint final : public Endpoint {
     for (auto& [id, d] : dialogs) {
       if (d->bye) nta_outgoing_destroy(d->bye);
       if (d->leg) nta_leg_destroy(d->leg);
+      if (d->tport) tport_unref(d->tport);
     }
     dialogs.clear();
     if (default_leg) nta_leg_destroy(default_leg);
@@ -113,6 +147,76 @@ struct SofiaEndpoint final : public Endpoint {
     return r;
   }
 
+  // "tcp:192.0.2.1:5060": where a request came from, for the log.
+  std::string peer_of(nta_incoming_t* irq, msg_t* msg) {
+    std::string out = "?";
+    if (tport_t* tp = nta_incoming_transport(agent, irq, msg)) {
+      if (tp_name_t const* tpn = tport_name(tp)) {
+        out = std::string(tpn->tpn_proto ? tpn->tpn_proto : "?") + ":" +
+              (tpn->tpn_host ? tpn->tpn_host : "?") + ":" + (tpn->tpn_port ? tpn->tpn_port : "?");
+      }
+      tport_unref(tp);
+    }
+    return out;
+  }
+
+  // The sender as nta saw it on the top Via (received=, rport=), for requests
+  // that arrive without a transaction (an ACK to a dialog).
+  static std::string peer_of_via(sip_via_t const* v) {
+    if (v == nullptr) return "?";
+    char const* proto = v->v_protocol ? std::strrchr(v->v_protocol, '/') : nullptr;
+    std::string out = proto ? common::to_lower(proto + 1) : std::string("?");
+    char const* host = v->v_received ? v->v_received : v->v_host;
+    char const* port = v->v_rport && *v->v_rport ? v->v_rport : v->v_port;
+    return out + ":" + (host ? host : "?") + ":" + (port ? port : "5060");
+  }
+
+  // A request with a header it depends on that did not parse: logged with its
+  // peer and counted here, once. Returns the status to answer with (400, or 0
+  // for an ACK, which cannot be answered and is dropped), or nullopt when the
+  // request is usable. The connection stays open either way.
+  // used_anyway: an ACK that nta already matched to its INVITE transaction
+  // (which ends with it); it is logged and counted but still delivered.
+  std::optional<int> check_malformed(nta_incoming_t* irq, sip_t const* sip,
+                                     bool used_anyway = false) {
+    if (sip->sip_error == nullptr) return std::nullopt;
+    msg_t* msg = irq ? nta_incoming_getrequest(irq) : nullptr;
+    unsigned errors = msg ? msg_extract_errors(msg) : ~0u;
+    if ((errors & kBadRequestMask) == 0) {
+      if (msg) msg_destroy(msg);
+      return std::nullopt;
+    }
+    std::string bad;
+    // The error list also holds surplus copies of single headers (a second
+    // Call-ID), which keep their own class: only sip_error_class has er_name.
+    for (auto const* h = reinterpret_cast<sip_header_t const*>(sip->sip_error); h != nullptr;
+         h = h->sh_next) {
+      char const* name = h->sh_class == sip_error_class ? h->sh_error->er_name
+                                                        : h->sh_class->hc_name;
+      if (name && *name) {
+        bad = name;
+        break;
+      }
+    }
+    Request req = detail::request_from_sip(sip);
+    std::string peer = irq ? peer_of(irq, msg) : "?";
+    if (peer == "?") peer = peer_of_via(sip->sip_via);  // an ACK has no transport of its own
+    if (msg) msg_destroy(msg);
+    bool ack = sip->sip_request && sip->sip_request->rq_method == sip_method_ack;
+    int status = ack ? 0 : 400;
+    if (options.malformed_requests) options.malformed_requests->inc();
+    log->warn("malformed {} from {} (Call-ID {}): bad {} header; {}", req.method, peer,
+              printable(req.call_id, 120), bad.empty() ? "?" : printable(bad, 60),
+              used_anyway ? "used as the ACK" : ack ? "dropped" : "answered 400, connection kept");
+    if (!ack && irq) {
+      std::string phrase = bad.empty() ? "Bad Request" : "Bad " + printable(bad, 60) + " Header";
+      nta_incoming_treply(irq, 400, phrase.c_str(), TAG_END());
+      nta_incoming_destroy(irq);  // nta keeps it for retransmissions
+    }
+    listener->on_malformed(req, status);
+    return status;
+  }
+
   TxRecord* new_tx(nta_incoming_t* irq, bool invite, DialogId dialog) {
     auto rec = std::make_unique<TxRecord>();
     rec->endpoint = this;
@@ -140,6 +244,7 @@ struct SofiaEndpoint final : public Endpoint {
     if (sip == nullptr || sip->sip_request == nullptr) return 500;
     if (sip->sip_request->rq_method == sip_method_ack) return 0;  // stray ACK: nothing to do
     if (sip->sip_request->rq_method == sip_method_cancel) return 481;
+    if (self->check_malformed(irq, sip)) return 0;  // answered (or an ACK dropped)
     // RFC 3261 §12.2.2: a request with a To tag that matches no dialog of ours.
     if (sip->sip_to && sip->sip_to->a_tag) return 481;
     bool invite = sip->sip_request->rq_method == sip_method_invite;
@@ -154,6 +259,7 @@ struct SofiaEndpoint final : public Endpoint {
     SofiaEndpoint* self = d->endpoint;
     if (sip == nullptr || sip->sip_request == nullptr) return 500;
     auto method = sip->sip_request->rq_method;
+    if (self->check_malformed(irq, sip)) return 0;  // answered (or an ACK dropped)
     if (method == sip_method_ack) {
       self->listener->on_ack(d->id);
       return 0;
@@ -171,6 +277,7 @@ struct SofiaEndpoint final : public Endpoint {
     DialogId dialog = tx->dialog;
     bool cancelled = sip && sip->sip_request && sip->sip_request->rq_method == sip_method_cancel;
     bool ack = sip && sip->sip_request && sip->sip_request->rq_method == sip_method_ack;
+    if (ack) self->check_malformed(nullptr, sip, true);
     if (cancelled && nta_incoming_status(irq) < 200)
       nta_incoming_treply(irq, SIP_487_REQUEST_TERMINATED, TAG_END());
     self->drop_tx(id);  // tx is gone from here on
@@ -240,6 +347,10 @@ struct SofiaEndpoint final : public Endpoint {
     nta_leg_tag(d->leg, nullptr);
     nta_leg_server_route(d->leg, sip->sip_record_route, sip->sip_contact);
     nta_incoming_tag(tx->irq, nta_leg_get_tag(d->leg));
+    if (tport_t* tp = nta_incoming_transport(agent, tx->irq, msg)) {
+      if (tport_is_secondary(tp)) d->tport = tp;  // a connection: keep it while the dialog lives
+      else tport_unref(tp);
+    }
     msg_destroy(msg);
     tx->dialog = d->id;
     DialogId id = d->id;
@@ -269,6 +380,7 @@ struct SofiaEndpoint final : public Endpoint {
     if (it == dialogs.end()) return;
     if (it->second->bye) nta_outgoing_destroy(it->second->bye);
     if (it->second->leg) nta_leg_destroy(it->second->leg);
+    if (it->second->tport) tport_unref(it->second->tport);
     dialogs.erase(it);
   }
 
@@ -298,6 +410,7 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
   ep->agent = nta_agent_create(ep->loop->root(), reinterpret_cast<url_string_t const*>(-1), nullptr,
                                ep.get(), NTATAG_UA(1), NTATAG_MERGE_482(0),
                                NTATAG_MAXSIZE(options.max_message_bytes),
+                               NTATAG_BAD_REQ_MASK(0),
                                NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), TAG_END());
   if (ep->agent == nullptr) return common::make_error("sip.init", "nta_agent_create failed");
   for (const auto& l : options.listen) {
@@ -305,12 +418,29 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
     std::string host = v6 ? "[" + l.address + "]" : l.address;
     std::string url = "sip:" + host + ":" + std::to_string(l.port) + ";transport=" + l.transport;
     std::string name = l.transport + ":" + host + ":" + std::to_string(l.port);
+    // UINT_MAX is sofia's "never" for both timers (milliseconds).
+    unsigned idle = options.tcp_idle_timeout_ms ? options.tcp_idle_timeout_ms : UINT_MAX;
+    unsigned incomplete = options.tcp_message_timeout_ms ? options.tcp_message_timeout_ms : UINT_MAX;
     if (nta_agent_add_tport(ep->agent, URL_STRING_MAKE(url.c_str()),
-                            TPTAG_UDP_RMEM(options.udp_receive_buffer_bytes), TAG_END()) < 0) {
+                            TPTAG_UDP_RMEM(options.udp_receive_buffer_bytes),
+                            TAG_IF(l.transport != "udp", TPTAG_IDLE(idle)),
+                            TAG_IF(l.transport != "udp", TPTAG_TIMEOUT(incomplete)),
+                            TAG_END()) < 0) {
       return common::make_error("sip.listen",
                                 "cannot listen on " + name + ": " + std::strerror(errno));
     }
     ep->bound.push_back(name);
+  }
+  detail::TcpGuardOptions guard;
+  for (const auto& l : options.listen)
+    if (l.transport != "udp") guard.ports.insert(l.port);
+  guard.silent_timeout = std::chrono::milliseconds(options.tcp_idle_timeout_ms);
+  guard.max_per_source = options.max_connections_per_source;
+  guard.closed = options.connections_closed;
+  ep->tcp_guard = std::make_unique<detail::TcpGuard>(std::move(guard));
+  if (ep->tcp_guard->enabled()) {
+    SofiaEndpoint* raw = ep.get();
+    ep->loop->post([raw] { raw->guard_tcp(); });
   }
   ep->default_record.endpoint = ep.get();
   ep->default_leg = nta_leg_tcreate(ep->agent, &SofiaEndpoint::on_default_request,

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.h"
 #include "common/result.h"
 #include "sip/sip_message.h"
 
@@ -33,6 +34,22 @@ struct EndpointOptions {
   // net.core.rmem_max). A burst of INVITEs while the SIP thread is busy must
   // wait in the socket, not be dropped into a 500 ms retransmission.
   std::size_t udp_receive_buffer_bytes = 4 * 1024 * 1024;
+  // TCP: a connection that carries no transaction and no dialog of ours and
+  // has been silent this long is closed (sofia TPTAG_IDLE); 0 = never. A
+  // connection an established dialog came over is kept while the dialog lives.
+  std::uint32_t tcp_idle_timeout_ms = 0;
+  // TCP: a message begun but not complete this long after its first bytes is
+  // dropped and the connection closed (sofia TPTAG_TIMEOUT); 0 = never.
+  std::uint32_t tcp_message_timeout_ms = 0;
+  // TCP: connections from one source address beyond this many are closed,
+  // newest first (0 = unlimited). A connection that has sent nothing within
+  // tcp_idle_timeout_ms of being accepted is closed too (sofia's idle timer
+  // starts with the first message). Checked every second.
+  std::uint32_t max_connections_per_source = 0;
+  common::Counter* connections_closed = nullptr;  // by the two rules above; not owned
+  // Counted once per request that could not be used (unparsable header the
+  // request depends on); not owned, may be null.
+  common::Counter* malformed_requests = nullptr;
 };
 
 // Callbacks from the endpoint, on the SIP thread.
@@ -46,6 +63,10 @@ class EndpointListener {
   virtual void on_dialog_request(DialogId dialog, TransactionId tx, const Request& request) = 0;
   // The ACK for our 2xx to the INVITE (initial or re-INVITE) arrived.
   virtual void on_ack(DialogId dialog) = 0;
+  // A request with an unparsable header that the endpoint answered itself
+  // (400 "Bad <Header> Header"; status 0 for an ACK, which is dropped). It was
+  // logged with its peer and counted in EndpointOptions::malformed_requests.
+  virtual void on_malformed(const Request& /*request*/, int /*status*/) {}
   // A pending INVITE was cancelled; the endpoint already answered 487.
   virtual void on_cancelled(TransactionId tx) = 0;
   // A request we sent (BYE) got a final response or timed out (status 408).

@@ -698,6 +698,13 @@ void SessionManager::on_ack(sip::DialogId dialog) {
   }
 }
 
+void SessionManager::on_malformed(const sip::Request& req, int status) {
+  // The endpoint answered (or dropped) it, logged and counted it; an INVITE
+  // refused that way is still an INVITE refused.
+  metrics_.requests_by_method->with(req.method).inc();
+  if (req.method == "INVITE" && status >= 400) count_invite(status);
+}
+
 void SessionManager::on_cancelled(sip::TransactionId tx) {
   auto it = by_invite_tx_.find(tx);
   if (it == by_invite_tx_.end()) return;

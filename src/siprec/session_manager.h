@@ -123,6 +123,7 @@ class SessionManager final : public sip::EndpointListener {
   void on_dialog_request(sip::DialogId dialog, sip::TransactionId tx,
                          const sip::Request& request) override;
   void on_ack(sip::DialogId dialog) override;
+  void on_malformed(const sip::Request& request, int status) override;
   void on_cancelled(sip::TransactionId tx) override;
   void on_bye_result(sip::DialogId dialog, int status) override;
 
