@@ -614,6 +614,13 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
     }
     body = std::move(b).value();
   }
+  if (body && body->sdp && s.offer_pending) {
+    sip::Response r = simple(491, "Request Pending");
+    endpoint_->reply(tx, r);
+    log_->info("{} [{}]: {} with an offer while ours awaits its answer: 491", s.recording_id,
+               s.call_id, req.method);
+    return;
+  }
   if (body && body->sdp) {
     auto offer = parse_sdp(*body->sdp);
     if (!offer) {
@@ -640,6 +647,7 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
     // current description as the offer (RFC 3261 §14.2).
     resp.content_type = "application/sdp";
     resp.body = s.last_answer;
+    s.offer_pending = true;  // until the ACK
   }
   if (body && !body->metadata_docs.empty()) {
     apply_metadata(s, body->metadata_docs);
@@ -692,7 +700,10 @@ void SessionManager::on_dialog_request(sip::DialogId dialog, sip::TransactionId 
 
 void SessionManager::on_ack(sip::DialogId dialog) {
   std::uint64_t key = 0;
-  if (Session* s = by_dialog(dialog, &key); s && !s->acked) {
+  Session* s = by_dialog(dialog, &key);
+  if (s == nullptr) return;
+  s->offer_pending = false;
+  if (!s->acked) {
     s->acked = true;
     log_event(*s, "established (ACK)");
   }

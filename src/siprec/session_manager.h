@@ -153,6 +153,9 @@ class SessionManager final : public sip::EndpointListener {
     sip::DialogId dialog = 0;
     State state = State::kAnswering;
     bool acked = false;
+    // Our 2xx to an offerless re-INVITE carried an offer; its answer comes in
+    // the ACK. A new offer meanwhile is glare: 491 (RFC 3261 §14.2, RFC 3311 §5.2).
+    bool offer_pending = false;
     bool cut_short = false;            // ended by our drain: the recording is incomplete
     std::string storage_error;         // the spool failed: the recording's end cause
     std::string start_time;
