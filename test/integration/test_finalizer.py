@@ -224,5 +224,47 @@ class DiskFullTest(unittest.TestCase):
             d.cleanup()
 
 
+class SilenceWarningTest(unittest.TestCase):
+    """Issue 9 item 8: a stream that receives nothing is never a silent "good" recording."""
+
+    def test_silent_stream_is_warned_first_and_counted(self):
+        d = Daemon(config={"recording": {"silence_warning_s": 2}})
+        d.start()
+        try:
+            with d.client("udp") as c:
+                call = Call(c)
+                r = call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
+                                           ("application/rs-metadata+xml", metadata_xml(2))]),
+                                'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
+                self.assertEqual(r.status if r else None, 200, describe(r))
+                ports = [m.port for m in call.answer.media]
+                # Only stream 1 sends; stream 2 stays silent for the whole call (> 2 s).
+                subprocess.run([RTP_SEND, "--duration-ms", "3000",
+                                "--stream", f"to=127.0.0.1:{ports[0]},codec=PCMA,tone=440"],
+                               check=True, stdout=subprocess.DEVNULL, timeout=60)
+                bye = call.bye()
+                self.assertEqual(bye.status if bye else None, 200, describe(bye))
+            self.assertTrue(wait_until(lambda: recordings(d), 20), d.diagnostics())
+            path = recordings(d)[0]
+            text = open(path).read()
+            doc = json.loads(text)
+            self.assertTrue(text.startswith('{\n  "warnings": ['), text[:200])  # what a reviewer sees first
+            silent = [w for w in doc["warnings"] if w.startswith("stream 2") and "no audio received at all" in w]
+            self.assertEqual(len(silent), 1, doc["warnings"])
+            self.assertFalse(any(w.startswith("stream 1") for w in doc["warnings"]), doc["warnings"])
+            by_label = {s["label"]: s for s in doc["integrity"]["streams"]}
+            self.assertEqual(by_label["2"]["packets_received"], 0)
+            self.assertEqual(len(by_label["2"]["silences"]), 1)
+            self.assertGreaterEqual(by_label["2"]["silences"][0]["length_ms"], 3000)
+            self.assertEqual(by_label["1"]["silences"], [])
+            self.assertGreater(by_label["1"]["packets_expected"], 100)
+            self.assertEqual(by_label["1"]["packets_received"], by_label["1"]["packets_expected"])
+            self.assertTrue(doc["complete"], doc["incomplete_reason"])  # nothing that reached us is missing
+            self.assertEqual(d.metrics().get("sgw_recording_warnings_total", kind="silence"), 1)
+        finally:
+            self.assertEqual(d.stop(), 0)
+            d.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
