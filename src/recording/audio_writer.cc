@@ -133,34 +133,38 @@ common::Status fsync_directory(const std::string& dir) {
   return common::Ok{};
 }
 
+common::Error invalid(const std::string& path, const std::string& why) {
+  return make_error("audio.invalid", "write " + path + ": " + why);
+}
+
 common::Status validate(const std::string& path, const FormatEntry& fe, std::uint32_t sample_rate,
-                        std::span<const std::span<const std::int16_t>> channels) {
-  auto invalid = [&](const std::string& why) {
-    return make_error("audio.invalid", "write " + path + ": " + why);
-  };
-  if (channels.empty()) return invalid("no channels");
-  if (channels.size() > fe.max_channels)
-    return invalid(std::to_string(channels.size()) + " channels; " + std::string(fe.name) +
-                   " allows at most " + std::to_string(fe.max_channels));
-  for (std::size_t i = 1; i < channels.size(); ++i)
-    if (channels[i].size() != channels[0].size())
-      return invalid("channel " + std::to_string(i) + " has " + std::to_string(channels[i].size()) +
-                     " samples, channel 0 has " + std::to_string(channels[0].size()));
-  if (sample_rate == 0) return invalid("sample rate 0");
+                        std::size_t nch, std::uint64_t frames) {
+  if (nch == 0) return invalid(path, "no channels");
+  if (nch > fe.max_channels)
+    return invalid(path, std::to_string(nch) + " channels; " + std::string(fe.name) + " allows at most " +
+                             std::to_string(fe.max_channels));
+  if (sample_rate == 0) return invalid(path, "sample rate 0");
   if (fe.format == AudioFormat::kOggOpus) {
     // RFC 7845 §5.1: Opus runs at 48 kHz; libsndfile's encoder accepts exactly these input rates.
     static constexpr std::array<std::uint32_t, 5> kOpusRates{8000, 12000, 16000, 24000, 48000};
     if (std::find(kOpusRates.begin(), kOpusRates.end(), sample_rate) == kOpusRates.end())
-      return invalid("ogg-opus needs a sample rate of 8000, 12000, 16000, 24000 or 48000 Hz, got " +
-                     std::to_string(sample_rate));
+      return invalid(path, "ogg-opus needs a sample rate of 8000, 12000, 16000, 24000 or 48000 Hz, got " +
+                               std::to_string(sample_rate));
   }
   if (fe.bytes_per_sample != 0) {
-    const std::uint64_t bytes = static_cast<std::uint64_t>(channels[0].size()) * channels.size() *
-                                fe.bytes_per_sample;
+    const std::uint64_t bytes = frames * nch * fe.bytes_per_sample;
     if (bytes > kMaxWavDataBytes)
-      return invalid("WAV data of " + std::to_string(bytes) +
-                     " bytes exceeds the 4 GiB RIFF limit; use flac or ogg-opus");
+      return invalid(path, "WAV data of " + std::to_string(bytes) +
+                               " bytes exceeds the 4 GiB RIFF limit; use flac or ogg-opus");
   }
+  return common::Ok{};
+}
+
+common::Status same_lengths(const std::string& path, std::span<const std::span<const std::int16_t>> channels) {
+  for (std::size_t i = 1; i < channels.size(); ++i)
+    if (channels[i].size() != channels[0].size())
+      return invalid(path, "channel " + std::to_string(i) + " has " + std::to_string(channels[i].size()) +
+                               " samples, channel 0 has " + std::to_string(channels[0].size()));
   return common::Ok{};
 }
 
@@ -184,71 +188,117 @@ nlohmann::json to_json(const AudioFileInfo& info) {
                         {"size_bytes", info.size_bytes},  {"sha256", info.sha256}};
 }
 
-common::Result<AudioFileInfo> write_audio_file(const std::string& final_path, AudioFormat format,
-                                               std::uint32_t sample_rate,
-                                               std::span<const std::span<const std::int16_t>> channels) {
+struct AudioFileWriter::Impl {
+  Impl(std::string path, const FormatEntry& f) : final_path(std::move(path)), fe(f), tmp(final_path + ".tmp") {}
+  std::string final_path;
+  const FormatEntry& fe;
+  std::string dir;
+  TempFile tmp;
+  std::unique_ptr<SNDFILE, SndfileCloser> sf;
+  std::uint32_t sample_rate = 0;
+  std::size_t nch = 0;
+  std::uint64_t frames = 0;
+  std::uint64_t written = 0;
+  std::vector<std::int16_t> buf;  // one interleaved chunk
+};
+
+AudioFileWriter::AudioFileWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AudioFileWriter::~AudioFileWriter() = default;
+
+common::Result<std::unique_ptr<AudioFileWriter>> AudioFileWriter::open(const std::string& final_path,
+                                                                       AudioFormat format,
+                                                                       std::uint32_t sample_rate,
+                                                                       unsigned channels, std::uint64_t frames) {
   const FormatEntry& fe = entry(format);
-  if (auto st = validate(final_path, fe, sample_rate, channels); !st) return st.error();
-
-  const std::filesystem::path p(final_path);
-  std::string dir = p.parent_path().string();
-  if (dir.empty()) dir = ".";
+  if (auto st = validate(final_path, fe, sample_rate, channels, frames); !st) return st.error();
+  auto impl = std::make_unique<Impl>(final_path, fe);
+  impl->dir = std::filesystem::path(final_path).parent_path().string();
+  if (impl->dir.empty()) impl->dir = ".";
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return make_error("io.mkdir", "mkdir " + dir + ": " + ec.message());
+  std::filesystem::create_directories(impl->dir, ec);
+  if (ec) return make_error("io.mkdir", "mkdir " + impl->dir + ": " + ec.message());
+  if (auto st = impl->tmp.open(); !st) return st.error();
+  SF_INFO info{};
+  info.samplerate = static_cast<int>(sample_rate);
+  info.channels = static_cast<int>(channels);
+  info.format = fe.sf_format;
+  // close_desc = SF_FALSE: we still need the descriptor to fsync and hash it.
+  impl->sf.reset(sf_open_fd(impl->tmp.fd(), SFM_WRITE, &info, SF_FALSE));
+  if (!impl->sf)
+    return make_error("audio.open", "open " + impl->tmp.path() + " as " + std::string(fe.name) + ": " +
+                                        sf_strerror(nullptr));
+  impl->sample_rate = sample_rate;
+  impl->nch = channels;
+  impl->frames = frames;
+  impl->buf.resize(static_cast<std::size_t>(std::min<std::uint64_t>(frames, kChunkFrames)) * channels);
+  return std::unique_ptr<AudioFileWriter>(new AudioFileWriter(std::move(impl)));
+}
 
-  TempFile tmp(final_path + ".tmp");
-  if (auto st = tmp.open(); !st) return st.error();
-
-  const std::size_t nch = channels.size();
+common::Status AudioFileWriter::write(std::span<const std::span<const std::int16_t>> channels) {
+  Impl& w = *impl_;
+  if (!w.sf) return invalid(w.final_path, "write after commit");
+  if (channels.size() != w.nch)
+    return invalid(w.final_path, std::to_string(channels.size()) + " channels given, the file has " +
+                                     std::to_string(w.nch));
+  if (auto st = same_lengths(w.final_path, channels); !st) return st;
   const std::size_t frames = channels[0].size();
-  {
-    SF_INFO info{};
-    info.samplerate = static_cast<int>(sample_rate);
-    info.channels = static_cast<int>(nch);
-    info.format = fe.sf_format;
-    // close_desc = SF_FALSE: we still need the descriptor to fsync and hash it.
-    std::unique_ptr<SNDFILE, SndfileCloser> sf(sf_open_fd(tmp.fd(), SFM_WRITE, &info, SF_FALSE));
-    if (!sf)
-      return make_error("audio.open", "open " + tmp.path() + " as " + std::string(fe.name) + ": " +
-                                          sf_strerror(nullptr));
-    std::vector<std::int16_t> buf(std::min(frames, kChunkFrames) * nch);
-    for (std::size_t start = 0; start < frames; start += kChunkFrames) {
-      const std::size_t n = std::min(kChunkFrames, frames - start);
-      for (std::size_t f = 0; f < n; ++f)
-        for (std::size_t c = 0; c < nch; ++c) buf[f * nch + c] = channels[c][start + f];
-      const auto want = static_cast<sf_count_t>(n);
-      if (sf_writef_short(sf.get(), buf.data(), want) != want)
-        return make_error("audio.write", "write " + tmp.path() + ": " + sf_strerror(sf.get()));
-    }
-    // sf_close writes the final header (WAV sizes, FLAC STREAMINFO, the last Ogg page).
-    SNDFILE* raw = sf.release();
-    if (int rc = sf_close(raw); rc != 0)
-      return make_error("audio.close", "close " + tmp.path() + ": " + sf_error_number(rc));
+  if (w.written + frames > w.frames)
+    return invalid(w.final_path, "more than the " + std::to_string(w.frames) + " frames announced");
+  for (std::size_t start = 0; start < frames; start += kChunkFrames) {
+    const std::size_t n = std::min(kChunkFrames, frames - start);
+    for (std::size_t f = 0; f < n; ++f)
+      for (std::size_t c = 0; c < w.nch; ++c) w.buf[f * w.nch + c] = channels[c][start + f];
+    const auto want = static_cast<sf_count_t>(n);
+    if (sf_writef_short(w.sf.get(), w.buf.data(), want) != want)
+      return make_error("audio.write", "write " + w.tmp.path() + ": " + sf_strerror(w.sf.get()));
   }
+  w.written += frames;
+  return common::Ok{};
+}
 
-  if (::fsync(tmp.fd()) != 0) return io_error("fsync", tmp.path(), errno);
+common::Result<AudioFileInfo> AudioFileWriter::commit() {
+  Impl& w = *impl_;
+  if (!w.sf) return invalid(w.final_path, "committed twice");
+  if (w.written != w.frames)
+    return invalid(w.final_path, std::to_string(w.written) + " frames written of " + std::to_string(w.frames));
+  // sf_close writes the final header (WAV sizes, FLAC STREAMINFO, the last Ogg page).
+  SNDFILE* raw = w.sf.release();
+  if (int rc = sf_close(raw); rc != 0)
+    return make_error("audio.close", "close " + w.tmp.path() + ": " + sf_error_number(rc));
+  if (::fsync(w.tmp.fd()) != 0) return io_error("fsync", w.tmp.path(), errno);
   struct stat stbuf {};
-  if (::fstat(tmp.fd(), &stbuf) != 0) return io_error("stat", tmp.path(), errno);
+  if (::fstat(w.tmp.fd(), &stbuf) != 0) return io_error("stat", w.tmp.path(), errno);
   const auto size = static_cast<std::uint64_t>(stbuf.st_size);
-  auto sha = sha256_of_fd(tmp.fd(), tmp.path(), size);
+  auto sha = sha256_of_fd(w.tmp.fd(), w.tmp.path(), size);
   if (!sha) return sha.error();
-  if (auto st = tmp.close(); !st) return st.error();
+  if (auto st = w.tmp.close(); !st) return st.error();
 
-  if (::rename(tmp.path().c_str(), final_path.c_str()) != 0) return io_error("rename", final_path, errno);
-  tmp.mark_published();
-  if (auto st = fsync_directory(dir); !st) return st.error();
+  if (::rename(w.tmp.path().c_str(), w.final_path.c_str()) != 0) return io_error("rename", w.final_path, errno);
+  w.tmp.mark_published();
+  if (auto st = fsync_directory(w.dir); !st) return st.error();
 
   AudioFileInfo out;
-  out.file_name = p.filename().string();
-  out.format = std::string(fe.name);
-  out.channels = static_cast<unsigned>(nch);
-  out.sample_rate = sample_rate;
-  out.frames = frames;
-  out.duration_ms = static_cast<std::uint64_t>(frames) * 1000u / sample_rate;
+  out.file_name = std::filesystem::path(w.final_path).filename().string();
+  out.format = std::string(w.fe.name);
+  out.channels = static_cast<unsigned>(w.nch);
+  out.sample_rate = w.sample_rate;
+  out.frames = w.frames;
+  out.duration_ms = w.frames * 1000u / w.sample_rate;
   out.size_bytes = size;
   out.sha256 = std::move(*sha);
   return out;
+}
+
+common::Result<AudioFileInfo> write_audio_file(const std::string& final_path, AudioFormat format,
+                                               std::uint32_t sample_rate,
+                                               std::span<const std::span<const std::int16_t>> channels) {
+  if (channels.empty()) return invalid(final_path, "no channels");
+  if (auto st = same_lengths(final_path, channels); !st) return st.error();
+  auto w = AudioFileWriter::open(final_path, format, sample_rate, static_cast<unsigned>(channels.size()),
+                                 channels[0].size());
+  if (!w) return w.error();
+  if (auto st = (*w)->write(channels); !st) return st.error();
+  return (*w)->commit();
 }
 
 }  // namespace sgw::recording

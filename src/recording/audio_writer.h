@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -62,5 +63,29 @@ nlohmann::json to_json(const AudioFileInfo& info);
 common::Result<AudioFileInfo> write_audio_file(const std::string& final_path, AudioFormat format,
                                                std::uint32_t sample_rate,
                                                std::span<const std::span<const std::int16_t>> channels);
+
+// The same, streamed: open() for a known number of frames, write() the frames in pieces of any
+// size, commit() publishes. Memory is one interleave chunk, whatever the length of the file (a
+// 30 h recording is written this way by the finaliser, docs/timeline.md "Streaming").
+// Destroying a writer that was not committed removes its temporary file. Errors as above;
+// write() of more frames than announced, or commit() of fewer, is "audio.invalid".
+class AudioFileWriter {
+ public:
+  static common::Result<std::unique_ptr<AudioFileWriter>> open(const std::string& final_path,
+                                                               AudioFormat format, std::uint32_t sample_rate,
+                                                               unsigned channels, std::uint64_t frames);
+  ~AudioFileWriter();
+  AudioFileWriter(const AudioFileWriter&) = delete;
+  AudioFileWriter& operator=(const AudioFileWriter&) = delete;
+
+  // Appends channels[0].size() frames; channel i of the file from channels[i] (all the same length).
+  common::Status write(std::span<const std::span<const std::int16_t>> channels);
+  common::Result<AudioFileInfo> commit();
+
+ private:
+  struct Impl;
+  explicit AudioFileWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace sgw::recording

@@ -21,6 +21,7 @@
 #include "common/strings.h"
 #include "metadata/cisco_headers.h"
 #include "metadata/metadata_merge.h"
+#include "recording/audio_render.h"
 #include "recording/recording_json.h"
 #include "recording/spool_events.h"
 #include "recording/spool_reader.h"
@@ -55,11 +56,17 @@ T get_or(const nlohmann::json& j, const char* key, T fallback) {
   }
 }
 
+// The payload types a "streams" event answered for one stream.
+struct PayloadMap {
+  std::map<std::uint8_t, nlohmann::json> payloads;  // pt → {encoding, clock_rate, ...}
+  std::optional<int> telephone_event_pt;            // spools written before payloads listed it
+  bool operator==(const PayloadMap&) const = default;
+};
+
 // One recorded stream (m-line index) as the spool's "streams" events describe it.
 struct StreamHistory {
   std::string label;
-  std::map<std::uint8_t, nlohmann::json> payloads;  // pt → {encoding, clock_rate, ...}
-  std::optional<int> telephone_event_pt;
+  std::vector<std::pair<std::int64_t, PayloadMap>> payload_maps;  // (time_us, map) changes
   std::vector<std::pair<std::int64_t, bool>> paused;  // (time_us, paused) changes
   bool recorded = false;
   std::string codec;
@@ -94,13 +101,16 @@ void apply_streams_event(Collected& c, std::int64_t at_us, const nlohmann::json&
     if (recorded) {
       h.recorded = true;
       h.codec = get_or<std::string>(s, "codec", h.codec);
+      PayloadMap m;
       if (auto p = s.find("payloads"); p != s.end() && p->is_array())
         for (const auto& pl : *p) {
           int pt = get_or<int>(pl, "pt", -1);
-          if (pt >= 0 && pt < 128) h.payloads[static_cast<std::uint8_t>(pt)] = pl;
+          if (pt >= 0 && pt < 128) m.payloads[static_cast<std::uint8_t>(pt)] = pl;
         }
       int te = get_or<int>(s, "telephone_event_pt", -1);
-      if (te >= 0 && te < 128) h.telephone_event_pt = te;
+      if (te >= 0 && te < 128) m.telephone_event_pt = te;
+      // A re-offer that changed the payload types (PCMA -> PCMU) applies from its time on.
+      if (h.payload_maps.empty() || !(h.payload_maps.back().second == m)) h.payload_maps.emplace_back(at_us, m);
     }
     if (h.paused.empty() || h.paused.back().second != paused) h.paused.emplace_back(at_us, paused);
   }
@@ -122,6 +132,46 @@ void count_warnings(const Integrity& in, common::LabelledCounter* out) {
   }
   if (in.finalize_failures) kinds.insert("finalize_retry");
   for (const auto& k : kinds) out->with(k).inc();
+}
+
+// Decoders (and telephone-event, CN payload types) for one payload map.
+StreamCodecs codecs_of(const PayloadMap& m, const std::string& label, std::vector<std::string>& problems) {
+  StreamCodecs codecs;
+  codecs.comfort_noise_pts = {13};
+  for (const auto& [pt, pl] : m.payloads) {
+    const auto encoding = get_or<std::string>(pl, "encoding", "");
+    const auto clock = get_or<std::uint32_t>(pl, "clock_rate", 0);
+    if (common::iequals(encoding, "telephone-event")) {
+      if (clock < 1000 || clock > 192000) continue;
+      if (!codecs.telephone_event_pt) {
+        codecs.telephone_event_pt = pt;
+        codecs.telephone_event_clock = clock;
+      } else {
+        codecs.more_telephone_events[pt] = clock;
+      }
+      continue;
+    }
+    if (common::iequals(encoding, "CN")) {
+      if (pt != 13) codecs.comfort_noise_pts.push_back(pt);
+      continue;
+    }
+    auto info = media::codec_from_sdp(encoding, clock);
+    if (!info) continue;
+    auto dec = media::make_decoder(info->id);
+    if (!dec) {
+      problems.push_back("stream " + label + ": " + dec.error().message);
+      continue;
+    }
+    codecs.decoders[pt] = std::move(dec).value();
+  }
+  if (m.telephone_event_pt && !codecs.telephone_event_pt &&
+      !m.payloads.contains(static_cast<std::uint8_t>(*m.telephone_event_pt))) {
+    // Spools of earlier versions: telephone-event only as a field, at the audio codec's clock.
+    codecs.telephone_event_pt = static_cast<std::uint8_t>(*m.telephone_event_pt);
+    if (!m.payloads.empty())
+      codecs.telephone_event_clock = get_or<std::uint32_t>(m.payloads.begin()->second, "clock_rate", 8000);
+  }
+  return codecs;
 }
 
 }  // namespace
@@ -434,8 +484,9 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   // Output rate: 16 kHz when any recorded stream is wideband.
   std::uint32_t rate = 8000;
   for (const auto& [index, h] : c.streams)
-    for (const auto& [pt, pl] : h.payloads)
-      if (auto info = media::codec_from_sdp(get_or<std::string>(pl, "encoding", ""),
+    for (const auto& [at, m] : h.payload_maps)
+      for (const auto& [pt, pl] : m.payloads)
+        if (auto info = media::codec_from_sdp(get_or<std::string>(pl, "encoding", ""),
                                             get_or<std::uint32_t>(pl, "clock_rate", 0)))
         rate = std::max(rate, info->native_rate);
   if (options_.format == AudioFormat::kWavUlaw || options_.format == AudioFormat::kWavAlaw) rate = 8000;
@@ -452,52 +503,20 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     std::vector<std::pair<std::int64_t, bool>> active;
     for (const auto& [at, paused] : h.paused) active.emplace_back(at, !paused);
     accounting.emplace(index, StreamAccounting(std::move(active), duration_us, options_.silence_warning_ms * 1000));
-    StreamCodecs codecs;
-    for (const auto& [pt, pl] : h.payloads) {
-      auto info = media::codec_from_sdp(get_or<std::string>(pl, "encoding", ""),
-                                        get_or<std::uint32_t>(pl, "clock_rate", 0));
-      if (!info) continue;
-      auto dec = media::make_decoder(info->id);
-      if (!dec) {
-        report.problems.push_back("stream " + h.label + ": " + dec.error().message);
-        continue;
-      }
-      codecs.decoders[pt] = std::move(dec).value();
-    }
-    if (h.telephone_event_pt) {
-      codecs.telephone_event_pt = static_cast<std::uint8_t>(*h.telephone_event_pt);
-      // The plan only accepts telephone-event at the audio codec's RTP clock.
-      if (!h.payloads.empty())
-        codecs.telephone_event_clock = get_or<std::uint32_t>(h.payloads.begin()->second, "clock_rate", 8000);
-    }
-    auto track = StreamTrack::create(params, std::move(codecs));
+    if (h.payload_maps.empty()) continue;
+    auto track = StreamTrack::create(params, codecs_of(h.payload_maps.front().second, h.label, report.problems));
     if (!track) {
       report.problems.push_back("stream " + h.label + ": " + track.error().message);
       continue;
     }
+    for (std::size_t i = 1; i < h.payload_maps.size(); ++i)
+      if (auto st = track->set_codecs(h.payload_maps[i].first,
+                                      codecs_of(h.payload_maps[i].second, h.label, report.problems));
+          !st)
+        report.problems.push_back("stream " + h.label + ": " + st.error().message);
     for (const auto& [at, paused] : h.paused) track->set_paused(at, paused, "pause");
     tracks.emplace(index, std::move(track).value());
   }
-
-  // Pass 2: the audio, in arrival order.
-  RecordVisitor second;
-  second.on_rtp = [&](const RtpRecordView& r) {
-    if (auto a = accounting.find(r.stream); a != accounting.end()) a->second.on_packet(r.ssrc, r.seq, r.arrival_us);
-    auto it = tracks.find(r.stream);
-    if (it == tracks.end()) return;
-    media::RtpPacketView v;
-    v.marker = r.marker;
-    v.payload_type = r.payload_type;
-    v.sequence = r.seq;
-    v.timestamp = r.ts;
-    v.ssrc = r.ssrc;
-    v.payload = r.payload;
-    it->second.add_packet(v, r.arrival_us);
-  };
-  auto again = read_spool(spool_path, second, options_.fs);
-  if (!again) return again.error();
-  for (auto& [index, t] : tracks) t.finish();
-  for (auto& [index, a] : accounting) a.finish();
 
   // Metadata: merged model, every document kept raw with its arrival time.
   std::optional<metadata::RecordingMetadata> md;
@@ -539,15 +558,16 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   std::string base = (std::filesystem::path(options_.recordings_dir) /
                       (options_.relative_path ? options_.relative_path(pf) : recording_id)).string();
 
-  for (const auto& file : layout.files) {
-    std::vector<std::span<const std::int16_t>> channels;
-    for (const auto& ch : file.channels) channels.push_back(tracks.at(ch.stream_index).samples());
-    std::string path = base + file.name_suffix + "." + std::string(audio_file_extension(options_.format));
-    auto info = write_audio_file(path, options_.format, rate, channels);
-    if (!info) return info.error();
-    in.audio.push_back(*info);
-    report.audio_paths.push_back(path);
-  }
+  // Pass 2: the audio, in arrival order, streamed into the files (docs/timeline.md "Streaming").
+  auto audio = render_audio(spool_path, tracks, layout, base, options_.format, rate, options_.fs,
+                            [&](const RtpRecordView& r) {
+                              if (auto a = accounting.find(r.stream); a != accounting.end())
+                                a->second.on_packet(r.ssrc, r.seq, r.arrival_us);
+                            });
+  if (!audio) return audio.error();
+  for (auto& [index, a] : accounting) a.finish();
+  in.audio = std::move(audio->files);
+  report.audio_paths = std::move(audio->paths);
 
   in.recording_id = recording_id;
   in.conversation_id = pf.conversation_id;
@@ -580,6 +600,10 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
         if (ch.stream_index == index && ch.participant) participant = ch.participant->id;
     for (const auto& d : t.dtmf_events())
       in.dtmf.push_back({std::string(1, d.digit), d.start_ms, d.duration_ms, h.label, participant});
+    if (st.samples_dropped_behind_horizon)
+      report.problems.push_back("stream " + h.label + ": " +
+                                std::to_string(st.samples_dropped_behind_horizon * 1000 / rate) +
+                                " ms of audio placed more than 10 s in the past, dropped");
     if (st.decode_errors)
       report.problems.push_back("stream " + h.label + ": " + std::to_string(st.decode_errors) + " undecodable packet(s)");
 
@@ -595,7 +619,8 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     si.packets_duplicated = st.duplicated;
     si.packets_late = st.late;
     si.packets_unexpected_payload_type = st.unknown_payload_type;
-    si.packets_undecodable = st.decode_errors;
+    // Un-negotiated payload types are decoded when static 0/8/9/18; the others could not be.
+    si.packets_undecodable = st.decode_errors + st.unknown_payload_dropped;
     if (auto sc = c.counters.streams.find(index); sc != c.counters.streams.end()) {
       si.packets_wrong_source = sc->second.wrong_source;
       si.packets_kernel_dropped = sc->second.kernel_drops;

@@ -107,7 +107,9 @@ struct StreamIntegrity {
   std::uint64_t packets_lost = 0;        // sequence numbers never received
   std::uint64_t packets_duplicated = 0;
   std::uint64_t packets_late = 0;        // received, too late for the timeline: NOT in the audio
-  std::uint64_t packets_unexpected_payload_type = 0;  // not negotiated, not decoded
+  // Not negotiated when it arrived: decoded anyway in an unambiguous static payload type (0 PCMU,
+  // 8 PCMA, 9 G722, 18 G729), otherwise dropped and also counted in packets_undecodable.
+  std::uint64_t packets_unexpected_payload_type = 0;
   std::uint64_t packets_undecodable = 0;
   std::optional<std::uint64_t> packets_wrong_source;    // nullopt: not measured
   std::optional<std::uint64_t> packets_kernel_dropped;  // SO_RXQ_OVFL; nullopt: not measured

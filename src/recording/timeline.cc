@@ -22,9 +22,16 @@ constexpr std::int64_t kMaxConcealMs = 60;           // longer losses are silenc
 constexpr std::int64_t kCnTailMs = 20;               // silence after the last CN of a segment
 constexpr std::int64_t kPendingSeconds = 3;          // pending buffer (anchor/jump) capacity
 constexpr std::size_t kPendingEntries = 1024;
-constexpr std::int64_t kMaxDurationUs = 24LL * 3600 * 1'000'000;
+constexpr std::int64_t kMaxDurationUs = 7LL * 24 * 3600 * 1'000'000;
+// Streaming (docs/timeline.md "Streaming"): samples this far behind the replay's time are final;
+// a stream idle this long has what it holds placed; samples live in blocks, at most this many
+// seconds of them per track while streaming.
+constexpr std::int64_t kHorizonUs = 10'000'000;
+constexpr std::int64_t kIdleUs = 2'000'000;
+constexpr std::int64_t kBlockSamples = 4096;
+constexpr std::int64_t kMaxBlockSeconds = 64;
 // Inputs from the spool are not trusted: arrival times are clamped to
-// +-48 h and a segment's timestamps to 2^40 ticks from its start, so no
+// +-14 days and a segment's timestamps to 2^40 ticks from its start, so no
 // position arithmetic can overflow.
 constexpr std::int64_t kMaxAbsTimeUs = 2 * kMaxDurationUs;
 constexpr std::int64_t kMaxTicks = std::int64_t{1} << 40;
@@ -35,6 +42,21 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) {
   std::int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
+}
+
+// Validation shared by create() and set_codecs().
+common::Status check_codecs(const StreamCodecs& codecs) {
+  auto clock_ok = [](std::uint32_t c) { return c >= 1000 && c <= 192000; };
+  if (!clock_ok(codecs.telephone_event_clock))
+    return common::make_error("timeline.bad_params", "telephone-event clock must be 1000..192000 Hz");
+  for (const auto& [pt, clock] : codecs.more_telephone_events)
+    if (!clock_ok(clock))
+      return common::make_error("timeline.bad_params", "telephone-event clock must be 1000..192000 Hz");
+  for (const auto& [pt, dec] : codecs.decoders)
+    if (!dec || !clock_ok(dec->info().rtp_clock) || !clock_ok(dec->info().native_rate))
+      return common::make_error("timeline.no_decoder",
+                                "payload type " + std::to_string(pt) + " has no usable decoder");
+  return common::Ok{};
 }
 
 std::optional<char> dtmf_digit(std::uint8_t event) {
@@ -71,6 +93,15 @@ struct StreamTrack::Impl final : media::PacketSink {
     bool seen = false;
   };
 
+  // What each payload type means from `from_us` (arrival time) on: a slot index, or one of these.
+  static constexpr std::uint8_t kPtUnknown = 0xff, kPtTelephoneEvent = 0xfe, kPtComfortNoise = 0xfd;
+  static constexpr std::size_t kMaxSlots = 0xf0;
+  struct PtMap {
+    std::int64_t from_us = std::numeric_limits<std::int64_t>::min();
+    std::array<std::uint8_t, 128> what{};
+    std::array<std::uint32_t, 128> te_clock{};
+  };
+
   struct Pause {
     std::int64_t start = 0, end = 0;  // output samples
     std::string cause;
@@ -82,19 +113,11 @@ struct StreamTrack::Impl final : media::PacketSink {
   };
 
   Impl(const TimelineParams& p, StreamCodecs c)
-      : params(p),
-        reorder(media::ReorderConfig{.window_ms = p.reorder_window_ms}),
-        te_pt(c.telephone_event_pt),
-        te_clock(c.telephone_event_clock),
-        cn_pts(std::move(c.comfort_noise_pts)) {
+      : params(p), reorder(media::ReorderConfig{.window_ms = p.reorder_window_ms}) {
     total = floor_div(p.duration_us * p.output_rate, 1'000'000);
-    pcm.assign(static_cast<std::size_t>(total), 0);
-    for (auto& [pt, dec] : c.decoders) {
-      CodecSlot slot;
-      slot.info = dec->info();
-      slot.decoder = std::move(dec);
-      codecs.emplace(pt, std::move(slot));
-    }
+    max_blocks = static_cast<std::size_t>(kMaxBlockSeconds * p.output_rate / kBlockSamples + 4);
+    static_slot.fill(kPtUnknown);
+    add_map(std::numeric_limits<std::int64_t>::min(), std::move(c));
     decode_buf.resize(media::Decoder::kMaxSamplesPerPacket);
     out_buf.resize(media::Decoder::kMaxSamplesPerPacket);
     pending.reserve(kPendingEntries);
@@ -118,6 +141,59 @@ struct StreamTrack::Impl final : media::PacketSink {
     return last_ext;
   }
 
+  // --- payload types -------------------------------------------------------
+
+  void add_map(std::int64_t from_us, StreamCodecs c) {
+    PtMap m;
+    if (maps.empty()) {
+      m.what.fill(kPtUnknown);
+    } else {
+      m = maps.back();  // a payload type keeps its meaning until renegotiated
+    }
+    m.from_us = from_us;
+    for (auto& [pt, dec] : c.decoders) {
+      if (pt >= 128) continue;
+      const media::CodecInfo info = dec->info();
+      const std::uint8_t prev = m.what[pt];
+      if (prev < slots.size() && slots[prev].info.id == info.id && slots[prev].info.rtp_clock == info.rtp_clock)
+        continue;  // same codec on the same PT: keep the decoder and its state
+      if (slots.size() >= kMaxSlots) continue;
+      slots.push_back(CodecSlot{std::move(dec), info, false});
+      m.what[pt] = static_cast<std::uint8_t>(slots.size() - 1);
+    }
+    auto set_te = [&](std::uint8_t pt, std::uint32_t te_clock) {
+      if (pt >= 128) return;
+      m.what[pt] = kPtTelephoneEvent;
+      m.te_clock[pt] = te_clock;
+    };
+    if (c.telephone_event_pt) set_te(*c.telephone_event_pt, c.telephone_event_clock);
+    for (const auto& [pt, te_clock] : c.more_telephone_events) set_te(pt, te_clock);
+    for (std::uint8_t pt : c.comfort_noise_pts)
+      if (pt < 128) m.what[pt] = kPtComfortNoise;
+    maps.push_back(m);
+  }
+
+  // The mapping in force for a packet that arrived at `arrival_us` (maps are few and packets come
+  // nearly in arrival order: the cursor moves a step at a time).
+  const PtMap& map_at(std::int64_t arrival_us) {
+    while (map_cursor + 1 < maps.size() && maps[map_cursor + 1].from_us <= arrival_us) ++map_cursor;
+    while (map_cursor > 0 && maps[map_cursor].from_us > arrival_us) --map_cursor;
+    return maps[map_cursor];
+  }
+
+  // A payload type nobody negotiated: decoded anyway when its static meaning is unambiguous
+  // (RFC 3551 table 4: 0 PCMU, 8 PCMA, 9 G722, 18 G729). kPtUnknown otherwise.
+  std::uint8_t static_fallback(std::uint8_t pt) {
+    if (static_slot[pt] != kPtUnknown) return static_slot[pt];
+    auto info = media::codec_from_static_payload_type(pt);
+    if (!info || slots.size() >= kMaxSlots) return kPtUnknown;
+    auto dec = media::make_decoder(info->id);
+    if (!dec) return kPtUnknown;
+    slots.push_back(CodecSlot{std::move(dec).value(), *info, false});
+    static_slot[pt] = static_cast<std::uint8_t>(slots.size() - 1);
+    return static_slot[pt];
+  }
+
   // --- feeding -------------------------------------------------------------
 
   void on_packet(const media::ReorderedPacket& p) override {
@@ -127,21 +203,27 @@ struct StreamTrack::Impl final : media::PacketSink {
       start_segment(p);  // timestamps wandered absurdly far: start over
       ext = extend(p.timestamp);
     }
-    if (te_pt && p.payload_type == *te_pt) {
-      handle_dtmf(p, ext);
+    const std::uint8_t pt = p.payload_type & 0x7f;
+    const PtMap& map = maps.size() == 1 ? maps.front() : map_at(p.arrival_us);
+    std::uint8_t what = map.what[pt];
+    if (what == kPtTelephoneEvent) {
+      handle_dtmf(p, ext, map.te_clock[pt]);
       return;
     }
-    if (std::find(cn_pts.begin(), cn_pts.end(), p.payload_type) != cn_pts.end()) {
+    if (what == kPtComfortNoise) {
       handle_cn(p, ext);
       return;
     }
-    auto it = codecs.find(p.payload_type);
-    if (it == codecs.end()) {
+    if (what == kPtUnknown) {
       ++unknown_payload_type;
-      force_loss = true;
-      return;
+      what = static_fallback(pt);
+      if (what == kPtUnknown) {
+        ++unknown_payload_dropped;
+        force_loss = true;
+        return;
+      }
     }
-    CodecSlot& slot = it->second;
+    CodecSlot& slot = slots[what];
     if (clock != 0 && slot.info.rtp_clock != clock) {
       // Same SSRC, a codec with another RTP clock (PCMU/8000 -> opus/48000):
       // the timestamps no longer count in one unit, so re-anchor.
@@ -280,7 +362,7 @@ struct StreamTrack::Impl final : media::PacketSink {
     cn_last = std::numeric_limits<std::int64_t>::min();
   }
 
-  void handle_dtmf(const media::ReorderedPacket& p, std::int64_t ext) {
+  void handle_dtmf(const media::ReorderedPacket& p, std::int64_t ext, std::uint32_t te_clock) {
     ++telephone_events;
     if (clock == 0) clock = te_clock;
     // RFC 4733 §2.3: event(8) | E(1) R(1) volume(6) | duration(16).
@@ -483,10 +565,116 @@ struct StreamTrack::Impl final : media::PacketSink {
     }
   }
 
+  // --- sample store --------------------------------------------------------
+  // Blocks of kBlockSamples, allocated where audio is written; missing blocks are zeros. Samples
+  // below `horizon` are final: nothing is written there any more (the finaliser may have read
+  // them). While streaming, at most max_blocks blocks exist.
+
+  std::int16_t* block(std::int64_t index, bool create) {
+    if (cached_block && index == cached_index) return cached_block;
+    auto it = blocks.find(index);
+    if (it == blocks.end()) {
+      if (!create || (streaming && blocks.size() >= max_blocks)) return nullptr;
+      std::unique_ptr<std::int16_t[]> b;
+      if (free_blocks.empty()) {
+        b = std::make_unique<std::int16_t[]>(static_cast<std::size_t>(kBlockSamples));
+      } else {
+        b = std::move(free_blocks.back());
+        free_blocks.pop_back();
+        std::fill_n(b.get(), kBlockSamples, std::int16_t{0});
+      }
+      it = blocks.emplace(index, std::move(b)).first;
+    }
+    cached_index = index;
+    cached_block = it->second.get();
+    return cached_block;
+  }
+
+  // Splits samples [a, a + n) at block boundaries: fn(block index, offset in the block, offset in
+  // the range, length) for each piece, in order, until fn returns false. Returns the samples done.
+  template <typename F>
+  static std::int64_t for_blocks(std::int64_t a, std::int64_t n, F&& fn) {
+    std::int64_t i = 0;
+    while (i < n) {
+      const std::int64_t off = (a + i) % kBlockSamples;
+      const std::int64_t len = std::min(n - i, kBlockSamples - off);
+      if (!fn((a + i) / kBlockSamples, off, i, len)) break;
+      i += len;
+    }
+    return i;
+  }
+
+  // Writes src at sample a (a >= horizon); returns how many samples were stored (fewer only when
+  // the block limit is reached).
+  std::int64_t store(std::int64_t a, std::span<const std::int16_t> src) {
+    return for_blocks(a, static_cast<std::int64_t>(src.size()), [&](std::int64_t bi, std::int64_t off, std::int64_t i, std::int64_t len) {
+      std::int16_t* b = block(bi, true);
+      if (b) std::copy_n(src.begin() + i, len, b + off);
+      return b != nullptr;
+    });
+  }
+
   void write_zeros(std::int64_t a, std::int64_t b) {
-    a = std::max<std::int64_t>(a, 0);
+    a = std::max(a, horizon);
     b = std::min(b, total);
-    if (a < b) std::fill(pcm.begin() + a, pcm.begin() + b, std::int16_t{0});
+    if (a >= b) return;
+    for_blocks(a, b - a, [&](std::int64_t bi, std::int64_t off, std::int64_t, std::int64_t len) {
+      if (std::int16_t* blk = block(bi, false)) std::fill_n(blk + off, len, std::int16_t{0});
+      return true;
+    });
+  }
+
+  // Audio or concealment for [ca, cb) (already clipped to the track): what lies behind the
+  // horizon is dropped and counted (docs/timeline.md "Streaming").
+  void place(std::int64_t a, std::int64_t ca, std::int64_t cb, std::span<const std::int16_t> samples, bool conceal) {
+    const std::int64_t wa = std::max(ca, horizon);
+    if (wa > ca) dropped_samples += std::min(cb, wa) - ca;
+    if (wa >= cb) return;
+    const std::int64_t stored = store(wa, samples.subspan(static_cast<std::size_t>(wa - a),
+                                                          static_cast<std::size_t>(cb - wa)));
+    dropped_samples += cb - wa - stored;
+    if (stored == 0) return;
+    covered.add(wa, wa + stored);
+    if (conceal) loss.add(wa, wa + stored);
+  }
+
+  // The replay reached now_us (docs/timeline.md "Streaming").
+  void advance(std::int64_t now_us) {
+    streaming = true;
+    if (finished) return;
+    // A stream that sent nothing for kIdleUs: packets still waiting for a missing predecessor go
+    // out, and a segment still anchoring (or holding a jump candidate) decides on what it has,
+    // as at the stream's end. A stream that keeps sending is not affected: its reorder buffer
+    // never holds packets that old, and its anchor window closes with its own packets.
+    const std::int64_t idle_before = now_us - kIdleUs;
+    reorder.flush(idle_before, *this);
+    if (in_segment && last_arrival <= idle_before) {
+      if (mode == Mode::kAnchoring && !pending.empty()) {
+        anchor_pending();
+      } else if (mode == Mode::kJumpCandidate) {
+        confirm_jump();
+      }
+    }
+    horizon = std::clamp(std::max(horizon, arrival_pos(now_us - kHorizonUs)), std::int64_t{0}, total);
+  }
+
+  void read(std::span<std::int16_t> out) {
+    const auto n = static_cast<std::int64_t>(out.size());
+    for_blocks(read_pos, n, [&](std::int64_t bi, std::int64_t off, std::int64_t i, std::int64_t len) {
+      if (const std::int16_t* b = block(bi, false)) {
+        std::copy_n(b + off, len, out.begin() + i);
+      } else {
+        std::fill_n(out.begin() + i, len, std::int16_t{0});
+      }
+      return true;
+    });
+    read_pos += n;
+    // Blocks wholly read are not needed any more; keep a few for reuse.
+    cached_block = nullptr;
+    while (!blocks.empty() && (blocks.begin()->first + 1) * kBlockSamples <= read_pos) {
+      if (free_blocks.size() < 4) free_blocks.push_back(std::move(blocks.begin()->second));
+      blocks.erase(blocks.begin());
+    }
   }
 
   void commit(const Entry& e, std::span<const std::int16_t> samples) {
@@ -498,11 +686,7 @@ struct StreamTrack::Impl final : media::PacketSink {
       case Kind::kAudio:
       case Kind::kConceal:
         // Newer wins: a packet overlapping samples already written replaces them.
-        if (ca < cb) {
-          std::copy(samples.begin() + (ca - a), samples.begin() + (cb - a), pcm.begin() + ca);
-          covered.add(ca, cb);
-          if (e.kind == Kind::kConceal) loss.add(ca, cb);
-        }
+        if (ca < cb) place(a, ca, cb, samples, e.kind == Kind::kConceal);
         if (e.kind == Kind::kAudio) {
           committed_tl_end = b;
           have_committed_tl_end = true;
@@ -531,6 +715,7 @@ struct StreamTrack::Impl final : media::PacketSink {
   void finish() {
     reorder.finish(*this);
     end_segment();
+    horizon = total;
     if (pause_open) {
       pauses.push_back({arrival_pos(pause_start_us), total, pause_cause});
       pause_open = false;
@@ -617,14 +802,23 @@ struct StreamTrack::Impl final : media::PacketSink {
   // Parameters and inputs.
   TimelineParams params;
   media::ReorderBuffer reorder;
-  std::map<std::uint8_t, CodecSlot> codecs;
-  std::optional<std::uint8_t> te_pt;
-  std::uint32_t te_clock;
-  std::vector<std::uint8_t> cn_pts;
+  std::vector<CodecSlot> slots;  // decoders: negotiated ones, then static fallbacks (lazily)
+  std::vector<PtMap> maps;       // by from_us; maps[0] from the beginning
+  std::size_t map_cursor = 0;
+  std::array<std::uint8_t, 128> static_slot{};  // fallback slot per static PT, or kPtUnknown
 
   // Output.
   std::int64_t total = 0;
-  std::vector<std::int16_t> pcm;
+  std::map<std::int64_t, std::unique_ptr<std::int16_t[]>> blocks;  // by block index
+  std::vector<std::unique_ptr<std::int16_t[]>> free_blocks;
+  std::int64_t cached_index = 0;
+  std::int16_t* cached_block = nullptr;  // blocks[cached_index], or null
+  std::size_t max_blocks = 0;
+  bool streaming = false;   // advance() was called: the block limit applies
+  std::int64_t horizon = 0;   // samples [0, horizon) are final
+  std::int64_t read_pos = 0;  // samples [0, read_pos) were handed out by read()
+  std::int64_t dropped_samples = 0;  // audio placed behind the horizon (or beyond the block limit)
+  std::vector<std::int16_t> whole;   // samples(), built on demand
   IntervalSet covered;  // samples placed (audio, concealment, CN silence, DTMF, drift fill)
   IntervalSet loss;     // lost audio (concealed or not)
   std::vector<std::pair<std::int64_t, std::int64_t>> jumps;
@@ -640,7 +834,7 @@ struct StreamTrack::Impl final : media::PacketSink {
   // Counters beyond the reorder buffer's.
   std::int64_t first_arrival = -1, last_arrival = -1;
   std::vector<std::string> codec_names;
-  std::uint64_t decode_errors = 0, unknown_payload_type = 0, comfort_noise = 0,
+  std::uint64_t decode_errors = 0, unknown_payload_type = 0, unknown_payload_dropped = 0, comfort_noise = 0,
                 telephone_events = 0, drift_corrections = 0, timestamp_jumps = 0;
   std::int64_t drift_corrected_samples = 0;
   std::uint32_t segments = 0;
@@ -686,14 +880,8 @@ common::Result<StreamTrack> StreamTrack::create(const TimelineParams& params, St
   if (params.output_rate < 8000 || params.output_rate > 48000 || params.duration_us < 0 ||
       params.duration_us > kMaxDurationUs)
     return common::make_error("timeline.bad_params",
-                              "output_rate must be 8000..48000 Hz and duration 0..24 h");
-  if (codecs.telephone_event_clock < 1000 || codecs.telephone_event_clock > 192000)
-    return common::make_error("timeline.bad_params", "telephone-event clock must be 1000..192000 Hz");
-  for (const auto& [pt, dec] : codecs.decoders)
-    if (!dec || dec->info().rtp_clock < 1000 || dec->info().rtp_clock > 192000 ||
-        dec->info().native_rate < 1000 || dec->info().native_rate > 192000)
-      return common::make_error("timeline.no_decoder",
-                                "payload type " + std::to_string(pt) + " has no usable decoder");
+                              "output_rate must be 8000..48000 Hz and duration 0..7 days");
+  if (auto st = check_codecs(codecs); !st) return st.error();
   return StreamTrack(std::make_unique<Impl>(params, std::move(codecs)));
 }
 
@@ -701,6 +889,15 @@ StreamTrack::StreamTrack(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StreamTrack::StreamTrack(StreamTrack&&) noexcept = default;
 StreamTrack& StreamTrack::operator=(StreamTrack&&) noexcept = default;
 StreamTrack::~StreamTrack() = default;
+
+common::Status StreamTrack::set_codecs(std::int64_t at_us, StreamCodecs codecs) {
+  if (auto st = check_codecs(codecs); !st) return st;
+  if (impl_->finished) return common::Ok{};
+  at_us = clamp_time(at_us);
+  if (at_us < impl_->maps.back().from_us) at_us = impl_->maps.back().from_us;
+  impl_->add_map(at_us, std::move(codecs));
+  return common::Ok{};
+}
 
 void StreamTrack::add_packet(const media::RtpPacketView& packet, std::int64_t arrival_us) {
   Impl& s = *impl_;
@@ -741,7 +938,32 @@ void StreamTrack::finish() {
   impl_->finished = true;
 }
 
-std::span<const std::int16_t> StreamTrack::samples() const { return impl_->pcm; }
+std::span<const std::int16_t> StreamTrack::samples() const {
+  Impl& s = *impl_;
+  if (static_cast<std::int64_t>(s.whole.size()) != s.total || !s.finished) {
+    s.whole.assign(static_cast<std::size_t>(s.total), 0);
+    for (const auto& [index, b] : s.blocks) {
+      const std::int64_t a = index * kBlockSamples;
+      const std::int64_t n = std::min(kBlockSamples, s.total - a);
+      if (n > 0) std::copy_n(b.get(), n, s.whole.begin() + a);
+    }
+  }
+  return s.whole;
+}
+
+void StreamTrack::advance(std::int64_t now_us) { impl_->advance(clamp_time(now_us)); }
+
+std::int64_t StreamTrack::final_samples() const { return impl_->horizon; }
+
+std::int64_t StreamTrack::total_samples() const { return impl_->total; }
+
+std::size_t StreamTrack::read(std::span<std::int16_t> out) {
+  Impl& s = *impl_;
+  const auto n = std::min<std::int64_t>(static_cast<std::int64_t>(out.size()), s.horizon - s.read_pos);
+  if (n <= 0) return 0;
+  s.read(out.first(static_cast<std::size_t>(n)));
+  return static_cast<std::size_t>(n);
+}
 
 std::vector<Gap> StreamTrack::gaps() const { return impl_->gaps; }
 
@@ -760,6 +982,8 @@ StreamStats StreamTrack::stats() const {
   out.codecs = s.codec_names;
   out.decode_errors = s.decode_errors;
   out.unknown_payload_type = s.unknown_payload_type;
+  out.unknown_payload_dropped = s.unknown_payload_dropped;
+  out.samples_dropped_behind_horizon = s.dropped_samples;
   out.comfort_noise = s.comfort_noise;
   out.telephone_events = s.telephone_events;
   out.drift_corrections = s.drift_corrections;

@@ -47,6 +47,9 @@ struct StreamCodecs {
   std::map<std::uint8_t, std::unique_ptr<media::Decoder>> decoders;  // by payload type
   std::optional<std::uint8_t> telephone_event_pt;  // RFC 4733 (telephone-event/<clock>)
   std::uint32_t telephone_event_clock = 8000;
+  // Further telephone-event payload types and their clocks (one per answered clock rate, e.g.
+  // telephone-event/8000 and /48000 when PCMA and opus were both answered).
+  std::map<std::uint8_t, std::uint32_t> more_telephone_events;
   std::vector<std::uint8_t> comfort_noise_pts{13};  // RFC 3389 (static PT 13, or dynamic CN)
 };
 
@@ -87,19 +90,26 @@ struct StreamStats {
   std::vector<std::uint32_t> ssrcs;
   std::vector<std::string> codecs;  // encoding names in order of first decode
   std::uint64_t decode_errors = 0;
+  // Packets in a payload type that was not negotiated when they arrived. Those in an unambiguous
+  // static payload type (0 PCMU, 8 PCMA, 9 G722, 18 G729; RFC 3551 table 4) are decoded anyway;
+  // the others (unknown_payload_dropped) are dropped and their span is a "loss" gap.
   std::uint64_t unknown_payload_type = 0;
+  std::uint64_t unknown_payload_dropped = 0;
   std::uint64_t comfort_noise = 0;
   std::uint64_t telephone_events = 0;  // telephone-event packets
   std::uint64_t drift_corrections = 0;
   std::int64_t drift_corrected_samples = 0;  // sum of offset moves (signed)
   std::uint64_t timestamp_jumps = 0;
   std::uint32_t segments = 0;  // SSRC segments (incl. seq resets, clock changes)
+  // Streaming: decoded samples that landed behind the final point (or beyond the per-track block
+  // limit) and were dropped. 0 unless the SRC's timestamps put audio seconds into the past.
+  std::int64_t samples_dropped_behind_horizon = 0;
 };
 
 class StreamTrack {
  public:
   // Errors: "timeline.bad_params" (output_rate outside 8000..48000, negative
-  // duration or longer than 24 h, telephone-event clock outside
+  // duration or longer than 7 days, telephone-event clock outside
   // 1000..192000), "timeline.no_decoder" (a null decoder, or one whose
   // rtp_clock/native_rate is outside 1000..192000).
   static common::Result<StreamTrack> create(const TimelineParams& params, StreamCodecs codecs);
@@ -108,8 +118,16 @@ class StreamTrack {
   StreamTrack& operator=(StreamTrack&&) noexcept;
   ~StreamTrack();
 
+  // From at_us on (packets that ARRIVE at or after it), the stream's payload types mean `codecs`
+  // (a re-INVITE/UPDATE changed them, e.g. PCMA -> PCMU). A payload type the new mapping does not
+  // mention keeps its earlier meaning (packets in flight); one it maps to the same codec keeps its
+  // decoder (and its state). Calls in non-decreasing at_us, before the packets they concern.
+  // Errors as for create() ("timeline.no_decoder", "timeline.bad_params"); the mapping is then
+  // not applied.
+  common::Status set_codecs(std::int64_t at_us, StreamCodecs codecs);
+
   // One received packet, in arrival order (arrival_us non-decreasing;
-  // clamped to +-48 h). The payload is copied; the view may die afterwards.
+  // clamped to +-14 days). The payload is copied; the view may die afterwards.
   void add_packet(const media::RtpPacketView& packet, std::int64_t arrival_us);
   // Pause/hold intervals from the session's events (any order relative to
   // add_packet). cause "hold" gives hold gaps; anything else "pause".
@@ -118,7 +136,24 @@ class StreamTrack {
   // computes the gaps. Call once; later add_packet() calls are ignored.
   void finish();
 
-  // Exactly duration_us * output_rate / 1e6 samples (rounded down).
+  // Streaming (the finaliser, docs/timeline.md "Streaming"): memory per track stays bounded
+  // whatever the call's length. advance(now_us): the replay of the session's spool reached now_us
+  // (the arrival time of the latest record of ANY of its streams, non-decreasing): samples more
+  // than 10 s behind it become final, and a stream idle for 2 s has the packets it still holds
+  // placed, as at its end. Audio placed behind the final point afterwards is dropped and counted
+  // (samples_dropped_behind_horizon) - only an SRC whose timestamps put audio seconds into the
+  // past does that.
+  void advance(std::int64_t now_us);
+  // Samples [0, final_samples()) will not change any more; after finish(), all of them.
+  std::int64_t final_samples() const;
+  // duration_us * output_rate / 1e6 (rounded down).
+  std::int64_t total_samples() const;
+  // Copies the next final samples (from where the previous read() stopped) into `out`, at most
+  // out.size(), frees them, and returns how many.
+  std::size_t read(std::span<std::int16_t> out);
+
+  // The whole track in memory: exactly duration_us * output_rate / 1e6 samples (rounded down),
+  // built on demand. For tests and short tracks; not after read().
   std::span<const std::int16_t> samples() const;
   // After finish(): sorted, non-overlapping, adjacent ones of one cause merged.
   std::vector<Gap> gaps() const;

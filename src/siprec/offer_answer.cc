@@ -88,6 +88,12 @@ ChosenCodec choose(const PayloadFormat& p) {
   return c;
 }
 
+bool answered(const std::vector<ChosenCodec>& list, int payload_type) {
+  for (const auto& c : list)
+    if (c.payload_type == payload_type) return true;
+  return false;
+}
+
 bool has_attribute(const MediaDescription& m, std::string_view name) {
   for (const auto& a : m.attributes)
     if (iequals(a.name, name)) return true;
@@ -162,29 +168,28 @@ common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const Cod
     }
 
     if (sp.reason.empty()) {
-      // Our preference decides (we are the one storing the audio); ties go to offer order.
-      const PayloadFormat* chosen = nullptr;
-      for (const auto& want : policy.preference) {
-        for (const auto& p : m.payloads) {
-          if (codec_matches(want, p)) {
-            chosen = &p;
-            break;
-          }
-        }
-        if (chosen) break;
-      }
-      if (!chosen) {
+      // Every recordable codec offered is answered (the SRC switches between them mid-call);
+      // our preference only orders them, ties in offer order.
+      for (const auto& want : policy.preference)
+        for (const auto& p : m.payloads)
+          if (codec_matches(want, p) && !answered(sp.codecs, p.payload_type)) sp.codecs.push_back(choose(p));
+      if (sp.codecs.empty()) {
         sp.reason = "no recordable codec (offered: " + describe_formats(m) + ")";
         codec_reason = true;
       } else {
-        sp.codec = choose(*chosen);
-        // RFC 4733 §7.1.1: telephone-event must use the same clock rate as the audio codec.
+        // RFC 4733 §7.1.1 (telephone-event) and RFC 3389 §5 (CN): only at the clock rate of an
+        // answered audio codec.
         for (const auto& p : m.payloads) {
-          if (iequals(p.encoding, "telephone-event") && p.clock_rate == sp.codec->clock_rate &&
-              p.payload_type != chosen->payload_type) {
-            sp.telephone_event_pt = p.payload_type;
-            break;
-          }
+          const bool te = iequals(p.encoding, "telephone-event");
+          auto& list = te ? sp.telephone_events : sp.comfort_noise;
+          if ((!te && !iequals(p.encoding, "CN")) || answered(sp.codecs, p.payload_type) ||
+              answered(list, p.payload_type))
+            continue;
+          for (const auto& c : sp.codecs)
+            if (c.clock_rate == p.clock_rate) {
+              list.push_back({p.payload_type, te ? "telephone-event" : "CN", p.clock_rate, 1, ""});
+              break;
+            }
         }
         sp.accepted = true;
         // RFC 7866 §7.1.1 / RFC 3264 §6.1: sendonly or sendrecv -> recvonly (we only receive);
@@ -235,7 +240,7 @@ std::string build_answer(const SessionDescription& offer, const OfferPlan& plan,
     const std::string proto = sdp_safe(m.proto);
     const std::optional<std::string> label =
         m.label ? std::optional<std::string>(sdp_safe(*m.label)) : std::nullopt;
-    const bool ok = sp && sp->accepted && sp->codec && port != 0 && (!sp->srtp || key);
+    const bool ok = sp && sp->accepted && !sp->codecs.empty() && port != 0 && (!sp->srtp || key);
     if (!ok) {
       // RFC 3264 §6: a rejected stream keeps its m= line with port 0 and at least one format.
       const std::string fmt = m.formats.empty() ? std::string("0") : sdp_safe(m.formats.front());
@@ -243,21 +248,24 @@ std::string build_answer(const SessionDescription& offer, const OfferPlan& plan,
       if (label) append(out, {"a=label:", *label, crlf});
       continue;
     }
-    const ChosenCodec& c = *sp->codec;
-    const std::string pt = std::to_string(c.payload_type);
-    const std::string clock = std::to_string(c.clock_rate);
-    append(out, {"m=", media, " ", std::to_string(port), " ", proto, " ", pt});
-    if (sp->telephone_event_pt) append(out, {" ", std::to_string(*sp->telephone_event_pt)});
+    append(out, {"m=", media, " ", std::to_string(port), " ", proto});
+    for (const auto* list : {&sp->codecs, &sp->telephone_events, &sp->comfort_noise})
+      for (const ChosenCodec& c : *list) append(out, {" ", std::to_string(c.payload_type)});
     out += crlf;
-    append(out, {"a=rtpmap:", pt, " ", c.encoding, "/", clock});
-    if (c.channels > 1) append(out, {"/", std::to_string(c.channels)});
-    out += crlf;
-    if (!c.fmtp.empty()) append(out, {"a=fmtp:", pt, " ", c.fmtp, crlf});
-    if (sp->telephone_event_pt) {
-      const std::string te = std::to_string(*sp->telephone_event_pt);
-      append(out, {"a=rtpmap:", te, " telephone-event/", clock, crlf});
-      append(out, {"a=fmtp:", te, " 0-16", crlf});  // RFC 4733 §7.1.1: DTMF events 0-15 and flash
+    for (const ChosenCodec& c : sp->codecs) {
+      const std::string pt = std::to_string(c.payload_type);
+      append(out, {"a=rtpmap:", pt, " ", c.encoding, "/", std::to_string(c.clock_rate)});
+      if (c.channels > 1) append(out, {"/", std::to_string(c.channels)});
+      out += crlf;
+      if (!c.fmtp.empty()) append(out, {"a=fmtp:", pt, " ", c.fmtp, crlf});
     }
+    for (const ChosenCodec& te : sp->telephone_events) {
+      const std::string pt = std::to_string(te.payload_type);
+      append(out, {"a=rtpmap:", pt, " telephone-event/", std::to_string(te.clock_rate), crlf});
+      append(out, {"a=fmtp:", pt, " 0-16", crlf});  // RFC 4733 §7.1.1: DTMF events 0-15 and flash
+    }
+    for (const ChosenCodec& cn : sp->comfort_noise)
+      append(out, {"a=rtpmap:", std::to_string(cn.payload_type), " CN/", std::to_string(cn.clock_rate), crlf});
     if (sp->ptime) append(out, {"a=ptime:", std::to_string(*sp->ptime), crlf});
     if (sp->srtp)
       append(out, {"a=crypto:", std::to_string(sp->srtp->tag), " ", sdp_safe(sp->srtp->suite), " ",

@@ -1,9 +1,11 @@
 // SDP offer/answer for a Session Recording Server (RFC 7866 §6.1 and §7, RFC 3264).
 //
 // The SRC offers one m= line per recorded stream, normally a=sendonly. The SRS only receives: it
-// accepts each audio stream it can record with exactly one codec (plus telephone-event), answers
-// a=recvonly (a=inactive for a paused stream), and rejects everything else with port 0 (RFC 3264
-// §6). The same two calls serve initial offers and re-offers (re-INVITE/UPDATE: pause and resume
+// accepts each audio stream it can record with EVERY recordable codec that was offered (ordered by
+// our preference) plus telephone-event and CN at those codecs' clock rates — the SRC sends whatever the
+// recorded call uses and may switch between the offered codecs at any time (RFC 3264 §5.1, §6.1) —,
+// answers a=recvonly (a=inactive for a paused stream), and rejects everything else with port 0
+// (RFC 3264 §6). The same two calls serve initial offers and re-offers (re-INVITE/UPDATE: pause and resume
 // via a=inactive <-> a=sendonly, streams added or removed, new ports; RFC 7866 §6.2, §7.1.1).
 //
 // Pure functions on the message path: no I/O, never throw. Thread: any.
@@ -21,7 +23,8 @@
 namespace sgw::siprec {
 
 struct CodecPolicy {
-  // Recordable codecs in our order of preference, compared case-insensitively. Only these five are
+  // Recordable codecs, compared case-insensitively: an offered codec is answered when it is in this
+  // list, and the answer lists the answered codecs in this order. Only these five are
   // known to the media layer: PCMA/8000, PCMU/8000, G722/8000 (RFC 3551 §4.5.2: 8000 in SDP although
   // sampled at 16 kHz), opus/48000/2 (RFC 7587 §7), G729/8000 (with or without annexb).
   std::vector<std::string> preference{"PCMA", "PCMU", "G722", "opus", "G729"};
@@ -46,8 +49,14 @@ struct StreamPlan {
   std::string media;      // offered media type
   std::string proto;      // offered proto (echoed in the answer)
   bool accepted = false;
-  std::optional<ChosenCodec> codec;          // set iff accepted
-  std::optional<int> telephone_event_pt;     // RFC 4733, only at the chosen codec's clock rate
+  // Non-empty iff accepted: every offered payload type carrying a recordable codec, in the
+  // policy's preference order (ties in offer order). codecs.front() is "the" codec in logs.
+  std::vector<ChosenCodec> codecs;
+  // RFC 4733 telephone-event payload types offered at the clock rate of an answered codec
+  // (§7.1.1: the event clock is the audio codec's), in offer order; encoding "telephone-event".
+  std::vector<ChosenCodec> telephone_events;
+  // RFC 3389 comfort noise (CN) offered at the clock rate of an answered codec; encoding "CN".
+  std::vector<ChosenCodec> comfort_noise;
   Direction direction = Direction::kInactive;  // our answer: kRecvOnly or kInactive
   bool paused = false;                       // offer was inactive or recvonly
   std::optional<std::string> label;          // a=label (RFC 4574), echoed
@@ -85,7 +94,8 @@ struct AnswerParams {
   std::vector<std::string> srtp_key_params;
 };
 
-// Writes the answer (CRLF line ends). Preconditions: `plan` came from plan_answer(offer, ...);
+// Writes the answer (CRLF line ends): per accepted stream the payload types of plan.codecs, then
+// plan.telephone_events and plan.comfort_noise, each with its a=rtpmap (and a=fmtp). Preconditions: `plan` came from plan_answer(offer, ...);
 // every accepted stream has a non-zero entry in params.ports (and, if SRTP, in
 // params.srtp_key_params). A stream violating this is written as rejected (port 0) instead.
 std::string build_answer(const SessionDescription& offer, const OfferPlan& plan,

@@ -276,12 +276,14 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
     st.label = sp.label.value_or(std::to_string(sp.index));
     const StreamState* old = sp.index < s.streams.size() ? &s.streams[sp.index] : nullptr;
     if (sp.accepted && sp.index < 256) {
-      st.codec = sp.codec->encoding + "/" + std::to_string(sp.codec->clock_rate);
+      // Every answered payload type (codecs, telephone-event, CN): the finaliser decodes by them.
+      st.codec = sp.codecs.front().encoding + "/" + std::to_string(sp.codecs.front().clock_rate);
       st.payloads = nlohmann::json::array();
-      st.payloads.push_back({{"pt", sp.codec->payload_type}, {"encoding", sp.codec->encoding},
-                             {"clock_rate", sp.codec->clock_rate}, {"channels", sp.codec->channels},
-                             {"fmtp", sp.codec->fmtp}});
-      st.telephone_event_pt = sp.telephone_event_pt;
+      for (const auto* list : {&sp.codecs, &sp.telephone_events, &sp.comfort_noise})
+        for (const auto& c : *list)
+          st.payloads.push_back({{"pt", c.payload_type}, {"encoding", c.encoding}, {"clock_rate", c.clock_rate},
+                                 {"channels", c.channels}, {"fmtp", c.fmtp}});
+      if (!sp.telephone_events.empty()) st.telephone_event_pt = sp.telephone_events.front().payload_type;
       st.paused = sp.paused;
       st.remote_address = sp.remote_address;
       media::StreamSpec spec{static_cast<std::uint8_t>(sp.index), sp.remote_address, sp.paused};
@@ -327,6 +329,16 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
         changed = true;
       }
       if (old && old->media_id != next[i].media_id) changed = true;
+      if (old && old->media_id && next[i].media_id == old->media_id && old->payloads != next[i].payloads) {
+        // A re-offer that changes codecs or payload types (PCMA -> PCMU): the finaliser decodes the
+        // packets from here on with the new mapping.
+        std::string list;
+        for (const auto& pl : next[i].payloads)
+          list += (list.empty() ? "" : ", ") + pl.value("encoding", std::string()) + "/" +
+                  std::to_string(pl.value("clock_rate", 0u)) + " (" + std::to_string(pl.value("pt", 0)) + ")";
+        log_event(s, "stream " + next[i].label + " codecs changed: " + list);
+        changed = true;
+      }
     }
   }
   s.streams = std::move(next);

@@ -64,18 +64,20 @@ struct Pkt {
   std::vector<std::uint8_t> payload;
 };
 
+void add(StreamTrack& t, const Pkt& p) {
+  media::RtpPacketView v;
+  v.sequence = p.seq;
+  v.timestamp = p.ts;
+  v.ssrc = p.ssrc;
+  v.payload_type = p.pt;
+  v.payload = p.payload;
+  t.add_packet(v, p.arrival_us);
+}
+
 void feed(StreamTrack& t, std::vector<Pkt> pkts) {
   std::stable_sort(pkts.begin(), pkts.end(),
                    [](const Pkt& a, const Pkt& b) { return a.arrival_us < b.arrival_us; });
-  for (const auto& p : pkts) {
-    media::RtpPacketView v;
-    v.sequence = p.seq;
-    v.timestamp = p.ts;
-    v.ssrc = p.ssrc;
-    v.payload_type = p.pt;
-    v.payload = p.payload;
-    t.add_packet(v, p.arrival_us);
-  }
+  for (const auto& p : pkts) add(t, p);
 }
 
 StreamCodecs fake_codecs(std::uint32_t rtp_clock = 8000, std::uint32_t native = 8000) {
@@ -637,6 +639,244 @@ TEST(TimelineTest, RealPcmaDecoderPlacesDecodedAudio) {
       ASSERT_EQ(t.samples()[static_cast<std::size_t>(4000 + k * 160) + i], want[i]) << k << " " << i;
   }
   EXPECT_EQ(t.stats().codecs, std::vector<std::string>{"PCMA"});
+}
+
+
+// A fake whose decoded samples are twice the payload's value: tells which mapping decoded a packet.
+class DoublingFakeDecoder : public FakeDecoder {
+ public:
+  DoublingFakeDecoder() : FakeDecoder(8000, 8000) {}
+  media::CodecInfo info() const override { return {media::CodecId::kPcma, "FAKE2", 8000, 8000, 20}; }
+  common::Result<std::size_t> decode(std::span<const std::uint8_t> payload, std::span<std::int16_t> out) override {
+    auto n = FakeDecoder::decode(payload, out);
+    if (n.ok())
+      for (std::size_t i = 0; i < *n; ++i) out[i] = static_cast<std::int16_t>(out[i] * 2);
+    return n;
+  }
+};
+
+// 20 ms packet k at 8 kHz in payload type pt, carrying raw payload bytes.
+Pkt raw(std::int64_t k, std::uint8_t pt, std::vector<std::uint8_t> payload) {
+  Pkt p;
+  p.seq = static_cast<std::uint16_t>(k);
+  p.ts = static_cast<std::uint32_t>(k * 160);
+  p.pt = pt;
+  p.arrival_us = k * 20'000;
+  p.payload = std::move(payload);
+  return p;
+}
+
+TEST(TimelineCodecsTest, SwitchesBetweenAnsweredPtsAndDecodesUnnegotiatedStaticPt) {
+  // Answered: PT 0 and PT 96 (both fakes, the second doubling). One SSRC sends PT 0 for 1 s,
+  // PT 96 for 1 s, PT 8 (PCMA, never negotiated) for 1 s, PT 100 (dynamic, never negotiated)
+  // for 1 s, PT 0 again for 1 s.
+  StreamCodecs c = fake_codecs();
+  c.decoders[96] = std::make_unique<DoublingFakeDecoder>();
+  auto t = make_track(8000, 5, std::move(c));
+  auto pcma = media::make_encoder(media::CodecId::kPcma);
+  auto ref = media::make_decoder(media::CodecId::kPcma);
+  ASSERT_TRUE(pcma.ok() && ref.ok());
+  std::vector<std::int16_t> tone(160);
+  for (std::size_t i = 0; i < tone.size(); ++i) tone[i] = static_cast<std::int16_t>(i % 2 ? 3000 : -3000);
+  std::vector<std::uint8_t> alaw(160);
+  ASSERT_EQ(*(*pcma)->encode(tone, alaw), 160u);
+  std::vector<std::int16_t> want(160);
+  ASSERT_EQ(*(*ref)->decode(alaw, want), 160u);
+  std::vector<Pkt> pkts;
+  for (std::int64_t k = 0; k < 250; ++k) {
+    if (k < 50 || k >= 200) pkts.push_back(raw(k, 0, fake_payload(marker(k), 160)));
+    else if (k < 100) pkts.push_back(raw(k, 96, fake_payload(100, 160)));
+    else if (k < 150) pkts.push_back(raw(k, 8, alaw));
+    else pkts.push_back(raw(k, 100, fake_payload(7, 160)));
+  }
+  feed(t, pkts);
+  t.finish();
+  auto s = t.samples();
+  for (std::int64_t k : {0, 49, 200, 249}) EXPECT_EQ(find_marker(s, k, k * 160, 0), k * 160) << k;
+  EXPECT_EQ(s[8000], 200);  // PT 96 decoded by its own (doubling) decoder
+  EXPECT_EQ(s[15999], 200);
+  for (std::size_t i = 0; i < 160; ++i) EXPECT_EQ(s[16000 + 20 * 160 + i], want[i]) << i;  // PT 8: PCMA
+  EXPECT_TRUE(all_zero(s, 24000, 32000));  // PT 100: dropped
+  expect_gaps(t.gaps(), {gap(3000, 1000, "loss")});
+  const auto st = t.stats();
+  EXPECT_EQ(st.unknown_payload_type, 100u);
+  EXPECT_EQ(st.unknown_payload_dropped, 50u);
+  EXPECT_EQ(st.codecs, (std::vector<std::string>{"FAKE", "FAKE2", "PCMA"}));
+  EXPECT_EQ(st.segments, 1u);
+}
+
+TEST(TimelineCodecsTest, SetCodecsAppliesFromItsArrivalTime) {
+  // PT 96 means FAKE until 2 s, then a re-offer maps it to FAKE2 (doubling) and adds PT 8 as a
+  // fake too; PT 0 is not mentioned again and keeps its meaning (packets in flight).
+  StreamCodecs c = fake_codecs();
+  c.decoders[96] = std::make_unique<FakeDecoder>(8000, 8000);
+  auto t = make_track(8000, 4, std::move(c));
+  StreamCodecs later;
+  later.decoders[96] = std::make_unique<DoublingFakeDecoder>();
+  later.decoders[8] = std::make_unique<FakeDecoder>(8000, 8000);
+  ASSERT_TRUE(t.set_codecs(2'000'000, std::move(later)).ok());
+  std::vector<Pkt> pkts;
+  for (std::int64_t k = 0; k < 200; ++k) {
+    std::uint8_t pt = k < 150 ? 96 : (k < 175 ? 8 : 0);
+    pkts.push_back(raw(k, pt, fake_payload(100, 160)));
+  }
+  feed(t, pkts);
+  t.finish();
+  auto s = t.samples();
+  EXPECT_EQ(s[0], 100);
+  EXPECT_EQ(s[15999], 100);  // 1.999 s: still FAKE
+  EXPECT_EQ(s[16000], 200);  // from 2 s: FAKE2
+  EXPECT_EQ(s[23999], 200);
+  EXPECT_EQ(s[24000], 100);  // PT 8 (a fake now), then PT 0 (kept)
+  EXPECT_EQ(s[31999], 100);
+  EXPECT_TRUE(t.gaps().empty());
+  EXPECT_EQ(t.stats().unknown_payload_type, 0u);
+  EXPECT_EQ(t.stats().segments, 1u);
+}
+
+TEST(TimelineCodecsTest, SetCodecsValidates) {
+  auto t = make_track(8000, 1);
+  StreamCodecs bad;
+  bad.decoders[8] = nullptr;
+  EXPECT_EQ(t.set_codecs(0, std::move(bad)).error().code, "timeline.no_decoder");
+  StreamCodecs te;
+  te.telephone_event_pt = 101;
+  te.telephone_event_clock = 10;
+  EXPECT_EQ(t.set_codecs(0, std::move(te)).error().code, "timeline.bad_params");
+}
+
+TEST(TimelineCodecsTest, TelephoneEventsAtTwoClocks) {
+  // telephone-event/8000 at PT 101 and /48000 at PT 126: each event's duration in its own clock.
+  StreamCodecs c = fake_codecs();
+  c.more_telephone_events[126] = 48000;
+  auto t = make_track(8000, 2, std::move(c));
+  std::vector<Pkt> pkts;
+  for (std::int64_t k = 0; k < 100; ++k) pkts.push_back(raw(k, 0, fake_payload(marker(k), 160)));
+  // '5' at 0.5 s, 800 ticks at 8 kHz = 100 ms; '7' at 1.0 s, 4800 ticks at 48 kHz = 100 ms.
+  Pkt a = raw(25, 101, {5, 0x80 | 10, 0x03, 0x20});
+  a.seq = 1000;
+  Pkt b = raw(50, 126, {7, 0x80 | 10, 0x12, 0xc0});
+  b.seq = 1001;
+  for (auto& p : pkts) p.seq = static_cast<std::uint16_t>(p.seq + (p.seq >= 25 ? 1 : 0) + (p.seq >= 50 ? 1 : 0));
+  a.seq = 25;
+  b.seq = 51;
+  pkts.push_back(a);
+  pkts.push_back(b);
+  feed(t, pkts);
+  t.finish();
+  auto d = t.dtmf_events();
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].digit, '5');
+  EXPECT_EQ(d[0].duration_ms, 100);
+  EXPECT_EQ(d[1].digit, '7');
+  EXPECT_EQ(d[1].duration_ms, 100);
+}
+
+
+// The finaliser's streaming (advance() as the replay goes, read() in chunks) must give exactly the
+// track, gaps and statistics of building it whole (docs/timeline.md "Streaming"): jitter, loss,
+// reordering, a stall, a timestamp jump, a pause and a stream idle for minutes.
+TEST(TimelineStreamingTest, StreamedTrackEqualsWholeTrack) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> jitter(0, 40'000);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<Pkt> pkts;
+  for (std::int64_t k = 0; k < 6000; ++k) {
+    if (k > 5 && u(rng) < 0.03) continue;  // loss
+    std::int64_t at = k * 20'000 + jitter(rng);
+    if (k >= 1000 && k < 1030) at = 1030 * 20'000;          // a 600 ms stall, then a burst
+    if (k >= 3000) at += 200'000'000;                       // 200 s without packets
+    Pkt p = audio(k, 100, 5000, at);
+    if (k >= 4500) p.ts += 8000 * 300;                      // the sender's clock jumps 300 s
+    pkts.push_back(p);
+  }
+  std::stable_sort(pkts.begin(), pkts.end(), [](const Pkt& a, const Pkt& b) { return a.arrival_us < b.arrival_us; });
+  const std::int64_t duration_s = 400;
+  auto whole = make_track(8000, duration_s);
+  auto streamed = make_track(8000, duration_s);
+  for (auto* t : {&whole, &streamed}) {
+    t->set_paused(30'000'000, true, "pause");
+    t->set_paused(35'000'000, false, "");
+  }
+  feed(whole, pkts);
+  whole.finish();
+
+  std::vector<std::int16_t> out;
+  std::vector<std::int16_t> chunk(1000);
+  std::int64_t next_step = 0;
+  auto drain = [&] {
+    while (std::size_t n = streamed.read(chunk)) out.insert(out.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+  };
+  for (const auto& p : pkts) {
+    add(streamed, p);
+    if (p.arrival_us >= next_step) {
+      streamed.advance(p.arrival_us);
+      next_step = p.arrival_us + 250'000;
+      drain();
+    }
+  }
+  EXPECT_GT(out.size(), 0u) << "samples became final before the end";
+  streamed.finish();
+  drain();
+  ASSERT_EQ(out.size(), whole.samples().size());
+  EXPECT_TRUE(std::equal(out.begin(), out.end(), whole.samples().begin()));
+  const auto ga = whole.gaps(), gb = streamed.gaps();
+  ASSERT_EQ(ga.size(), gb.size());
+  for (std::size_t i = 0; i < ga.size(); ++i) {
+    EXPECT_EQ(ga[i].cause, gb[i].cause) << i;
+    EXPECT_EQ(ga[i].start_sample, gb[i].start_sample) << i;
+    EXPECT_EQ(ga[i].length_samples, gb[i].length_samples) << i;
+  }
+  EXPECT_EQ(whole.stats().drift_corrections, streamed.stats().drift_corrections);
+  EXPECT_EQ(whole.stats().timestamp_jumps, streamed.stats().timestamp_jumps);
+  EXPECT_GE(streamed.stats().timestamp_jumps, 1u);
+  EXPECT_EQ(streamed.stats().samples_dropped_behind_horizon, 0);
+}
+
+TEST(TimelineStreamingTest, IdleStreamIsPlacedWhileAnotherAdvancesTime) {
+  // Stream B sends 0.3 s at 5 s (less than its 1 s anchor window) and nothing else; the replay
+  // goes on (other streams) to 60 s. B's audio must be final and in place long before the end.
+  auto t = make_track(8000, 60);
+  std::vector<Pkt> pkts;
+  for (std::int64_t k = 0; k < 15; ++k) pkts.push_back(audio(k, 7, 0, 5'000'000 + k * 20'000));
+  feed(t, pkts);
+  std::vector<std::int16_t> out(static_cast<std::size_t>(60 * 8000));
+  std::size_t got = 0;
+  for (std::int64_t now = 5'300'000; now <= 60'000'000; now += 250'000) {
+    t.advance(now);
+    got += t.read(std::span<std::int16_t>(out).subspan(got));
+  }
+  EXPECT_GE(got, static_cast<std::size_t>(49 * 8000));
+  for (std::int64_t k = 0; k < 15; ++k) EXPECT_EQ(find_marker(out, k, 40000 + k * 160, 0), 40000 + k * 160) << k;
+  t.finish();
+  got += t.read(std::span<std::int16_t>(out).subspan(got));
+  EXPECT_EQ(got, out.size());
+  EXPECT_EQ(t.stats().samples_dropped_behind_horizon, 0);
+}
+
+TEST(TimelineStreamingTest, AudioPlacedBehindTheHorizonIsDroppedAndCounted) {
+  // 0-5 s sent on time; the replay (other streams) reaches 20 s; then packets 250-259 (timestamps
+  // 5.0-5.2 s) arrive at 20 s, stuck 15 s in a queue, followed by packets on time from 20 s. The
+  // stuck ones are a network stall, placed by their timestamps - 10 s behind the final point:
+  // dropped and counted, never written over what was already handed out.
+  auto t = make_track(8000, 30);
+  std::vector<Pkt> pkts;
+  for (std::int64_t k = 0; k < 250; ++k) pkts.push_back(audio(k, 1, 0, k * 20'000));
+  feed(t, pkts);
+  t.advance(20'000'000);
+  std::vector<std::int16_t> out(static_cast<std::size_t>(30 * 8000));
+  std::size_t got = t.read(out);
+  EXPECT_EQ(got, static_cast<std::size_t>(10 * 8000));
+  std::vector<Pkt> later;
+  for (std::int64_t k = 250; k < 260; ++k) later.push_back(audio(k, 1, 0, 20'000'000));
+  for (std::int64_t k = 1000; k < 1100; ++k) later.push_back(audio(k, 1, 0, k * 20'000 + 1'000));
+  feed(t, later);
+  t.finish();
+  got += t.read(std::span<std::int16_t>(out).subspan(got));
+  EXPECT_EQ(got, out.size());
+  EXPECT_EQ(t.stats().samples_dropped_behind_horizon, 10 * 160);
+  EXPECT_TRUE(all_zero(out, 40000, 41600));
+  EXPECT_EQ(find_marker(out, 1000, 160000, 8), 160000);
 }
 
 }  // namespace

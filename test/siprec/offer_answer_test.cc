@@ -40,22 +40,24 @@ std::string answer_for(const std::string& file, std::vector<std::uint16_t> ports
   return build_answer(offer, plan, params(std::move(ports)));
 }
 
-TEST(OfferAnswer, GenesysEdgeTwoStreamsPcmaPreferred) {
+TEST(OfferAnswer, GenesysEdgeTwoStreamsBothCodecsAnsweredPcmaFirst) {
   EXPECT_EQ(answer_for("genesys_edge.sdp", {40000, 40002}),
             crlf("v=0\n"
                  "o=siprec-gateway 42 1 IN IP4 203.0.113.5\n"
                  "s=-\n"
                  "c=IN IP4 203.0.113.5\n"
                  "t=0 0\n"
-                 "m=audio 40000 RTP/AVP 8 101\n"
+                 "m=audio 40000 RTP/AVP 8 0 101\n"
                  "a=rtpmap:8 PCMA/8000\n"
+                 "a=rtpmap:0 PCMU/8000\n"
                  "a=rtpmap:101 telephone-event/8000\n"
                  "a=fmtp:101 0-16\n"
                  "a=ptime:20\n"
                  "a=label:1\n"
                  "a=recvonly\n"
-                 "m=audio 40002 RTP/AVP 8 101\n"
+                 "m=audio 40002 RTP/AVP 8 0 101\n"
                  "a=rtpmap:8 PCMA/8000\n"
+                 "a=rtpmap:0 PCMU/8000\n"
                  "a=rtpmap:101 telephone-event/8000\n"
                  "a=fmtp:101 0-16\n"
                  "a=ptime:20\n"
@@ -71,12 +73,16 @@ TEST(OfferAnswer, GenesysPlanDetails) {
   const StreamPlan& s = plan.streams[1];
   EXPECT_EQ(s.index, 1u);
   EXPECT_TRUE(s.accepted);
-  ASSERT_TRUE(s.codec);
-  EXPECT_EQ(s.codec->payload_type, 8);
-  EXPECT_EQ(s.codec->encoding, "PCMA");
-  EXPECT_EQ(s.codec->clock_rate, 8000u);
-  EXPECT_EQ(s.codec->channels, 1u);
-  EXPECT_EQ(s.telephone_event_pt, 101);
+  ASSERT_EQ(s.codecs.size(), 2u);
+  EXPECT_EQ(s.codecs[0].payload_type, 8);
+  EXPECT_EQ(s.codecs[0].encoding, "PCMA");
+  EXPECT_EQ(s.codecs[0].clock_rate, 8000u);
+  EXPECT_EQ(s.codecs[0].channels, 1u);
+  EXPECT_EQ(s.codecs[1].payload_type, 0);
+  EXPECT_EQ(s.codecs[1].encoding, "PCMU");
+  ASSERT_EQ(s.telephone_events.size(), 1u);
+  EXPECT_EQ(s.telephone_events[0].payload_type, 101);
+  EXPECT_EQ(s.telephone_events[0].clock_rate, 8000u);
   EXPECT_EQ(s.direction, Direction::kRecvOnly);
   EXPECT_FALSE(s.paused);
   EXPECT_EQ(s.label, "2");
@@ -95,17 +101,19 @@ TEST(OfferAnswer, OracleSbcG729AnnexbEchoedWhenPreferred) {
                  "s=-\n"
                  "c=IN IP4 203.0.113.5\n"
                  "t=0 0\n"
-                 "m=audio 40000 RTP/AVP 18 101\n"
+                 "m=audio 40000 RTP/AVP 18 0 101\n"
                  "a=rtpmap:18 G729/8000\n"
                  "a=fmtp:18 annexb=no\n"
+                 "a=rtpmap:0 PCMU/8000\n"
                  "a=rtpmap:101 telephone-event/8000\n"
                  "a=fmtp:101 0-16\n"
                  "a=ptime:20\n"
                  "a=label:10001\n"
                  "a=recvonly\n"
-                 "m=audio 40002 RTP/AVP 18 101\n"
+                 "m=audio 40002 RTP/AVP 18 0 101\n"
                  "a=rtpmap:18 G729/8000\n"
                  "a=fmtp:18 annexb=no\n"
+                 "a=rtpmap:0 PCMU/8000\n"
                  "a=rtpmap:101 telephone-event/8000\n"
                  "a=fmtp:101 0-16\n"
                  "a=ptime:20\n"
@@ -113,12 +121,16 @@ TEST(OfferAnswer, OracleSbcG729AnnexbEchoedWhenPreferred) {
                  "a=recvonly\n"));
 }
 
-TEST(OfferAnswer, OracleSbcDefaultPolicyPicksPcmuOverG729) {
-  // Default preference is PCMA, PCMU, G722, opus, G729: PCMU (offered second) wins over G729.
+TEST(OfferAnswer, OracleSbcDefaultPolicyOrdersPcmuBeforeG729) {
+  // Default preference is PCMA, PCMU, G722, opus, G729: both offered codecs are answered, PCMU
+  // (offered second) first.
   auto offer = offer_from(load("oracle_sbc.sdp"));
   auto plan = plan_ok(offer);
-  EXPECT_EQ(plan.streams[0].codec->encoding, "PCMU");
-  EXPECT_EQ(plan.streams[0].codec->fmtp, "");
+  ASSERT_EQ(plan.streams[0].codecs.size(), 2u);
+  EXPECT_EQ(plan.streams[0].codecs[0].encoding, "PCMU");
+  EXPECT_EQ(plan.streams[0].codecs[0].fmtp, "");
+  EXPECT_EQ(plan.streams[0].codecs[1].encoding, "G729");
+  EXPECT_EQ(plan.streams[0].codecs[1].fmtp, "annexb=no");
   EXPECT_EQ(plan.streams[1].label, "10002");
 }
 
@@ -127,7 +139,8 @@ TEST(OfferAnswer, AudioCodesRtcpPortAndMediaConnection) {
   auto plan = plan_ok(offer);
   EXPECT_EQ(plan.streams[0].remote_address, "10.1.1.6");
   EXPECT_EQ(plan.streams[0].remote_rtcp_port, 6011);
-  EXPECT_EQ(plan.streams[1].telephone_event_pt, 96);
+  ASSERT_EQ(plan.streams[1].telephone_events.size(), 1u);
+  EXPECT_EQ(plan.streams[1].telephone_events[0].payload_type, 96);
   auto answer = build_answer(offer, plan, params({30000, 30002}));
   EXPECT_NE(answer.find("m=audio 30002 RTP/AVP 8 96\r\na=rtpmap:8 PCMA/8000\r\n"
                         "a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-16\r\na=ptime:20\r\n"
@@ -145,23 +158,28 @@ TEST(OfferAnswer, AvayaSessionLevelSendonlyAndG722Preference) {
                          "s=-\n"
                          "c=IN IP4 203.0.113.5\n"
                          "t=0 0\n"
-                         "m=audio 41000 RTP/AVP 9 120\n"
+                         "m=audio 41000 RTP/AVP 9 0 120\n"
                          "a=rtpmap:9 G722/8000\n"
+                         "a=rtpmap:0 PCMU/8000\n"
                          "a=rtpmap:120 telephone-event/8000\n"
                          "a=fmtp:120 0-16\n"
                          "a=label:1\n"
                          "a=recvonly\n"
-                         "m=audio 41002 RTP/AVP 9 120\n"
+                         "m=audio 41002 RTP/AVP 9 0 120\n"
                          "a=rtpmap:9 G722/8000\n"
+                         "a=rtpmap:0 PCMU/8000\n"
                          "a=rtpmap:120 telephone-event/8000\n"
                          "a=fmtp:120 0-16\n"
                          "a=label:2\n"
                          "a=recvonly\n"));
 }
 
-TEST(OfferAnswer, AvayaDefaultPolicyPicksPcmuNotG722) {
+TEST(OfferAnswer, AvayaDefaultPolicyOrdersPcmuBeforeG722) {
   auto offer = offer_from(load("avaya_sbce.sdp"));
-  EXPECT_EQ(plan_ok(offer).streams[0].codec->encoding, "PCMU");
+  const auto codecs = plan_ok(offer).streams[0].codecs;
+  ASSERT_EQ(codecs.size(), 2u);
+  EXPECT_EQ(codecs[0].encoding, "PCMU");
+  EXPECT_EQ(codecs[1].encoding, "G722");
 }
 
 TEST(OfferAnswer, CiscoSdpOnlyNoLabels) {
@@ -171,16 +189,18 @@ TEST(OfferAnswer, CiscoSdpOnlyNoLabels) {
                  "s=-\n"
                  "c=IN IP4 203.0.113.5\n"
                  "t=0 0\n"
-                 "m=audio 40000 RTP/AVP 0 101\n"
+                 "m=audio 40000 RTP/AVP 0 101 19\n"
                  "a=rtpmap:0 PCMU/8000\n"
                  "a=rtpmap:101 telephone-event/8000\n"
                  "a=fmtp:101 0-16\n"
+                 "a=rtpmap:19 CN/8000\n"
                  "a=ptime:20\n"
                  "a=recvonly\n"
-                 "m=audio 40002 RTP/AVP 0 101\n"
+                 "m=audio 40002 RTP/AVP 0 101 19\n"
                  "a=rtpmap:0 PCMU/8000\n"
                  "a=rtpmap:101 telephone-event/8000\n"
                  "a=fmtp:101 0-16\n"
+                 "a=rtpmap:19 CN/8000\n"
                  "a=ptime:20\n"
                  "a=recvonly\n"));
 }
@@ -192,8 +212,9 @@ TEST(OfferAnswer, VideoRejectedAudioAccepted) {
   EXPECT_FALSE(plan.streams[0].accepted);
   EXPECT_EQ(plan.streams[0].reason, "video not recorded");
   EXPECT_TRUE(plan.streams[1].accepted);
-  EXPECT_EQ(plan.streams[1].codec->encoding, "PCMU");  // static PT 0 without a=rtpmap
-  EXPECT_FALSE(plan.streams[1].telephone_event_pt);
+  ASSERT_EQ(plan.streams[1].codecs.size(), 1u);
+  EXPECT_EQ(plan.streams[1].codecs[0].encoding, "PCMU");  // static PT 0 without a=rtpmap
+  EXPECT_TRUE(plan.streams[1].telephone_events.empty());
   EXPECT_EQ(build_answer(offer, plan, params({0, 40002})),
             crlf("v=0\n"
                  "o=siprec-gateway 42 1 IN IP4 203.0.113.5\n"
@@ -227,7 +248,7 @@ TEST(OfferAnswer, RejectedAudioReasonNamesOfferedCodecs) {
       << answer;
 }
 
-TEST(OfferAnswer, OpusChosenWhenPreferredWithFmtpEchoAndTelephoneEvent48k) {
+TEST(OfferAnswer, OpusFirstWhenPreferredWithFmtpEchoAndBothTelephoneEvents) {
   CodecPolicy opus_first;
   opus_first.preference = {"OPUS", "G722"};
   EXPECT_EQ(answer_for("opus_g722.sdp", {40000}, opus_first),
@@ -236,32 +257,73 @@ TEST(OfferAnswer, OpusChosenWhenPreferredWithFmtpEchoAndTelephoneEvent48k) {
                  "s=-\n"
                  "c=IN IP4 203.0.113.5\n"
                  "t=0 0\n"
-                 "m=audio 40000 RTP/AVPF 111 126\n"
+                 "m=audio 40000 RTP/AVPF 111 9 126 101\n"
                  "a=rtpmap:111 opus/48000/2\n"
                  "a=fmtp:111 minptime=10;useinbandfec=1\n"
+                 "a=rtpmap:9 G722/8000\n"
                  "a=rtpmap:126 telephone-event/48000\n"
                  "a=fmtp:126 0-16\n"
+                 "a=rtpmap:101 telephone-event/8000\n"
+                 "a=fmtp:101 0-16\n"
                  "a=label:1\n"
                  "a=rtcp-mux\n"
                  "a=recvonly\n"));
 }
 
-TEST(OfferAnswer, G722ChosenByDefaultOverOpusWithTelephoneEvent8k) {
+TEST(OfferAnswer, G722AndOpusBothAnsweredWithTheirTelephoneEvents) {
   auto offer = offer_from(load("opus_g722.sdp"));
   auto plan = plan_ok(offer);
   const auto& s = plan.streams[0];
-  EXPECT_EQ(s.codec->encoding, "G722");
-  EXPECT_EQ(s.codec->payload_type, 9);
-  EXPECT_EQ(s.telephone_event_pt, 101);  // the 8000 one, not the 48000 one
+  // G722 first, opus after it; each codec's telephone-event (RFC 4733 §7.1.1: same clock).
+  ASSERT_EQ(s.codecs.size(), 2u);
+  EXPECT_EQ(s.codecs[0].encoding, "G722");
+  EXPECT_EQ(s.codecs[0].payload_type, 9);
+  EXPECT_EQ(s.codecs[1].encoding, "opus");
+  EXPECT_EQ(s.codecs[1].payload_type, 111);
+  ASSERT_EQ(s.telephone_events.size(), 2u);
+  EXPECT_EQ(s.telephone_events[0].payload_type, 126);
+  EXPECT_EQ(s.telephone_events[0].clock_rate, 48000u);
+  EXPECT_EQ(s.telephone_events[1].payload_type, 101);
+  EXPECT_EQ(s.telephone_events[1].clock_rate, 8000u);
   EXPECT_TRUE(s.rtcp_mux);
   EXPECT_EQ(s.remote_rtcp_port, 44000);
+}
+
+TEST(OfferAnswer, EveryOfferedRecordableCodecAnsweredInPreferenceOrder) {
+  // Offer order G729, PCMU, opus, PCMA (and an unknown codec); policy PCMU, PCMA, opus: all three
+  // listed codecs answered in policy order, G729 (not in the policy) and G726 left out.
+  CodecPolicy p;
+  p.preference = {"PCMU", "PCMA", "opus"};
+  auto offer = offer_from(crlf("v=0\nc=IN IP4 1.2.3.4\nm=audio 1000 RTP/AVP 18 0 96 8 97 101 13\n"
+                               "a=rtpmap:96 opus/48000/2\na=rtpmap:97 G726-32/8000\n"
+                               "a=rtpmap:101 telephone-event/8000\na=sendonly\n"));
+  auto plan = plan_ok(offer, p);
+  std::vector<int> pts;
+  for (const auto& c : plan.streams[0].codecs) pts.push_back(c.payload_type);
+  EXPECT_EQ(pts, (std::vector<int>{0, 8, 96}));
+  auto answer = build_answer(offer, plan, params({6000}));
+  EXPECT_NE(answer.find("m=audio 6000 RTP/AVP 0 8 96 101 13\r\n"
+                        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 opus/48000/2\r\n"
+                        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=rtpmap:13 CN/8000\r\n"
+                        "a=recvonly\r\n"),
+            std::string::npos)
+      << answer;
+}
+
+TEST(OfferAnswer, SamePayloadTypeOfferedTwiceAnsweredOnce) {
+  // A (broken) offer listing PT 8 twice: one rtpmap in the answer.
+  auto offer = offer_from(crlf("v=0\nc=IN IP4 1.2.3.4\nm=audio 1000 RTP/AVP 8 8 0\n"));
+  auto plan = plan_ok(offer);
+  ASSERT_EQ(plan.streams[0].codecs.size(), 2u);
+  EXPECT_EQ(plan.streams[0].codecs[0].payload_type, 8);
+  EXPECT_EQ(plan.streams[0].codecs[1].payload_type, 0);
 }
 
 TEST(OfferAnswer, TelephoneEventAtOtherClockIsNotAccepted) {
   auto offer = offer_from(crlf("v=0\nc=IN IP4 1.2.3.4\nm=audio 1000 RTP/AVP 8 126\n"
                                "a=rtpmap:126 telephone-event/48000\n"));
   auto plan = plan_ok(offer);
-  EXPECT_FALSE(plan.streams[0].telephone_event_pt);
+  EXPECT_TRUE(plan.streams[0].telephone_events.empty());
 }
 
 TEST(OfferAnswer, OpusWithoutChannelsToleratedAndAnsweredAsStereo) {
@@ -279,10 +341,10 @@ TEST(OfferAnswer, G729AnnexbYesEchoedAndAbsentOmitted) {
   p.preference = {"G729"};
   auto yes = offer_from(crlf("v=0\nc=IN IP4 1.2.3.4\nm=audio 1000 RTP/AVP 18\n"
                              "a=fmtp:18 annexb=YES\n"));
-  EXPECT_EQ(plan_ok(yes, p).streams[0].codec->fmtp, "annexb=yes");
+  EXPECT_EQ(plan_ok(yes, p).streams[0].codecs[0].fmtp, "annexb=yes");
   auto absent = offer_from(crlf("v=0\nc=IN IP4 1.2.3.4\nm=audio 1000 RTP/AVP 18\n"));
   auto plan = plan_ok(absent, p);
-  EXPECT_EQ(plan.streams[0].codec->fmtp, "");
+  EXPECT_EQ(plan.streams[0].codecs[0].fmtp, "");
   EXPECT_EQ(build_answer(absent, plan, params({7000})).find("a=fmtp"), std::string::npos);
 }
 
@@ -312,14 +374,16 @@ TEST(OfferAnswer, InactiveStreamAnsweredInactiveAndPortZeroRejected) {
                  "s=-\n"
                  "c=IN IP4 203.0.113.5\n"
                  "t=0 0\n"
-                 "m=audio 40000 RTP/AVP 8\n"
+                 "m=audio 40000 RTP/AVP 8 0\n"
                  "a=rtpmap:8 PCMA/8000\n"
+                 "a=rtpmap:0 PCMU/8000\n"
                  "a=label:1\n"
                  "a=inactive\n"
                  "m=audio 0 RTP/AVP 8\n"
                  "a=label:2\n"
-                 "m=audio 40004 RTP/AVP 8\n"
+                 "m=audio 40004 RTP/AVP 8 0\n"
                  "a=rtpmap:8 PCMA/8000\n"
+                 "a=rtpmap:0 PCMU/8000\n"
                  "a=label:3\n"
                  "a=recvonly\n"));
 }

@@ -10,12 +10,19 @@
 // Stream keys: to=ADDR:PORT codec=PCMU|PCMA|G722|G729|opus pt=N tone=HZ
 // amplitude=0..1 ptime=MS loss=P reorder=P dup=P pause=FROM-TO (ms, repeatable
 // with ';') ssrc=N ssrc_change_at=MS dtmf=DIGIT@MS (telephone-event, pt 101,
-// 200 ms) start=MS (first packet delay) seed=N.
+// 200 ms) start=MS (first packet delay) seed=N
+// switch=CODEC/TONE[/PT]@WHEN (repeatable with ';'): from WHEN (ms after start,
+// or "signal" = when SIGUSR1 arrives) the stream sends CODEC (its static or
+// given PT) with that tone, keeping SSRC, sequence numbers and RTP clock, as an
+// SRC does after a re-INVITE changed the codec. Switches happen in the order
+// given; each prints {"stream":I,"switch":K,"at_ms":T} (T = due time of its
+// first packet, ms after start) when it happens.
 // Exit 0 after sending; prints a JSON line per stream with packets sent and t0_unix_ms, the
 // wall-clock time (ms since the epoch, fractional) at which packet 0 of every stream was due:
 // where a recorder's timeline must put the audio, however late this process ran.
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -25,6 +32,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,6 +47,16 @@ struct Pause {
   int from_ms = 0;
   int to_ms = 0;
 };
+
+struct Switch {
+  std::string codec;
+  double tone = 440;
+  int pt = -1;
+  int at_ms = -1;  // -1: on SIGUSR1
+};
+
+volatile sig_atomic_t g_signalled = 0;
+void on_usr1(int) { g_signalled = 1; }
 
 struct StreamSpec {
   std::string host = "127.0.0.1";
@@ -56,17 +74,33 @@ struct StreamSpec {
   int dtmf_at = -1;
   int start_ms = 0;
   unsigned seed = 1;
+  std::vector<Switch> switches;
 };
 
 struct Packet {
   std::int64_t due_us;
   std::vector<std::uint8_t> bytes;
+  // bytes after switch k (same header fields but PT, payload in the switch's codec); empty when
+  // the packet is no audio (DTMF) and goes out unchanged.
+  std::vector<std::vector<std::uint8_t>> alt;
 };
 
 std::int64_t now_us() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+// "a;b;c" -> {"a", "b", "c"}
+std::vector<std::string> split_list(const std::string& v) {
+  std::vector<std::string> out;
+  std::size_t p = 0;
+  while (p < v.size()) {
+    auto semi = v.find(';', p);
+    out.push_back(v.substr(p, semi == std::string::npos ? std::string::npos : semi - p));
+    p = semi == std::string::npos ? v.size() : semi + 1;
+  }
+  return out;
 }
 
 bool parse_stream(const std::string& text, StreamSpec* s) {
@@ -100,12 +134,24 @@ bool parse_stream(const std::string& text, StreamSpec* s) {
       if (at != 1) return false;
       s->dtmf = v[0];
       s->dtmf_at = std::stoi(v.substr(2));
+    } else if (k == "switch") {
+      for (const auto& r : split_list(v)) {
+        auto at = r.find('@');
+        if (at == std::string::npos) return false;
+        std::string when = r.substr(at + 1), what = r.substr(0, at);
+        Switch sw;
+        sw.at_ms = when == "signal" ? -1 : std::stoi(when);
+        auto slash = what.find('/');
+        if (slash == std::string::npos) return false;
+        sw.codec = what.substr(0, slash);
+        std::string rest = what.substr(slash + 1);
+        auto slash2 = rest.find('/');
+        sw.tone = std::stod(rest.substr(0, slash2));
+        if (slash2 != std::string::npos) sw.pt = std::stoi(rest.substr(slash2 + 1));
+        s->switches.push_back(sw);
+      }
     } else if (k == "pause") {
-      std::size_t p = 0;
-      while (p < v.size()) {
-        auto semi = v.find(';', p);
-        std::string r = v.substr(p, semi == std::string::npos ? std::string::npos : semi - p);
-        p = semi == std::string::npos ? v.size() : semi + 1;
+      for (const auto& r : split_list(v)) {
         auto dash = r.find('-');
         if (dash == std::string::npos) return false;
         s->pauses.push_back({std::stoi(r.substr(0, dash)), std::stoi(r.substr(dash + 1))});
@@ -167,6 +213,33 @@ bool build(const StreamSpec& s, int duration_ms, std::vector<Packet>* out, std::
   std::vector<std::int16_t> pcm(frame);
   std::vector<std::uint8_t> payload(sgw::media::Encoder::kMaxPayloadBytes);
   double phase = 0, step = 2 * M_PI * s.tone / info->native_rate;
+  // The codecs of the switches, each with its own tone generator.
+  struct Variant {
+    std::unique_ptr<sgw::media::Encoder> enc;
+    int pt = 0;
+    double phase = 0, step = 0;
+    std::vector<std::int16_t> pcm;
+  };
+  std::vector<Variant> variants;
+  for (const auto& sw : s.switches) {
+    auto vi = sgw::media::codec_from_sdp(sw.codec, sw.codec == "opus" || sw.codec == "OPUS" ? 48000 : 8000);
+    if (!vi || vi->rtp_clock != info->rtp_clock) {
+      *err = "switch codec " + sw.codec + " unknown or not at the stream's RTP clock";
+      return false;
+    }
+    auto venc = sgw::media::make_encoder(vi->id);
+    if (!venc) {
+      *err = venc.error().message;
+      return false;
+    }
+    Variant v;
+    v.enc = std::move(venc).value();
+    v.pt = sw.pt >= 0 ? sw.pt
+                      : (vi->id == CodecId::kPcmu ? 0 : vi->id == CodecId::kPcma ? 8 : vi->id == CodecId::kG722 ? 9 : 18);
+    v.step = 2 * M_PI * sw.tone / vi->native_rate;
+    v.pcm.resize(v.enc->frame_samples(static_cast<std::uint32_t>(s.ptime)));
+    variants.push_back(std::move(v));
+  }
   bool first = true;
   bool changed = false;
   int n = duration_ms / s.ptime;
@@ -216,6 +289,21 @@ bool build(const StreamSpec& s, int duration_ms, std::vector<Packet>* out, std::
       } else if (u(rng) >= s.loss) {
         put_header(p.bytes, first, pt, seq, ts, ssrc);
         p.bytes.insert(p.bytes.end(), payload.begin(), payload.begin() + static_cast<long>(*r));
+        for (auto& v : variants) {
+          for (auto& x : v.pcm) {
+            x = static_cast<std::int16_t>(std::lround(s.amplitude * 32767 * std::sin(v.phase)));
+            v.phase += v.step;
+          }
+          auto vr = v.enc->encode(v.pcm, payload);
+          if (!vr) {
+            *err = vr.error().message;
+            return false;
+          }
+          std::vector<std::uint8_t> b;
+          put_header(b, first, v.pt, seq, ts, ssrc);
+          b.insert(b.end(), payload.begin(), payload.begin() + static_cast<long>(*vr));
+          p.alt.push_back(std::move(b));
+        }
         out->push_back(p);
         if (u(rng) < s.dup) out->push_back(out->back());
         // Reorder: this packet leaves 1-2 frames late, behind its successor.
@@ -262,6 +350,8 @@ int main(int argc, char** argv) {
     socklen_t len;
     std::vector<Packet> packets;
     std::size_t next = 0;
+    std::vector<Switch> switches;
+    std::size_t active = 0;  // switches made so far
   };
   std::vector<Out> outs;
   for (const auto& s : specs) {
@@ -286,25 +376,41 @@ int main(int argc, char** argv) {
       return 2;
     }
     o.fd = socket(o.to.ss_family, SOCK_DGRAM, 0);
+    o.switches = s.switches;
     outs.push_back(std::move(o));
   }
+  struct sigaction sa {};
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, nullptr);
   std::int64_t t0 = now_us();
   timespec wall{};
   clock_gettime(CLOCK_REALTIME, &wall);
   const double t0_unix_ms = static_cast<double>(wall.tv_sec) * 1e3 + static_cast<double>(wall.tv_nsec) / 1e6;
   while (true) {
     std::int64_t next_due = -1;
-    for (auto& o : outs) {
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+      auto& o = outs[i];
       while (o.next < o.packets.size() && o.packets[o.next].due_us <= now_us() - t0) {
         const auto& p = o.packets[o.next++];
-        sendto(o.fd, p.bytes.data(), p.bytes.size(), 0, reinterpret_cast<sockaddr*>(&o.to), o.len);
+        if (o.active < o.switches.size() && !p.alt.empty()) {
+          const Switch& sw = o.switches[o.active];
+          if (sw.at_ms >= 0 ? p.due_us >= std::int64_t{sw.at_ms} * 1000 : g_signalled != 0) {
+            if (sw.at_ms < 0) g_signalled = 0;
+            std::printf("{\"stream\":%zu,\"switch\":%zu,\"at_ms\":%lld}\n", i, o.active,
+                        static_cast<long long>(p.due_us / 1000));
+            std::fflush(stdout);
+            ++o.active;
+          }
+        }
+        const auto& bytes = o.active > 0 && !p.alt.empty() ? p.alt[o.active - 1] : p.bytes;
+        sendto(o.fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&o.to), o.len);
       }
       if (o.next < o.packets.size() && (next_due < 0 || o.packets[o.next].due_us < next_due))
         next_due = o.packets[o.next].due_us;
     }
     if (next_due < 0) break;
     std::int64_t wait = next_due - (now_us() - t0);
-    if (wait > 0) usleep(static_cast<useconds_t>(wait));
+    if (wait > 0) usleep(static_cast<useconds_t>(wait));  // SIGUSR1 cuts it short: fine
   }
   for (std::size_t i = 0; i < outs.size(); ++i) {
     std::printf("{\"stream\":%zu,\"packets\":%zu,\"t0_unix_ms\":%.3f}\n", i, outs[i].packets.size(),
