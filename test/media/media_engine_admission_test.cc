@@ -2,11 +2,6 @@
 // sessions, never work for admitted ones (docs/guarantees.md); sessions are
 // reserved (ports bound) before anything is written; stop() leaves nothing a
 // late caller could reach.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -19,6 +14,7 @@
 
 #include "media/media_engine.h"
 #include "media_test_util.h"
+#include "test_port_range.h"
 
 namespace sgw::media {
 namespace {
@@ -73,23 +69,6 @@ std::shared_future<void> open_gate() {
   return p.get_future().share();
 }
 
-// A port pair the kernel just handed out as free (no fixed ranges in tests).
-std::uint16_t free_even_port() {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    socklen_t len = sizeof a;
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    close(fd);
-    std::uint16_t p = ntohs(a.sin_port);
-    if (p % 2 == 0 && p < 65534) return p;
-  }
-  return 0;
-}
-
 MediaOptions options(std::uint16_t base, std::uint16_t pairs, std::size_t queue_capacity) {
   MediaOptions o;
   o.address = "127.0.0.1";
@@ -106,7 +85,9 @@ TEST(MediaEngineAdmissionTest, FullQueueRefusesNewSessionsButNeverDropsWorkForAd
   std::promise<void> release;
   std::shared_future<void> gate = release.get_future().share();
   std::promise<void> entered;
-  auto engine = MediaEngine::create(options(free_even_port(), 4, 4), m.get(), nullptr);
+  test::PortRangeLease ports(8);
+  ASSERT_NE(ports.min(), 0) << "no free RTP port range";
+  auto engine = MediaEngine::create(options(ports.min(), 4, 4), m.get(), nullptr);
   ASSERT_TRUE(engine) << engine.error().message;
   auto h = (*engine)->open_session("a", std::make_unique<GatedSink>(&seen, gate, &entered));
   ASSERT_NE(h, 0u);
@@ -136,7 +117,9 @@ TEST(MediaEngineAdmissionTest, FullQueueRefusesNewSessionsButNeverDropsWorkForAd
 TEST(MediaEngineAdmissionTest, ReservedSessionBindsPortsFirstAndLeavesNothingWhenClosedUnstarted) {
   Seen seen;
   Metrics m;
-  std::uint16_t base = free_even_port();
+  test::PortRangeLease ports(2);
+  ASSERT_NE(ports.min(), 0) << "no free RTP port range";
+  std::uint16_t base = ports.min();
   auto engine = MediaEngine::create(options(base, 1, 64), m.get(), nullptr);
   ASSERT_TRUE(engine) << engine.error().message;
   auto refused = (*engine)->reserve_session("refused");
@@ -175,7 +158,9 @@ TEST(MediaEngineAdmissionTest, ReservedSessionBindsPortsFirstAndLeavesNothingWhe
 TEST(MediaEngineAdmissionTest, StopFinishesOpenSessionsAndLateCallsReachNoWorker) {
   Seen seen;
   Metrics m;
-  auto engine = MediaEngine::create(options(free_even_port(), 2, 64), m.get(), nullptr);
+  test::PortRangeLease ports(4);
+  ASSERT_NE(ports.min(), 0) << "no free RTP port range";
+  auto engine = MediaEngine::create(options(ports.min(), 2, 64), m.get(), nullptr);
   ASSERT_TRUE(engine) << engine.error().message;
   auto h = (*engine)->open_session("a", std::make_unique<GatedSink>(&seen, open_gate(), nullptr));
   auto s = (*engine)->open_stream(h, {0, "127.0.0.1", false});
