@@ -158,7 +158,7 @@ int deliveries_command(const sgw::app::CliOptions& cli) {
     for (const auto& e : entries) {
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& o : e.objects) keys.push_back({{"key", o.key}, {"path", o.path}, {"delivered", o.delivered},
-                                                      {"version_id", o.version_id}, {"etag", o.etag},
+                                                      {"version_id", o.version_id}, {"etag", o.etag}, {"sha256", o.sha256},
                                                       {"upload_id", o.upload_id}, {"parts", o.parts.size()},
                                                       {"verified", o.verified}});
       out.push_back({{"recording_id", e.recording_id}, {"sink", e.sink},
@@ -392,6 +392,8 @@ int main(int argc, char** argv) {
     local.sink = "local";
     local.state = sgw::storage::DeliveryState::kDelivered;
     local.start_unix_ms = start_ms;
+    local.end_unix_ms = pub.fields.end_unix_us / 1000;
+    local.conversation_id = pub.fields.conversation_id;
     for (const auto& f : files) {
       sgw::storage::DeliveryObject o;
       o.path = f;
@@ -412,6 +414,8 @@ int main(int argc, char** argv) {
       remote.recording_id = pub.recording_id;
       remote.sink = "s3";
       remote.start_unix_ms = start_ms;
+      remote.end_unix_ms = local.end_unix_ms;
+      remote.conversation_id = local.conversation_id;
       sgw::storage::KeyFields k;
       k.start_time = std::chrono::system_clock::time_point(std::chrono::microseconds(pub.fields.start_unix_us));
       k.conversation_id = pub.fields.conversation_id.empty() ? "no-conversation-id" : pub.fields.conversation_id;

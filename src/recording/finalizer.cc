@@ -550,6 +550,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
 
   PathFields pf;
   pf.start_unix_us = start_unix_us;
+  pf.end_unix_us = start_unix_us + duration_us;
   pf.conversation_id = get_or<std::string>(c.start, "conversation_id", "");
   pf.recording_id = recording_id;
   pf.region = get_or<std::string>(c.start, "region", "");

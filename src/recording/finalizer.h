@@ -45,6 +45,7 @@ namespace sgw::recording {
 // What the recording's location may depend on (see the key template).
 struct PathFields {
   std::int64_t start_unix_us = 0;
+  std::int64_t end_unix_us = 0;  // start + duration
   std::string conversation_id;
   std::string recording_id;
   std::string region;

@@ -67,12 +67,15 @@ std::string encode_entry(const DeliveryEntry& e) {
     objects.push_back({{"path", o.path}, {"key", o.key}, {"content_type", o.content_type},
                        {"upload_id", o.upload_id}, {"parts", parts}, {"delivered", o.delivered},
                        {"size", o.size}, {"etag", o.etag}, {"version_id", o.version_id},
-                       {"verified", o.verified}});
+                       {"sha256", o.sha256}, {"verified", o.verified}});
   }
   json j = {{"recording_id", e.recording_id},
             {"sink", e.sink},
             {"state", std::string(to_string(e.state))},
             {"start_unix_ms", e.start_unix_ms},
+            {"end_unix_ms", e.end_unix_ms},
+            {"conversation_id", e.conversation_id},
+            {"bucket", e.bucket},
             {"objects", objects},
             {"attempts", e.attempts},
             {"last_error", e.last_error},
@@ -115,6 +118,9 @@ common::Result<DeliveryEntry> decode_entry(std::string_view bytes, const std::st
   if (!st) return corrupt(source, "unknown state '" + state + "'");
   e.state = *st;
   read(j, "start_unix_ms", &e.start_unix_ms);
+  read(j, "end_unix_ms", &e.end_unix_ms);
+  read(j, "conversation_id", &e.conversation_id);
+  read(j, "bucket", &e.bucket);
   read(j, "attempts", &e.attempts);
   read(j, "last_error", &e.last_error);
   read(j, "last_error_code", &e.last_error_code);
@@ -136,6 +142,7 @@ common::Result<DeliveryEntry> decode_entry(std::string_view bytes, const std::st
     read(jo, "size", &o.size);
     read(jo, "etag", &o.etag);
     read(jo, "version_id", &o.version_id);
+    read(jo, "sha256", &o.sha256);
     read(jo, "verified", &o.verified);
     if (auto ps = jo.find("parts"); ps != jo.end() && ps->is_array())
       for (const auto& jp : *ps) {

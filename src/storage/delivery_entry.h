@@ -44,6 +44,7 @@ struct DeliveryObject {
   std::uint64_t size = 0;
   std::string etag;
   std::string version_id;
+  std::string sha256;    // hex SHA-256 of the delivered bytes (S3: also in the object's user metadata)
   std::string verified;  // what was checked, e.g. "size etag metadata retention=COMPLIANCE@2031-..."
 };
 
@@ -52,6 +53,9 @@ struct DeliveryEntry {
   std::string sink;  // "local", "s3"
   DeliveryState state = DeliveryState::kQueued;
   std::int64_t start_unix_ms = 0;  // the recording's start (retention is counted from it)
+  std::int64_t end_unix_ms = 0;    // the recording's end (catalogue)
+  std::string conversation_id;     // (catalogue: fragments are stitched per conversation)
+  std::string bucket;              // s3: the bucket it was delivered to (set on delivery)
   std::vector<DeliveryObject> objects;
   std::uint32_t attempts = 0;  // failed attempts since the last success / requeue
   std::string last_error;      // one line, naming bucket, key and code

@@ -24,6 +24,9 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr std::string_view kSuffix = ".dq";
+constexpr const char* kCatalogueName = "catalogue.sqlite";
+// Local copies deleted per rescan at most (the rest at the next one).
+constexpr std::size_t kRetentionBatch = 1000;
 // Retryable errors turn /readyz degraded only after this many attempts in a
 // row: one dropped connection is not an outage.
 constexpr std::uint32_t kDegradedAfterAttempts = 3;
@@ -105,8 +108,13 @@ common::Result<std::unique_ptr<DeliveryQueue>> DeliveryQueue::open(DeliveryQueue
     return common::make_error("delivery.dir", "storage.queue_dir " + options.dir + ": mkdir: " + ec.message());
   if (::access(options.dir.c_str(), W_OK) != 0)
     return common::make_error("delivery.dir", "storage.queue_dir " + options.dir + ": not writable");
+  if (options.catalogue_path.empty()) options.catalogue_path = (fs::path(options.dir) / kCatalogueName).string();
+  auto catalogue = Catalogue::open(options.catalogue_path, Catalogue::Mode::kReadWrite);
+  if (!catalogue)
+    return common::make_error(catalogue.error().code, "storage.queue_dir " + options.dir + ": " + catalogue.error().message);
   std::unique_ptr<DeliveryQueue> q(new DeliveryQueue(std::move(options), metrics));
   std::lock_guard lock(q->mutex_);
+  q->catalogue_ = std::move(catalogue).value();
   q->load_dir(true);
   return q;
 }
@@ -168,7 +176,13 @@ void DeliveryQueue::load_dir(bool initial) {
     item.mtime_ns = mt;
     if (item.entry.state == DeliveryState::kFailed)
       sink_errors_[item.entry.sink] = item.entry.last_error;
+    if (item.entry.state == DeliveryState::kDelivered) compact_locked(name);  // a crash before compaction
   }
+  // Delivered entries the catalogue could not take before: try again.
+  std::vector<std::string> uncompacted;
+  for (const auto& [name, item] : items_)
+    if (item.entry.state == DeliveryState::kDelivered && !item.in_flight) uncompacted.push_back(name);
+  for (const auto& name : uncompacted) compact_locked(name);
   update_gauges_locked();
 }
 
@@ -181,9 +195,24 @@ common::Result<bool> DeliveryQueue::enqueue(DeliveryEntry entry) {
   std::lock_guard lock(mutex_);
   std::string name = entry_file_name(entry.recording_id, entry.sink);
   if (items_.count(name)) return false;
+  auto known = catalogue_->contains(entry.recording_id, entry.sink);
+  if (!known) return known.error();
+  if (*known) return false;
   std::int64_t t = now();
   if (entry.created_unix_ms == 0) entry.created_unix_ms = t;
-  if (entry.next_attempt_unix_ms == 0) entry.next_attempt_unix_ms = t;
+  if (entry.state == DeliveryState::kDelivered) {
+    // Delivered when queued (the local copy): straight into the catalogue.
+    if (entry.delivered_unix_ms == 0) entry.delivered_unix_ms = t;
+    entry.updated_unix_ms = t;
+    if (auto st = catalogue_->put(entry); st) {
+      schedule_local_deletion_locked(entry.recording_id);
+      return true;
+    } else {
+      common::logger("delivery")->error("{}: {} entry kept in the queue folder: {}", entry.recording_id, entry.sink,
+                                        st.error().message);
+    }
+  }
+  if (entry.next_attempt_unix_ms == 0 && entry.state != DeliveryState::kDelivered) entry.next_attempt_unix_ms = t;
   Item item;
   item.entry = std::move(entry);
   if (auto st = persist_locked(item); !st) return st.error();
@@ -290,7 +319,57 @@ void DeliveryQueue::attempt(const std::string& file,
   item.entry = std::move(e);
   item.in_flight = false;
   (void)persist_locked(item);
+  if (out.kind == DeliveryOutcome::Kind::kDelivered) compact_locked(file);
   update_gauges_locked();
+}
+
+bool DeliveryQueue::compact_locked(const std::string& name) {
+  auto it = items_.find(name);
+  if (it == items_.end() || it->second.entry.state != DeliveryState::kDelivered) return false;
+  const DeliveryEntry& e = it->second.entry;
+  if (auto st = catalogue_->put(e); !st) {
+    common::logger("delivery")->error("{}: delivered to {}, but not yet in the catalogue ({}); the entry file stays "
+                                      "and is compacted at the next rescan",
+                                      e.recording_id, e.sink, st.error().message);
+    return false;
+  }
+  std::string recording_id = e.recording_id;
+  std::string path = (fs::path(options_.dir) / name).string();
+  // No folder fsync: an unlink a crash undoes leaves a delivered file, compacted again (same row).
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    common::logger("delivery")->warn("{}: cannot remove compacted entry {}: {}", recording_id, path,
+                                     std::strerror(errno));
+  }
+  items_.erase(it);
+  schedule_local_deletion_locked(recording_id);
+  return true;
+}
+
+void DeliveryQueue::schedule_local_deletion_locked(const std::string& recording_id) {
+  if (!options_.local_retention_ms) return;
+  // A remote sink still pending (its entries sort together: "<id>.<sink>.dq").
+  for (auto it = items_.lower_bound(recording_id + "."); it != items_.end() && it->first.starts_with(recording_id + ".");
+       ++it)
+    if (it->second.entry.recording_id == recording_id && it->second.entry.sink != "local") return;
+  auto rows = catalogue_->recording(recording_id);
+  if (!rows) {
+    common::logger("delivery")->error("{}: local retention not scheduled: {}", recording_id, rows.error().message);
+    return;
+  }
+  bool local = false, remote = false;
+  std::int64_t last = 0;
+  for (const auto& r : *rows) {
+    if (r.sink == "local") {
+      local = r.local_deleted_unix_ms == 0;
+    } else {
+      remote = true;
+      last = std::max(last, r.delivered_unix_ms);
+    }
+  }
+  // Without a remote sink the local copy is the only one: never deleted.
+  if (!local || !remote) return;
+  if (auto st = catalogue_->set_local_delete_due(recording_id, last + *options_.local_retention_ms); !st)
+    common::logger("delivery")->error("{}: local retention not scheduled: {}", recording_id, st.error().message);
 }
 
 bool DeliveryQueue::run_once() {
@@ -309,33 +388,21 @@ std::size_t DeliveryQueue::apply_local_retention() {
   auto log = common::logger("delivery");
   std::lock_guard lock(mutex_);
   std::int64_t t = now();
-  // recording id -> (all remote delivered, last delivery time, has remote)
-  struct Remote {
-    bool all_delivered = true;
-    bool any = false;
-    std::int64_t last = 0;
-  };
-  std::map<std::string, Remote> remote;
-  for (const auto& [name, item] : items_) {
-    const auto& e = item.entry;
-    if (e.sink == "local") continue;
-    auto& r = remote[e.recording_id];
-    r.any = true;
-    r.all_delivered = r.all_delivered && e.state == DeliveryState::kDelivered;
-    r.last = std::max(r.last, e.delivered_unix_ms);
+  // Only the rows whose time has come (an index), not every recording kept.
+  auto due = catalogue_->local_copies_due(t, kRetentionBatch);
+  if (!due) {
+    log->error("local retention: {}", due.error().message);
+    return 0;
   }
   std::size_t removed = 0;
-  for (auto& [name, item] : items_) {
-    auto& e = item.entry;
-    if (e.sink != "local" || e.local_deleted_unix_ms != 0 || item.in_flight) continue;
-    auto r = remote.find(e.recording_id);
-    if (r == remote.end() || !r->second.any || !r->second.all_delivered) continue;
-    if (t < r->second.last + *options_.local_retention_ms) continue;
+  for (const auto& e : *due) {
     for (const auto& o : e.objects)
       if (::unlink(o.path.c_str()) != 0 && errno != ENOENT)
         log->warn("{}: cannot delete local copy {}: {}", e.recording_id, o.path, std::strerror(errno));
-    e.local_deleted_unix_ms = t;
-    (void)persist_locked(item);
+    if (auto st = catalogue_->set_local_deleted(e.recording_id, t); !st) {
+      log->error("{}: {}", e.recording_id, st.error().message);
+      continue;
+    }
     bump(metrics_.local_deleted);
     ++removed;
     log->info("{}: local copy deleted (delivered and verified, retention passed)", e.recording_id);
@@ -404,9 +471,8 @@ void DeliveryQueue::thread_main(unsigned index) {
       std::int64_t t = now();
       if (index == 0 && t - last_scan_ms_ >= options_.rescan_interval_ms) {
         last_scan_ms_ = t;
-        load_dir(false);
         lock.unlock();
-        apply_local_retention();
+        rescan();
         lock.lock();
         if (stopping_) return;
       }
@@ -423,10 +489,20 @@ void DeliveryQueue::thread_main(unsigned index) {
   }
 }
 
+void DeliveryQueue::rescan() {
+  {
+    std::lock_guard lock(mutex_);
+    load_dir(false);
+  }
+  apply_local_retention();
+}
+
 std::vector<DeliveryEntry> DeliveryQueue::snapshot() const {
   std::lock_guard lock(mutex_);
   std::vector<DeliveryEntry> out;
   for (const auto& [name, item] : items_) out.push_back(item.entry);
+  if (auto st = catalogue_->for_each([&](DeliveryEntry&& e) { out.push_back(std::move(e)); }); !st)
+    common::logger("delivery")->error("snapshot: {}", st.error().message);
   return out;
 }
 
@@ -450,9 +526,15 @@ common::Status DeliveryQueue::retry(const std::string& dir, const std::string& r
                                     const std::string& sink, std::int64_t now_ms) {
   std::string path = (fs::path(dir) / entry_file_name(recording_id, sink)).string();
   auto bytes = read_small_file(path);
-  if (!bytes)
+  if (!bytes) {
+    std::string catalogue = (fs::path(dir) / kCatalogueName).string();
+    if (fs::exists(catalogue))
+      if (auto c = Catalogue::open(catalogue, Catalogue::Mode::kReadOnly))
+        if (auto known = (*c)->contains(recording_id, sink); known && *known)
+          return common::make_error("delivery.delivered", recording_id + " (" + sink + ") is already delivered");
     return common::make_error("delivery.not_found", "no " + sink + " delivery entry for " + recording_id +
                                                         " in " + dir);
+  }
   auto e = decode_entry(*bytes, path);
   if (!e) return e.error();
   if (e->state == DeliveryState::kDelivered)
@@ -480,6 +562,12 @@ std::vector<DeliveryEntry> DeliveryQueue::read_all(const std::string& dir,
     }
     out.push_back(std::move(e).value());
   }
+  std::string catalogue = (fs::path(dir) / kCatalogueName).string();
+  if (!fs::exists(catalogue)) return out;
+  auto c = Catalogue::open(catalogue, Catalogue::Mode::kReadOnly);
+  common::Status st = c ? (*c)->for_each([&](DeliveryEntry&& e) { out.push_back(std::move(e)); })
+                        : common::Status(c.error());
+  if (!st && problems) problems->push_back(st.error().message);
   return out;
 }
 

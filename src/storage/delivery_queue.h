@@ -1,7 +1,9 @@
 // DeliveryQueue: the durable queue that gets every finished recording to each
 // configured sink (the local recordings folder, S3), with retries, backoff and
-// local-copy retention. One entry file per (recording, sink) in its folder
-// (format and states: docs/storage.md); everything it knows is on disk, so it
+// local-copy retention. One entry file per pending (recording, sink) in its
+// folder; delivered entries are compacted into the catalogue (catalogue.h), so
+// a pick, the rescan and retention cost O(pending), not O(ever delivered).
+// Formats and states: docs/storage.md. Everything it knows is on disk, so it
 // survives restarts and `siprecd deliveries` can read and requeue entries.
 //
 // Threads: enqueue()/snapshot()/health() from any thread. start() runs
@@ -23,6 +25,7 @@
 
 #include "common/metrics.h"
 #include "common/result.h"
+#include "storage/catalogue.h"
 #include "storage/delivery_entry.h"
 
 namespace sgw::storage {
@@ -73,6 +76,7 @@ struct DeliveryQueueOptions {
   // the last delivery. nullopt: never deleted.
   std::optional<std::int64_t> local_retention_ms;
   std::int64_t rescan_interval_ms = 2000;  // new/edited entry files (deliveries retry)
+  std::string catalogue_path;              // default <dir>/catalogue.sqlite
   std::function<std::int64_t()> now_ms;    // Unix ms; default the system clock
   std::function<double()> jitter;          // [0, 1); default a PRNG
 };
@@ -89,9 +93,11 @@ struct DeliveryQueueMetrics {
 
 class DeliveryQueue {
  public:
-  // Reads every entry file in options.dir. Corrupt or torn files are reported
-  // (problems(), metric, log) and skipped, never trusted; they stay on disk
-  // for inspection until enqueue() writes a fresh entry for that recording.
+  // Opens (creates) the catalogue, then reads every entry file in options.dir,
+  // compacting delivered ones into the catalogue. Corrupt or torn files are
+  // reported (problems(), metric, log) and skipped, never trusted; they stay on
+  // disk for inspection until enqueue() writes a fresh entry for that
+  // recording. Fails when the folder or the catalogue cannot be used.
   static common::Result<std::unique_ptr<DeliveryQueue>> open(DeliveryQueueOptions options,
                                                              DeliveryQueueMetrics metrics = {});
   ~DeliveryQueue();
@@ -101,9 +107,11 @@ class DeliveryQueue {
   // Before start(): a sink by name ("s3"). Entries of sinks not added wait.
   void add_sink(const std::string& name, SinkFactory factory);
 
-  // Durably adds an entry (atomic write + directory fsync) unless one exists
-  // for the same (recording, sink): then the existing one is kept and false
-  // is returned (re-finalising a recording after a crash is idempotent).
+  // Durably adds an entry (atomic write + directory fsync; an entry already
+  // delivered, the local copy, goes straight to the catalogue) unless one
+  // exists for the same (recording, sink), pending or in the catalogue: then
+  // the existing one is kept and false is returned (re-finalising a recording
+  // after a crash is idempotent).
   common::Result<bool> enqueue(DeliveryEntry entry);
 
   // Starts the delivery threads; each first runs its sinks' check() once.
@@ -118,6 +126,11 @@ class DeliveryQueue {
   // on every rescan). Returns how many recordings were removed.
   std::size_t apply_local_retention();
 
+  // Rereads the folder for edited entries, retries compactions, applies local
+  // retention: what thread 0 does every rescan_interval_ms (benchmarks, tests).
+  void rescan();
+
+  // Pending entries and every catalogue row (tests; the command uses read_all).
   std::vector<DeliveryEntry> snapshot() const;
   std::vector<std::string> problems() const;
   // "" when healthy; else e.g. "s3 delivery failing: PutObject s3://b/k: HTTP 403 AccessDenied: ..."
@@ -127,12 +140,12 @@ class DeliveryQueue {
   // `deliveries retry` command; a running daemon picks it up on its rescan.
   static common::Status retry(const std::string& dir, const std::string& recording_id,
                               const std::string& sink, std::int64_t now_ms);
-  // Reads every entry of a folder (the `deliveries list` command).
+  // Reads every entry of a folder and its catalogue (the `deliveries list` command).
   static std::vector<DeliveryEntry> read_all(const std::string& dir, std::vector<std::string>* problems);
 
  private:
   struct Item {
-    DeliveryEntry entry;
+    DeliveryEntry entry;  // pending, or delivered and not yet compacted (the catalogue failed)
     bool in_flight = false;
     std::int64_t mtime_ns = 0;  // of the file as we last wrote or read it
   };
@@ -145,13 +158,19 @@ class DeliveryQueue {
   std::optional<std::string> pick_locked(std::int64_t now, std::int64_t* wait_ms);
   void attempt(const std::string& file, std::map<std::string, std::unique_ptr<DeliverySink>>& sinks);
   void update_gauges_locked();
+  // Moves a delivered entry from its file into the catalogue; false (logged)
+  // when the catalogue cannot be written: the file stays, retried next rescan.
+  bool compact_locked(const std::string& name);
+  // Sets when the local copy of a recording may go (every remote sink delivered).
+  void schedule_local_deletion_locked(const std::string& recording_id);
   void thread_main(unsigned index);
 
   DeliveryQueueOptions options_;
   DeliveryQueueMetrics metrics_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::map<std::string, Item> items_;  // by file name
+  std::map<std::string, Item> items_;  // by file name; pending entries only (and uncompacted delivered ones)
+  std::unique_ptr<Catalogue> catalogue_;
   std::map<std::string, SinkFactory> factories_;
   std::map<std::string, std::string> sink_errors_;            // sink -> last error ("" = fine)
   std::map<std::string, std::int64_t> sink_paused_until_;     // SlowDown

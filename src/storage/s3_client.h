@@ -181,11 +181,37 @@ struct CompleteMultipartResult {
   std::string version_id;
 };
 
-class S3Client {
+// The object calls the S3 sink makes: a seam between the sink's rules (idempotency,
+// resume, verification) and the wire. S3Client implements it over HTTP; unit
+// tests implement it in memory and inject faults a real server cannot be made
+// to produce on demand (a lost reply, SSE-KMS ETags). Contracts: as S3Client's.
+class S3Api {
+ public:
+  virtual ~S3Api() = default;
+  virtual S3Result<ObjectLockConfiguration> get_object_lock_configuration() = 0;
+  virtual S3Result<std::vector<ObjectVersion>> list_object_versions(std::string_view prefix) = 0;
+  virtual S3Result<PutObjectResult> put_object_file(std::string_view key, const std::filesystem::path& file,
+                                                    const PutObjectOptions& options) = 0;
+  virtual S3Result<HeadObjectResult> head_object(std::string_view key, std::string_view version_id = {},
+                                                 bool checksum_mode = true) = 0;
+  virtual S3Result<GetObjectResult> get_object(std::string_view key, std::string_view version_id = {}) = 0;
+  virtual S3Result<S3Ok> put_object_retention(std::string_view key, std::string_view version_id,
+                                              const ObjectLock& lock, bool bypass_governance = false) = 0;
+  virtual S3Result<std::string> create_multipart_upload(std::string_view key, const PutObjectOptions& options) = 0;
+  virtual S3Result<UploadPartResult> upload_part_file(std::string_view key, std::string_view upload_id,
+                                                      int part_number, const std::filesystem::path& file,
+                                                      std::uint64_t offset, std::uint64_t length,
+                                                      bool checksum_sha256) = 0;
+  virtual S3Result<CompleteMultipartResult> complete_multipart_upload(
+      std::string_view key, std::string_view upload_id, const std::vector<UploadPartResult>& parts) = 0;
+  virtual S3Result<std::vector<PartInfo>> list_parts(std::string_view key, std::string_view upload_id) = 0;
+};
+
+class S3Client : public S3Api {
  public:
   // Fails on an endpoint that is not http(s)://host[:port][/], or an empty bucket/region.
   static common::Result<std::unique_ptr<S3Client>> create(S3ClientConfig config);
-  ~S3Client();
+  ~S3Client() override;
   S3Client(const S3Client&) = delete;
   S3Client& operator=(const S3Client&) = delete;
 
@@ -196,39 +222,39 @@ class S3Client {
   // Bucket.
   S3Result<S3Ok> create_bucket(bool object_lock_enabled);
   S3Result<S3Ok> delete_bucket();
-  S3Result<ObjectLockConfiguration> get_object_lock_configuration();
+  S3Result<ObjectLockConfiguration> get_object_lock_configuration() override;
   S3Result<S3Ok> put_object_lock_configuration(const ObjectLockConfiguration& config);
   // All versions and delete markers under a prefix (follows pagination).
-  S3Result<std::vector<ObjectVersion>> list_object_versions(std::string_view prefix);
+  S3Result<std::vector<ObjectVersion>> list_object_versions(std::string_view prefix) override;
 
   // Objects.
   S3Result<PutObjectResult> put_object(std::string_view key, std::string_view body,
                                        const PutObjectOptions& options);
   S3Result<PutObjectResult> put_object_file(std::string_view key, const std::filesystem::path& file,
-                                            const PutObjectOptions& options);
+                                            const PutObjectOptions& options) override;
   // checksum_mode: ask for x-amz-checksum-sha256 (x-amz-checksum-mode: ENABLED).
   S3Result<HeadObjectResult> head_object(std::string_view key, std::string_view version_id = {},
-                                         bool checksum_mode = true);
-  S3Result<GetObjectResult> get_object(std::string_view key, std::string_view version_id = {});
+                                         bool checksum_mode = true) override;
+  S3Result<GetObjectResult> get_object(std::string_view key, std::string_view version_id = {}) override;
   S3Result<DeleteObjectResult> delete_object(std::string_view key, std::string_view version_id = {},
                                              bool bypass_governance = false);
   S3Result<S3Ok> put_object_retention(std::string_view key, std::string_view version_id,
-                                      const ObjectLock& lock, bool bypass_governance = false);
+                                      const ObjectLock& lock, bool bypass_governance = false) override;
 
   // Multipart. With checksum_sha256 the upload declares x-amz-checksum-algorithm
   // SHA256, every part sends its x-amz-checksum-sha256, and complete lists them.
-  S3Result<std::string> create_multipart_upload(std::string_view key, const PutObjectOptions& options);
+  S3Result<std::string> create_multipart_upload(std::string_view key, const PutObjectOptions& options) override;
   S3Result<UploadPartResult> upload_part(std::string_view key, std::string_view upload_id,
                                          int part_number, std::string_view body, bool checksum_sha256);
   S3Result<UploadPartResult> upload_part_file(std::string_view key, std::string_view upload_id,
                                               int part_number, const std::filesystem::path& file,
                                               std::uint64_t offset, std::uint64_t length,
-                                              bool checksum_sha256);
+                                              bool checksum_sha256) override;
   S3Result<CompleteMultipartResult> complete_multipart_upload(std::string_view key,
                                                               std::string_view upload_id,
-                                                              const std::vector<UploadPartResult>& parts);
+                                                              const std::vector<UploadPartResult>& parts) override;
   S3Result<S3Ok> abort_multipart_upload(std::string_view key, std::string_view upload_id);
-  S3Result<std::vector<PartInfo>> list_parts(std::string_view key, std::string_view upload_id);
+  S3Result<std::vector<PartInfo>> list_parts(std::string_view key, std::string_view upload_id) override;
 
   // Everything below is public for tests of the request building only.
   struct Body;

@@ -66,11 +66,14 @@ common::Result<FileDigest> digest_file(const std::string& path, std::uint64_t pa
   std::uint64_t in_part = 0;
   std::string concat;
   std::vector<char> buf(1 << 20);
+  std::string concat_sha;
   auto close_part = [&] {
-    std::string md5;
-    part->finish(nullptr, &md5);
+    std::string md5, sha;
+    part->finish(&sha, &md5);
     concat += md5;
+    concat_sha += sha;
     out.part_md5_hex.push_back(hex(md5));
+    out.part_sha256_b64.push_back(base64(sha));
     part = std::make_unique<BodyDigest>();
     in_part = 0;
   };
@@ -99,13 +102,18 @@ common::Result<FileDigest> digest_file(const std::string& path, std::uint64_t pa
   std::string sha, md5;
   whole.finish(&sha, &md5);
   out.md5_hex = hex(md5);
+  out.sha256_hex = hex(sha);
   out.sha256_b64 = base64(sha);
   if (multipart) {
-    BodyDigest d;
+    BodyDigest d, c;
     d.update(concat);
-    std::string m;
+    c.update(concat_sha);
+    std::string m, cs;
     d.finish(nullptr, &m);
-    out.multipart_etag = hex(m) + "-" + std::to_string(out.part_md5_hex.size());
+    c.finish(&cs, nullptr);
+    std::string n = "-" + std::to_string(out.part_md5_hex.size());
+    out.multipart_etag = hex(m) + n;
+    out.composite_sha256 = base64(cs) + n;
   }
   return out;
 }
@@ -113,10 +121,14 @@ common::Result<FileDigest> digest_file(const std::string& path, std::uint64_t pa
 common::Result<std::unique_ptr<S3Sink>> S3Sink::create(S3SinkOptions options) {
   auto client = S3Client::create(options.client);
   if (!client) return client.error();
-  return std::unique_ptr<S3Sink>(new S3Sink(std::move(options), std::move(client).value()));
+  return create(std::move(options), std::move(client).value());
 }
 
-S3Sink::S3Sink(S3SinkOptions options, std::unique_ptr<S3Client> client)
+std::unique_ptr<S3Sink> S3Sink::create(S3SinkOptions options, std::unique_ptr<S3Api> api) {
+  return std::unique_ptr<S3Sink>(new S3Sink(std::move(options), std::move(api)));
+}
+
+S3Sink::S3Sink(S3SinkOptions options, std::unique_ptr<S3Api> client)
     : options_(std::move(options)), client_(std::move(client)) {}
 
 DeliveryOutcome S3Sink::check() {
@@ -152,31 +164,69 @@ DeliveryOutcome S3Sink::check() {
   return DeliveryOutcome::delivered();
 }
 
-std::string S3Sink::verify(const HeadObjectResult& h, const FileDigest& d, bool multipart,
-                           const std::map<std::string, std::string>& metadata, Clock::time_point until) const {
-  if (h.delete_marker) return "the latest version is a delete marker";
-  if (h.size != d.size) return "size " + std::to_string(h.size) + ", local " + std::to_string(d.size);
-  const std::string& want_etag = multipart ? d.multipart_etag : d.md5_hex;
-  if (h.etag != want_etag) return "ETag " + h.etag + ", expected " + want_etag;
-  // Single-part objects: the server's SHA-256, when it keeps one (Ceph 16 does not).
-  if (!multipart && !h.checksum_sha256.empty() && h.checksum_sha256 != d.sha256_b64)
-    return "x-amz-checksum-sha256 " + h.checksum_sha256 + ", expected " + d.sha256_b64;
+S3Sink::ObjectCheck S3Sink::check_object(const HeadObjectResult& h, const FileDigest& d, bool multipart,
+                                         const std::map<std::string, std::string>& metadata,
+                                         Clock::time_point until) const {
+  using Kind = ObjectCheck::Kind;
+  auto result = [](Kind kind, std::string why) { return ObjectCheck{kind, std::move(why), ""}; };
+  if (h.delete_marker) return result(Kind::kNotOurs, "the latest version is a delete marker");
+  // Ours: written for this recording. Nothing else decides whether we may write a version.
+  const std::string& rid = metadata.at("recording-id");
+  auto got = [&](const std::string& name) {
+    auto it = h.metadata.find(name);
+    return it == h.metadata.end() ? std::string() : it->second;
+  };
+  if (got("recording-id") != rid)
+    return result(Kind::kNotOurs, "another object (recording-id '" + got("recording-id") + "')");
+  // The same bytes: size, and our SHA-256 in the metadata (the server checked
+  // Content-MD5 and x-amz-checksum-sha256 of every body we sent). Objects
+  // written before the sha256 metadata existed are identified by an MD5 ETag.
+  if (h.size != d.size) return result(Kind::kOursDiffers, "size " + std::to_string(h.size) + ", local " + std::to_string(d.size));
+  const std::string want_etag = multipart ? d.multipart_etag : d.md5_hex;
+  std::string checked = "size";
+  const std::string sha_name(kObjectSha256Name);
+  if (h.metadata.count(sha_name)) {
+    if (got(sha_name) != d.sha256_hex)
+      return result(Kind::kOursDiffers, "sha256 metadata " + got(sha_name) + ", local " + d.sha256_hex);
+    checked += " sha256-metadata";
+  } else if (h.etag == want_etag) {
+    checked += " etag=md5";
+  } else {
+    return result(Kind::kOursDiffers, "no sha256 metadata, and ETag " + h.etag + " is not the local MD5 " + want_etag);
+  }
+  // The server's own SHA-256 where it keeps one (AWS, Ceph >= 18; not Ceph 16):
+  // of the whole object, or composite (of the parts) after a multipart upload.
+  if (!h.checksum_sha256.empty()) {
+    if (h.checksum_sha256 != d.sha256_b64 && !(multipart && h.checksum_sha256 == d.composite_sha256))
+      return result(Kind::kOursDiffers, "x-amz-checksum-sha256 " + h.checksum_sha256 + ", local " +
+                                            (multipart ? d.composite_sha256 : d.sha256_b64));
+    checked += " checksum-sha256";
+  }
+  if (h.etag == want_etag && checked.find("etag") == std::string::npos) checked += " etag=md5";
   for (const auto& [k, v] : metadata) {
+    if (k == sha_name) continue;
     auto it = h.metadata.find(k);
-    if (it == h.metadata.end()) return "user metadata " + k + " missing";
-    if (it->second != v) return "user metadata " + k + " is '" + it->second + "', expected '" + v + "'";
+    if (it == h.metadata.end()) return result(Kind::kOursDiffers, "user metadata " + k + " missing");
+    if (it->second != v)
+      return result(Kind::kOursDiffers, "user metadata " + k + " is '" + it->second + "', expected '" + v + "'");
   }
+  checked += " metadata";
   if (options_.lock_mode) {
-    if (!h.lock_mode) return "no Object Lock retention";
+    if (!h.lock_mode) return {Kind::kNeedsRetention, "no Object Lock retention", checked};
     if (*h.lock_mode != *options_.lock_mode)
-      return "retention mode " + std::string(to_string(*h.lock_mode)) + ", expected " +
-             std::string(to_string(*options_.lock_mode));
-    // ISO 8601 strings compare as times; a longer retention is fine.
+      return result(Kind::kOursDiffers, "retention mode " + std::string(to_string(*h.lock_mode)) + ", expected " +
+                                            std::string(to_string(*options_.lock_mode)));
+    // ISO 8601 strings compare as times; a longer retention is fine, a shorter one is extended.
     std::string want = iso8601(until).substr(0, 19);
-    if (h.retain_until.substr(0, 19) < want) return "retain-until " + h.retain_until + ", expected " + want;
+    if (h.retain_until.substr(0, 19) < want)
+      return {Kind::kNeedsRetention, "retain-until " + h.retain_until + ", expected " + want, checked};
+    checked += " retention=" + std::string(to_string(*options_.lock_mode)) + "@" + h.retain_until;
   }
-  if (options_.legal_hold && !h.legal_hold) return "no legal hold";
-  return "";
+  if (options_.legal_hold) {
+    if (!h.legal_hold) return result(Kind::kOursDiffers, "no legal hold");
+    checked += " legal-hold";
+  }
+  return {Kind::kVerified, "", checked};
 }
 
 DeliveryOutcome S3Sink::deliver(DeliveryEntry& entry,
@@ -203,20 +253,22 @@ DeliveryOutcome S3Sink::deliver(DeliveryEntry& entry,
     if (out.kind != DeliveryOutcome::Kind::kDelivered) return out;
     checkpoint(entry);
   }
+  entry.bucket = options_.client.bucket;
   return DeliveryOutcome::delivered();
 }
 
 DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
-                                       const std::map<std::string, std::string>& metadata,
+                                       const std::map<std::string, std::string>& recording_metadata,
                                        const std::function<void(const DeliveryEntry&)>& checkpoint) {
+  using Kind = ObjectCheck::Kind;
   auto log = common::logger("delivery");
   const std::string& bucket = options_.client.bucket;
+  const std::string where = "s3://" + bucket + "/" + o.key;
   std::uint64_t part_size = std::max<std::uint64_t>(options_.part_size, 1);
   auto size_probe = digest_file(o.path, part_size, false);
   if (!size_probe)
     return fail(DeliveryOutcome::Kind::kPermanent, "Client.File",
-                size_probe.error().message + " (local copy of " + entry.recording_id + " for s3://" + bucket +
-                    "/" + o.key + ")");
+                size_probe.error().message + " (local copy of " + entry.recording_id + " for " + where + ")");
   bool multipart = size_probe->size > options_.multipart_threshold;
   FileDigest d = *size_probe;
   if (multipart) {
@@ -225,6 +277,8 @@ DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
     d = *md;
   }
   Clock::time_point until = retain_until(entry.start_unix_ms, options_.retention_days, options_.retention_years);
+  auto metadata = recording_metadata;
+  metadata[std::string(kObjectSha256Name)] = d.sha256_hex;
 
   PutObjectOptions put;
   put.content_type = o.content_type;
@@ -234,61 +288,78 @@ DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
   put.sse = options_.sse;
   put.tags = options_.tags;
 
-  auto mark = [&](const HeadObjectResult& h) {
+  auto mark = [&](const HeadObjectResult& h, const std::string& checked) {
     o.delivered = true;
     o.size = h.size;
     o.etag = h.etag;
     o.version_id = h.version_id;
+    o.sha256 = d.sha256_hex;
     o.upload_id.clear();
     o.parts.clear();
-    o.verified = "size etag" + std::string(h.checksum_sha256.empty() ? "" : " sha256") + " metadata";
-    if (options_.lock_mode) o.verified += " retention=" + std::string(to_string(*options_.lock_mode)) + "@" + h.retain_until;
-    if (options_.legal_hold) o.verified += " legal-hold";
+    o.verified = checked;
     return DeliveryOutcome::delivered();
   };
-  // After the object is in place: set retention if the server ignored the lock
-  // headers (some do on CreateMultipartUpload), then verify.
+  auto verify_failed = [&](const HeadObjectResult& h, const std::string& why) {
+    return fail(DeliveryOutcome::Kind::kPermanent, "VerifyFailed",
+                "verify " + where + " (version " + h.version_id + "): " + why);
+  };
+  // A version of ours with the right bytes: set or extend its retention when
+  // that is all it lacks (a crash between upload and PutObjectRetention, or a
+  // server that ignores lock headers on CreateMultipartUpload), then verify.
+  auto settle = [&](HeadObjectResult h, ObjectCheck c) -> DeliveryOutcome {
+    if (c.kind == Kind::kNeedsRetention) {
+      log->info("{}: {} ({}): {}; setting it with PutObjectRetention", entry.recording_id, where, h.version_id, c.why);
+      auto r = client_->put_object_retention(o.key, h.version_id, ObjectLock{*options_.lock_mode, until});
+      if (!r) return from_error(r.error());
+      auto again = client_->head_object(o.key, h.version_id);
+      if (!again) return from_error(again.error());
+      h = *again;
+      c = check_object(h, d, multipart, metadata, until);
+    }
+    if (c.kind != Kind::kVerified) return verify_failed(h, c.why);
+    return mark(h, c.checked);
+  };
+  // After our own upload: HEAD exactly the version it made.
   auto finish = [&](const std::string& version_id) -> DeliveryOutcome {
     auto h = client_->head_object(o.key, version_id);
     if (!h) return from_error(h.error());
-    if (options_.lock_mode && !h->lock_mode) {
-      log->info("{}: s3://{}/{} has no retention after upload; setting it with PutObjectRetention",
-                entry.recording_id, bucket, o.key);
-      auto r = client_->put_object_retention(o.key, h->version_id, ObjectLock{*options_.lock_mode, until});
-      if (!r) return from_error(r.error());
-      h = client_->head_object(o.key, h->version_id);
-      if (!h) return from_error(h.error());
-    }
-    std::string why = verify(*h, d, multipart, metadata, until);
-    if (!why.empty())
-      return fail(DeliveryOutcome::Kind::kPermanent, "VerifyFailed",
-                  "verify s3://" + bucket + "/" + o.key + " (version " + h->version_id + "): " + why);
-    return mark(*h);
+    return settle(*h, check_object(*h, d, multipart, metadata, until));
   };
-
-  // Idempotency: an object we already uploaded and verified-equal is not PUT again
-  // (with versioning and Object Lock a second PUT would add a second, locked version).
-  if (o.upload_id.empty()) {
+  // Exactly once: before any upload starts (a first PUT, a new multipart
+  // upload, one that starts over) the key is HEADed. A version we wrote is
+  // never written again: the reply of the call that wrote it may have been
+  // lost (a timeout, a reset, a crash) while the server kept the object, and
+  // under Object Lock a second version could never be deleted.
+  // nullopt: nothing of ours there, go on and upload.
+  auto probe = [&]() -> std::optional<DeliveryOutcome> {
     auto h = client_->head_object(o.key);
-    if (h) {
-      std::string why = verify(*h, d, multipart, metadata, until);
-      if (why.empty()) {
-        log->info("{}: s3://{}/{} is already there and verified; not uploaded again", entry.recording_id,
-                  bucket, o.key);
-        return mark(*h);
-      }
-      if (options_.lock_mode && !h->lock_mode && h->size == d.size &&
-          h->etag == (multipart ? d.multipart_etag : d.md5_hex))
-        return finish(h->version_id);  // a crash between complete and retention
-      log->warn("{}: s3://{}/{} exists but differs ({}); uploading it again", entry.recording_id, bucket,
-                o.key, why);
-    } else if (!not_found(h.error())) {
+    if (!h) {
+      if (not_found(h.error())) return std::nullopt;
       // HEAD errors carry no body; a GET of the same key names the S3 error code.
       if (h.error().http_status == 403 || h.error().http_status == 400)
         if (auto g = client_->get_object(o.key); !g) return from_error(g.error());
       return from_error(h.error());
     }
-  }
+    ObjectCheck c = check_object(*h, d, multipart, metadata, until);
+    switch (c.kind) {
+      case Kind::kVerified:
+      case Kind::kNeedsRetention:
+        log->info("{}: {} already holds this object (version {}){}; not uploaded again", entry.recording_id, where,
+                  h->version_id, o.upload_id.empty() ? "" : ", from multipart upload " + o.upload_id);
+        return settle(*h, c);
+      case Kind::kOursDiffers:
+        log->error("{}: {} holds a version of this recording that differs from the local file ({}); not "
+                   "uploading a second version",
+                   entry.recording_id, where, c.why);
+        return verify_failed(*h, c.why + "; not uploading a second version of this recording");
+      case Kind::kNotOurs:
+        log->warn("{}: {} holds {}; uploading ours", entry.recording_id, where, c.why);
+        return std::nullopt;
+    }
+    return std::nullopt;
+  };
+
+  if (auto done = probe()) return *done;
 
   if (!multipart) {
     auto r = client_->put_object_file(o.key, o.path, put);
@@ -302,26 +373,32 @@ DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
   if (!o.upload_id.empty()) {
     auto listed = client_->list_parts(o.key, o.upload_id);
     if (!listed) {
-      if (listed.error().code != "NoSuchUpload" && !listed.error().retryable && listed.error().http_status != 404)
-        return from_error(listed.error());
-      if (listed.error().retryable) return from_error(listed.error());
-      log->warn("{}: multipart upload {} of s3://{}/{} is gone ({}); starting over", entry.recording_id,
-                o.upload_id, bucket, o.key, listed.error().code);
+      const auto& e = listed.error();
+      if (e.retryable) return from_error(e);
+      if (e.code != "NoSuchUpload" && e.http_status != 404) return from_error(e);
+      log->warn("{}: multipart upload {} of {} is gone ({}); starting over", entry.recording_id, o.upload_id,
+                where, e.code);
       o.upload_id.clear();
       o.parts.clear();
+      checkpoint(entry);
+      // Gone may mean completed: HEAD again right before a new upload.
+      if (auto done = probe()) return *done;
     } else {
-      // Keep the parts the server has with the ETag of our local part.
+      // Keep the parts the server lists with the ETag it gave us for them and
+      // whose checksum is the local part's (ETags are not MD5s under SSE-KMS).
       std::vector<DeliveryPart> kept;
       for (const auto& p : o.parts) {
         auto it = std::find_if(listed->begin(), listed->end(),
                                [&](const PartInfo& s) { return s.part_number == p.number; });
-        if (it != listed->end() && p.number >= 1 && static_cast<std::size_t>(p.number) <= d.part_md5_hex.size() &&
-            it->etag == d.part_md5_hex[static_cast<std::size_t>(p.number - 1)])
-          kept.push_back(p);
+        bool local_same = p.number >= 1 && static_cast<std::size_t>(p.number) <= d.part_sha256_b64.size() &&
+                          (p.checksum_sha256.empty()
+                               ? d.part_md5_hex[static_cast<std::size_t>(p.number - 1)] == p.etag
+                               : d.part_sha256_b64[static_cast<std::size_t>(p.number - 1)] == p.checksum_sha256);
+        if (it != listed->end() && it->etag == p.etag && local_same) kept.push_back(p);
       }
       if (kept.size() != o.parts.size())
-        log->info("{}: resuming upload of s3://{}/{}: {} of {} recorded part(s) confirmed by ListParts",
-                  entry.recording_id, bucket, o.key, kept.size(), o.parts.size());
+        log->info("{}: resuming upload of {}: {} of {} recorded part(s) confirmed by ListParts", entry.recording_id,
+                  where, kept.size(), o.parts.size());
       o.parts = std::move(kept);
     }
   }
@@ -332,8 +409,8 @@ DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
     o.parts.clear();
     checkpoint(entry);
   } else {
-    log->info("{}: resuming multipart upload of s3://{}/{} at part {} of {}", entry.recording_id, bucket, o.key,
-              o.parts.size() + 1, n_parts);
+    log->info("{}: resuming multipart upload of {} at part {} of {}", entry.recording_id, where, o.parts.size() + 1,
+              n_parts);
   }
   for (std::uint64_t i = 1; i <= n_parts; ++i) {
     int number = static_cast<int>(i);
@@ -351,6 +428,8 @@ DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
   for (const auto& p : o.parts) parts.push_back({p.number, p.etag, p.checksum_sha256});
   auto done = client_->complete_multipart_upload(o.key, o.upload_id, parts);
   if (!done) {
+    // A lost reply (transport error) keeps the upload id: the next attempt
+    // HEADs first and finds the object if the server completed it.
     if (done.error().code == "NoSuchUpload") {
       o.upload_id.clear();
       o.parts.clear();

@@ -1,10 +1,13 @@
 // S3Sink: delivers a recording's objects (audio file(s) and the JSON) to one
-// S3 bucket, verifies each with HEAD, and makes re-delivery idempotent (a
-// verified object already under the key is not uploaded again). Object Lock,
-// user metadata, SSE, tags, multipart resume: docs/storage.md.
+// S3 bucket, verifies each with HEAD, and delivers each object exactly once:
+// every attempt first HEADs the key, and an object we wrote (our recording id
+// and the file's SHA-256 in its user metadata, same size) is never uploaded
+// again, whatever its ETag (SSE-KMS ETags are not MD5s) and whether or not the
+// reply of the call that wrote it was lost. Object Lock, user metadata, SSE,
+// tags, multipart resume, verification: docs/storage.md.
 //
-// Thread: one instance per delivery thread (it owns an S3Client, which owns a
-// curl handle). Every call blocks on the network.
+// Thread: one instance per delivery thread (it owns an S3Api, e.g. an S3Client
+// with its curl handle). Every call blocks on the network.
 #pragma once
 
 #include <chrono>
@@ -39,18 +42,26 @@ std::chrono::system_clock::time_point retain_until(std::int64_t start_unix_ms, s
 
 // The ETag S3 gives an object uploaded in parts of `part_size`: hex MD5 of the
 // concatenated raw part MD5s, "-", the number of parts. Computed from the file.
+// With multipart, also the parts' MD5s and SHA-256s and the composite
+// checksum S3 reports for a multipart upload with SHA-256 part checksums:
+// base64 SHA-256 of the concatenated raw part SHA-256s, "-", the number of parts.
 struct FileDigest {
   std::uint64_t size = 0;
   std::string md5_hex;
+  std::string sha256_hex;
   std::string sha256_b64;
-  std::vector<std::string> part_md5_hex;  // when multipart
+  std::vector<std::string> part_md5_hex;     // when multipart
+  std::vector<std::string> part_sha256_b64;  // when multipart
   std::string multipart_etag;
+  std::string composite_sha256;  // when multipart
 };
 common::Result<FileDigest> digest_file(const std::string& path, std::uint64_t part_size, bool multipart);
 
 class S3Sink : public DeliverySink {
  public:
   static common::Result<std::unique_ptr<S3Sink>> create(S3SinkOptions options);
+  // Over any S3Api (tests: an in-memory fake that injects faults).
+  static std::unique_ptr<S3Sink> create(S3SinkOptions options, std::unique_ptr<S3Api> api);
 
   // HEAD bucket; with a lock mode, GetObjectLockConfiguration must say Enabled.
   DeliveryOutcome check() override;
@@ -58,17 +69,27 @@ class S3Sink : public DeliverySink {
                           const std::function<void(const DeliveryEntry&)>& checkpoint) override;
 
  private:
-  S3Sink(S3SinkOptions options, std::unique_ptr<S3Client> client);
+  // What a HEAD of the key says, compared with the local file.
+  struct ObjectCheck {
+    enum class Kind {
+      kVerified,        // ours, same bytes, metadata and retention: delivered
+      kNeedsRetention,  // ours, same bytes, but no (or a shorter) retention: PutObjectRetention
+      kOursDiffers,     // ours (our recording id) but not what we would write now: never re-uploaded
+      kNotOurs,         // a delete marker, or an object another writer put there
+    } kind = Kind::kNotOurs;
+    std::string why;      // what differs
+    std::string checked;  // what was checked, for DeliveryObject::verified
+  };
+  S3Sink(S3SinkOptions options, std::unique_ptr<S3Api> client);
   DeliveryOutcome deliver_object(DeliveryEntry& entry, DeliveryObject& object,
                                  const std::map<std::string, std::string>& metadata,
                                  const std::function<void(const DeliveryEntry&)>& checkpoint);
-  // "" when the object is what we uploaded; else what differs.
-  std::string verify(const HeadObjectResult& head, const FileDigest& digest, bool multipart,
-                     const std::map<std::string, std::string>& metadata,
-                     std::chrono::system_clock::time_point until) const;
+  ObjectCheck check_object(const HeadObjectResult& head, const FileDigest& digest, bool multipart,
+                           const std::map<std::string, std::string>& metadata,
+                           std::chrono::system_clock::time_point until) const;
 
   S3SinkOptions options_;
-  std::unique_ptr<S3Client> client_;
+  std::unique_ptr<S3Api> client_;
 };
 
 }  // namespace sgw::storage

@@ -17,6 +17,13 @@ namespace sgw::storage {
 inline constexpr std::size_t kUserMetadataLimit = 2048;   // S3: names + values, bytes
 inline constexpr std::size_t kUserMetadataValueMax = 128;  // every value but participants
 
+// Every object also carries the hex SHA-256 of its own bytes under this name
+// (set by the S3 sink per object; user_metadata() leaves room for it): with the
+// recording id it says "this version is ours and holds these bytes" without
+// trusting the ETag, which is not an MD5 under SSE-KMS.
+inline constexpr std::string_view kObjectSha256Name = "sha256";
+inline constexpr std::size_t kObjectSha256Bytes = 6 + 64;  // name + hex value
+
 // Header-safe text: bytes outside 0x21-0x7E, and space and '%', become %XX (reversible).
 std::string metadata_escape(std::string_view value);
 
@@ -25,7 +32,8 @@ std::string metadata_escape(std::string_view value);
 // gateway-region. Values escaped; each cut to kUserMetadataValueMax bytes
 // (never inside an escape); participants = the distinct participant AoRs in
 // document order joined with ',', and when they do not all fit in what is left
-// of the 2 KB, as many whole AoRs as fit followed by ",+N" (N left out).
+// of the 2 KB (less kObjectSha256Bytes), as many whole AoRs as fit followed
+// by ",+N" (N left out).
 std::map<std::string, std::string> user_metadata(const nlohmann::json& recording);
 
 // Sum of the bytes of names and values (S3's measure).

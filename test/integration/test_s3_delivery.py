@@ -255,6 +255,24 @@ class S3Case(unittest.TestCase):
         with open(out) as f:
             return json.load(f)
 
+    def wideband_call(self, d: Daemon, duration_ms: int, n: int = 16):
+        """One call of n G.722 streams (a 16 kHz WAV of n channels, 32 KB/s each) sent
+        by sgw-rtp-send: a recording big enough for a multipart upload."""
+        streams = [dict(media="audio", port=40000 + 2 * i, label=str(i + 1), direction="sendonly",
+                        pts=[9], rtpmap={9: "G722/8000"}) for i in range(n)]
+        with d.client("udp") as sc:
+            call = Call(sc)
+            body = multipart([("application/sdp", sdp(streams)),
+                              ("application/rs-metadata+xml", metadata_xml(n))])
+            r = call.invite(body, 'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
+            self.assertEqual(r.status, 200, d.diagnostics())
+            ports = [m.port for m in call.answer.media]
+            args = [RTP_SEND, "--duration-ms", str(duration_ms)]
+            for i, p in enumerate(ports):
+                args += ["--stream", f"to={LOOPBACK}:{p},codec=G722,pt=9,tone={300 + 50 * i}"]
+            subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=60)
+            self.assertEqual(call.bye().status, 200)
+
     def deliveries(self, d: Daemon) -> list[dict]:
         r = subprocess.run([d.binary, "deliveries", "--spool-dir", d.spool_dir, "--json"],
                            capture_output=True, text=True, timeout=30)
@@ -363,21 +381,7 @@ class DeliveryTest(S3Case):
         cfg = self.s3_config(bucket, endpoint=f"http://{LOOPBACK}:{proxy.port}",
                              multipart_threshold_mb=1, part_size_mb=5)
         d = self.start_daemon(cfg)
-        n = 16
-        streams = [dict(media="audio", port=40000 + 2 * i, label=str(i + 1), direction="sendonly",
-                        pts=[9], rtpmap={9: "G722/8000"}) for i in range(n)]
-        with d.client("udp") as sc:
-            call = Call(sc)
-            body = multipart([("application/sdp", sdp(streams)),
-                              ("application/rs-metadata+xml", metadata_xml(n))])
-            r = call.invite(body, 'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
-            self.assertEqual(r.status, 200, d.diagnostics())
-            ports = [m.port for m in call.answer.media]
-            args = [RTP_SEND, "--duration-ms", "11000"]
-            for i, p in enumerate(ports):
-                args += ["--stream", f"to={LOOPBACK}:{p},codec=G722,pt=9,tone={300 + 50 * i}"]
-            subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=60)
-            self.assertEqual(call.bye().status, 200)
+        self.wideband_call(d, 11000)
 
         # Wait for part 1 of 2 to be recorded in the queue entry, then SIGKILL.
         def one_part():

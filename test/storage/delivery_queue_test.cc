@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "storage/catalogue.h"
 #include "storage/delivery_entry.h"
 #include "storage/s3_sink.h"
 #include "storage/user_metadata.h"
@@ -394,6 +395,107 @@ TEST(DeliveryQueue, LocalOnlyRecordingsAreNeverDeleted) {
   EXPECT_TRUE(fs::exists(file));
 }
 
+TEST(DeliveryQueue, DeliveredEntriesLeaveTheQueueFolderForTheCatalogue) {
+  Fixture f;
+  std::string dir = f.dir.path() + "/q/";
+  auto q = f.open();
+  DeliveryEntry e = entry("a");
+  e.conversation_id = "conv-1";
+  e.end_unix_ms = e.start_unix_ms + 5000;
+  ASSERT_TRUE(*q->enqueue(e));
+  EXPECT_TRUE(fs::exists(dir + "a.s3.dq"));
+  ASSERT_TRUE(q->run_once());
+  EXPECT_FALSE(fs::exists(dir + "a.s3.dq"));  // compacted
+  EXPECT_FALSE(*q->enqueue(entry("a")));       // still known: not queued again
+  DeliveryEntry local = entry("a", "local");
+  local.state = DeliveryState::kDelivered;
+  ASSERT_TRUE(*q->enqueue(local));
+  EXPECT_FALSE(fs::exists(dir + "a.local.dq"));  // delivered when queued: straight to the catalogue
+  q.reset();
+
+  auto c = Catalogue::open(dir + "catalogue.sqlite", Catalogue::Mode::kReadOnly);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  auto rows = (*c)->recording("a");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  const DeliveryEntry& s3 = (*rows)[1];
+  EXPECT_EQ(s3.sink, "s3");
+  EXPECT_EQ(s3.state, DeliveryState::kDelivered);
+  EXPECT_EQ(s3.conversation_id, "conv-1");
+  EXPECT_EQ(s3.end_unix_ms, e.end_unix_ms);
+  EXPECT_EQ(s3.delivered_unix_ms, f.now);
+  ASSERT_EQ(s3.objects.size(), 1u);
+  EXPECT_EQ(s3.objects[0].key, "k/a.wav");
+  EXPECT_TRUE(s3.objects[0].delivered);
+
+  std::vector<std::string> problems;
+  auto all = DeliveryQueue::read_all(f.dir.path() + "/q", &problems);  // the `deliveries` command
+  EXPECT_EQ(all.size(), 2u);
+  EXPECT_TRUE(problems.empty());
+  EXPECT_EQ(DeliveryQueue::retry(f.dir.path() + "/q", "a", "s3", f.now).error().code, "delivery.delivered");
+  auto q2 = f.open();
+  EXPECT_FALSE(q2->run_once());
+  EXPECT_EQ(f.pending.value(), 0);
+}
+
+TEST(DeliveryQueue, ADeliveredEntryFileLeftByACrashIsCompactedAtStart) {
+  Fixture f;
+  std::string dir = f.dir.path() + "/q/";
+  fs::create_directories(dir);
+  DeliveryEntry e = entry("a");
+  e.state = DeliveryState::kDelivered;
+  e.objects[0].delivered = true;
+  e.objects[0].version_id = "v1";
+  std::ofstream(dir + "a.s3.dq", std::ios::binary) << encode_entry(e);
+  auto q = f.open();
+  EXPECT_FALSE(fs::exists(dir + "a.s3.dq"));
+  const auto* got = f.find(*q, "a");
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(got->state, DeliveryState::kDelivered);
+  EXPECT_EQ(got->objects[0].version_id, "v1");
+  EXPECT_FALSE(q->run_once());
+}
+
+TEST(Catalogue, RoundTripsReplacesAndPages) {
+  TempDir d;
+  auto c = Catalogue::open(d.path() + "/c.sqlite", Catalogue::Mode::kReadWrite);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  std::vector<DeliveryEntry> es;
+  for (int i = 0; i < 2500; ++i) {
+    DeliveryEntry e = entry("r" + std::to_string(10000 + i));
+    e.state = DeliveryState::kDelivered;
+    e.bucket = "b";
+    e.objects[0].sha256 = "ab";
+    e.objects.push_back(e.objects[0]);
+    e.objects[1].key = "k2";
+    es.push_back(e);
+  }
+  std::vector<const DeliveryEntry*> ptrs;
+  for (const auto& e : es) ptrs.push_back(&e);
+  ASSERT_TRUE((*c)->put(ptrs).ok());
+  ASSERT_TRUE((*c)->put(es[0]).ok());  // again: replaced, not duplicated
+  EXPECT_EQ(*(*c)->count(), 2500);
+  std::size_t n = 0;
+  std::string last;
+  ASSERT_TRUE((*c)->for_each([&](DeliveryEntry&& e) {
+                 EXPECT_GT(e.recording_id, last);
+                 last = e.recording_id;
+                 ASSERT_EQ(e.objects.size(), 2u);
+                 EXPECT_EQ(e.objects[1].key, "k2");
+                 EXPECT_EQ(e.objects[0].sha256, "ab");
+                 ++n;
+               }).ok());
+  EXPECT_EQ(n, 2500u);
+  EXPECT_TRUE(*(*c)->contains("r10000", "s3"));
+  EXPECT_FALSE(*(*c)->contains("r10000", "local"));
+  c->reset();
+  // A file that is not a catalogue is refused with its name.
+  std::ofstream(d.path() + "/bad.sqlite") << "not a database, just text that is long enough to be read as a header";
+  auto bad = Catalogue::open(d.path() + "/bad.sqlite", Catalogue::Mode::kReadWrite);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("bad.sqlite"), std::string::npos) << bad.error().message;
+}
+
 TEST(DeliveryQueue, ThreadsDeliverEverything) {
   Fixture f;
   DeliveryQueueOptions o;
@@ -461,6 +563,7 @@ TEST(UserMetadata, StaysUnder2KBAndSaysHowManyParticipantsWereLeftOut) {
   for (int i = 0; i < 200; ++i)
     doc["participants"].push_back({{"aor", "sip:participant-number-" + std::to_string(i) + "@example.com"}});
   auto m = user_metadata(doc);
+  m[std::string(kObjectSha256Name)] = std::string(64, 'a');  // what the S3 sink adds per object
   EXPECT_LE(user_metadata_size(m), kUserMetadataLimit);
   EXPECT_EQ(m["conversation-id"].size(), kUserMetadataValueMax);
   EXPECT_LE(m["call-id"].size(), kUserMetadataValueMax);
