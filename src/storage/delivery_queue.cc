@@ -176,13 +176,14 @@ void DeliveryQueue::load_dir(bool initial) {
     item.mtime_ns = mt;
     if (item.entry.state == DeliveryState::kFailed)
       sink_errors_[item.entry.sink] = item.entry.last_error;
-    if (item.entry.state == DeliveryState::kDelivered) compact_locked(name);  // a crash before compaction
   }
-  // Delivered entries the catalogue could not take before: try again.
-  std::vector<std::string> uncompacted;
+  // Delivered entry files (a crash before their compaction, entries of a
+  // version without the catalogue, or a catalogue that could not take them
+  // before): compacted in one transaction.
+  std::vector<std::string> delivered;
   for (const auto& [name, item] : items_)
-    if (item.entry.state == DeliveryState::kDelivered && !item.in_flight) uncompacted.push_back(name);
-  for (const auto& name : uncompacted) compact_locked(name);
+    if (item.entry.state == DeliveryState::kDelivered && !item.in_flight) delivered.push_back(name);
+  compact_locked(delivered);
   update_gauges_locked();
 }
 
@@ -319,29 +320,37 @@ void DeliveryQueue::attempt(const std::string& file,
   item.entry = std::move(e);
   item.in_flight = false;
   (void)persist_locked(item);
-  if (out.kind == DeliveryOutcome::Kind::kDelivered) compact_locked(file);
+  if (out.kind == DeliveryOutcome::Kind::kDelivered) compact_locked({file});
   update_gauges_locked();
 }
 
-bool DeliveryQueue::compact_locked(const std::string& name) {
-  auto it = items_.find(name);
-  if (it == items_.end() || it->second.entry.state != DeliveryState::kDelivered) return false;
-  const DeliveryEntry& e = it->second.entry;
-  if (auto st = catalogue_->put(e); !st) {
-    common::logger("delivery")->error("{}: delivered to {}, but not yet in the catalogue ({}); the entry file stays "
-                                      "and is compacted at the next rescan",
-                                      e.recording_id, e.sink, st.error().message);
+bool DeliveryQueue::compact_locked(const std::vector<std::string>& names) {
+  std::vector<const DeliveryEntry*> entries;
+  for (const auto& name : names)
+    if (auto it = items_.find(name); it != items_.end() && it->second.entry.state == DeliveryState::kDelivered)
+      entries.push_back(&it->second.entry);
+  if (entries.empty()) return true;
+  if (auto st = catalogue_->put(entries); !st) {
+    common::logger("delivery")->error("{}{}: delivered to {}, but not yet in the catalogue ({}); the entry file "
+                                      "stays and is compacted at the next rescan",
+                                      entries.front()->recording_id,
+                                      entries.size() > 1 ? " and " + std::to_string(entries.size() - 1) + " more" : "",
+                                      entries.front()->sink, st.error().message);
     return false;
   }
-  std::string recording_id = e.recording_id;
-  std::string path = (fs::path(options_.dir) / name).string();
-  // No folder fsync: an unlink a crash undoes leaves a delivered file, compacted again (same row).
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    common::logger("delivery")->warn("{}: cannot remove compacted entry {}: {}", recording_id, path,
-                                     std::strerror(errno));
+  std::vector<std::string> recordings;
+  for (const auto& name : names) {
+    auto it = items_.find(name);
+    if (it == items_.end() || it->second.entry.state != DeliveryState::kDelivered) continue;
+    recordings.push_back(it->second.entry.recording_id);
+    std::string path = (fs::path(options_.dir) / name).string();
+    // No folder fsync: an unlink a crash undoes leaves a delivered file, compacted again (same row).
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      common::logger("delivery")->warn("{}: cannot remove compacted entry {}: {}", recordings.back(), path,
+                                       std::strerror(errno));
+    items_.erase(it);
   }
-  items_.erase(it);
-  schedule_local_deletion_locked(recording_id);
+  for (const auto& id : recordings) schedule_local_deletion_locked(id);
   return true;
 }
 

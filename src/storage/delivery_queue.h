@@ -158,9 +158,10 @@ class DeliveryQueue {
   std::optional<std::string> pick_locked(std::int64_t now, std::int64_t* wait_ms);
   void attempt(const std::string& file, std::map<std::string, std::unique_ptr<DeliverySink>>& sinks);
   void update_gauges_locked();
-  // Moves a delivered entry from its file into the catalogue; false (logged)
-  // when the catalogue cannot be written: the file stays, retried next rescan.
-  bool compact_locked(const std::string& name);
+  // Moves delivered entries from their files into the catalogue (one
+  // transaction); false (logged) when the catalogue cannot be written: the
+  // files stay, retried at the next rescan.
+  bool compact_locked(const std::vector<std::string>& names);
   // Sets when the local copy of a recording may go (every remote sink delivered).
   void schedule_local_deletion_locked(const std::string& recording_id);
   void thread_main(unsigned index);

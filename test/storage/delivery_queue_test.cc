@@ -447,8 +447,13 @@ TEST(DeliveryQueue, ADeliveredEntryFileLeftByACrashIsCompactedAtStart) {
   e.objects[0].delivered = true;
   e.objects[0].version_id = "v1";
   std::ofstream(dir + "a.s3.dq", std::ios::binary) << encode_entry(e);
+  DeliveryEntry b = e;  // and one written by a version without the catalogue
+  b.recording_id = "b";
+  std::ofstream(dir + "b.s3.dq", std::ios::binary) << encode_entry(b);
   auto q = f.open();
   EXPECT_FALSE(fs::exists(dir + "a.s3.dq"));
+  EXPECT_FALSE(fs::exists(dir + "b.s3.dq"));
+  EXPECT_NE(f.find(*q, "b"), nullptr);
   const auto* got = f.find(*q, "a");
   ASSERT_NE(got, nullptr);
   EXPECT_EQ(got->state, DeliveryState::kDelivered);
