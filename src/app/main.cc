@@ -26,6 +26,7 @@
 #include "common/metrics.h"
 #include "common/thread_name.h"
 #include "control/control_server.h"
+#include "media/codec.h"
 #include "media/media_engine.h"
 #include "recording/finalizer.h"
 #include "recording/spool_sink.h"
@@ -488,7 +489,17 @@ int main(int argc, char** argv) {
   policy.retry_after_s = config.retry_after_s;
   policy.answer_delay_ms = config.answer_delay_ms;
   policy.media_address = config.media_address;
-  policy.codecs.preference = config.codecs;
+  // A codec that is not built in (G.729 without SGW_WITH_G729) is never
+  // answered: its packets could not be decoded, and the recording would be
+  // silent while saying it was recorded.
+  for (const auto& name : config.codecs) {
+    auto info = sgw::media::codec_from_sdp(name, name == "opus" ? 48000 : 8000);
+    if (info && !sgw::media::codec_available(info->id)) {
+      log->warn("codecs: {} is not built in (SGW_WITH_G729=OFF): it is not answered", name);
+      continue;
+    }
+    policy.codecs.preference.push_back(name);
+  }
   policy.codecs.srtp_supported = config.srtp;
   policy.metadata_limits.max_bytes = config.metadata_max_bytes;
   policy.metadata_limits.max_depth = config.metadata_max_depth;
