@@ -436,12 +436,18 @@ RTP_SEND = os.environ.get("SGW_RTP_SEND", "sgw-rtp-send")
 AUDIO_PROBE = os.environ.get("SGW_AUDIO_PROBE", "sgw-audio-probe")
 
 
-def probe_audio(path: str, min_segment_ms: int = 60) -> dict:
+def probe_audio(path: str, min_segment_ms: int = 60, window_ms: int | None = None,
+                freq_tolerance_hz: int | None = None) -> dict:
     """sgw-audio-probe's measurement of an audio file (docs/codecs.md): per channel the
-    dominant frequency, active time and sounding segments (start_ms, end_ms)."""
+    dominant frequency, active time and sounding segments (start_ms, end_ms), in windows of
+    window_ms (the probe's default 20 ms when None): times are known to a window."""
     import json
-    out = subprocess.run([AUDIO_PROBE, path, "--min-segment-ms", str(min_segment_ms)], check=True,
-                         capture_output=True, text=True, timeout=60).stdout
+    args = [AUDIO_PROBE, path, "--min-segment-ms", str(min_segment_ms)]
+    if window_ms is not None:
+        args += ["--window-ms", str(window_ms)]
+    if freq_tolerance_hz is not None:
+        args += ["--freq-tolerance-hz", str(freq_tolerance_hz)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout
     return json.loads(out)
 
 
