@@ -22,7 +22,7 @@ TOL_MS = 20  # the alignment bound (docs/timeline.md): tones start/stop within 2
 # docs/spool.md: a kill -9 loses only the spool writer's buffer, flushed when its oldest byte is
 # 500 ms old, checked on the media worker's 100 ms tick.
 KILL9_LOSS_MS = 500 + 100
-CODEC_RAMP_MS = {"G729": 25}  # sound lost to a codec's start-up, not to the gateway
+CODEC_RAMP_MS = {"G729": 25, "opus": 10}  # sound lost to a codec's start-up, not to the gateway
 
 CODECS = {
     "PCMA": dict(pts=[8, 101], rtpmap={8: "PCMA/8000", 101: "telephone-event/8000"}),
