@@ -72,6 +72,10 @@ Status check_channel(std::string_view v) {
   if (v == "left" || v == "right") return Ok{};
   return make_error("config.invalid", "expected left or right, got '" + std::string(v) + "'");
 }
+Status check_latch(std::string_view v) {
+  if (v == "address_port" || v == "address") return Ok{};
+  return make_error("config.invalid", "expected address_port or address, got '" + std::string(v) + "'");
+}
 Status check_spool_sync(std::string_view v) {
   if (v == "filesystem" || v == "file") return Ok{};
   return make_error("config.invalid", "expected filesystem or file, got '" + std::string(v) + "'");
@@ -114,6 +118,8 @@ Status check_prefix(std::string_view v) {
 }
 constexpr Range kMediaWorkers{0, 1024};
 constexpr Range kMediaTimeout{1, 86'400};
+constexpr Range kMaxPaused{0, 2'592'000};         // 30 days
+constexpr Range kMinSessionExpires{1, 86'400};
 constexpr Range kMetadataMaxBytes{1024, 16 * 1024 * 1024};
 constexpr Range kMetadataMaxDepth{1, 1024};
 constexpr std::size_t kMaxNameLength = 63;
@@ -499,7 +505,8 @@ class Loader {
               {"tcp_idle_timeout_s", uint(c.tcp_idle_timeout_s, kTcpIdleTimeout)},
               {"tcp_message_timeout_s", uint(c.tcp_message_timeout_s, kTcpMessageTimeout)},
               {"max_connections_per_source",
-               uint(c.max_connections_per_source, kMaxConnectionsPerSource)}};
+               uint(c.max_connections_per_source, kMaxConnectionsPerSource)},
+              {"min_session_expires_s", uint(c.min_session_expires_s, kMinSessionExpires)}};
     if (section == "media")
       return {{"address", str(c.media_address, check_media_address)},
               {"rtp_ports", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
@@ -513,6 +520,8 @@ class Loader {
                }},
               {"workers", uint(c.media_workers, kMediaWorkers)},
               {"timeout_s", uint(c.media_timeout_s, kMediaTimeout)},
+              {"max_paused_s", uint(c.max_paused_s, kMaxPaused)},
+              {"latch", str(c.latch, check_latch)},
               {"codecs", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
                  auto v = as_string_list(key, n);
                  if (!v) return v.error();
@@ -800,6 +809,10 @@ Status validate(const Config& c) {
   }
   if (auto st = check("media.workers", check_range(c.media_workers, kMediaWorkers)); !st) return st;
   if (auto st = check("media.timeout_s", check_range(c.media_timeout_s, kMediaTimeout)); !st) return st;
+  if (auto st = check("media.max_paused_s", check_range(c.max_paused_s, kMaxPaused)); !st) return st;
+  if (auto st = check("media.latch", check_latch(c.latch)); !st) return st;
+  if (auto st = check("sip.min_session_expires_s", check_range(c.min_session_expires_s, kMinSessionExpires)); !st)
+    return st;
   {
     auto codecs = canonical_codecs(c.codecs);
     if (!codecs) return keyed("media.codecs", codecs.error());

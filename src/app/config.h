@@ -36,6 +36,7 @@ struct Config {
   std::uint32_t tcp_idle_timeout_s = 300;    // idle TCP connection without dialogs closed; 0 = never
   std::uint32_t tcp_message_timeout_s = 30;  // incomplete TCP message dropped with its connection; 0 = never
   std::uint32_t max_connections_per_source = 128;  // TCP connections per source address; 0 = unlimited
+  std::uint32_t min_session_expires_s = 90;  // RFC 4028 Min-SE: shorter Session-Expires get 422
 
   // media.*
   std::string media_address = "127.0.0.1";
@@ -43,6 +44,8 @@ struct Config {
   std::uint16_t rtp_port_max = 20000;
   std::uint32_t media_workers = 0;     // 0: one per core
   std::uint32_t media_timeout_s = 60;
+  std::uint32_t max_paused_s = 7200;   // every stream paused/held this long: BYE (0: never)
+  std::string latch = "address_port";  // address_port | address: RTP source check after the first packet
   std::vector<std::string> codecs{"PCMA", "PCMU", "G722", "opus", "G729"};  // preference order
   bool srtp = false;
   std::uint32_t reorder_window_ms = 60;                   // accept RTP/SAVP offers (not yet supported)

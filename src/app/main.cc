@@ -260,7 +260,9 @@ int main(int argc, char** argv) {
       &registry.counter("sgw_rtp_packets_invalid_total", "Datagrams on RTP ports that are not RTP"),
       &registry.gauge("sgw_media_streams", "Open recorded RTP streams"),
       &registry.counter("sgw_rtp_packets_wrong_source_total", "RTP dropped: not from the SRC's address"),
-      &registry.counter("sgw_media_admissions_refused_total", "New sessions refused (503): a media worker queue was full")};
+      &registry.counter("sgw_media_admissions_refused_total", "New sessions refused (503): a media worker queue was full"),
+      &registry.counter("sgw_rtp_packets_dropped_kernel_total",
+                        "RTP dropped by the kernel: a stream's socket buffer was full (SO_RXQ_OVFL)")};
   sgw::siprec::SessionMetrics session_metrics{
       &registry.gauge("sgw_active_sessions", "Active recording sessions"),
       &registry.labelled_counter("sgw_invites_total", "Initial INVITEs by final response code", "code"),
@@ -472,6 +474,7 @@ int main(int argc, char** argv) {
   media_options.port_max = config.rtp_port_max;
   media_options.workers = config.media_workers;
   media_options.media_timeout_ms = config.media_timeout_s * 1000;
+  media_options.latch_port = config.latch == "address_port";
   // Set once the SIP side exists; media timeouts are handled on the SIP thread.
   std::atomic<sgw::sip::Endpoint*> sip_for_timeouts{nullptr};
   sgw::siprec::SessionManager* sessions_for_timeouts = nullptr;
@@ -488,6 +491,8 @@ int main(int argc, char** argv) {
   policy.max_sessions = config.max_sessions;
   policy.retry_after_s = config.retry_after_s;
   policy.answer_delay_ms = config.answer_delay_ms;
+  policy.min_session_expires_s = config.min_session_expires_s;
+  policy.max_paused_s = config.max_paused_s;
   policy.media_address = config.media_address;
   // A codec that is not built in (G.729 without SGW_WITH_G729) is never
   // answered: its packets could not be decoded, and the recording would be

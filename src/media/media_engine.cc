@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -35,6 +36,9 @@ namespace {
 
 constexpr int kBatch = 32;
 constexpr std::size_t kMaxDatagram = 2048;
+constexpr std::size_t kControlBytes = 64;            // room for the SO_RXQ_OVFL cmsg
+constexpr unsigned kDrainAll = 65536;                // closing a stream: read what is queued
+constexpr std::int64_t kStatsIntervalUs = 1000000;   // on_stream_counters at most once a second
 constexpr std::int64_t kTickUs = 100000;
 
 void bump(common::Counter* c, std::uint64_t n = 1) {
@@ -134,7 +138,11 @@ struct Stream {
   int rtcp_fd = -1;
   bool paused = false;
   std::optional<SourceAddress> expected;  // SDP host: packets must come from it
-  std::optional<SourceAddress> latched;   // first source when the SDP gave none
+  std::optional<SourceAddress> latched;   // source of the first valid packet
+  std::uint16_t remote_port = 0;          // SDP port (a change re-latches)
+  std::uint64_t wrong_source = 0;         // packets refused by the source check
+  std::uint32_t kernel_drops = 0;         // SO_RXQ_OVFL: the socket's cumulative drops
+  bool stats_dirty = false;               // figures not yet given to the sink
   bool have_seq = false;
   std::uint32_t ssrc = 0;
   std::uint16_t max_seq = 0;
@@ -146,14 +154,19 @@ struct Session {
   std::int64_t start_us = 0;       // monotonic time the session was opened
   std::int64_t last_activity_us = 0;
   bool timeout_reported = false;
+  std::int64_t stats_reported_us = 0;  // last on_stream_counters round
+  // Counts of streams already closed, by m-line index: the sink's counters are
+  // per index for the whole session (a re-offer may replace a stream).
+  std::map<std::uint8_t, std::pair<std::uint64_t, std::uint64_t>> closed_counts;
   std::map<StreamId, std::unique_ptr<Stream>> streams;
 };
 
 class Worker {
  public:
   Worker(const MediaMetrics& metrics, unsigned index, std::int64_t timeout_us,
-         std::function<void(SessionHandle)>* on_timeout)
-      : metrics_(metrics), index_(index), timeout_us_(timeout_us), on_timeout_(on_timeout) {}
+         std::function<void(SessionHandle)>* on_timeout, bool latch_port, unsigned per_wake)
+      : metrics_(metrics), index_(index), timeout_us_(timeout_us), on_timeout_(on_timeout),
+        latch_port_(latch_port), per_wake_(per_wake == 0 ? 1 : per_wake) {}
   ~Worker() { join(); }
 
   bool start() {
@@ -181,6 +194,8 @@ class Worker {
       msgs_[i].msg_hdr.msg_iovlen = 1;
       msgs_[i].msg_hdr.msg_name = &addrs_[i];
       msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      msgs_[i].msg_hdr.msg_control = controls_[static_cast<std::size_t>(i)].data();
+      msgs_[i].msg_hdr.msg_controllen = kControlBytes;
     }
   }
 
@@ -248,17 +263,22 @@ class Worker {
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, st->rtp_fd, &ev) != 0)
       common::logger("media")->error("worker {}: epoll_ctl: {}", index_, std::strerror(errno));
     // Early media waits in the socket buffer: read it now, in order.
-    drain(*st);
+    drain(*st, kDrainAll);
     it->second->streams.emplace(st->id, std::move(st));
   }
 
-  void update_stream(SessionHandle h, StreamId id, bool paused, std::optional<SourceAddress> expected) {
+  void update_stream(SessionHandle h, StreamId id, bool paused, std::optional<SourceAddress> expected,
+                     std::uint16_t remote_port) {
     Stream* st = find_stream(h, id);
     if (st == nullptr) return;
     if (st->paused && !paused) st->session->last_activity_us = monotonic_us();
     st->paused = paused;
-    if (expected && (!st->expected || !st->expected->same_host(*expected))) {
+    // An unusable SDP address (0.0.0.0: hold) keeps the source; a new host or
+    // port is a new media endpoint: its first packet latches again.
+    if (expected && (!st->expected || !st->expected->same_host(*expected) ||
+                     (remote_port != 0 && remote_port != st->remote_port))) {
       st->expected = expected;
+      st->remote_port = remote_port;
       st->latched.reset();
     }
   }
@@ -266,9 +286,13 @@ class Worker {
   void remove_stream(SessionHandle h, StreamId id) {
     Stream* st = find_stream(h, id);
     if (st == nullptr) return;
-    drain(*st);  // the last packets count too
+    drain(*st, kDrainAll);  // the last packets count too
     epoll_ctl(epfd_, EPOLL_CTL_DEL, st->rtp_fd, nullptr);
     close_fds(*st);
+    report_stats(*st->session, *st, monotonic_us(), true);
+    auto& closed = st->session->closed_counts[st->index];
+    closed.first += st->wrong_source;
+    closed.second += st->kernel_drops;
     st->session->streams.erase(id);
   }
 
@@ -299,14 +323,27 @@ class Worker {
   }
 
   void finish_session(Session& s, const std::string& end_json) {
+    std::int64_t now = monotonic_us();
     for (auto& [id, st] : s.streams) {
-      drain(*st);
+      drain(*st, kDrainAll);
       epoll_ctl(epfd_, EPOLL_CTL_DEL, st->rtp_fd, nullptr);
       close_fds(*st);
+      report_stats(s, *st, now, true);
     }
     s.streams.clear();
     s.sink->finish(monotonic_us() - s.start_us, end_json);
     s.sink.reset();
+  }
+
+  // Hands the stream's source-check and kernel-drop figures to the sink when
+  // they changed since the last report, and always when it closes (`final`):
+  // zeros then say "measured, nothing lost". Cumulative per m-line index.
+  void report_stats(Session& sess, Stream& st, std::int64_t now, bool final = false) {
+    if ((!st.stats_dirty && !final) || !sess.sink) return;
+    st.stats_dirty = false;
+    const auto& closed = sess.closed_counts[st.index];
+    sess.sink->on_stream_counters(now - sess.start_us, st.index, closed.first + st.wrong_source,
+                                  closed.second + st.kernel_drops);
   }
 
   void loop() {
@@ -320,7 +357,7 @@ class Worker {
         if (st == nullptr) {
           run_posted();
         } else {
-          drain(*st);
+          drain(*st, per_wake_);
         }
       }
       std::int64_t now = monotonic_us();
@@ -340,6 +377,7 @@ class Worker {
     bump(metrics_.packets_lost, counts_.lost);
     bump(metrics_.packets_invalid, counts_.invalid);
     bump(metrics_.packets_wrong_source, counts_.wrong_source);
+    bump(metrics_.packets_dropped_kernel, counts_.kernel_drops);
     counts_ = {};
   }
 
@@ -347,6 +385,10 @@ class Worker {
     publish_counts();
     for (auto& [h, s] : sessions_) {
       s->sink->on_tick(now - s->start_us);
+      if (now - s->stats_reported_us >= kStatsIntervalUs) {
+        s->stats_reported_us = now;
+        for (auto& [id, st] : s->streams) report_stats(*s, *st, now);
+      }
       bool any_active = false;
       for (auto& [id, st] : s->streams) any_active |= !st->paused;
       if (!any_active) {
@@ -371,45 +413,67 @@ class Worker {
     for (auto& fn : batch) fn();
   }
 
-  void drain(Stream& s) {
+  // Reads at most `budget` datagrams (one wake-up's share: epoll is
+  // level-triggered, so what is left gets the next turn).
+  void drain(Stream& s, unsigned budget) {
     if (s.rtp_fd < 0) return;
-    while (true) {
+    unsigned done = 0;
+    while (done < budget) {
+      unsigned want = std::min<unsigned>(kBatch, budget - done);
       // The slots were set up once (setup_slots); the kernel only rewrites
-      // msg_len, msg_namelen and msg_flags of the ones it fills.
-      int n = recvmmsg(s.rtp_fd, msgs_, kBatch, MSG_DONTWAIT, nullptr);
+      // msg_len, msg_namelen, msg_controllen and msg_flags of the ones it fills.
+      int n = recvmmsg(s.rtp_fd, msgs_, want, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;
       std::int64_t now = monotonic_us();
       for (int i = 0; i < n; ++i) {
+        msghdr& h = msgs_[i].msg_hdr;
+        if (h.msg_controllen > 0) note_kernel_drops(s, h);
         std::span<const std::uint8_t> d(bufs_[static_cast<std::size_t>(i)].data(), msgs_[i].msg_len);
         on_datagram(s, from_sockaddr(addrs_[i]), now, d);
-        msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+        h.msg_namelen = sizeof(sockaddr_storage);
+        h.msg_controllen = kControlBytes;
       }
-      if (n < kBatch) return;
+      done += static_cast<unsigned>(n);
+      if (static_cast<unsigned>(n) < want) return;
+    }
+  }
+
+  // SO_RXQ_OVFL (socket(7)): a packet carries the socket's cumulative drop
+  // count as of its queueing; present only once something was dropped.
+  void note_kernel_drops(Stream& s, msghdr& h) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL) continue;
+      std::uint32_t drops = 0;
+      std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
+      if (drops > s.kernel_drops) {
+        counts_.kernel_drops += drops - s.kernel_drops;
+        s.kernel_drops = drops;
+        s.stats_dirty = true;
+      }
     }
   }
 
   void on_datagram(Stream& s, const SourceAddress& from, std::int64_t now,
                    std::span<const std::uint8_t> d) {
-    // Source check: the host the SDP named, or the first source we saw when
-    // the SDP address is unusable (0.0.0.0, NAT'd SRCs). Ports are not checked
-    // against the SDP: SRCs need not send from the port they receive on.
-    if (s.expected) {
-      if (!from.same_host(*s.expected)) {
-        ++counts_.wrong_source;
-        return;
-      }
-    } else if (s.latched) {
-      if (!from.same(*s.latched)) {
-        ++counts_.wrong_source;
-        return;
-      }
+    // Source check: the host the SDP named (any host when the SDP address is
+    // unusable: 0.0.0.0, NAT'd SRCs), then only the source of the first valid
+    // packet: its address and port (media.latch: address_port), or its
+    // address (media.latch: address). The SDP port is not the source port:
+    // SRCs need not send from the port they receive on. A flood from other
+    // ports of the SRC's host never reaches the timeline.
+    if (s.latched ? !(latch_port_ ? from.same(*s.latched) : from.same_host(*s.latched))
+                  : (s.expected && !from.same_host(*s.expected))) {
+      ++counts_.wrong_source;
+      ++s.wrong_source;
+      s.stats_dirty = true;
+      return;
     }
     auto pkt = RtpPacketView::parse(d);
     if (!pkt) {
       ++counts_.invalid;
       return;
     }
-    if (!s.expected && !s.latched) s.latched = from;
+    if (!s.latched) s.latched = from;
     ++counts_.received;
     Session& sess = *s.session;
     sess.last_activity_us = now;
@@ -431,11 +495,13 @@ class Worker {
 
   MediaMetrics metrics_;
   struct Counts {
-    std::uint64_t received = 0, lost = 0, invalid = 0, wrong_source = 0;
+    std::uint64_t received = 0, lost = 0, invalid = 0, wrong_source = 0, kernel_drops = 0;
   } counts_;  // not yet in metrics_ (publish_counts)
   unsigned index_;
   std::int64_t timeout_us_;
   std::function<void(SessionHandle)>* on_timeout_;  // owned by the engine
+  bool latch_port_;
+  unsigned per_wake_;
   int epfd_ = -1;
   int evfd_ = -1;
   std::thread thread_;
@@ -445,6 +511,8 @@ class Worker {
   std::map<SessionHandle, std::unique_ptr<Session>> sessions_;
   std::array<std::array<std::uint8_t, kMaxDatagram>, kBatch> bufs_{};
   std::array<sockaddr_storage, kBatch> addrs_{};
+  struct alignas(cmsghdr) Control : std::array<std::uint8_t, kControlBytes> {};
+  std::array<Control, kBatch> controls_{};
   iovec iov_[kBatch]{};
   mmsghdr msgs_[kBatch]{};
 };
@@ -462,7 +530,8 @@ class MediaEngineImpl final : public MediaEngine {
                                        : options_.workers;
     for (unsigned i = 0; i < n; ++i) {
       workers_.push_back(std::make_unique<Worker>(
-          metrics_, i, static_cast<std::int64_t>(options_.media_timeout_ms) * 1000, &on_timeout_));
+          metrics_, i, static_cast<std::int64_t>(options_.media_timeout_ms) * 1000, &on_timeout_,
+          options_.latch_port, options_.max_packets_per_wake));
       if (!workers_.back()->start())
         return common::make_error("media.worker", "cannot start media worker");
     }
@@ -519,6 +588,10 @@ class MediaEngineImpl final : public MediaEngine {
         close(rtp);
         continue;
       }
+      // Loss caused by us (the socket buffer overflowed) is counted per stream.
+      int one = 1;
+      if (setsockopt(rtp, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) != 0)
+        common::logger("media")->debug("SO_RXQ_OVFL: {}", std::strerror(errno));
       auto st = std::make_shared<Stream>();
       st->id = next_id_++;
       st->index = spec.index;
@@ -526,6 +599,7 @@ class MediaEngineImpl final : public MediaEngine {
       st->rtcp_fd = rtcp;
       st->paused = spec.paused;
       st->expected = expected_source(spec.remote_address);
+      st->remote_port = spec.remote_port;
       StreamId id = st->id;
       Worker* w = sit->second.worker;
       ports_in_use_.insert(port);
@@ -552,12 +626,16 @@ class MediaEngineImpl final : public MediaEngine {
     Worker* w = sit->second.worker;
     auto expected = expected_source(spec.remote_address);
     bool paused = spec.paused;
+    std::uint16_t remote_port = spec.remote_port;
     if (Stream* st = pending_stream(sit->second, id)) {
       st->paused = paused;
       st->expected = expected;
+      st->remote_port = remote_port;
       return;
     }
-    w->post([w, session, id, paused, expected] { w->update_stream(session, id, paused, expected); });
+    w->post([w, session, id, paused, expected, remote_port] {
+      w->update_stream(session, id, paused, expected, remote_port);
+    });
   }
 
   void close_stream(SessionHandle session, StreamId id) override {

@@ -7,6 +7,14 @@
 // and read from its first packet. Workers run their own epoll loop with
 // recvmmsg and take no locks per packet.
 //
+// Source check: a stream accepts RTP only from the host its SDP names (any
+// host when the SDP gives none) and, once the first valid packet arrives,
+// only from that packet's address and port (MediaOptions::latch_port). What it
+// refuses, and what the kernel dropped because the socket buffer was full
+// (SO_RXQ_OVFL), is counted per stream and handed to the session's sink
+// (SessionSink::on_stream_counters: cumulative per m-line index; at most once
+// a second while it changes, and when the stream closes).
+//
 // Thread: all methods are for the SIP thread unless stated otherwise.
 #pragma once
 
@@ -33,6 +41,12 @@ struct MediaOptions {
   // admitted (streams, events, close) is never refused nor dropped: the
   // queue's length beyond the mark is bounded by what admitted sessions post.
   std::size_t queue_capacity = 65536;
+  // Source check (media.latch): true latches address AND port of the first
+  // valid RTP packet; false latches the address only (SRCs behind odd NATs).
+  bool latch_port = true;
+  // Packets read from one socket per wake-up: a flooded port cannot starve the
+  // worker's other streams (epoll is level-triggered; the rest waits a turn).
+  unsigned max_packets_per_wake = 64;
 };
 
 // Counters the engine updates; declared once by the application. Any may be null.
@@ -43,6 +57,7 @@ struct MediaMetrics {
   common::Gauge* streams_open = nullptr;
   common::Counter* packets_wrong_source = nullptr;
   common::Counter* admissions_refused = nullptr;  // reserve_session() refused: worker queue full
+  common::Counter* packets_dropped_kernel = nullptr;  // SO_RXQ_OVFL: socket buffer overflows
 };
 
 using SessionHandle = std::uint64_t;
@@ -52,6 +67,7 @@ struct StreamSpec {
   std::uint8_t index = 0;        // m-line index, as written to the sink
   std::string remote_address;    // from the SDP; empty, 0.0.0.0 or :: → latch the first source
   bool paused = false;           // on hold / paused: not counted for the media timeout
+  std::uint16_t remote_port = 0; // SDP port; a change (like a new address) re-latches the source
 };
 
 struct OpenedStream {

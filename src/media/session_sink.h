@@ -24,6 +24,12 @@ class SessionSink {
   // A signalling event (JSON object text) or a metadata document (XML text).
   virtual void on_event(std::int64_t at_us, std::string_view json) = 0;
   virtual void on_metadata(std::int64_t at_us, std::string_view xml) = 0;
+  // What the worker measured for stream `stream` (m-line index), cumulative
+  // over the session: packets refused by the source check and packets the
+  // kernel dropped because the socket buffer was full (SO_RXQ_OVFL). Called
+  // when they change (at most about once a second) and when the stream closes.
+  virtual void on_stream_counters(std::int64_t /*at_us*/, std::uint8_t /*stream*/,
+                                  std::uint64_t /*wrong_source*/, std::uint64_t /*kernel_drops*/) {}
   // Called about every 100 ms: a chance to flush buffers.
   virtual void on_tick(std::int64_t now_us) = 0;
   // Last call: the session ended (end_json says how); flush and close.

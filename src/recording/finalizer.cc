@@ -68,6 +68,7 @@ struct StreamHistory {
   std::string label;
   std::vector<std::pair<std::int64_t, PayloadMap>> payload_maps;  // (time_us, map) changes
   std::vector<std::pair<std::int64_t, bool>> paused;  // (time_us, paused) changes
+  std::vector<std::string> pause_causes;              // "hold" or "pause", per change
   bool recorded = false;
   std::string codec;
 };
@@ -112,7 +113,10 @@ void apply_streams_event(Collected& c, std::int64_t at_us, const nlohmann::json&
       // A re-offer that changed the payload types (PCMA -> PCMU) applies from its time on.
       if (h.payload_maps.empty() || !(h.payload_maps.back().second == m)) h.payload_maps.emplace_back(at_us, m);
     }
-    if (h.paused.empty() || h.paused.back().second != paused) h.paused.emplace_back(at_us, paused);
+    if (h.paused.empty() || h.paused.back().second != paused) {
+      h.paused.emplace_back(at_us, paused);
+      h.pause_causes.push_back(get_or<bool>(s, "held", false) ? "hold" : "pause");
+    }
   }
 }
 
@@ -514,7 +518,8 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
                                       codecs_of(h.payload_maps[i].second, h.label, report.problems));
           !st)
         report.problems.push_back("stream " + h.label + ": " + st.error().message);
-    for (const auto& [at, paused] : h.paused) track->set_paused(at, paused, "pause");
+    for (std::size_t i = 0; i < h.paused.size(); ++i)
+      track->set_paused(h.paused[i].first, h.paused[i].second, h.pause_causes[i]);
     tracks.emplace(index, std::move(track).value());
   }
 

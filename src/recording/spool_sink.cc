@@ -1,6 +1,7 @@
 #include "recording/spool_sink.h"
 
 #include "common/logging.h"
+#include "recording/spool_events.h"
 
 namespace sgw::recording {
 
@@ -81,6 +82,13 @@ void SpoolSink::on_rtp(std::uint8_t stream, std::int64_t arrival_us,
 
 void SpoolSink::on_event(std::int64_t at_us, std::string_view json) {
   if (writer_) writer_->append_json(RecordType::kEvent, at_us, json);
+}
+
+void SpoolSink::on_stream_counters(std::int64_t at_us, std::uint8_t stream, std::uint64_t wrong_source,
+                                   std::uint64_t kernel_drops) {
+  StreamCounters c;
+  c.streams[stream] = {wrong_source, kernel_drops};
+  on_event(at_us, c.encode());
 }
 
 void SpoolSink::on_metadata(std::int64_t at_us, std::string_view xml) {

@@ -63,6 +63,9 @@ class SpoolSink final : public media::SessionSink {
   void on_rtp(std::uint8_t stream, std::int64_t arrival_us, const media::RtpPacketView& packet) override;
   void on_event(std::int64_t at_us, std::string_view json) override;
   void on_metadata(std::int64_t at_us, std::string_view xml) override;
+  // Written as a "stream_counters" event (spool_events.h) for the finaliser's integrity.
+  void on_stream_counters(std::int64_t at_us, std::uint8_t stream, std::uint64_t wrong_source,
+                          std::uint64_t kernel_drops) override;
   void on_tick(std::int64_t now_us) override;
   void finish(std::int64_t at_us, std::string_view end_json) override;
 

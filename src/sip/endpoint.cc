@@ -62,6 +62,7 @@ struct DialogRecord {
   // The connection the dialog was created over (a reference): while we hold
   // it, TPTAG_IDLE does not close that connection under a live call.
   tport_t* tport = nullptr;
+  nta_outgoing_t* refresh = nullptr;  // our UPDATE (session refresh), while pending
 };
 
 namespace {
@@ -115,6 +116,7 @@ struct SofiaEndpoint final : public Endpoint {
     txs.clear();
     for (auto& [id, d] : dialogs) {
       if (d->bye) nta_outgoing_destroy(d->bye);
+      if (d->refresh) nta_outgoing_destroy(d->refresh);
       if (d->leg) nta_leg_destroy(d->leg);
       if (d->tport) tport_unref(d->tport);
     }
@@ -283,6 +285,18 @@ struct SofiaEndpoint final : public Endpoint {
     self->drop_tx(id);  // tx is gone from here on
     if (cancelled) self->listener->on_cancelled(id);
     else if (ack && dialog) self->listener->on_ack(dialog);
+    // nta calls with no message when timer H fires: our 2xx was never ACKed.
+    else if (sip == nullptr && dialog) self->listener->on_ack_timeout(dialog);
+    return 0;
+  }
+
+  static int on_refresh_response(DialogRecord* d, nta_outgoing_t* orq, sip_t const* sip) {
+    SofiaEndpoint* self = d->endpoint;
+    int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    if (status < 200) return 0;
+    nta_outgoing_destroy(d->refresh);
+    d->refresh = nullptr;
+    self->listener->on_refresh_result(d->id, status);
     return 0;
   }
 
@@ -359,15 +373,19 @@ struct SofiaEndpoint final : public Endpoint {
     return id;
   }
 
+  // A request in dialog d with extra headers; its responses go to cb.
+  static nta_outgoing_t* request_in_dialog(DialogRecord* d, nta_response_f* cb, sip_method_t method,
+                                           const char* name, const HeaderList& extra_headers) {
+    std::string extra = detail::build_headers(extra_headers);
+    return nta_outgoing_tcreate(d->leg, cb, d, nullptr, method, name, nullptr,
+                                TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())), TAG_END());
+  }
+
   void send_bye(DialogId id, const HeaderList& extra_headers) override {
     auto it = dialogs.find(id);
     if (it == dialogs.end() || it->second->bye) return;
-    std::string extra = detail::build_headers(extra_headers);
     DialogRecord* d = it->second.get();
-    d->bye = nta_outgoing_tcreate(d->leg, &SofiaEndpoint::on_bye_response, d, nullptr,
-                                  SIP_METHOD_BYE, nullptr,
-                                  TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())),
-                                  TAG_END());
+    d->bye = request_in_dialog(d, &SofiaEndpoint::on_bye_response, SIP_METHOD_BYE, extra_headers);
     if (d->bye == nullptr) {
       log->warn("could not send BYE in dialog {}", id);
       release_dialog(id);
@@ -375,9 +393,18 @@ struct SofiaEndpoint final : public Endpoint {
     }
   }
 
+  bool send_refresh(DialogId id, const HeaderList& extra_headers) override {
+    auto it = dialogs.find(id);
+    if (it == dialogs.end() || it->second->bye || it->second->refresh) return false;
+    DialogRecord* d = it->second.get();
+    d->refresh = request_in_dialog(d, &SofiaEndpoint::on_refresh_response, SIP_METHOD_UPDATE, extra_headers);
+    return d->refresh != nullptr;
+  }
+
   void release_dialog(DialogId id) override {
     auto it = dialogs.find(id);
     if (it == dialogs.end()) return;
+    if (it->second->refresh) nta_outgoing_destroy(it->second->refresh);
     if (it->second->bye) nta_outgoing_destroy(it->second->bye);
     if (it->second->leg) nta_leg_destroy(it->second->leg);
     if (it->second->tport) tport_unref(it->second->tport);

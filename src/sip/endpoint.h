@@ -71,6 +71,13 @@ class EndpointListener {
   virtual void on_cancelled(TransactionId tx) = 0;
   // A request we sent (BYE) got a final response or timed out (status 408).
   virtual void on_bye_result(DialogId dialog, int status) = 0;
+  // Our 2xx to an INVITE (initial or re-INVITE) of this dialog was retransmitted
+  // for 64*T1 (32 s) without an ACK: the transaction timed out (RFC 3261 §13.3.1.4
+  // timer H). The dialog stays until released.
+  virtual void on_ack_timeout(DialogId /*dialog*/) {}
+  // A session refresh we sent (send_refresh) got a final response or timed
+  // out (status 408).
+  virtual void on_refresh_result(DialogId /*dialog*/, int /*status*/) {}
 };
 
 class Endpoint {
@@ -92,6 +99,12 @@ class Endpoint {
   // Sends BYE in a dialog; the result arrives via on_bye_result. The dialog is
   // released after that.
   virtual void send_bye(DialogId dialog, const HeaderList& extra_headers) = 0;
+
+  // Sends an UPDATE without a body in a dialog (RFC 4028 §10 session refresh by
+  // the UAS; RFC 3311). extra_headers must carry Contact (a target refresh)
+  // and Session-Expires. At most one at a time per dialog; the result arrives
+  // via on_refresh_result. False when it could not be sent.
+  virtual bool send_refresh(DialogId dialog, const HeaderList& extra_headers) = 0;
 
   // Releases a dialog (after BYE received and answered).
   virtual void release_dialog(DialogId dialog) = 0;

@@ -116,7 +116,13 @@ std::size_t OfferPlan::accepted_count() const {
 }
 
 bool is_paused(const MediaDescription& m) {
-  return m.direction == Direction::kInactive || m.direction == Direction::kRecvOnly;
+  return m.direction == Direction::kInactive || m.direction == Direction::kRecvOnly || is_held(m);
+}
+
+bool is_held(const MediaDescription& m) {
+  if (!m.connection) return false;
+  const std::string& a = m.connection->address;
+  return a == "0.0.0.0" || a == "::" || a == "0:0:0:0:0:0:0:0";
 }
 
 common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const CodecPolicy& policy) {
@@ -134,6 +140,7 @@ common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const Cod
     sp.rtcp_mux = m.rtcp_mux;
     sp.ptime = m.ptime;
     sp.paused = is_paused(m);
+    sp.held = is_held(m);
     sp.remote_port = m.port;
     if (m.connection) sp.remote_address = m.connection->address;
     if (m.rtcp_port) {

@@ -58,7 +58,8 @@ struct StreamPlan {
   // RFC 3389 comfort noise (CN) offered at the clock rate of an answered codec; encoding "CN".
   std::vector<ChosenCodec> comfort_noise;
   Direction direction = Direction::kInactive;  // our answer: kRecvOnly or kInactive
-  bool paused = false;                       // offer was inactive or recvonly
+  bool paused = false;                       // offer was inactive or recvonly, or held
+  bool held = false;                         // held by c=0.0.0.0 (RFC 2543 style; paused too)
   std::optional<std::string> label;          // a=label (RFC 4574), echoed
   bool rtcp_mux = false;                     // offered a=rtcp-mux (we accept it)
   std::optional<std::uint32_t> ptime;        // offered a=ptime, echoed
@@ -75,8 +76,11 @@ struct OfferPlan {
   std::size_t accepted_count() const;
 };
 
-// True if the stream is paused by the SRC: offered inactive or recvonly (RFC 7866 §7.1.1).
+// True if the stream is paused by the SRC: offered inactive or recvonly (RFC 7866 §7.1.1), or held.
 bool is_paused(const MediaDescription& m);
+// True if the stream is held the RFC 2543 way: connection address 0.0.0.0 (or ::), whatever the
+// direction attribute says (RFC 3264 §8.4; BroadWorks and Metaswitch send it, often with none).
+bool is_held(const MediaDescription& m);
 
 // Decides the answer. Error codes: "sdp.no_media" (offer has no m= line),
 // "sdp.no_recordable_codec" (no stream accepted; the message lists every offered m= line with its

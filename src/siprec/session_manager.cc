@@ -1,5 +1,6 @@
 #include "siprec/session_manager.h"
 
+#include <algorithm>
 #include <future>
 
 #include "common/ids.h"
@@ -171,7 +172,9 @@ sip::Response SessionManager::contact_response(const sip::Request& req) const {
 // RFC 4028 §9: a Session-Expires below our Min-SE gets 422; otherwise the
 // 2xx echoes it with the refresher, and Require: timer when the UAC refreshes.
 std::optional<int> SessionManager::check_session_timer(const sip::Request& req,
-                                                       sip::Response& resp) const {
+                                                       sip::Response& resp,
+                                                       SessionTimer* timer) const {
+  *timer = {};
   std::string se = req.header("Session-Expires");
   if (se.empty()) se = req.header("x");  // compact form of Session-Expires
   if (se.empty()) return std::nullopt;
@@ -187,15 +190,116 @@ std::optional<int> SessionManager::check_session_timer(const sip::Request& req,
     resp.headers.emplace_back("Min-SE", std::to_string(policy_.min_session_expires_s));
     return 422;
   }
-  std::string refresher = "uac";
+  std::string requested;
   for (std::size_t i = 1; i < fields.size(); ++i) {
     auto f = common::trim(fields[i]);
-    if (common::istarts_with(f, "refresher=")) refresher = common::to_lower(f.substr(10));
+    if (common::istarts_with(f, "refresher=")) requested = common::to_lower(common::trim(f.substr(10)));
   }
-  if (refresher != "uas") refresher = "uac";
+  bool src_supports = false;
+  for (const char* h : {"Supported", "k", "Require"})
+    for (const auto& tag : req.option_tags(h)) src_supports |= tag == "timer";
+  // RFC 4028 §9 table: a UAC that supports timer gets the refresher it asked
+  // for, and refreshes itself when it left the choice to us; one that does
+  // not (a proxy added Session-Expires) cannot refresh: we do (refresher=uas).
+  std::string refresher = src_supports && requested != "uas" ? "uac" : "uas";
   resp.headers.emplace_back("Session-Expires", std::to_string(delta) + ";refresher=" + refresher);
+  // §9: Require: timer only when the UAC refreshes (and so supports it).
   if (refresher == "uac") resp.headers.emplace_back("Require", "timer");
+  timer->expires_s = static_cast<std::uint32_t>(delta);
+  timer->we_refresh = refresher == "uas";
   return std::nullopt;
+}
+
+SessionManager::Session* SessionManager::by_key(std::uint64_t key) {
+  auto it = sessions_.find(key);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+void SessionManager::arm_session_timer(Session& s) {
+  std::uint64_t epoch = ++s.timer_epoch;
+  if (s.timer.expires_s == 0) return;
+  std::uint64_t key = s.key;
+  std::uint64_t se_ms = std::uint64_t{s.timer.expires_s} * 1000;
+  auto clamp = [](std::uint64_t ms) {
+    return static_cast<std::uint32_t>(std::min<std::uint64_t>(ms, 0xffffffffu));
+  };
+  if (s.timer.we_refresh) {
+    // RFC 4028 §10: the refresher refreshes at half the session interval.
+    endpoint_->after(clamp(se_ms / 2), [this, key, epoch] { refresh_session(key, epoch); });
+    return;
+  }
+  // RFC 4028 §10: with no refresh, the other side sends BYE shortly before
+  // the session expires: min(32 s, interval / 3) before.
+  std::uint32_t expires_s = s.timer.expires_s;
+  endpoint_->after(clamp(se_ms - std::min<std::uint64_t>(32000, se_ms / 3)), [this, key, epoch, expires_s] {
+    Session* sess = by_key(key);
+    if (sess == nullptr || sess->timer_epoch != epoch) return;
+    end_by_gateway(*sess, "session expired (no refresh within Session-Expires " + std::to_string(expires_s) + " s)",
+                   408, "Session expired");
+  });
+}
+
+void SessionManager::refresh_session(std::uint64_t key, std::uint64_t epoch) {
+  Session* s = by_key(key);
+  if (s == nullptr || s->timer_epoch != epoch || s->state != State::kEstablished || !s->dialog) return;
+  // RFC 4028 §7.4/§10: an UPDATE without an offer refreshes the session. In
+  // this transaction we are the UAC, so staying the refresher is refresher=uac.
+  sip::HeaderList h = {{"Session-Expires", std::to_string(s->timer.expires_s) + ";refresher=uac"},
+                       {"Supported", kSupported}};
+  if (!s->contact.empty()) h.emplace_back("Contact", s->contact);
+  if (!endpoint_->send_refresh(s->dialog, h)) {
+    log_->warn("{} [{}]: session refresh could not be sent; retrying", s->recording_id, s->call_id);
+    arm_session_timer(*s);
+  }
+}
+
+void SessionManager::on_refresh_result(sip::DialogId dialog, int status) {
+  std::uint64_t key = 0;
+  Session* s = by_dialog(dialog, &key);
+  if (s == nullptr || s->state != State::kEstablished) return;
+  if (status >= 200 && status < 300) {
+    arm_session_timer(*s);
+  } else if (status == 408 || status == 481) {
+    // RFC 4028 §10: a refresh that times out or finds no dialog ends the session.
+    end_by_gateway(*s, "session refresh failed (" + std::to_string(status) + ")", 408, "Session refresh failed");
+  } else {
+    log_event(*s, "session refresh answered " + std::to_string(status) + "; retrying");
+    arm_session_timer(*s);
+  }
+}
+
+void SessionManager::watch_pause(Session& s) {
+  bool any = false, all = true;
+  for (const auto& st : s.streams) {
+    if (!st.media_id) continue;
+    any = true;
+    all &= st.paused;
+  }
+  all &= any;
+  if (all == s.all_paused) return;
+  s.all_paused = all;
+  std::uint64_t epoch = ++s.pause_epoch;
+  if (!all || policy_.max_paused_s == 0) return;
+  std::uint64_t key = s.key;
+  std::uint32_t limit = policy_.max_paused_s;
+  endpoint_->after(limit * 1000u, [this, key, epoch, limit] {
+    Session* sess = by_key(key);
+    if (sess == nullptr || sess->pause_epoch != epoch || !sess->all_paused) return;
+    end_by_gateway(*sess, "paused too long (every stream paused or held for media.max_paused_s = " +
+                           std::to_string(limit) + " s)",
+                   408, "Paused too long");
+  });
+}
+
+void SessionManager::end_by_gateway(Session& s, const std::string& cause, int code,
+                                    const std::string& text) {
+  if (s.state != State::kEstablished || !s.dialog) return;
+  s.state = State::kEnding;
+  s.end_cause = cause;
+  log_event(s, cause + ": sending BYE");
+  post_streams_event(s, cause);
+  // RFC 3326: the Reason header tells the SRC why the recording stops.
+  endpoint_->send_bye(s.dialog, {{"Reason", "SIP;cause=" + std::to_string(code) + ";text=\"" + text + "\""}});
 }
 
 namespace {
@@ -285,12 +389,16 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
                                  {"channels", c.channels}, {"fmtp", c.fmtp}});
       if (!sp.telephone_events.empty()) st.telephone_event_pt = sp.telephone_events.front().payload_type;
       st.paused = sp.paused;
+      st.held = sp.held;
       st.remote_address = sp.remote_address;
-      media::StreamSpec spec{static_cast<std::uint8_t>(sp.index), sp.remote_address, sp.paused};
+      st.remote_port = sp.remote_port;
+      media::StreamSpec spec{static_cast<std::uint8_t>(sp.index), sp.remote_address, sp.paused,
+                             sp.remote_port};
       if (old && old->media_id) {
         st.media_id = old->media_id;
         st.port = old->port;
-        if (old->paused != st.paused || old->remote_address != st.remote_address)
+        if (old->paused != st.paused || old->remote_address != st.remote_address ||
+            old->remote_port != st.remote_port)
           media_->update_stream(s.media, st.media_id, spec);
       } else {
         auto o = media_->open_stream(s.media, spec);
@@ -324,8 +432,10 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
         log_event(s, "stream " + next[i].label + " added");
         changed = true;
       }
-      if (old && old->media_id && next[i].media_id == old->media_id && old->paused != next[i].paused) {
-        log_event(s, "stream " + next[i].label + (next[i].paused ? " paused" : " resumed"));
+      if (old && old->media_id && next[i].media_id == old->media_id &&
+          (old->paused != next[i].paused || old->held != next[i].held)) {
+        log_event(s, "stream " + next[i].label +
+                         (next[i].held ? " held" : next[i].paused ? " paused" : " resumed"));
         changed = true;
       }
       if (old && old->media_id != next[i].media_id) changed = true;
@@ -350,7 +460,8 @@ nlohmann::json SessionManager::streams_json(const Session& s) const {
   nlohmann::json streams = nlohmann::json::array();
   for (const auto& st : s.streams) {
     nlohmann::json j = {{"index", st.mline}, {"label", st.label}, {"recorded", st.media_id != 0},
-                        {"paused", st.paused}, {"codec", st.codec}, {"payloads", st.payloads}};
+                        {"paused", st.paused}, {"held", st.held}, {"codec", st.codec},
+                        {"payloads", st.payloads}};
     j["telephone_event_pt"] = st.telephone_event_pt ? nlohmann::json(*st.telephone_event_pt)
                                                     : nlohmann::json(nullptr);
     streams.push_back(std::move(j));
@@ -430,7 +541,8 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     return;
   }
   sip::Response resp = contact_response(req);
-  if (auto st = check_session_timer(req, resp)) {
+  SessionTimer timer;
+  if (auto st = check_session_timer(req, resp, &timer)) {
     refuse(*st, *st == 422 ? "Session Interval Too Small" : "Bad Session-Expires", resp);
     return;
   }
@@ -444,6 +556,9 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   s->start_time = common::utc_now_iso8601();
   s->sdp_session_id = common::random_u64() >> 2;
   s->invite_headers = req.headers;
+  s->timer = timer;
+  for (const auto& [n, v] : resp.headers)
+    if (n == "Contact") s->contact = v;
   for (const auto& w : body->warnings)
     log_->info("{} [{}]: body: {}", s->recording_id, s->call_id, w);
   apply_metadata(*s, body->metadata_docs);
@@ -512,6 +627,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   resp.content_type = "application/sdp";
   resp.body = build_sdp(*s, *offer, *plan);
 
+  s->key = key;
   log_event(*s, "recording session offered by " + phrase_safe(req.from) + " over " + req.transport +
                     (s->conversation_id.empty() ? "" : ", conversation " + s->conversation_id +
                                                            " (" + s->conversation_id_rule + ")"));
@@ -552,6 +668,8 @@ void SessionManager::on_start_durable(std::uint64_t key, const common::Status& s
     sess.dialog = d;
     sess.state = State::kEstablished;
     by_dialog_[d] = key;
+    arm_session_timer(sess);
+    watch_pause(sess);
     publish();
   };
   if (policy_.answer_delay_ms > 0) {
@@ -608,7 +726,8 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
                                     bool is_invite) {
   sip::Response resp = simple(200, "OK");
   auto timer_resp = contact_response(req);
-  if (auto st = check_session_timer(req, timer_resp)) {
+  SessionTimer timer;
+  if (auto st = check_session_timer(req, timer_resp, &timer)) {
     timer_resp.status = *st;
     timer_resp.reason = *st == 422 ? "Session Interval Too Small" : "Bad Session-Expires";
     endpoint_->reply(tx, timer_resp);
@@ -666,6 +785,10 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
     log_event(s, "metadata updated (" + std::to_string(body->metadata_docs.size()) + " document(s))");
   }
   endpoint_->reply(tx, resp);
+  // RFC 4028 §10: a re-INVITE or UPDATE answered 2xx refreshes (renegotiates) the session timer.
+  s.timer = timer;
+  arm_session_timer(s);
+  watch_pause(s);
   publish();
 }
 
@@ -743,7 +866,16 @@ void SessionManager::on_bye_result(sip::DialogId dialog, int status) {
   by_dialog_.erase(dialog);
   if (s == nullptr) return;
   s->dialog = 0;
-  end_session(key, "BYE sent by gateway (answered " + std::to_string(status) + ")");
+  std::string answered = "BYE sent by gateway (answered " + std::to_string(status) + ")";
+  end_session(key, s->end_cause.empty() ? answered : s->end_cause + "; " + answered);
+}
+
+void SessionManager::on_ack_timeout(sip::DialogId dialog) {
+  std::uint64_t key = 0;
+  Session* s = by_dialog(dialog, &key);
+  if (s == nullptr) return;
+  // RFC 3261 §13.3.1.4: a 2xx never ACKed within 64*T1 (timer H): the UAS ends the session.
+  end_by_gateway(*s, s->acked ? "no ACK for the 2xx to a re-INVITE" : "no ACK", 408, "No ACK");
 }
 
 void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
@@ -782,11 +914,7 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
 void SessionManager::on_media_timeout(media::SessionHandle handle) {
   for (auto& [key, s] : sessions_) {
     if (s->media != handle) continue;
-    if (s->state != State::kEstablished || !s->dialog) return;
-    s->state = State::kEnding;
-    log_event(*s, "media timeout: sending BYE");
-    post_streams_event(*s, "media timeout");
-    endpoint_->send_bye(s->dialog, {{"Reason", "SIP;cause=408;text=\"Media timeout\""}});
+    end_by_gateway(*s, "media timeout", 408, "Media timeout");
     return;
   }
 }

@@ -44,7 +44,8 @@ struct Policy {
   std::uint32_t max_sessions = 10000;
   std::uint32_t retry_after_s = 30;
   std::uint32_t answer_delay_ms = 0;  // test aid: delay the final answer to INVITE
-  std::uint32_t min_session_expires_s = 90;  // RFC 4028 §5 Min-SE floor
+  std::uint32_t min_session_expires_s = 90;  // RFC 4028 §5 Min-SE floor (sip.min_session_expires_s)
+  std::uint32_t max_paused_s = 7200;  // all streams paused/held this long: BYE (0: never)
   std::string media_address = "127.0.0.1";
   CodecPolicy codecs;
   metadata::ParseLimits metadata_limits;
@@ -126,6 +127,8 @@ class SessionManager final : public sip::EndpointListener {
   void on_malformed(const sip::Request& request, int status) override;
   void on_cancelled(sip::TransactionId tx) override;
   void on_bye_result(sip::DialogId dialog, int status) override;
+  void on_ack_timeout(sip::DialogId dialog) override;
+  void on_refresh_result(sip::DialogId dialog, int status) override;
 
   // SIP thread: a session's unpaused streams have been silent for media.timeout_s.
   void on_media_timeout(media::SessionHandle handle);
@@ -138,9 +141,16 @@ class SessionManager final : public sip::EndpointListener {
     nlohmann::json payloads = nlohmann::json::array();  // [{pt, encoding, clock_rate, channels, fmtp}]
     std::optional<int> telephone_event_pt;
     std::string remote_address;
+    std::uint16_t remote_port = 0;
     media::StreamId media_id = 0;      // 0 when rejected
     std::uint16_t port = 0;
     bool paused = false;
+    bool held = false;                 // paused by c=0.0.0.0
+  };
+  // RFC 4028 session timer as the last INVITE/UPDATE negotiated it.
+  struct SessionTimer {
+    std::uint32_t expires_s = 0;       // 0: no session timer
+    bool we_refresh = false;           // refresher=uas: we send the refreshes (UPDATE)
   };
   enum class State { kAnswering, kEstablished, kEnding };
   struct Session {
@@ -169,6 +179,13 @@ class SessionManager final : public sip::EndpointListener {
     std::string conversation_id;
     std::string conversation_id_rule;
     sip::HeaderList invite_headers;
+    std::uint64_t key = 0;             // in sessions_
+    std::string contact;               // our Contact (for the UPDATEs we send)
+    SessionTimer timer;
+    std::uint64_t timer_epoch = 0;     // bumped at every (re)negotiation: older timers are stale
+    bool all_paused = false;           // every recorded stream paused or held
+    std::uint64_t pause_epoch = 0;     // bumped when all_paused changes
+    std::string end_cause;             // why the gateway sent BYE (the recording's end cause)
   };
 
   bool can_accept(std::string* why) const;
@@ -187,8 +204,19 @@ class SessionManager final : public sip::EndpointListener {
   // Opens/keeps/closes media per m-line of an accepted plan; false on port exhaustion.
   bool apply_plan(Session& s, const OfferPlan& plan);
   std::string build_sdp(Session& s, const SessionDescription& offer, const OfferPlan& plan);
-  void add_timer_headers(const sip::Request& req, sip::Response& resp) const;
-  std::optional<int> check_session_timer(const sip::Request& req, sip::Response& resp) const;
+  // RFC 4028 §9: adds Session-Expires (and Require: timer) to resp and fills
+  // *timer; a status (422, 400) when the request must be refused.
+  std::optional<int> check_session_timer(const sip::Request& req, sip::Response& resp,
+                                         SessionTimer* timer) const;
+  // (Re)starts the session timer after a successful (re)negotiation: a BYE
+  // before expiry when the SRC refreshes, our UPDATE at half the interval when we do.
+  void arm_session_timer(Session& s);
+  void refresh_session(std::uint64_t key, std::uint64_t epoch);
+  // Starts or stops the media.max_paused_s clock when every stream is paused/held.
+  void watch_pause(Session& s);
+  // BYE with a Reason header (RFC 3326); `cause` becomes the recording's end cause.
+  void end_by_gateway(Session& s, const std::string& cause, int code, const std::string& text);
+  Session* by_key(std::uint64_t key);
   sip::Response contact_response(const sip::Request& req) const;
   void end_session(std::uint64_t key, const std::string& cause);
   nlohmann::json streams_json(const Session& s) const;

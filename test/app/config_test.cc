@@ -37,6 +37,8 @@ media:
   rtp_ports: 20000-29999
   workers: 4
   timeout_s: 30
+  max_paused_s: 7200
+  latch: address_port
   codecs: [pcma, PCMU, g722, Opus]
   srtp: false
 
@@ -172,6 +174,22 @@ TEST(LoadConfig, DocsExampleMatchesTest) {
   auto r = load_config_text(doc.substr(start, end - start), "configuration.md");
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->node_name, "gw-eu-1");
+}
+
+TEST(LoadConfig, SessionTimerPauseAndLatchKeys) {
+  Config d = default_config();
+  EXPECT_EQ(d.min_session_expires_s, 90u);  // RFC 4028 §5
+  EXPECT_EQ(d.max_paused_s, 7200u);
+  EXPECT_EQ(d.latch, "address_port");
+  auto r = load_config_text("sip:\n  min_session_expires_s: 2\nmedia:\n  max_paused_s: 0\n  latch: address\n");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->min_session_expires_s, 2u);
+  EXPECT_EQ(r->max_paused_s, 0u);
+  EXPECT_EQ(r->latch, "address");
+  EXPECT_THAT(error_of("media:\n  latch: port\n"),
+              HasSubstr("media.latch: expected address_port or address, got 'port'"));
+  EXPECT_THAT(error_of("sip:\n  min_session_expires_s: 0\n"), HasSubstr("sip.min_session_expires_s"));
+  EXPECT_THAT(error_of("media:\n  max_paused_s: 9999999\n"), HasSubstr("media.max_paused_s"));
 }
 
 TEST(LoadConfig, UnknownKeysAreErrors) {

@@ -423,6 +423,27 @@ TEST(OfferAnswer, ReinvitePauseThenResume) {
   EXPECT_EQ(plan2.streams[1].label, "2");
 }
 
+TEST(OfferAnswer, HoldByZeroAddressIsAPauseEvenWithoutDirection) {
+  // RFC 3264 §8.4 / RFC 2543 hold, as BroadWorks and Metaswitch send it: c=0.0.0.0, no direction
+  // attribute (or a=sendonly). Not "no media": the stream is paused, answered inactive.
+  for (const char* dir : {"", "a=sendonly\n"}) {
+    auto held = offer_from(crlf(std::string("v=0\no=src 1 2 IN IP4 0.0.0.0\nc=IN IP4 0.0.0.0\n"
+                                            "m=audio 1000 RTP/AVP 8\n") + dir + "a=label:1\n"));
+    EXPECT_TRUE(is_held(held.media[0])) << dir;
+    EXPECT_TRUE(is_paused(held.media[0])) << dir;
+    auto plan = plan_ok(held);
+    ASSERT_EQ(plan.accepted_count(), 1u) << dir;
+    EXPECT_TRUE(plan.streams[0].held);
+    EXPECT_TRUE(plan.streams[0].paused);
+    EXPECT_EQ(plan.streams[0].direction, Direction::kInactive);
+    EXPECT_NE(build_answer(held, plan, params({40000})).find("a=inactive\r\n"), std::string::npos);
+  }
+  // A media-level real address under a session-level 0.0.0.0 is not held.
+  auto mixed = offer_from(crlf("v=0\nc=IN IP4 0.0.0.0\nm=audio 1000 RTP/AVP 8\nc=IN IP4 1.2.3.4\n"));
+  EXPECT_FALSE(is_held(mixed.media[0]));
+  EXPECT_FALSE(is_paused(mixed.media[0]));
+}
+
 TEST(OfferAnswer, Ipv6AnswerAndLfOffer) {
   auto offer = offer_from(load("ipv6_lf.sdp"));
   auto plan = plan_ok(offer);

@@ -20,6 +20,7 @@ class FakeEndpoint final : public sip::Endpoint {
     return next_dialog++;
   }
   void send_bye(sip::DialogId d, const sip::HeaderList& h) override { byes.emplace_back(d, h); }
+  bool send_refresh(sip::DialogId, const sip::HeaderList&) override { return false; }
   void release_dialog(sip::DialogId) override {}
   void run() override {}
   void stop() override {}
