@@ -462,7 +462,27 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     c.last_us = std::max(c.last_us, r.time_us);
     c.metadata.emplace_back(r.time_us, std::string(r.xml));
   };
-  first.on_rtp = [&](const RtpRecordView& r) { c.last_us = std::max(c.last_us, r.arrival_us); };
+  // The last packet of a stream carries audio past its arrival time (one
+  // packet's duration): the recording must not end before that audio does,
+  // even when the BYE came right after the packet. The duration of a packet
+  // is the RTP timestamp step of its stream (same SSRC), in the clock of its
+  // payload type.
+  struct LastPacket {
+    std::uint32_t ssrc = 0, ts = 0, step = 0;
+    std::uint8_t pt = 0;
+    std::int64_t arrival_us = -1;
+  };
+  std::map<std::uint8_t, LastPacket> last_packets;
+  first.on_rtp = [&](const RtpRecordView& r) {
+    c.last_us = std::max(c.last_us, r.arrival_us);
+    LastPacket& lp = last_packets[r.stream];
+    auto step = static_cast<std::uint32_t>(r.ts - lp.ts);
+    if (lp.arrival_us >= 0 && r.ssrc == lp.ssrc && step > 0 && step < 0x8000) lp.step = step;
+    lp.ssrc = r.ssrc;
+    lp.ts = r.ts;
+    lp.pt = r.payload_type;
+    lp.arrival_us = r.arrival_us;
+  };
   auto summary = read_spool(spool_path, first, options_.fs);
   if (!summary) return summary.error();
   report.recording_id = summary->recording_id;
@@ -479,6 +499,17 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   }
 
   std::int64_t duration_us = c.has_end ? c.end_us : c.last_us;
+  for (const auto& [index, lp] : last_packets) {
+    auto h = c.streams.find(index);
+    if (lp.step == 0 || h == c.streams.end() || h->second.payload_maps.empty()) continue;
+    const auto& payloads = h->second.payload_maps.back().second.payloads;
+    auto pl = payloads.find(lp.pt);
+    std::uint32_t clock = pl == payloads.end() ? 8000 : get_or<std::uint32_t>(pl->second, "clock_rate", 8000);
+    if (clock == 0) continue;
+    // At most 200 ms: a longer step is a timestamp jump, not a packet.
+    std::int64_t tail_us = std::min<std::int64_t>(200000, std::int64_t{lp.step} * 1000000 / clock);
+    duration_us = std::max(duration_us, lp.arrival_us + tail_us);
+  }
   if (duration_us < 0) duration_us = 0;
   report.complete = c.has_end && get_or<bool>(c.end, "complete", true);
   std::int64_t start_unix_us = get_or<std::int64_t>(c.start, "start_unix_us", 0);
