@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/strings.h"
+#include "metadata/metadata_merge.h"
 #include "metadata/text_util.h"
 
 namespace sgw::metadata {
@@ -15,6 +16,7 @@ using detail::add_warning;
 using detail::sanitize_utf8;
 
 constexpr std::size_t kMaxParticipants = 32;
+constexpr std::string_view kCiscoEventKey = "cisco_participants";
 
 // Splits a header value into comma-separated entries, ignoring commas inside quoted strings
 // and <...> (RFC 3261 §7.3.1: a display name or URI may contain commas).
@@ -168,6 +170,124 @@ RecordingMetadata from_cisco_headers(const std::vector<std::string>& header_valu
     }
   }
   return md;
+}
+
+namespace {
+
+bool has(const std::vector<std::string>& v, const std::string& x) {
+  for (const auto& e : v)
+    if (e == x) return true;
+  return false;
+}
+
+// Still in the call: no association, or one without a disassociate time.
+bool present(const Participant& p) {
+  if (p.sessions.empty()) return true;
+  for (const auto& a : p.sessions)
+    if (!a.disassociate_time) return true;
+  return false;
+}
+
+}  // namespace
+
+std::optional<RecordingMetadata> merge_cisco_headers(const RecordingMetadata* base,
+                                                     const std::vector<std::string>& header_values,
+                                                     std::string_view call_id, std::string_view time) {
+  RecordingMetadata fresh = from_cisco_headers(header_values, call_id);
+  if (base == nullptr) return fresh;
+  if (base->dialect != Dialect::kCiscoHeaders) return std::nullopt;
+
+  RecordingMetadata update;
+  update.dialect = Dialect::kCiscoHeaders;
+  update.data_mode = DataMode::kPartial;
+  update.warnings = fresh.warnings;
+  const std::string session_id = base->sessions.empty() ? fresh.sessions.front().id : base->sessions.front().id;
+  const std::string when(time);
+  std::size_t next_id = base->participants.size();
+  auto unused_id = [&] {
+    for (;; ++next_id) {
+      std::string id = "cisco-" + std::to_string(next_id);
+      bool taken = false;
+      for (const auto& p : base->participants) taken = taken || p.id == id;
+      for (const auto& p : update.participants) taken = taken || p.id == id;
+      if (!taken) return id;
+    }
+  };
+
+  bool changed = false;
+  for (const auto& f : fresh.participants) {
+    const Participant* known = nullptr;
+    for (const auto& b : base->participants)
+      if (present(b) && has(b.aors, f.aors.front())) known = &b;
+    Participant u;
+    u.aors = f.aors;
+    u.display_name = f.display_name;
+    u.names = f.names;
+    u.send = f.send;
+    if (known != nullptr) {
+      u.id = known->id;
+      for (const auto& s : f.send) changed = changed || !has(known->send, s);
+      changed = changed || (!f.display_name.empty() && f.display_name != known->display_name);
+    } else {
+      u.id = unused_id();
+      u.sessions.push_back(SessionAssociation{session_id, when, std::nullopt});
+      changed = true;
+    }
+    update.participants.push_back(std::move(u));
+  }
+  // Whoever sent a media-index that the headers now give to another URI has left.
+  for (const auto& b : base->participants) {
+    if (!present(b)) continue;
+    bool listed = false;
+    bool replaced = false;
+    for (const auto& f : fresh.participants) {
+      listed = listed || has(b.aors, f.aors.front());
+      for (const auto& s : f.send) replaced = replaced || has(b.send, s);
+    }
+    if (listed || !replaced) continue;
+    Participant gone;
+    gone.id = b.id;
+    gone.sessions.push_back(SessionAssociation{session_id, std::nullopt, when});
+    update.participants.push_back(std::move(gone));
+    changed = true;
+  }
+  if (!changed) return std::nullopt;
+  // Streams first seen here; everyone present hears what the others send.
+  for (auto s : fresh.streams) {
+    s.session_id = session_id;
+    update.streams.push_back(std::move(s));
+  }
+  RecordingMetadata merged = merge(*base, update);
+  for (auto& p : merged.participants) {
+    if (!present(p)) continue;
+    for (const auto& other : merged.participants) {
+      if (&other == &p || !present(other)) continue;
+      for (const auto& s : other.send)
+        if (!has(p.recv, s) && !has(p.send, s)) p.recv.push_back(s);
+    }
+  }
+  return merged;
+}
+
+nlohmann::json encode_cisco_event(const CiscoHeadersEvent& e) {
+  return nlohmann::json{{"event", "metadata updated (" + std::string(kCiscoParticipantHeader) + ", " +
+                                      std::to_string(e.values.size()) + " value(s))"},
+                        {"time", e.time},
+                        {std::string(kCiscoEventKey), e.values}};
+}
+
+std::optional<CiscoHeadersEvent> decode_cisco_event(const nlohmann::json& j) {
+  if (!j.is_object()) return std::nullopt;
+  const auto v = j.find(kCiscoEventKey);
+  const auto t = j.find("time");
+  if (v == j.end() || !v->is_array() || t == j.end() || !t->is_string()) return std::nullopt;
+  CiscoHeadersEvent e;
+  e.time = t->get<std::string>();
+  for (const auto& x : *v) {
+    if (!x.is_string()) return std::nullopt;
+    e.values.push_back(x.get<std::string>());
+  }
+  return e;
 }
 
 }  // namespace sgw::metadata

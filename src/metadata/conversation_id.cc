@@ -38,10 +38,13 @@ std::optional<ExtensionScope> scope_from(std::string_view s) {
   return std::nullopt;
 }
 
-std::optional<std::string> from_extensions(const std::vector<Extension>& exts, const std::string& name) {
+// `folded` is detail::fold_name of the rule's NAME: element and attribute names match on their
+// local name (fields carry no prefix), case-insensitively and ignoring '-' and '_', as every
+// other name in this layer (Genesys writes gc:conversationId, AudioCodes ConversationID).
+std::optional<std::string> from_extensions(const std::vector<Extension>& exts, const std::string& folded) {
   for (const auto& e : exts) {
     for (const auto& f : e.fields) {
-      if (f.name != name) continue;
+      if (detail::fold_name(f.name) != folded) continue;
       if (auto v = sane(f.value)) return v;
     }
   }
@@ -121,6 +124,7 @@ common::Result<std::vector<ConversationIdRule>> parse_rules(const std::vector<st
       if (r.name.empty() || r.name.find(':') != std::string::npos) {
         return rule_error(text, "NAME must be a non-empty local name without prefix");
       }
+      r.name = detail::fold_name(r.name);
     } else if (t.substr(0, 6) == "regex:") {
       const std::string_view rest = t.substr(6);
       std::string_view pattern;

@@ -4,7 +4,9 @@
 // sane value (after trimming: at most 256 bytes, no control characters) wins:
 //   header:NAME                  first non-empty value of SIP header NAME (via HeaderLookup)
 //   extension:SCOPE:NAME         text of an element with local name NAME, or an attribute NAME,
-//                                inside extension data of SCOPE = session|group|participant|any
+//                                inside extension data of SCOPE = session|group|participant|any,
+//                                at any depth, names compared case-insensitively ignoring '-'
+//                                and '_' (any namespace prefix)
 //   regex:call-id:PATTERN        std::regex (ECMAScript) searched in the Call-ID; capture
 //   regex:session-id:PATTERN     group 1 if it matched, else the whole match; session-id is the
 //                                first metadata session's id
@@ -40,7 +42,7 @@ struct ConversationIdRule {
   enum class Kind { kHeader, kExtension, kRegexCallId, kRegexSessionId, kSessionId, kCallId };
   Kind kind = Kind::kCallId;
   std::string text;  // the rule as configured, reported in ConversationIdMatch::rule
-  std::string name;  // header or element/attribute name
+  std::string name;  // header name; for kExtension the folded local name (detail::fold_name)
   ExtensionScope scope = ExtensionScope::kAny;
   std::shared_ptr<const std::regex> regex;  // for the regex kinds
 };

@@ -79,6 +79,18 @@ std::string text_of(pugi::xml_node node) {
   return sanitize_utf8(common::trim(raw));
 }
 
+// A time element's value: its own text, or (some SRCs wrap the value in a child, e.g.
+// <associate-time><time>...</time></associate-time>) the first non-empty text below it.
+std::string time_of(pugi::xml_node node) {
+  std::string v = text_of(node);
+  if (!v.empty()) return v;
+  walk_elements(node, [&](pugi::xml_node el, unsigned) {
+    v = text_of(el);
+    return v.empty();
+  });
+  return v;
+}
+
 std::string without_whitespace(std::string_view s) {
   std::string out;
   for (char c : s) {
@@ -137,6 +149,10 @@ class Builder {
         on_participant_session_assoc(c);
       } else if (kind == "participantstreamassoc") {
         on_participant_stream_assoc(c);
+      } else if (auto parent = attribute_of(c, {"parent"}); kind == "extensiondata" && parent) {
+        // draft-ram-siprec-metadata-format / BroadWorks: <extensiondata parent="ID"> at the
+        // root belongs to the group, session, participant or stream with that id.
+        parented_.emplace_back(std::move(*parent), make_extension(c));
       } else {
         md_.extensions.push_back(make_extension(c));
       }
@@ -177,9 +193,9 @@ class Builder {
       if (c.type() != pugi::node_element) continue;
       const std::string kind = kind_of(c);
       if (kind == "associatetime") {
-        g.associate_time = text_of(c);
+        g.associate_time = time_of(c);
       } else if (kind == "disassociatetime") {
-        g.disassociate_time = text_of(c);
+        g.disassociate_time = time_of(c);
       } else if (kind == "session") {
         on_session(c, id);
       } else {
@@ -208,13 +224,13 @@ class Builder {
       } else if (kind == "groupref") {
         md_.sessions[idx].group_id = text_of(c);
       } else if (kind == "starttime") {
-        md_.sessions[idx].start_time = text_of(c);
+        md_.sessions[idx].start_time = time_of(c);
       } else if (kind == "stoptime") {
-        md_.sessions[idx].stop_time = text_of(c);
+        md_.sessions[idx].stop_time = time_of(c);
       } else if (kind == "associatetime") {
-        md_.sessions[idx].associate_time = text_of(c);
+        md_.sessions[idx].associate_time = time_of(c);
       } else if (kind == "disassociatetime") {
-        md_.sessions[idx].disassociate_time = text_of(c);
+        md_.sessions[idx].disassociate_time = time_of(c);
       } else if (kind == "participant") {
         on_participant(c, id);
       } else if (kind == "stream") {
@@ -258,13 +274,14 @@ class Builder {
       } else if (kind == "name") {
         add_name(p, c);
       } else if (kind == "send") {
-        add_stream_refs(p.send, text_of(c));
+        add_stream_refs(p.send, c);
       } else if (kind == "recv") {
-        add_stream_refs(p.recv, text_of(c));
-      } else if (kind == "associatetime") {
-        assoc_time = text_of(c);
-      } else if (kind == "disassociatetime") {
-        disassoc_time = text_of(c);
+        add_stream_refs(p.recv, c);
+      } else if (kind == "associatetime" || kind == "starttime") {
+        // draft-ram-siprec-metadata-format and early Acme Packet releases: <start-time>.
+        assoc_time = time_of(c);
+      } else if (kind == "disassociatetime" || kind == "endtime" || kind == "stoptime") {
+        disassoc_time = time_of(c);
       } else {
         p.extensions.push_back(make_extension(c));
       }
@@ -325,9 +342,9 @@ class Builder {
       if (c.type() != pugi::node_element) continue;
       const std::string kind = kind_of(c);
       if (kind == "associatetime") {
-        s.associate_time = text_of(c);
+        s.associate_time = time_of(c);
       } else if (kind == "disassociatetime") {
-        s.disassociate_time = text_of(c);
+        s.disassociate_time = time_of(c);
       } else {
         s.extensions.push_back(make_extension(c));
       }
@@ -349,9 +366,9 @@ class Builder {
       if (c.type() != pugi::node_element) continue;
       const std::string kind = kind_of(c);
       if (kind == "associatetime") {
-        a.associate_time = text_of(c);
+        a.associate_time = time_of(c);
       } else if (kind == "disassociatetime") {
-        a.disassociate_time = text_of(c);
+        a.disassociate_time = time_of(c);
       } else {
         p.extensions.push_back(make_extension(c));
       }
@@ -370,9 +387,9 @@ class Builder {
       if (c.type() != pugi::node_element) continue;
       const std::string kind = kind_of(c);
       if (kind == "send") {
-        add_stream_refs(p.send, text_of(c));
+        add_stream_refs(p.send, c);
       } else if (kind == "recv") {
-        add_stream_refs(p.recv, text_of(c));
+        add_stream_refs(p.recv, c);
       } else {
         p.extensions.push_back(make_extension(c));
       }
@@ -389,8 +406,23 @@ class Builder {
     p.names.push_back(LocalizedName{attribute_of(n, {"lang"}).value_or(""), std::move(name)});
   }
 
-  // <send>/<recv> hold one stream id; tolerate several separated by whitespace.
-  static void add_stream_refs(std::vector<std::string>& v, const std::string& text) {
+  // <send>/<recv> name the stream ids a participant sends / receives, in any of the forms SRCs
+  // use: the id as text (RFC 7865 §6.7, the drafts, Acme Packet), one or more <id> children
+  // (BroadWorks and Webex: <send><id>urn:uuid:...</id></send>, draft-ram-siprec-metadata-format),
+  // or an id / stream_id / streamref attribute. Children are matched on their local name in any
+  // namespace; anything else inside is ignored.
+  static void add_stream_refs(std::vector<std::string>& v, pugi::xml_node n) {
+    split_stream_refs(v, text_of(n));
+    if (auto a = attribute_of(n, {"id", "streamid", "streamref"})) split_stream_refs(v, *a);
+    for (pugi::xml_node c = n.first_child(); c; c = c.next_sibling()) {
+      if (c.type() != pugi::node_element) continue;
+      const std::string kind = fold_name(local_name(c.name()));
+      if (kind == "id" || kind == "streamid" || kind == "streamref") split_stream_refs(v, text_of(c));
+    }
+  }
+
+  // One stream id per token; tolerate several separated by whitespace.
+  static void split_stream_refs(std::vector<std::string>& v, const std::string& text) {
     std::size_t i = 0;
     while (i < text.size()) {
       while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) ++i;
@@ -518,6 +550,7 @@ class Builder {
   }
 
   void finish() {
+    for (auto& [parent, ext] : parented_) attach_to_parent(parent, std::move(ext));
     // Draft participants name their session by attribute; when they do not and the document
     // has exactly one session, that is the one.
     if (md_.sessions.size() == 1) {
@@ -542,8 +575,26 @@ class Builder {
     }
   }
 
+  // Extension data declared at the root with parent="ID": on the entity with that id when the
+  // document declares one (ids are unique across entity kinds in practice; sessions are tried
+  // first), else kept at the root.
+  void attach_to_parent(const std::string& parent, Extension ext) {
+    if (auto it = session_index_.find(parent); it != session_index_.end()) {
+      md_.sessions[it->second].extensions.push_back(std::move(ext));
+    } else if (auto g = group_index_.find(parent); g != group_index_.end()) {
+      md_.groups[g->second].extensions.push_back(std::move(ext));
+    } else if (auto p = participant_index_.find(parent); p != participant_index_.end()) {
+      md_.participants[p->second].extensions.push_back(std::move(ext));
+    } else if (auto st = stream_index_.find(parent); st != stream_index_.end()) {
+      md_.streams[st->second].extensions.push_back(std::move(ext));
+    } else {
+      md_.extensions.push_back(std::move(ext));
+    }
+  }
+
   std::string root_ns_;
   RecordingMetadata md_;
+  std::vector<std::pair<std::string, Extension>> parented_;
   std::unordered_map<std::string, std::size_t> group_index_;
   std::unordered_map<std::string, std::size_t> session_index_;
   std::unordered_map<std::string, std::size_t> participant_index_;

@@ -87,6 +87,7 @@ struct Collected {
   StreamCounters counters;           // merged stream_counters records
   std::uint64_t finalize_failures = 0;
   std::string last_finalize_error;
+  std::vector<metadata::CiscoHeadersEvent> cisco_updates;      // re-INVITE headers, in order
 };
 
 void apply_streams_event(Collected& c, std::int64_t at_us, const nlohmann::json& e) {
@@ -454,6 +455,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
           apply_streams_event(c, r.time_us, j);
           what += ": " + get_or<std::string>(j, "why", "");
         }
+        if (auto u = metadata::decode_cisco_event(j)) c.cisco_updates.push_back(std::move(*u));
         c.events.emplace_back(r.time_us, what);
       }
     }
@@ -579,6 +581,11 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
             if (v.is_string()) cisco.push_back(v.get<std::string>());
     if (!cisco.empty()) md = metadata::from_cisco_headers(cisco, get_or<std::string>(c.start, "call_id", ""));
   }
+  // Cisco headers of re-INVITEs (a transfer): the same updates the session manager applied.
+  for (const auto& u : c.cisco_updates)
+    if (auto next = metadata::merge_cisco_headers(md ? &*md : nullptr, u.values,
+                                                  get_or<std::string>(c.start, "call_id", ""), u.time))
+      md = std::move(next);
 
   std::vector<RecordedStream> recorded;
   for (const auto& [index, t] : tracks) recorded.push_back({index, c.streams[index].label});

@@ -784,6 +784,17 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
     apply_metadata(s, body->metadata_docs);
     log_event(s, "metadata updated (" + std::to_string(body->metadata_docs.size()) + " document(s))");
   }
+  // Cisco CUBE names the parties in headers, also on the re-INVITE after a transfer: a metadata
+  // update like an XML partial one (docs/metadata.md), replayed by the finaliser from the spool.
+  if (auto cisco = req.header_values(metadata::kCiscoParticipantHeader); !cisco.empty()) {
+    metadata::CiscoHeadersEvent e{common::utc_now_iso8601(), std::move(cisco)};
+    if (auto md = metadata::merge_cisco_headers(s.metadata ? &*s.metadata : nullptr, e.values, s.call_id, e.time)) {
+      s.metadata = std::move(md);
+      const nlohmann::json j = metadata::encode_cisco_event(e);
+      log_->info("{} [{}]: {}", s.recording_id, s.call_id, j["event"].get<std::string>());
+      if (s.media) media_->post_event(s.media, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+  }
   endpoint_->reply(tx, resp);
   // RFC 4028 §10: a re-INVITE or UPDATE answered 2xx refreshes (renegotiates) the session timer.
   s.timer = timer;

@@ -106,6 +106,7 @@ struct CallEngine::Call {
   struct Signal {
     std::string metadata;
     bool update = false;
+    sip::HeaderList headers;
   };
   std::vector<Signal> signals;  // waiting for the re-INVITE in progress
   bool ka_outstanding = false;
@@ -581,7 +582,9 @@ void CallEngine::run_action(Call& c, std::size_t i) {
       break;
     case ActionKind::kTransfer:
       c.pstate.transferred = common::utc_now_iso8601();
-      if (active) send_reinvite(c, render_transfer(opt_.dialect, rec.id, *c.pstate.transferred), false);
+      if (active)
+        send_reinvite(c, render_transfer(opt_.dialect, rec.id, *c.pstate.transferred), false,
+                      transfer_headers(opt_.dialect, rec.id));
       break;
     case ActionKind::kSsrcChange:
       if (c.streams)
@@ -607,18 +610,18 @@ void CallEngine::run_action(Call& c, std::size_t i) {
   }
 }
 
-void CallEngine::send_reinvite(Call& c, const std::string& md, bool use_update) {
+void CallEngine::send_reinvite(Call& c, const std::string& md, bool use_update, sip::HeaderList headers) {
   if (c.reinvite_pending) {
-    if (c.signals.size() < 64) c.signals.push_back({md, use_update});
+    if (c.signals.size() < 64) c.signals.push_back({md, use_update, std::move(headers)});
     return;
   }
   bool ok = false;
   if (use_update) {
-    ok = ep_->update(c.handle, {}, "application/rs-metadata+xml", md);
+    ok = ep_->update(c.handle, headers, "application/rs-metadata+xml", md);
   } else {
     ++c.sdp_version;
     auto [ct, b] = body(c, c.paused, md);
-    ok = ep_->reinvite(c.handle, {}, ct, b);
+    ok = ep_->reinvite(c.handle, headers, ct, b);
   }
   if (!ok) {
     gateway_lost(c, "no dialog for re-INVITE");
@@ -670,7 +673,7 @@ void CallEngine::on_reinvite_response(Call& c, const sip::ClientResponse& r) {
   if (!c.signals.empty() && c.state == Call::State::kActive) {
     auto s = c.signals.front();
     c.signals.erase(c.signals.begin());
-    send_reinvite(c, s.metadata, s.update);
+    send_reinvite(c, s.metadata, s.update, s.headers);
   }
 }
 

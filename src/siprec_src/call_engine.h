@@ -86,7 +86,7 @@ class CallEngine : public sip::ClientListener {
   void on_invite_failed(Call& c, const sip::ClientResponse& r);
   void try_next_target(Call& c, int code, const std::string& why, std::uint32_t retry_after_s);
   void run_action(Call& c, std::size_t action);
-  void send_reinvite(Call& c, const std::string& metadata, bool use_update);
+  void send_reinvite(Call& c, const std::string& metadata, bool use_update, sip::HeaderList headers = {});
   void on_reinvite_response(Call& c, const sip::ClientResponse& r);
   void keepalive(Call& c, std::uint32_t gen);
   void gateway_lost(Call& c, const std::string& why);

@@ -9,7 +9,7 @@
 namespace sgw::siprec_src {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, Dialect>, 12> kNames = {{
+constexpr std::array<std::pair<std::string_view, Dialect>, 13> kNames = {{
     {"rfc7865", Dialect::kRfc7865},
     {"acme", Dialect::kAcme},
     {"audiocodes", Dialect::kAudioCodes},
@@ -20,7 +20,8 @@ constexpr std::array<std::pair<std::string_view, Dialect>, 12> kNames = {{
     {"genesys", Dialect::kRfc7865},
     {"draft", Dialect::kAcme},
     {"oracle", Dialect::kAcme},
-    {"legacy", Dialect::kBroadWorks},
+    {"legacy", Dialect::kLegacy},
+    {"webex", Dialect::kBroadWorks},
     {"sonus", Dialect::kRibbon},
 }};
 
@@ -311,9 +312,9 @@ std::string draft_transfer(Dialect dl, const CallIdentity& id, std::string_view 
   return d.s;
 }
 
-// ---- BroadWorks legacy <recording_metadata> ----------------------------------------------------
+// ---- legacy <recording_metadata> with participants and streams nested in the session -----------
 
-void bw_participant(Doc& d, const CallIdentity& id, const Party& p, std::vector<int> send,
+void legacy_participant(Doc& d, const CallIdentity& id, const Party& p, std::vector<int> send,
                     std::vector<int> recv, const std::string* assoc, const std::string* disassoc) {
   d.l("    <participant id=\"" + q(p.id) + "\">");
   if (!p.aor.empty()) {
@@ -327,15 +328,15 @@ void bw_participant(Doc& d, const CallIdentity& id, const Party& p, std::vector<
   d.l("    </participant>");
 }
 
-std::string bw_open(bool partial) {
+std::string legacy_open(bool partial) {
   return std::string("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                      "<recording_metadata xmlns=\"urn:ietf:params:xml:ns:siprec\">\n  <dataMode>") +
          (partial ? "partial" : "complete") + "</dataMode>\n";
 }
 
-std::string bw_complete(const CallIdentity& id, const ParticipantState& ps) {
+std::string legacy_complete(const CallIdentity& id, const ParticipantState& ps) {
   Doc d;
-  d.s = bw_open(false);
+  d.s = legacy_open(false);
   d.l("  <group id=\"" + q(id.group_id) + "\">");
   d.l("    <associate-time>" + q(id.start_time) + "</associate-time>");
   d.l("  </group>");
@@ -352,11 +353,11 @@ std::string bw_complete(const CallIdentity& id, const ParticipantState& ps) {
   d.l("      </bw:broadWorksRecordingMetadata>");
   d.l("    </ExtensionData>");
   const std::string* tr = ps.transferred ? &*ps.transferred : nullptr;
-  bw_participant(d, id, id.caller, {0}, {1}, &id.start_time, nullptr);
-  bw_participant(d, id, id.agent, {1}, {0}, &id.start_time, tr);
-  if (tr) bw_participant(d, id, id.agent2, {1}, {0}, tr, nullptr);
+  legacy_participant(d, id, id.caller, {0}, {1}, &id.start_time, nullptr);
+  legacy_participant(d, id, id.agent, {1}, {0}, &id.start_time, tr);
+  if (tr) legacy_participant(d, id, id.agent2, {1}, {0}, tr, nullptr);
   if (ps.supervisor_joined)
-    bw_participant(d, id, id.supervisor, {}, {0, 1}, &*ps.supervisor_joined, nullptr);
+    legacy_participant(d, id, id.supervisor, {}, {0, 1}, &*ps.supervisor_joined, nullptr);
   for (int i = 0; i < 2; ++i) {
     d.l("    <stream id=\"" + q(id.stream_ids[i]) + "\">");
     d.l("      <label>" + std::to_string(i + 1) + "</label>");
@@ -367,18 +368,89 @@ std::string bw_complete(const CallIdentity& id, const ParticipantState& ps) {
   return d.s;
 }
 
-std::string bw_partial(const CallIdentity& id, std::string_view time, bool transfer) {
+std::string legacy_partial(const CallIdentity& id, std::string_view time, bool transfer) {
   Doc d;
-  d.s = bw_open(true);
+  d.s = legacy_open(true);
   std::string t(time);
   d.l("  <session id=\"" + q(id.session_id) + "\">");
   if (transfer) {
+    legacy_participant(d, id, Party{id.agent.id, "", ""}, {}, {}, nullptr, &t);
+    legacy_participant(d, id, id.agent2, {1}, {0}, &t, nullptr);
+  } else {
+    legacy_participant(d, id, id.supervisor, {}, {0, 1}, &t, nullptr);
+  }
+  d.l("  </session>");
+  d.l("</recording_metadata>");
+  return d.s;
+}
+
+// ---- BroadWorks / Webex Calling <recording_metadata> -------------------------------------------
+// As a BroadWorks AS sends it: flat elements linked by id/session=/group= attributes,
+// urn:uuid ids, each participant's stream as <send><id>...</id></send> (no <recv>), and the
+// BroadWorks block as a root <extensiondata parent="SESSION-ID">.
+
+// `recv` is written only for a listener that sends nothing (a supervisor): BroadWorks leaves
+// out <recv> for the parties of the call.
+void bw_participant(Doc& d, const CallIdentity& id, const Party& p, std::vector<int> send, std::vector<int> recv,
+                    const std::string* assoc, const std::string* disassoc) {
+  d.l("  <participant id=\"" + q(p.id) + "\" session=\"" + q(id.session_id) + "\">");
+  if (!p.aor.empty()) d.l("    <aor>" + q(p.aor) + "</aor>");
+  for (const auto& [el, ids] : {std::pair{"send", send}, std::pair{"recv", recv}}) {
+    if (ids.empty()) continue;
+    d.l(std::string("    <") + el + ">");
+    for (int i : ids) d.l("      <id>" + q(id.stream_ids[i]) + "</id>");
+    d.l(std::string("    </") + el + ">");
+  }
+  if (assoc) d.l("    <associate-time>" + q(*assoc) + "</associate-time>");
+  if (disassoc) d.l("    <disassociate-time>" + q(*disassoc) + "</disassociate-time>");
+  d.l("  </participant>");
+}
+
+std::string bw_complete(const CallIdentity& id, const ParticipantState& ps) {
+  Doc d;
+  d.s = legacy_open(false);
+  d.l("  <recording id=\"" + q(id.group_id) + "-rec\"><requestor>SRC</requestor><type>selective</type></recording>");
+  d.l("  <group id=\"" + q(id.group_id) + "\" recording=\"" + q(id.group_id) + "-rec\">");
+  d.l("    <initiator>" + q(id.caller.aor) + "</initiator>");
+  d.l("  </group>");
+  d.l("  <session id=\"" + q(id.session_id) + "\" group=\"" + q(id.group_id) + "\">");
+  d.l("    <start-time>" + q(id.start_time) + "</start-time>");
+  d.l("  </session>");
+  const std::string* tr = ps.transferred ? &*ps.transferred : nullptr;
+  bw_participant(d, id, id.caller, {0}, {}, &id.start_time, nullptr);
+  bw_participant(d, id, id.agent, {1}, {}, &id.start_time, tr);
+  if (tr) bw_participant(d, id, id.agent2, {1}, {}, tr, nullptr);
+  if (ps.supervisor_joined) bw_participant(d, id, id.supervisor, {}, {0, 1}, &*ps.supervisor_joined, nullptr);
+  for (int i = 0; i < 2; ++i) {
+    d.l("  <stream id=\"" + q(id.stream_ids[i]) + "\" session=\"" + q(id.session_id) + "\">");
+    d.l("    <label>" + std::to_string(i + 1) + "</label>");
+    d.l("    <mode>separate</mode>");
+    d.l("  </stream>");
+  }
+  d.l("  <extensiondata id=\"" + q(id.session_id) + "-ext\" parent=\"" + q(id.session_id) + "\">");
+  d.l("    <broadWorksRecordingMetadata xmlns=\"http://schema.broadsoft.com/broadworksCallRecording\" version=\"3.0\">");
+  d.l("      <serviceProviderID>siprec-src</serviceProviderID>");
+  d.l("      <userID>" + q(id.agent.aor.substr(4)) + "</userID>");
+  d.l("      <callID>" + q(id.recorded_call_id) + "</callID>");
+  d.l("      <ConversationID>" + q(id.conversation_id) + "</ConversationID>");
+  d.l("      <callType><termCall><callingPartyNumber>" + q(id.caller.aor) +
+      "</callingPartyNumber></termCall></callType>");
+  d.l("    </broadWorksRecordingMetadata>");
+  d.l("  </extensiondata>");
+  d.l("</recording_metadata>");
+  return d.s;
+}
+
+std::string bw_partial(const CallIdentity& id, std::string_view time, bool transfer) {
+  Doc d;
+  d.s = legacy_open(true);
+  std::string t(time);
+  if (transfer) {
     bw_participant(d, id, Party{id.agent.id, "", ""}, {}, {}, nullptr, &t);
-    bw_participant(d, id, id.agent2, {1}, {0}, &t, nullptr);
+    bw_participant(d, id, id.agent2, {1}, {}, &t, nullptr);
   } else {
     bw_participant(d, id, id.supervisor, {}, {0, 1}, &t, nullptr);
   }
-  d.l("  </session>");
   d.l("</recording_metadata>");
   return d.s;
 }
@@ -390,7 +462,7 @@ common::Result<Dialect> parse_dialect(std::string_view name) {
     if (n == name) return d;
   return common::make_error("dialect.unknown",
                             "unknown dialect '" + std::string(name) +
-                                "' (rfc7865, acme, audiocodes, broadworks, ribbon, avaya, cisco)");
+                                "' (rfc7865, acme, audiocodes, broadworks, legacy, ribbon, avaya, cisco)");
 }
 
 std::string_view dialect_name(Dialect d) {
@@ -401,7 +473,7 @@ std::string_view dialect_name(Dialect d) {
 
 std::vector<Dialect> all_dialects() {
   return {Dialect::kRfc7865, Dialect::kAcme,  Dialect::kAudioCodes, Dialect::kBroadWorks,
-          Dialect::kRibbon,  Dialect::kAvaya, Dialect::kCisco};
+          Dialect::kLegacy,  Dialect::kRibbon, Dialect::kAvaya,     Dialect::kCisco};
 }
 
 CallIdentity make_identity(Dialect d, std::uint64_t index, std::string_view start_time) {
@@ -423,6 +495,12 @@ CallIdentity make_identity(Dialect d, std::uint64_t index, std::string_view star
   id.agent = {opaque_id(), sip + "agent-" + n + "@cc.example.com", "Agent " + n};
   id.agent2 = {opaque_id(), sip + "agent-" + n + "-b@cc.example.com", "Agent " + n + " B"};
   id.supervisor = {opaque_id(), sip + "supervisor-" + n + "@cc.example.com", "Supervisor " + n};
+  if (d == Dialect::kBroadWorks) {
+    // BroadWorks ids are URN UUIDs.
+    for (std::string* s : {&id.group_id, &id.session_id, &id.stream_ids[0], &id.stream_ids[1], &id.caller.id,
+                           &id.agent.id, &id.agent2.id, &id.supervisor.id})
+      *s = "urn:uuid:" + common::uuid_v4();
+  }
   if (d == Dialect::kAudioCodes) {
     // AudioCodes uses the user part as the participant id.
     id.caller.id = num;
@@ -441,6 +519,7 @@ std::string render_complete(Dialect d, const CallIdentity& id, const Participant
     case Dialect::kAcme:
     case Dialect::kAudioCodes: return draft_complete(d, id, st);
     case Dialect::kBroadWorks: return bw_complete(id, st);
+    case Dialect::kLegacy: return legacy_complete(id, st);
     case Dialect::kCisco: return {};
   }
   return {};
@@ -454,6 +533,7 @@ std::string render_join(Dialect d, const CallIdentity& id, std::string_view time
     case Dialect::kAcme:
     case Dialect::kAudioCodes: return draft_join(d, id, time);
     case Dialect::kBroadWorks: return bw_partial(id, time, false);
+    case Dialect::kLegacy: return legacy_partial(id, time, false);
     case Dialect::kCisco: return {};
   }
   return {};
@@ -467,6 +547,7 @@ std::string render_transfer(Dialect d, const CallIdentity& id, std::string_view 
     case Dialect::kAcme:
     case Dialect::kAudioCodes: return draft_transfer(d, id, time);
     case Dialect::kBroadWorks: return bw_partial(id, time, true);
+    case Dialect::kLegacy: return legacy_partial(id, time, true);
     case Dialect::kCisco: return {};
   }
   return {};
@@ -480,6 +561,17 @@ sip::HeaderList dialect_headers(Dialect d, const CallIdentity& id) {
                    "\"" + id.caller.name + "\" <" + id.caller.aor + ">;media-index=\"1\"");
     h.emplace_back("X-Cisco-Recording-Participant",
                    "\"" + id.agent.name + "\" <" + id.agent.aor + ">;media-index=\"2\"");
+  }
+  return h;
+}
+
+sip::HeaderList transfer_headers(Dialect d, const CallIdentity& id) {
+  sip::HeaderList h;
+  if (d == Dialect::kCisco) {
+    h.emplace_back("X-Cisco-Recording-Participant",
+                   "\"" + id.caller.name + "\" <" + id.caller.aor + ">;media-index=\"1\"");
+    h.emplace_back("X-Cisco-Recording-Participant",
+                   "\"" + id.agent2.name + "\" <" + id.agent2.aor + ">;media-index=\"2\"");
   }
   return h;
 }

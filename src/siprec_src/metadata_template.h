@@ -21,14 +21,15 @@ enum class Dialect {
   kRfc7865,     // Genesys Cloud Edge: RFC 7865 + GenesysConversationID/GenesysParticipant purpose
   kAcme,        // Oracle/Acme Packet SBC: pre-RFC draft namespace, apkt:callingParty
   kAudioCodes,  // AudioCodes SBC: draft namespace, group + sipSessionID, From then To participant
-  kBroadWorks,  // BroadWorks: legacy <recording_metadata>, nested participants/streams
+  kBroadWorks,  // BroadWorks / Webex Calling: flat <recording_metadata>, <send><id>...</id></send>
+  kLegacy,      // early <recording_metadata>: participants/streams nested in <session>, <send>ID</send>
   kRibbon,      // Ribbon/Sonus SBC: RFC 7865 (prefixed) + callData from/to in the group
   kAvaya,       // Avaya: RFC 7865 in camelCase, stream_id="" (streams identified by label)
   kCisco,       // Cisco CUBE/CUCM: no metadata body, X-Cisco-Recording-Participant headers
 };
 
 // "rfc7865" (also "genesys"), "acme" (also "draft", "oracle"), "audiocodes", "broadworks"
-// (also "legacy"), "ribbon" (also "sonus"), "avaya", "cisco".
+// (also "webex"), "legacy", "ribbon" (also "sonus"), "avaya", "cisco".
 common::Result<Dialect> parse_dialect(std::string_view name);
 std::string_view dialect_name(Dialect d);
 std::vector<Dialect> all_dialects();
@@ -77,6 +78,11 @@ std::string render_transfer(Dialect d, const CallIdentity& id, std::string_view 
 // Headers of the initial INVITE besides Require/Supported: X-GenesysConversationID for every
 // dialect (the gateway's first conversation-id rule), and the Cisco participant headers.
 sip::HeaderList dialect_headers(Dialect d, const CallIdentity& id);
+
+// Headers of the transfer re-INVITE: for Cisco, X-Cisco-Recording-Participant naming the
+// caller (media-index 1) and agent2 (media-index 2), as CUBE sends after a transfer; none for
+// the XML dialects (their transfer is in the body).
+sip::HeaderList transfer_headers(Dialect d, const CallIdentity& id);
 
 using common::xml_escape;  // the templates escape every value they insert
 

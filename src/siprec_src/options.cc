@@ -30,7 +30,7 @@ common::Result<Options> parse_options(int argc, char** argv) {
                  "send RTP for MS ms after the 200 OK before the ACK")
       ->check(CLI::Range(0, 60000));
   app.add_option("--dialect", o.dialect_name,
-                 "metadata dialect: rfc7865 (Genesys), acme, audiocodes, broadworks, ribbon, avaya, cisco");
+                 "metadata dialect: rfc7865 (Genesys), acme, audiocodes, broadworks (webex), legacy, ribbon, avaya, cisco");
   app.add_flag("--no-require", o.no_require, "do not send Require: siprec (Supported only)");
   app.add_option("--tone-caller", o.tone_caller, "caller leg tone, Hz")->check(CLI::Range(50.0, 7000.0));
   app.add_option("--tone-agent", o.tone_agent, "agent leg tone, Hz")->check(CLI::Range(50.0, 7000.0));

@@ -238,6 +238,7 @@ DIALECTS = {
     "acme": ("draft", "extension:callingParty="),
     "audiocodes": ("draft", "metadata-order"),
     "broadworks": ("siprec-legacy", "metadata-order"),
+    "legacy": ("siprec-legacy", "metadata-order"),
     "ribbon": ("rfc7865", "calldata-from"),
     "avaya": ("rfc7865", "metadata-order"),
     "cisco": ("cisco-headers", "metadata-order"),

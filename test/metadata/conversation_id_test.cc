@@ -123,6 +123,105 @@ TEST(ConversationId, ExtensionScopeIsRespected) {
   EXPECT_FALSE(find_conversation_id(rules({"extension:any:GenesysConversationID"}), nullptr, headers({}), kCallId));
 }
 
+// The gateway's default rules (src/app/config.h, docs/configuration.md), without any header.
+const std::vector<std::string> kDefaultRules = {
+    "header:X-GenesysConversationID",        "header:X-Genesys-Conversation-ID",
+    "header:X-Conversation-ID",              "extension:session:GenesysConversationID",
+    "extension:group:GenesysConversationID", "extension:any:ConversationID",
+    "metadata:session_id"};
+
+RecordingMetadata parse_ok(const std::string& xml) {
+  auto r = parse(xml);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  return r.ok() ? std::move(r).value() : RecordingMetadata{};
+}
+
+// An RFC 7865 document whose session carries `ext` as its extension data.
+std::string with_session_extension(const std::string& ext) {
+  return R"(<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+  <datamode>complete</datamode>
+  <session session_id="c2Vzc2lvbi0x">)" +
+         ext + R"(</session>
+  <participant participant_id="cA=="><nameID aor="sip:a@example.com"/></participant>
+</recording>)";
+}
+
+TEST(ConversationId, DefaultRulesFindGenesysGcConversationIdNestedInExtensionData) {
+  // Genesys Cloud: <gc:conversationId> two levels below <extensiondata>, no header.
+  const RecordingMetadata md = parse_ok(read_sample("genesys_gc_conversation.xml"));
+  const auto m = find_conversation_id(rules(kDefaultRules), &md, headers({}), kCallId);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->value, "2f6c9b1e-8a4d-4c3f-b7e2-91d05a6c3e84");
+  EXPECT_EQ(m->rule, "extension:any:ConversationID");
+  // A header still wins: it comes first in the default order.
+  const auto h = find_conversation_id(rules(kDefaultRules), &md,
+                                      headers({{"X-GenesysConversationID", "from-header"}}), kCallId);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->value, "from-header");
+  EXPECT_EQ(h->rule, "header:X-GenesysConversationID");
+}
+
+TEST(ConversationId, ExtensionNamesMatchCaseInsensitivelyWithAnyPrefixAtAnyDepth) {
+  struct Variant {
+    const char* what;
+    std::string ext;
+  };
+  const std::vector<Variant> variants = {
+      {"gc: prefix, camel case, directly in extensiondata",
+       R"(<extensiondata><gc:conversationId xmlns:gc="urn:genesys:x">conv-1</gc:conversationId></extensiondata>)"},
+      {"no prefix, upper-case ID",
+       R"(<extensiondata><ConversationID xmlns="urn:vendor:x">conv-1</ConversationID></extensiondata>)"},
+      {"all lower case",
+       R"(<extensiondata><x:conversationid xmlns:x="urn:vendor:x">conv-1</x:conversationid></extensiondata>)"},
+      {"hyphenated",
+       R"(<extensiondata><x:conversation-id xmlns:x="urn:vendor:x">conv-1</x:conversation-id></extensiondata>)"},
+      {"three levels deep",
+       R"(<extensiondata><a:one xmlns:a="urn:a"><a:two><a:three><a:CONVERSATIONID>conv-1</a:CONVERSATIONID>)"
+       R"(</a:three></a:two></a:one></extensiondata>)"},
+      {"as an attribute",
+       R"(<extensiondata><a:call xmlns:a="urn:a" a:conversationId="conv-1"/></extensiondata>)"},
+  };
+  for (const auto& v : variants) {
+    const RecordingMetadata md = parse_ok(with_session_extension(v.ext));
+    const auto m = find_conversation_id(rules(kDefaultRules), &md, headers({}), kCallId);
+    ASSERT_TRUE(m.has_value()) << v.what;
+    EXPECT_EQ(m->value, "conv-1") << v.what;
+    EXPECT_EQ(m->rule, "extension:any:ConversationID") << v.what;
+  }
+  // A rule's own spelling does not matter either.
+  const RecordingMetadata md = parse_ok(with_session_extension(variants[0].ext));
+  const auto m = find_conversation_id(rules({"extension:session:CONVERSATION_ID"}), &md, headers({}), kCallId);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->value, "conv-1");
+  // A different name does not match: without it, the default rules fall back to the session id.
+  const RecordingMetadata other = parse_ok(with_session_extension(
+      R"(<extensiondata><gc:conversationIdx xmlns:gc="urn:g">conv-1</gc:conversationIdx></extensiondata>)"));
+  const auto fb = find_conversation_id(rules(kDefaultRules), &other, headers({}), kCallId);
+  ASSERT_TRUE(fb.has_value());
+  EXPECT_EQ(fb->rule, "metadata:session_id");
+  EXPECT_EQ(fb->value, "c2Vzc2lvbi0x");
+}
+
+TEST(ConversationId, SessionScopeComesBeforeParticipantScopeInTheAnyRule) {
+  // A participant's extension names another conversation (e.g. a consult); the session's wins
+  // although the participant comes first in the document.
+  const std::string xml = R"(<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+  <datamode>complete</datamode>
+  <participant participant_id="cA=="><nameID aor="sip:a@example.com"/>
+    <extensiondata><gc:conversationId xmlns:gc="urn:g">consult-conv</gc:conversationId></extensiondata>
+  </participant>
+  <session session_id="c2Vzc2lvbi0x">
+    <extensiondata><gc:conversationId xmlns:gc="urn:g">main-conv</gc:conversationId></extensiondata>
+  </session>
+</recording>)";
+  const RecordingMetadata md = parse_ok(xml);
+  const auto m = find_conversation_id(rules(kDefaultRules), &md, headers({}), kCallId);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->value, "main-conv");
+}
+
 TEST(ConversationId, RegexOnCallIdUsesGroupOneOrWholeMatch) {
   const auto grp = rules({"regex:call-id:^([0-9a-f]+)@"});
   auto m = find_conversation_id(grp, nullptr, headers({}), kCallId);

@@ -237,6 +237,144 @@ TEST(MetadataParser, LegacyRecordingMetadataWithBroadWorksExtension) {
   EXPECT_EQ(md.streams[1].label, "2");
 }
 
+// BroadWorks (as captured from a BroadWorks AS): flat <recording_metadata>, participants name
+// their stream as <send><id>...</id></send>, no <recv>, and the BroadWorks block is a root
+// <extensiondata parent="SESSION-ID">.
+TEST(MetadataParser, BroadWorksSendIdChildElements) {
+  const RecordingMetadata md = parse_sample("broadworks_send_id.xml");
+  EXPECT_EQ(md.dialect, Dialect::kLegacySiprec);
+  EXPECT_TRUE(md.warnings.empty()) << md.warnings[0];
+  ASSERT_EQ(md.sessions.size(), 1u);
+  const std::string sid = "urn:uuid:e4a0c7b2-61d9-4f3a-b8e5-07c2d9f1a634";
+  EXPECT_EQ(md.sessions[0].id, sid);
+  EXPECT_EQ(md.sessions[0].group_id, "urn:uuid:9b7d2e41-0c6a-4f38-8e15-2d4a6b8c0f73");
+  EXPECT_EQ(md.sessions[0].start_time, "2023-05-17T09:41:26-04:00");
+  ASSERT_EQ(md.participants.size(), 2u);
+  const Participant& caller = md.participants[0];
+  const Participant& agent = md.participants[1];
+  EXPECT_EQ(caller.aors, std::vector<std::string>{"sip:+13015550188@as.voip.example.net;user=phone"});
+  EXPECT_EQ(caller.send, std::vector<std::string>{"urn:uuid:a61e3d9f-7b20-4c85-9e4a-1f0d6c2b8a57"});
+  EXPECT_TRUE(caller.recv.empty());
+  ASSERT_EQ(caller.sessions.size(), 1u);
+  EXPECT_EQ(caller.sessions[0].session_id, sid);
+  EXPECT_EQ(agent.aors, std::vector<std::string>{"sip:agent-2201@as.voip.example.net"});
+  EXPECT_EQ(agent.send, std::vector<std::string>{"urn:uuid:5d92b0e8-4a1c-4e67-8f3b-c7e1a0d9b246"});
+  // <id> is a stream reference, not participant extension data.
+  EXPECT_TRUE(caller.extensions.empty());
+  EXPECT_TRUE(agent.extensions.empty());
+  ASSERT_EQ(md.streams.size(), 2u);
+  EXPECT_EQ(md.streams[0].id, caller.send[0]);
+  EXPECT_EQ(md.streams[0].label, "1");
+  EXPECT_EQ(md.streams[1].id, agent.send[0]);
+  EXPECT_EQ(md.streams[1].label, "2");
+  EXPECT_EQ(md.streams[1].mode, "separate");
+  // The parent= extension data sits on its session, verbatim and indexed.
+  ASSERT_EQ(md.sessions[0].extensions.size(), 1u);
+  EXPECT_TRUE(has_field(md.sessions[0].extensions[0], "callID", "callhalf-88213570:0"));
+  EXPECT_TRUE(has_field(md.sessions[0].extensions[0], "callingPartyNumber", "sip:+13015550188@as.voip.example.net"));
+  // <recording id=...> (requestor, type) is not modelled: kept at the root.
+  ASSERT_EQ(md.extensions.size(), 1u);
+  EXPECT_NE(md.extensions[0].xml.find("<requestor>SRC</requestor>"), std::string::npos);
+}
+
+// Webex Calling (BroadWorks-based): pretty-printed, <send>/<recv> with nested <id>, the same
+// stream sent by a user's desk phone and Webex app, a conference participant sending two
+// streams in one <send>, and an <associate-time> whose value is wrapped in a child element.
+TEST(MetadataParser, WebexNestedIdsSeveralSendersAndSends) {
+  const RecordingMetadata md = parse_sample("webex_send_id.xml");
+  EXPECT_EQ(md.dialect, Dialect::kLegacySiprec);
+  const std::string s1 = "urn:uuid:1f6d8b3a-7e02-4c95-b8a1-5d3e9f0c6b27";
+  const std::string s2 = "urn:uuid:9a2c4e6f-0b7d-4f13-8e5a-2c6b8d0f4e91";
+  ASSERT_EQ(md.participants.size(), 4u);
+  EXPECT_EQ(md.participants[0].send, std::vector<std::string>{s1});
+  EXPECT_EQ(md.participants[0].recv, std::vector<std::string>{s2});
+  EXPECT_EQ(md.participants[1].send, std::vector<std::string>{s2});
+  EXPECT_EQ(md.participants[1].recv, std::vector<std::string>{s1});
+  EXPECT_EQ(md.participants[2].aors[0], "jordan.lee-webexapp@wxc.example.com");
+  EXPECT_EQ(md.participants[2].send, std::vector<std::string>{s2});
+  const Participant& bridge = md.participants[3];
+  EXPECT_EQ(bridge.send, (std::vector<std::string>{s1, s2}));
+  EXPECT_TRUE(bridge.recv.empty());
+  ASSERT_EQ(bridge.sessions.size(), 1u);
+  EXPECT_EQ(bridge.sessions[0].associate_time, "2024-02-08T15:03:10+00:00");
+  EXPECT_EQ(md.participants[0].sessions[0].associate_time, "2024-02-08T15:02:44+00:00");
+  for (const auto& p : md.participants) EXPECT_TRUE(p.extensions.empty()) << p.id;
+  ASSERT_EQ(md.sessions.size(), 1u);
+  ASSERT_EQ(md.sessions[0].extensions.size(), 1u);
+  EXPECT_TRUE(has_field(md.sessions[0].extensions[0], "serviceProviderID", "WebexCallingUK"));
+}
+
+TEST(MetadataParser, StreamReferenceForms) {
+  // Every form names the same streams: text, <id> children (any prefix or case), attributes,
+  // whitespace-separated text; in participant and in participantstreamassoc, send and recv.
+  const std::string xml = R"(<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+  <datamode>complete</datamode>
+  <participant participant_id="p1"><send>s1</send><recv><id>s2</id></recv></participant>
+  <participant participant_id="p2"><send><ID> s2 </ID></send><recv stream_id="s1"/></participant>
+  <participant participant_id="p3"><send id="s3"/><recv>s1 s2</recv></participant>
+  <participantstreamassoc participant_id="p4">
+    <send><x:id xmlns:x="urn:x">s4</x:id><x:streamRef xmlns:x="urn:x">s5</x:streamRef></send>
+    <recv><id>s1</id><id>s2</id><other>ignored</other></recv>
+  </participantstreamassoc>
+</recording>)";
+  const RecordingMetadata md = parse_ok(xml);
+  ASSERT_EQ(md.participants.size(), 4u);
+  EXPECT_EQ(md.participants[0].send, std::vector<std::string>{"s1"});
+  EXPECT_EQ(md.participants[0].recv, std::vector<std::string>{"s2"});
+  EXPECT_EQ(md.participants[1].send, std::vector<std::string>{"s2"});
+  EXPECT_EQ(md.participants[1].recv, std::vector<std::string>{"s1"});
+  EXPECT_EQ(md.participants[2].send, std::vector<std::string>{"s3"});
+  EXPECT_EQ(md.participants[2].recv, (std::vector<std::string>{"s1", "s2"}));
+  EXPECT_EQ(md.participants[3].send, (std::vector<std::string>{"s4", "s5"}));
+  EXPECT_EQ(md.participants[3].recv, (std::vector<std::string>{"s1", "s2"}));
+}
+
+TEST(MetadataParser, ParticipantTimeVariants) {
+  // draft-ram / early Acme Packet <start-time>/<end-time> inside a participant are its
+  // association times; a time wrapped in a child element is read from the child.
+  const std::string xml = R"(<recording xmlns="urn:ietf:params:xml:ns:recording">
+  <datamode>complete</datamode>
+  <session id="S"/>
+  <participant id="a" session="S"><start-time>2011-06-27T17:03:57</start-time><end-time>2011-06-27T17:05:00</end-time></participant>
+  <participant id="b" session="S"><associate-time><time>2011-06-27T17:04:00</time></associate-time></participant>
+  <participantsessionassoc participant_id="c" session_id="S"><disassociate-time> <t>2011-06-27T17:06:00</t> </disassociate-time></participantsessionassoc>
+</recording>)";
+  const RecordingMetadata md = parse_ok(xml);
+  ASSERT_EQ(md.participants.size(), 3u);
+  ASSERT_EQ(md.participants[0].sessions.size(), 1u);
+  EXPECT_EQ(md.participants[0].sessions[0].associate_time, "2011-06-27T17:03:57");
+  EXPECT_EQ(md.participants[0].sessions[0].disassociate_time, "2011-06-27T17:05:00");
+  EXPECT_EQ(md.participants[1].sessions[0].associate_time, "2011-06-27T17:04:00");
+  EXPECT_EQ(md.participants[2].sessions[0].disassociate_time, "2011-06-27T17:06:00");
+}
+
+TEST(MetadataParser, RootExtensionDataWithParentAttachesToThatEntity) {
+  const std::string xml = R"(<recording_metadata xmlns="urn:ietf:params:xml:ns:siprec">
+  <dataMode>complete</dataMode>
+  <extensiondata parent="P1"><v:a xmlns:v="urn:v">on-participant</v:a></extensiondata>
+  <group id="G"/>
+  <session id="S" group="G"/>
+  <participant id="P1" session="S"><send><id>T</id></send></participant>
+  <stream id="T" session="S"><label>1</label></stream>
+  <extensiondata parent="G"><v:a xmlns:v="urn:v">on-group</v:a></extensiondata>
+  <extensiondata parent="T"><v:a xmlns:v="urn:v">on-stream</v:a></extensiondata>
+  <extensiondata parent="S"><v:a xmlns:v="urn:v">on-session</v:a></extensiondata>
+  <extensiondata parent="nowhere"><v:a xmlns:v="urn:v">at-root</v:a></extensiondata>
+</recording_metadata>)";
+  const RecordingMetadata md = parse_ok(xml);
+  ASSERT_EQ(md.participants.size(), 1u);
+  ASSERT_EQ(md.participants[0].extensions.size(), 1u);
+  EXPECT_TRUE(has_field(md.participants[0].extensions[0], "a", "on-participant"));
+  ASSERT_EQ(md.groups[0].extensions.size(), 1u);
+  EXPECT_TRUE(has_field(md.groups[0].extensions[0], "a", "on-group"));
+  ASSERT_EQ(md.streams[0].extensions.size(), 1u);
+  EXPECT_TRUE(has_field(md.streams[0].extensions[0], "a", "on-stream"));
+  ASSERT_EQ(md.sessions[0].extensions.size(), 1u);
+  EXPECT_TRUE(has_field(md.sessions[0].extensions[0], "a", "on-session"));
+  ASSERT_EQ(md.extensions.size(), 1u);
+  EXPECT_TRUE(has_field(md.extensions[0], "a", "at-root"));
+}
+
 TEST(MetadataParser, SonusRibbonCallData) {
   const RecordingMetadata md = parse_sample("sonus_calldata.xml");
   EXPECT_EQ(md.dialect, Dialect::kRfc7865);

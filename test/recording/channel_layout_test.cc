@@ -1,5 +1,8 @@
 #include "recording/channel_layout.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +18,16 @@ metadata::RecordingMetadata parse_xml(const std::string& xml) {
   auto r = metadata::parse(xml);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
   return r.ok() ? *r : metadata::RecordingMetadata{};
+}
+
+// A sample from test/metadata/data (SGW_TEST_DATA_DIR is test/recording/data).
+std::string metadata_sample(const std::string& name) {
+  const auto dir = std::filesystem::path(SGW_TEST_DATA_DIR).parent_path().parent_path() / "metadata" / "data";
+  std::ifstream in(dir / name, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  EXPECT_FALSE(ss.str().empty()) << name;
+  return ss.str();
 }
 
 std::vector<RecordedStream> streams_of(const std::vector<std::string>& labels) {
@@ -395,6 +408,43 @@ TEST(ChannelLayout, EmptyStreamIdsAndLabelReferences) {
   EXPECT_EQ(ch[0].participant->id, "x");
   EXPECT_EQ(ch[0].label, "10");
   EXPECT_EQ(ch[1].participant->id, "y");
+}
+
+// BroadWorks names each participant's stream as <send><id>urn:uuid:...</id></send>: the
+// mapping follows those ids to the stream labels, whatever the m-line order.
+TEST(ChannelLayout, BroadWorksSendIdMapsEachParticipantToItsStream) {
+  const auto md = parse_xml(metadata_sample("broadworks_send_id.xml"));
+  const auto layout = build_channel_layout(&md, streams_of({"2", "1"}), default_layout_config());
+  ASSERT_EQ(layout.files.size(), 1u);
+  const auto& ch = layout.files[0].channels;
+  ASSERT_EQ(ch.size(), 2u);
+  ASSERT_TRUE(ch[0].participant.has_value());
+  ASSERT_TRUE(ch[1].participant.has_value());
+  EXPECT_EQ(ch[0].label, "1");
+  EXPECT_EQ(ch[0].stream_index, 1u);
+  EXPECT_EQ(ch[0].participant->aor, "sip:+13015550188@as.voip.example.net;user=phone");
+  EXPECT_EQ(ch[0].role, "caller");
+  EXPECT_EQ(ch[0].role_rule, "metadata-order");
+  EXPECT_EQ(ch[1].label, "2");
+  EXPECT_EQ(ch[1].stream_index, 0u);
+  EXPECT_EQ(ch[1].participant->aor, "sip:agent-2201@as.voip.example.net");
+  EXPECT_EQ(ch[1].role, "agent");
+}
+
+TEST(ChannelLayout, WebexSeveralSendersOfOneStream) {
+  const auto md = parse_xml(metadata_sample("webex_send_id.xml"));
+  const auto layout = build_channel_layout(&md, streams_of({"1", "2"}), default_layout_config());
+  ASSERT_EQ(layout.files.size(), 1u);
+  const auto& ch = layout.files[0].channels;
+  ASSERT_EQ(ch.size(), 2u);
+  ASSERT_TRUE(ch[0].participant.has_value());
+  ASSERT_TRUE(ch[1].participant.has_value());
+  EXPECT_EQ(ch[0].participant->aor, "sip:+442079460321@wxc.example.com");
+  EXPECT_EQ(ch[0].role, "caller");
+  // Desk phone, Webex app and a conference bridge all send stream 2: the first agent wins.
+  EXPECT_EQ(ch[1].participant->aor, "sip:jordan.lee@wxc.example.com");
+  EXPECT_EQ(ch[1].role, "agent");
+  ASSERT_EQ(layout.participants.size(), 4u);
 }
 
 TEST(ChannelLayout, ConflictingRolesKeepMlineOrder) {
