@@ -68,8 +68,61 @@ TEST(MetadataJson, CallDataAndDraftMode) {
   EXPECT_EQ(json_of("legacy_broadworks.xml")["dialect"], "siprec-legacy");
 }
 
-TEST(MetadataJson, StableAcrossCalls) {
-  EXPECT_EQ(json_of("genesys_conversation.xml").dump(), json_of("genesys_conversation.xml").dump());
+// The whole document, value for value: every key present, absent optionals null, document
+// order kept, extensions verbatim (whitespace inside them as received).
+TEST(MetadataJson, GenesysDocumentRendersExactly) {
+  const std::string sid = "T3Vk3bQ4R7mJcC9rW0fQzA==";
+  const std::string customer = "QkFyQ2xpZW50MQ==";
+  const std::string agent = "QkFyQWdlbnQy";
+  const nlohmann::json expected = {
+      {"dialect", "rfc7865"},
+      {"data_mode", "complete"},
+      {"groups", nlohmann::json::array()},
+      {"sessions",
+       {{{"id", sid},
+         {"group_id", nullptr},
+         {"sip_session_ids", {"5f4e3d2c1b0a49988776655443322110;remote=00000000000000000000000000000000"}},
+         {"start_time", "2024-06-03T13:37:00.000Z"},
+         {"stop_time", nullptr},
+         {"associate_time", nullptr},
+         {"disassociate_time", nullptr},
+         {"extensions",
+          {"<extensiondata>\n      <genesys:GenesysConversationID xmlns:genesys=\"urn:genesys:cloud:recording\">"
+           "7d3e9c1a-5b2f-4e8d-9a6c-0f1e2d3c4b5a</genesys:GenesysConversationID>\n      "
+           "<genesys:GenesysEdgeID xmlns:genesys=\"urn:genesys:cloud:recording\">edge-us-east-1-a7"
+           "</genesys:GenesysEdgeID>\n    </extensiondata>"}}}}},
+      {"participants",
+       {{{"id", customer},
+         {"aors", {"sip:+16175550134@edge.example.com"}},
+         {"display_name", "+16175550134"},
+         {"names", {{{"lang", "en"}, {"name", "+16175550134"}}}},
+         {"sessions", {{{"session_id", sid}, {"associate_time", "2024-06-03T13:37:00.000Z"}, {"disassociate_time", nullptr}}}},
+         {"send", {"c3RyZWFtLTE="}},
+         {"recv", {"c3RyZWFtLTI="}},
+         {"extensions",
+          {"<extensiondata>\n      <genesys:GenesysParticipant xmlns:genesys=\"urn:genesys:cloud:recording\" "
+           "purpose=\"customer\" participantId=\"a1b2c3d4-0000-4000-8000-000000000001\"/>\n    </extensiondata>"}}},
+        {{"id", agent},
+         {"aors", {"sip:agent-77@edge.example.com"}},
+         {"display_name", "Morgan Agent"},
+         {"names", {{{"lang", "en"}, {"name", "Morgan Agent"}}}},
+         {"sessions", {{{"session_id", sid}, {"associate_time", "2024-06-03T13:37:12.480Z"}, {"disassociate_time", nullptr}}}},
+         {"send", {"c3RyZWFtLTI="}},
+         {"recv", {"c3RyZWFtLTE="}},
+         {"extensions",
+          {"<extensiondata>\n      <genesys:GenesysParticipant xmlns:genesys=\"urn:genesys:cloud:recording\" "
+           "purpose=\"agent\" participantId=\"a1b2c3d4-0000-4000-8000-000000000002\"/>\n    </extensiondata>"}}}}},
+      {"streams",
+       {{{"id", "c3RyZWFtLTE="}, {"label", "1"}, {"session_id", sid}, {"mode", nullptr}, {"extensions", nlohmann::json::array()}},
+        {{"id", "c3RyZWFtLTI="}, {"label", "2"}, {"session_id", sid}, {"mode", nullptr}, {"extensions", nlohmann::json::array()}}}},
+      {"extensions", nlohmann::json::array()},
+      {"call_data", nullptr},
+      {"warnings", nlohmann::json::array()},
+  };
+  const nlohmann::json j = json_of("genesys_conversation.xml");
+  EXPECT_EQ(j, expected) << j.dump(2);
+  // Keys are sorted in the text, so the same model always renders to the same bytes.
+  EXPECT_EQ(j.dump().substr(0, 40), R"({"call_data":null,"data_mode":"complete")");
 }
 
 TEST(MetadataJson, HandBuiltModelWithInvalidUtf8StillDumps) {
