@@ -11,6 +11,7 @@ conversation id.
 from __future__ import annotations
 
 import os
+import time
 import unittest
 
 from harness import Call, multipart, sdp, siprec_headers
@@ -40,7 +41,9 @@ class DocumentCallTestCase(RecordingTestCase):
         with self.daemon.client("udp") as c:
             call = Call(c)
             body = multipart([("application/sdp", sdp(streams)), ("application/rs-metadata+xml", xml)])
+            t = time.monotonic()
             r = call.invite(body, 'multipart/mixed;boundary="OSS-unique-boundary-42"', headers)
+            self.setup_ms = (time.monotonic() - t) * 1000  # INVITE -> 200 OK, used by assertTone
             self.assertStatus(r, 200, "INVITE")
             ports = [m.port for m in call.answer.media]
             self.send([f"to=127.0.0.1:{port},{tone}" for port, tone in zip(ports, tones)], duration_ms)
