@@ -559,13 +559,13 @@ class MediaEngineImpl final : public MediaEngine {
     return h;
   }
 
-  void start_session(SessionHandle session, std::unique_ptr<SessionSink> sink) override {
+  void start_session(SessionHandle session, std::unique_ptr<SessionSink> sink,
+                     std::int64_t start) override {
     auto sit = sessions_.find(session);
     if (sit == sessions_.end() || sit->second.started) return;
     SessionPlacement& p = sit->second;
     p.started = true;
     Worker* w = p.worker;
-    std::int64_t start = monotonic_us();
     auto holder = std::make_shared<std::unique_ptr<SessionSink>>(std::move(sink));
     w->post([w, session, holder, start] { w->add_session(session, std::move(*holder), start); });
     for (auto& st : p.pending) post_stream(w, session, std::move(st));

@@ -60,6 +60,9 @@ struct MediaMetrics {
   common::Counter* packets_dropped_kernel = nullptr;  // SO_RXQ_OVFL: socket buffer overflows
 };
 
+// Monotonic clock in µs (the sessions' clock).
+std::int64_t monotonic_us();
+
 using SessionHandle = std::uint64_t;
 using StreamId = std::uint64_t;
 
@@ -90,12 +93,15 @@ class MediaEngine {
   // when the chosen worker's queue is at options.queue_capacity.
   virtual SessionHandle reserve_session(const std::string& tag) = 0;
   // Installs a reserved session on its worker with its sink (sink->start()
-  // runs there), then the streams opened so far. Never refused.
-  virtual void start_session(SessionHandle session, std::unique_ptr<SessionSink> sink) = 0;
+  // runs there), then the streams opened so far. Never refused. start_us is
+  // the session's time zero on monotonic_us(): the instant the caller wrote
+  // as the recording's start time, so audio positions and start_time agree.
+  virtual void start_session(SessionHandle session, std::unique_ptr<SessionSink> sink,
+                             std::int64_t start_us) = 0;
   // reserve_session + start_session; 0 when refused (the sink is dropped unused).
   SessionHandle open_session(const std::string& tag, std::unique_ptr<SessionSink> sink) {
     SessionHandle h = reserve_session(tag);
-    if (h != 0) start_session(h, std::move(sink));
+    if (h != 0) start_session(h, std::move(sink), monotonic_us());
     return h;
   }
   // Error "media.no_ports" when the range is exhausted.
@@ -118,7 +124,5 @@ class MediaEngine {
   virtual void stop() = 0;
 };
 
-// Monotonic clock in µs (the sessions' clock).
-std::int64_t monotonic_us();
 
 }  // namespace sgw::media

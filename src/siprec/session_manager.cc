@@ -553,7 +553,13 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   s->src = req.from;
   s->transport = req.transport;
   s->invite_tx = tx;
-  s->start_time = common::utc_now_iso8601();
+  // Time zero of the recording: the same instant on both clocks, so the
+  // JSON's start_time is the time of the audio's first sample.
+  const std::int64_t start_mono_us = media::monotonic_us();
+  const std::int64_t start_unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count();
+  s->start_time = common::iso8601_from_unix_us(start_unix_us);
   s->sdp_session_id = common::random_u64() >> 2;
   s->invite_headers = req.headers;
   s->timer = timer;
@@ -576,8 +582,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   // The spool's first record: enough to finish the recording from the spool alone.
   nlohmann::json start = {
       {"recording_id", s->recording_id}, {"call_id", s->call_id}, {"start_time", s->start_time},
-      {"start_unix_us", std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count()},
+      {"start_unix_us", start_unix_us},
       {"node", policy_.node_name}, {"region", policy_.region},
       {"conversation_id", s->conversation_id}, {"conversation_id_rule", s->conversation_id_rule},
       {"src", s->src}, {"transport", s->transport}};
@@ -621,7 +626,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     refuse(503, "Recording storage unavailable", service_unavailable("Recording storage unavailable"));
     return;
   }
-  media_->start_session(s->media, std::move(sink).value());
+  media_->start_session(s->media, std::move(sink).value(), start_mono_us);
   resp.status = 200;
   resp.reason = "OK";
   resp.content_type = "application/sdp";

@@ -143,7 +143,8 @@ TEST(MediaEngineAdmissionTest, ReservedSessionBindsPortsFirstAndLeavesNothingWhe
   send_rtp("127.0.0.1", b->rtp_port, 100);
   send_rtp("127.0.0.1", b->rtp_port, 101);
   std::atomic<bool> closed{false};
-  (*engine)->start_session(other, std::make_unique<GatedSink>(&seen, open_gate(), nullptr));
+  (*engine)->start_session(other, std::make_unique<GatedSink>(&seen, open_gate(), nullptr),
+                            media::monotonic_us());
   ASSERT_TRUE(eventually([&] {
     std::lock_guard l(seen.mutex);
     return seen.packets.size() == 2;

@@ -74,7 +74,8 @@ class FakeMedia final : public media::MediaEngine {
     sessions[next];
     return next++;
   }
-  void start_session(media::SessionHandle h, std::unique_ptr<media::SessionSink>) override {
+  void start_session(media::SessionHandle h, std::unique_ptr<media::SessionSink>,
+                     std::int64_t) override {
     sessions[h].started = true;
   }
   common::Result<media::OpenedStream> open_stream(media::SessionHandle h, const media::StreamSpec&) override {
