@@ -148,6 +148,11 @@ class Proxy:
     def __init__(self, target_port: int):
         self.target = (LOOPBACK, target_port)
         self.rate = 0  # bytes/s client->server; 0 = unlimited
+        # Client->server bytes forwarded in all; past `budget` (when set) the
+        # proxy forwards nothing more until the budget is lifted.
+        self.budget: int | None = None
+        self.forwarded = 0
+        self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((LOOPBACK, 0))
@@ -176,6 +181,12 @@ class Proxy:
                 data = a.recv(16384)
                 if not data:
                     break
+                while upstream and not self.closed:
+                    with self.lock:
+                        if self.budget is None or self.forwarded + len(data) <= self.budget:
+                            self.forwarded += len(data)
+                            break
+                    time.sleep(0.02)
                 b.sendall(data)
                 if upstream and self.rate:
                     time.sleep(len(data) / self.rate)
@@ -372,12 +383,14 @@ class DeliveryTest(S3Case):
         """16 G.722 streams for 11 s: one 16-channel 16 kHz WAV of ~5.6 MB, two
         5 MiB parts. The upload goes through a throttled proxy; siprecd is
         killed with SIGKILL after the first part, restarted, and finishes the
-        same multipart upload (ListParts), which ends locked."""
+        same multipart upload (ListParts), which ends locked. The proxy
+        forwards at most 5.1 MiB before the kill, so part 2 (and the Complete)
+        cannot reach the server however slowly the test polls."""
         bucket = self.new_bucket(lock=True)
         port = int(self.server.endpoint.rsplit(":", 1)[1])
         proxy = Proxy(port)
         self.addCleanup(proxy.close)
-        proxy.rate = 2 * 1024 * 1024
+        proxy.budget = 5 * 1024 * 1024 + 100 * 1024  # part 1 and its headers, not part 2 (~0.4 MiB)
         cfg = self.s3_config(bucket, endpoint=f"http://{LOOPBACK}:{proxy.port}",
                              multipart_threshold_mb=1, part_size_mb=5)
         d = self.start_daemon(cfg)
@@ -394,7 +407,8 @@ class DeliveryTest(S3Case):
         self.assertEqual(e["state"], "uploading", e)
         upload_id = e["objects"][0]["upload_id"]
 
-        proxy.rate = 0
+        with proxy.lock:
+            proxy.budget = None
         d2 = self.start_daemon(cfg, reuse=d)
         [e] = self.wait_states(d2, 1, "delivered", 40)
         self.assertIn(f"resuming multipart upload of s3://{bucket}/{e['objects'][0]['key']} at part 2 of 2",
