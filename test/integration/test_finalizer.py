@@ -80,19 +80,30 @@ def recordings(d):
     return glob.glob(os.path.join(d.recordings_dir, "**", "*.json"), recursive=True)
 
 
+def answered_call(test, c):
+    """INVITEs a two-stream PCMA recording session over client c; asserts the
+    200 OK and returns the Call and its answered RTP ports."""
+    call = Call(c)
+    r = call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
+                               ("application/rs-metadata+xml", metadata_xml(2))]),
+                    'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
+    test.assertEqual(r.status if r else None, 200, describe(r))
+    return call, [m.port for m in call.answer.media]
+
+
+def send_tones(ports, duration_ms, tones):
+    """Sends a PCMA tone of each frequency in tones to the port of the same position."""
+    args = [RTP_SEND, "--duration-ms", str(duration_ms)]
+    for port, hz in zip(ports, tones):
+        args += ["--stream", f"to=127.0.0.1:{port},codec=PCMA,tone={hz}"]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=60)
+
+
 def make_call(test, d, duration_ms=1500):
     """One call with audio on both streams; returns after the BYE was answered."""
     with d.client("udp") as c:
-        call = Call(c)
-        r = call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
-                                   ("application/rs-metadata+xml", metadata_xml(2))]),
-                        'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
-        test.assertEqual(r.status if r else None, 200, describe(r))
-        ports = [m.port for m in call.answer.media]
-        subprocess.run([RTP_SEND, "--duration-ms", str(duration_ms),
-                        "--stream", f"to=127.0.0.1:{ports[0]},codec=PCMA,tone=440",
-                        "--stream", f"to=127.0.0.1:{ports[1]},codec=PCMA,tone=1000"],
-                       check=True, stdout=subprocess.DEVNULL, timeout=60)
+        call, ports = answered_call(test, c)
+        send_tones(ports, duration_ms, [440, 1000])
         bye = call.bye()
         test.assertEqual(bye.status if bye else None, 200, describe(bye))
 
@@ -130,11 +141,7 @@ class BackgroundRecoveryTest(unittest.TestCase):
         d.start()
         try:
             with d.client("udp") as c:
-                call = Call(c)
-                r = call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
-                                           ("application/rs-metadata+xml", metadata_xml(2))]),
-                                'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
-                self.assertEqual(r.status if r else None, 200, describe(r))
+                call, _ = answered_call(self, c)
                 # Answered while the leftovers were still being recovered.
                 pending = d.metrics().get("sgw_recovery_pending")
                 self.assertGreater(pending, 0, "recovery had finished before the call was answered: "
@@ -186,16 +193,8 @@ class DiskFullTest(unittest.TestCase):
             mounted = True
             d.start()
             with d.client("udp") as c:
-                call = Call(c)
-                r = call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
-                                           ("application/rs-metadata+xml", metadata_xml(2))]),
-                                'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
-                self.assertEqual(r.status if r else None, 200, describe(r))
-                ports = [m.port for m in call.answer.media]
-                subprocess.run([RTP_SEND, "--duration-ms", "1500",
-                                "--stream", f"to=127.0.0.1:{ports[0]},codec=PCMA,tone=440",
-                                "--stream", f"to=127.0.0.1:{ports[1]},codec=PCMA,tone=1000"],
-                               check=True, stdout=subprocess.DEVNULL, timeout=60)
+                call, ports = answered_call(self, c)
+                send_tones(ports, 1500, [440, 1000])
                 # The disk fills up before the call ends.
                 filler = os.path.join(d.recordings_dir, "filler")
                 subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=100"],
@@ -232,16 +231,9 @@ class SilenceWarningTest(unittest.TestCase):
         d.start()
         try:
             with d.client("udp") as c:
-                call = Call(c)
-                r = call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
-                                           ("application/rs-metadata+xml", metadata_xml(2))]),
-                                'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
-                self.assertEqual(r.status if r else None, 200, describe(r))
-                ports = [m.port for m in call.answer.media]
+                call, ports = answered_call(self, c)
                 # Only stream 1 sends; stream 2 stays silent for the whole call (> 2 s).
-                subprocess.run([RTP_SEND, "--duration-ms", "3000",
-                                "--stream", f"to=127.0.0.1:{ports[0]},codec=PCMA,tone=440"],
-                               check=True, stdout=subprocess.DEVNULL, timeout=60)
+                send_tones(ports[:1], 3000, [440])
                 bye = call.bye()
                 self.assertEqual(bye.status if bye else None, 200, describe(bye))
             self.assertTrue(wait_until(lambda: recordings(d), 20), d.diagnostics())
