@@ -270,6 +270,9 @@ int main(int argc, char** argv) {
       &registry.counter("sgw_metadata_errors_total", "Metadata documents that could not be parsed"),
       &registry.counter("sgw_recording_storage_failures_total",
                         "Calls refused (503) or ended (BYE) because their spool could not be created, synced or written")};
+  session_metrics.delayed_offer_failures = &registry.counter(
+      "sgw_delayed_offer_failures_total",
+      "Delayed-offer sessions ended (BYE, recording complete:false) because the ACK had no usable SDP answer");
 
   sgw::recording::SpoolSinkMetrics spool_metrics{
       &registry.counter("sgw_spool_write_errors_total", "Spool files that could not be created or written"),

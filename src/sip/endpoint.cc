@@ -263,7 +263,7 @@ struct SofiaEndpoint final : public Endpoint {
     auto method = sip->sip_request->rq_method;
     if (self->check_malformed(irq, sip)) return 0;  // answered (or an ACK dropped)
     if (method == sip_method_ack) {
-      self->listener->on_ack(d->id);
+      self->listener->on_ack(d->id, detail::request_from_sip(sip));
       return 0;
     }
     if (method == sip_method_cancel) return 481;
@@ -280,11 +280,14 @@ struct SofiaEndpoint final : public Endpoint {
     bool cancelled = sip && sip->sip_request && sip->sip_request->rq_method == sip_method_cancel;
     bool ack = sip && sip->sip_request && sip->sip_request->rq_method == sip_method_ack;
     if (ack) self->check_malformed(nullptr, sip, true);
+    // Copied before the transaction (and the message sip points into) goes.
+    std::optional<Request> ack_request;
+    if (ack && dialog) ack_request = detail::request_from_sip(sip);
     if (cancelled && nta_incoming_status(irq) < 200)
       nta_incoming_treply(irq, SIP_487_REQUEST_TERMINATED, TAG_END());
     self->drop_tx(id);  // tx is gone from here on
     if (cancelled) self->listener->on_cancelled(id);
-    else if (ack && dialog) self->listener->on_ack(dialog);
+    else if (ack_request) self->listener->on_ack(dialog, *ack_request);
     // nta calls with no message when timer H fires: our 2xx was never ACKed.
     else if (sip == nullptr && dialog) self->listener->on_ack_timeout(dialog);
     return 0;

@@ -61,8 +61,9 @@ class EndpointListener {
   virtual void on_request(TransactionId tx, const Request& request) = 0;
   // A request inside a dialog we accepted (re-INVITE, UPDATE, BYE, INFO, ...).
   virtual void on_dialog_request(DialogId dialog, TransactionId tx, const Request& request) = 0;
-  // The ACK for our 2xx to the INVITE (initial or re-INVITE) arrived.
-  virtual void on_ack(DialogId dialog) = 0;
+  // The ACK for our 2xx to the INVITE (initial or re-INVITE) arrived; `ack`
+  // holds its headers and body (the answer when our 2xx carried an offer).
+  virtual void on_ack(DialogId dialog, const Request& ack) = 0;
   // A request with an unparsable header that the endpoint answered itself
   // (400 "Bad <Header> Header"; status 0 for an ACK, which is dropped). It was
   // logged with its peer and counted in EndpointOptions::malformed_requests.

@@ -218,6 +218,44 @@ common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const Cod
   return plan;
 }
 
+common::Result<SessionDescription> delayed_offer_template(const CodecPolicy& policy,
+                                                          const std::vector<std::string>& labels) {
+  // Static payload types where RFC 3551 has one; dynamic ones as most SRCs number them.
+  struct Known {
+    const char* name;
+    const char* rtpmap;
+    int pt;
+  };
+  static constexpr Known kKnown[] = {{"PCMA", "PCMA/8000", 8},   {"PCMU", "PCMU/8000", 0},
+                                     {"G722", "G722/8000", 9},   {"G729", "G729/8000", 18},
+                                     {"opus", "opus/48000/2", 111}};
+  std::string fmts, maps;
+  bool narrow = false, opus = false;
+  for (const auto& want : policy.preference)
+    for (const auto& k : kKnown) {
+      if (!iequals(want, k.name) || fmts.find(" " + std::to_string(k.pt) + " ") != std::string::npos)
+        continue;
+      fmts += " " + std::to_string(k.pt) + " ";
+      maps += "a=rtpmap:" + std::to_string(k.pt) + " " + k.rtpmap + "\r\n";
+      (k.pt == 111 ? opus : narrow) = true;
+    }
+  if (narrow) {  // RFC 4733 §7.1.1: at the audio codec's clock rate
+    fmts += " 101 ";
+    maps += "a=rtpmap:101 telephone-event/8000\r\n";
+  }
+  if (opus) {
+    fmts += " 102 ";
+    maps += "a=rtpmap:102 telephone-event/48000\r\n";
+  }
+  std::string m_fmts;
+  for (auto tok : common::split(fmts, ' '))
+    if (!tok.empty()) m_fmts += " " + std::string(tok);
+  std::string text = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n";
+  for (const auto& label : labels)
+    text += "m=audio 9 RTP/AVP" + m_fmts + "\r\n" + maps + "a=label:" + sdp_safe(label) + "\r\na=sendonly\r\n";
+  return parse_sdp(text);
+}
+
 std::string build_answer(const SessionDescription& offer, const OfferPlan& plan,
                          const AnswerParams& params) {
   std::string addr = params.media_address;

@@ -88,6 +88,15 @@ bool is_held(const MediaDescription& m);
 // for a 488 Warning header: printable ASCII, no '"', bounded length).
 common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const CodecPolicy& policy);
 
+// Delayed offer (RFC 3261 §13.2.1: an INVITE without SDP; RFC 7866 §7.1.1 lets the SRS offer the
+// streams it wants): the offer of an SRC that would send every codec of `policy` (and
+// telephone-event at their clock rates) on one sendonly audio m= line per label, from no particular
+// address. Our own offer in the 2xx is the answer to it — plan_answer + build_answer, so it follows
+// the same rules as every answer we write (a=recvonly, our ports, the labels echoed). Labels are
+// used as given (the caller keeps them SDP-safe). Never fails for a non-empty label list.
+common::Result<SessionDescription> delayed_offer_template(const CodecPolicy& policy,
+                                                          const std::vector<std::string>& labels);
+
 struct AnswerParams {
   std::string media_address;  // our RTP address: IPv4 -> "IP4", IPv6 (with or without []) -> "IP6"
   std::vector<std::uint16_t> ports;  // our RTP port per offered m= line; ignored for rejected ones

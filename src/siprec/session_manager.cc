@@ -1,6 +1,7 @@
 #include "siprec/session_manager.h"
 
 #include <algorithm>
+#include <cctype>
 #include <future>
 
 #include "common/ids.h"
@@ -31,6 +32,30 @@ std::string phrase_safe(std::string_view s, std::size_t max = 200) {
     out += (u < 0x20 || u == 0x7f || c == '"' || c == '\\') ? ' ' : c;
   }
   return out;
+}
+
+// The labels of the streams we offer for a delayed-offer INVITE: those the INVITE's metadata
+// names (RFC 7865 §6.4 stream label = the SDP a=label), so the SRC's mapping of participants to
+// streams holds; else "1" and "2", one per side of a two-party call. At most 16; a label that is
+// not an RFC 4574 token is not usable in SDP and is left out.
+std::vector<std::string> delayed_offer_labels(const RecordingBody& body,
+                                              const metadata::ParseLimits& limits) {
+  std::vector<std::string> labels;
+  for (const auto& doc : body.metadata_docs) {
+    auto md = metadata::parse(doc, limits);
+    if (!md) continue;
+    for (const auto& st : md->streams) {
+      const bool token = !st.label.empty() && st.label.size() <= 64 &&
+                         std::all_of(st.label.begin(), st.label.end(), [](char c) {
+                           return std::isalnum(static_cast<unsigned char>(c)) ||
+                                  std::string_view("-.!%*_+`'~").find(c) != std::string_view::npos;
+                         });
+      if (token && labels.size() < 16 && std::find(labels.begin(), labels.end(), st.label) == labels.end())
+        labels.push_back(st.label);
+    }
+  }
+  if (labels.empty()) labels = {"1", "2"};
+  return labels;
 }
 
 sip::Response simple(int status, std::string reason) {
@@ -371,7 +396,7 @@ void SessionManager::apply_metadata(Session& s, const std::vector<std::string>& 
   }
 }
 
-bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
+bool SessionManager::apply_plan(Session& s, const OfferPlan& plan, const char* why) {
   std::vector<StreamState> next;
   std::vector<media::StreamId> opened;
   for (const auto& sp : plan.streams) {
@@ -452,7 +477,7 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan) {
     }
   }
   s.streams = std::move(next);
-  if (changed && s.state != State::kAnswering) post_streams_event(s, "reoffer");
+  if (changed && s.state != State::kAnswering) post_streams_event(s, why);
   return true;
 }
 
@@ -505,12 +530,10 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     endpoint_->reply(tx, r);
     log_->info("INVITE {} refused: {} {}", req.call_id, status, r.reason);
   };
-  if (req.body.empty() || req.content_type.empty()) {
-    // We need the SRC's offer (RFC 7866 §7.1.1: the SRC offers the recorded streams).
-    refuse(400, "Missing SDP offer");
-    return;
-  }
-  auto body = split_recording_body(req.content_type, req.body);
+  // No body, or metadata alone: a delayed offer (RFC 3261 §13.2.1). We offer in the 200 OK and
+  // take the SRC's answer from the ACK (on_ack); everything else is as for an offer.
+  common::Result<RecordingBody> body = RecordingBody{};
+  if (!req.body.empty() || !req.content_type.empty()) body = split_recording_body(req.content_type, req.body);
   if (!body) {
     if (body.error().code == "body.unsupported_type") {
       sip::Response r;
@@ -521,16 +544,21 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     }
     return;
   }
-  if (!body->sdp) {
-    refuse(400, "Missing SDP offer");
-    return;
-  }
-  auto offer = parse_sdp(*body->sdp);
+  const bool delayed_offer = !body->sdp;
+  auto offer = delayed_offer ? delayed_offer_template(policy_.codecs, delayed_offer_labels(*body, policy_.metadata_limits))
+                             : parse_sdp(*body->sdp);
   if (!offer) {
     refuse(400, "Malformed SDP: " + offer.error().message);
     return;
   }
   auto plan = plan_answer(*offer, policy_.codecs);
+  if (plan && delayed_offer) {
+    for (auto& sp : plan->streams) {  // the SRC's address comes with its answer: latch the first source until then
+      sp.remote_address.clear();
+      sp.remote_port = 0;
+      sp.remote_rtcp_port = 0;
+    }
+  }
   if (!plan) {
     sip::Response r;
     // RFC 3261 §20.43: 305 Incompatible media format / 304 Media type not available.
@@ -549,6 +577,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
 
   auto s = std::make_unique<Session>();
   s->recording_id = common::uuid_v4();
+  s->offer_pending = s->awaiting_answer = delayed_offer;
   s->call_id = req.call_id;
   s->src = req.from;
   s->transport = req.transport;
@@ -633,7 +662,9 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   resp.body = build_sdp(*s, *offer, *plan);
 
   s->key = key;
-  log_event(*s, "recording session offered by " + phrase_safe(req.from) + " over " + req.transport +
+  log_event(*s, std::string(delayed_offer ? "recording session (delayed offer: ours in the 200 OK) requested by "
+                                          : "recording session offered by ") +
+                    phrase_safe(req.from) + " over " + req.transport +
                     (s->conversation_id.empty() ? "" : ", conversation " + s->conversation_id +
                                                            " (" + s->conversation_id_rule + ")"));
   by_invite_tx_[tx] = key;
@@ -849,15 +880,67 @@ void SessionManager::on_dialog_request(sip::DialogId dialog, sip::TransactionId 
   }
 }
 
-void SessionManager::on_ack(sip::DialogId dialog) {
+void SessionManager::on_ack(sip::DialogId dialog, const sip::Request& ack) {
   std::uint64_t key = 0;
   Session* s = by_dialog(dialog, &key);
   if (s == nullptr) return;
+  const bool answer_due = s->offer_pending;
   s->offer_pending = false;
   if (!s->acked) {
     s->acked = true;
     log_event(*s, "established (ACK)");
   }
+  if (!answer_due) return;
+  // Our 2xx carried an offer (delayed-offer INVITE, or an offerless re-INVITE): the ACK carries
+  // the answer (RFC 3264 §4, RFC 3261 §13.2.1), and may carry metadata (RFC 7866 §6.2).
+  std::string problem;
+  std::optional<RecordingBody> body;
+  if (!ack.body.empty() || !ack.content_type.empty()) {
+    auto b = split_recording_body(ack.content_type, ack.body);
+    if (b) body = std::move(b).value();
+    else problem = "ACK body not understood: " + b.error().message;
+  }
+  if (body && !body->metadata_docs.empty()) {
+    apply_metadata(*s, body->metadata_docs);
+    log_event(*s, "metadata received in the ACK (" + std::to_string(body->metadata_docs.size()) +
+                      " document(s))");
+  }
+  if (problem.empty()) problem = apply_ack_answer(*s, body && body->sdp ? &*body->sdp : nullptr);
+  if (problem.empty()) return;
+  if (!s->awaiting_answer) {
+    // A re-INVITE's offer left unanswered: the session goes on as it was (RFC 3264 §8: the
+    // previous description stays in force).
+    log_event(*s, "no usable answer in the ACK to our re-offer (" + problem + "); session unchanged");
+    return;
+  }
+  // A delayed-offer session with no usable answer has nothing we can record as offered: end it
+  // (RFC 3261 §13.3.1.4), and the recording says it is not complete.
+  s->awaiting_answer = false;
+  s->cut_short = true;
+  if (metrics_.delayed_offer_failures) metrics_.delayed_offer_failures->inc();
+  end_by_gateway(*s, "delayed offer: " + problem, 488, "No usable SDP answer in ACK");
+}
+
+std::string SessionManager::apply_ack_answer(Session& s, const std::string* sdp) {
+  if (sdp == nullptr) return "no SDP answer in the ACK";
+  auto answer = parse_sdp(*sdp);
+  if (!answer) return "malformed SDP answer in the ACK: " + answer.error().message;
+  // RFC 3264 §6: the answer has exactly the offer's m= lines.
+  if (answer->media.size() != s.streams.size())
+    return "the answer in the ACK has " + std::to_string(answer->media.size()) + " m= lines, our offer " +
+           std::to_string(s.streams.size());
+  // The SRC's answer says what it sends and from where: planned like an offer it gives the
+  // streams, payload types and source addresses to record (port 0: a stream it will not send).
+  auto plan = plan_answer(*answer, policy_.codecs);
+  if (!plan) return "unusable SDP answer in the ACK: " + plan.error().message;
+  for (auto& sp : plan->streams)
+    if (!sp.label && sp.index < s.streams.size()) sp.label = s.streams[sp.index].label;  // ours, echoed
+  if (!apply_plan(s, *plan, "answer")) return "no media ports";
+  s.awaiting_answer = false;
+  log_event(s, "SDP answer in the ACK: " + std::to_string(plan->accepted_count()) + " stream(s) to record");
+  watch_pause(s);
+  publish();
+  return {};
 }
 
 void SessionManager::on_malformed(const sip::Request& req, int status) {

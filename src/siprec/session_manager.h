@@ -61,6 +61,8 @@ struct SessionMetrics {
   // Calls refused or ended because their spool could not be created, synced
   // or written (may be null).
   common::Counter* storage_failures = nullptr;
+  // Delayed-offer sessions ended because the ACK had no usable answer (may be null).
+  common::Counter* delayed_offer_failures = nullptr;
 };
 
 // What a new session's sink (the spool) must hold before the call is answered.
@@ -123,7 +125,7 @@ class SessionManager final : public sip::EndpointListener {
   void on_request(sip::TransactionId tx, const sip::Request& request) override;
   void on_dialog_request(sip::DialogId dialog, sip::TransactionId tx,
                          const sip::Request& request) override;
-  void on_ack(sip::DialogId dialog) override;
+  void on_ack(sip::DialogId dialog, const sip::Request& ack) override;
   void on_malformed(const sip::Request& request, int status) override;
   void on_cancelled(sip::TransactionId tx) override;
   void on_bye_result(sip::DialogId dialog, int status) override;
@@ -166,6 +168,8 @@ class SessionManager final : public sip::EndpointListener {
     // Our 2xx to an offerless re-INVITE carried an offer; its answer comes in
     // the ACK. A new offer meanwhile is glare: 491 (RFC 3261 §14.2, RFC 3311 §5.2).
     bool offer_pending = false;
+    // A delayed-offer INVITE: our 2xx made the offer, and no usable answer has come yet (on_ack).
+    bool awaiting_answer = false;
     bool cut_short = false;            // ended by our drain: the recording is incomplete
     std::string storage_error;         // the spool failed: the recording's end cause
     std::string start_time;
@@ -202,7 +206,10 @@ class SessionManager final : public sip::EndpointListener {
   // Applies metadata documents to the session (merge; errors kept, never fatal).
   void apply_metadata(Session& s, const std::vector<std::string>& docs);
   // Opens/keeps/closes media per m-line of an accepted plan; false on port exhaustion.
-  bool apply_plan(Session& s, const OfferPlan& plan);
+  // `why` names the streams event a change posts.
+  bool apply_plan(Session& s, const OfferPlan& plan, const char* why = "reoffer");
+  // The SRC's SDP answer in the ACK to our offer (null: none); "" when applied, else why not.
+  std::string apply_ack_answer(Session& s, const std::string* sdp);
   std::string build_sdp(Session& s, const SessionDescription& offer, const OfferPlan& plan);
   // RFC 4028 §9: adds Session-Expires (and Require: timer) to resp and fills
   // *timer; a status (422, 400) when the request must be refused.

@@ -218,22 +218,6 @@ class RejectionTest(DaemonTestCase):
         self.check_400(b"this is not a multipart body at all\r\n",
                        "multipart/mixed;boundary=zzz", "multipart garbage")
 
-    def test_metadata_only_initial_invite_rejected(self):
-        # No SDP at all: nothing to record; never 2xx.
-        r = self.invite(metadata_xml().encode(), "application/rs-metadata+xml")
-        self.assertIsNotNone(r, self._diag("no answer to a metadata-only INVITE"))
-        self.assertGreaterEqual(r.status, 400, self._diag(describe(r)))
-
-    def test_invite_without_body_400(self):
-        # RFC 3261 §13.2.1 allows an offer-less INVITE, but an SRS needs the
-        # SRC's offer of the recorded streams (RFC 7866 §7.1.1): 400 "Missing
-        # SDP offer" (docs/architecture.md), never an offer of our own.
-        with self.daemon.client("udp") as c:
-            call = Call(c)
-            r = call.invite(b"", None, siprec_headers(), ack=False)
-            self.assertStatus(r, 400, "INVITE without body")
-        self.assertAlive("INVITE without body")
-
     def test_malformed_xml_metadata_is_recorded_with_its_error(self):
         # Metadata never refuses a call (docs/architecture.md): broken XML with a
         # good SDP is answered 200, and the recording keeps the document verbatim

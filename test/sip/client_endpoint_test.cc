@@ -95,7 +95,7 @@ class Uas : public EndpointListener {
     }
   }
 
-  void on_ack(DialogId /*dialog*/) override {
+  void on_ack(DialogId /*dialog*/, const Request& /*ack*/) override {
     std::lock_guard lock(mu);
     ++acks;
     cv.notify_all();

@@ -572,5 +572,27 @@ TEST(OfferAnswer, ApplicationStreamRejected) {
   EXPECT_NE(answer.find("m=application 0 UDP/BFCP *\r\n"), std::string::npos);
 }
 
+TEST(OfferAnswer, DelayedOfferListsEveryRecordableCodecRecvonlyPerLabel) {
+  // Our offer in the 2xx to an INVITE without SDP: one recvonly audio m= line per label, every
+  // codec of the policy in its order (static PTs where RFC 3551 has one) and telephone-event.
+  CodecPolicy policy;
+  auto tmpl = delayed_offer_template(policy, {"cust", "agt"});
+  ASSERT_TRUE(tmpl) << tmpl.error().message;
+  auto plan = plan_ok(*tmpl);
+  ASSERT_EQ(plan.accepted_count(), 2u);
+  std::string sdp = build_answer(*tmpl, plan, params({40000, 40002}));
+  EXPECT_NE(sdp.find("m=audio 40000 RTP/AVP 8 0 9 111 18 101 102\r\n"), std::string::npos) << sdp;
+  EXPECT_NE(sdp.find("a=rtpmap:111 opus/48000/2\r\n"), std::string::npos) << sdp;
+  EXPECT_NE(sdp.find("a=rtpmap:102 telephone-event/48000\r\n"), std::string::npos) << sdp;
+  EXPECT_NE(sdp.find("a=label:cust\r\na=recvonly\r\nm=audio 40002"), std::string::npos) << sdp;
+  EXPECT_NE(sdp.find("a=label:agt\r\na=recvonly\r\n"), std::string::npos) << sdp;
+  // A narrower policy offers only its codecs, and no 48 kHz events without opus.
+  policy.preference = {"PCMU"};
+  auto narrow = delayed_offer_template(policy, {"1"});
+  ASSERT_TRUE(narrow);
+  std::string one = build_answer(*narrow, plan_ok(*narrow), params({40000}));
+  EXPECT_NE(one.find("m=audio 40000 RTP/AVP 0 101\r\n"), std::string::npos) << one;
+}
+
 }  // namespace
 }  // namespace sgw::siprec

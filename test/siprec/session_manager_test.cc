@@ -270,7 +270,7 @@ TEST(SessionManagerTest, SpoolWriteFailureDuringTheCallSendsByeWithReasonAndEnds
   Harness h;
   sip::DialogId d = h.establish(1);
   ASSERT_NE(d, 0u);
-  h.manager->on_ack(d);
+  h.manager->on_ack(d, {});
   // Reported by the sink on its media worker.
   h.requests_seen[0].on_failure("write /spool/x.spool: No space left on device");
   EXPECT_FALSE(h.manager->storage_ok());  // at once, before the SIP thread runs
