@@ -104,6 +104,21 @@ struct SofiaEndpoint final : public Endpoint {
     loop->after(1000, [this] { guard_tcp(); });
   }
 
+  // A complete message arrived (irq's, or msg's when irq is null): on a
+  // connection, the TcpGuard's first-byte clock stops.
+  void note_complete(nta_incoming_t* irq, msg_t* msg) {
+    if (!tcp_guard || !tcp_guard->enabled()) return;
+    tport_t* tp = nta_incoming_transport(agent, irq, msg);
+    if (tp == nullptr) return;
+    tp_name_t const* tpn = tport_is_secondary(tp) && tport_is_stream(tp) ? tport_name(tp) : nullptr;
+    if (tpn && tpn->tpn_host && tpn->tpn_port) {
+      std::string host = tpn->tpn_host;
+      if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+      tcp_guard->message_received(host + ":" + tpn->tpn_port);
+    }
+    tport_unref(tp);
+  }
+
   std::uint64_t next_id = 1;
   std::map<TransactionId, std::unique_ptr<TxRecord>> txs;
   std::map<DialogId, std::unique_ptr<DialogRecord>> dialogs;
@@ -243,6 +258,7 @@ struct SofiaEndpoint final : public Endpoint {
   static int on_default_request(DialogRecord* d, nta_leg_t* /*leg*/, nta_incoming_t* irq,
                                 sip_t const* sip) {
     SofiaEndpoint* self = d->endpoint;
+    self->note_complete(irq, nullptr);
     if (sip == nullptr || sip->sip_request == nullptr) return 500;
     if (sip->sip_request->rq_method == sip_method_ack) return 0;  // stray ACK: nothing to do
     if (sip->sip_request->rq_method == sip_method_cancel) return 481;
@@ -259,6 +275,7 @@ struct SofiaEndpoint final : public Endpoint {
   static int on_leg_request(DialogRecord* d, nta_leg_t* /*leg*/, nta_incoming_t* irq,
                             sip_t const* sip) {
     SofiaEndpoint* self = d->endpoint;
+    self->note_complete(irq, nullptr);
     if (sip == nullptr || sip->sip_request == nullptr) return 500;
     auto method = sip->sip_request->rq_method;
     if (self->check_malformed(irq, sip)) return 0;  // answered (or an ACK dropped)
@@ -279,6 +296,7 @@ struct SofiaEndpoint final : public Endpoint {
     DialogId dialog = tx->dialog;
     bool cancelled = sip && sip->sip_request && sip->sip_request->rq_method == sip_method_cancel;
     bool ack = sip && sip->sip_request && sip->sip_request->rq_method == sip_method_ack;
+    if (ack || cancelled) self->note_complete(irq, nullptr);
     if (ack) self->check_malformed(nullptr, sip, true);
     // Copied before the transaction (and the message sip points into) goes.
     std::optional<Request> ack_request;
@@ -295,6 +313,11 @@ struct SofiaEndpoint final : public Endpoint {
 
   static int on_refresh_response(DialogRecord* d, nta_outgoing_t* orq, sip_t const* sip) {
     SofiaEndpoint* self = d->endpoint;
+    if (sip != nullptr) {
+      msg_t* response = nta_outgoing_getresponse(orq);
+      self->note_complete(nullptr, response);
+      if (response) msg_destroy(response);
+    }
     int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
     if (status < 200) return 0;
     nta_outgoing_destroy(d->refresh);
@@ -305,6 +328,11 @@ struct SofiaEndpoint final : public Endpoint {
 
   static int on_bye_response(DialogRecord* d, nta_outgoing_t* orq, sip_t const* sip) {
     SofiaEndpoint* self = d->endpoint;
+    if (sip != nullptr) {
+      msg_t* response = nta_outgoing_getresponse(orq);
+      self->note_complete(nullptr, response);
+      if (response) msg_destroy(response);
+    }
     int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
     if (status < 200) return 0;
     DialogId id = d->id;
@@ -466,6 +494,7 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
     if (l.transport != "udp") guard.ports.insert(l.port);
   guard.silent_timeout = std::chrono::milliseconds(options.tcp_idle_timeout_ms);
   guard.max_per_source = options.max_connections_per_source;
+  guard.message_timeout = std::chrono::milliseconds(options.tcp_message_timeout_ms);
   guard.closed = options.connections_closed;
   ep->tcp_guard = std::make_unique<detail::TcpGuard>(std::move(guard));
   if (ep->tcp_guard->enabled()) {

@@ -69,6 +69,36 @@ void TcpGuard::end(int fd, const std::string& peer, const std::string& why) {
   log_->warn("closed SIP TCP connection from {}: {}", peer, why);
 }
 
+void TcpGuard::message_received(const std::string& peer) {
+  if (options_.message_timeout.count() == 0) return;
+  auto it = fd_by_peer_.find(peer);
+  Conn c;
+  if (it == fd_by_peer_.end() || !inspect(it->second, options_.ports, &c) || c.peer != peer) {
+    if (completed_unseen_.size() < 65536) completed_unseen_.insert(peer);  // settled at the next sweep
+    return;
+  }
+  Seen& s = seen_[c.fd];
+  s.complete_bytes = s.last_bytes = c.bytes_received;
+  s.partial_since.reset();
+}
+
+bool TcpGuard::message_overdue(Seen& s, std::uint64_t bytes,
+                               std::chrono::steady_clock::time_point now) const {
+  const bool grew = bytes > s.last_bytes;
+  if (bytes <= s.complete_bytes) {
+    s.partial_since.reset();
+  } else if (grew && !s.partial_since) {
+    s.partial_since = now;  // the first byte of a message came since the last sweep
+    s.partial_from = s.last_bytes;
+  } else if (!grew && s.partial_since && bytes - s.partial_from <= 4) {
+    // A CRLF or CRLFCRLF keepalive (RFC 5626 §3.5.1) and then quiet: sofia consumed it.
+    s.complete_bytes = bytes;
+    s.partial_since.reset();
+  }
+  s.last_bytes = bytes;
+  return s.partial_since && now - *s.partial_since >= options_.message_timeout;
+}
+
 void TcpGuard::sweep(std::chrono::steady_clock::time_point now) {
   std::vector<Conn> conns;
   DIR* dir = ::opendir("/proc/self/fd");
@@ -85,19 +115,35 @@ void TcpGuard::sweep(std::chrono::steady_clock::time_point now) {
   std::map<int, Seen> seen;
   for (const auto& c : conns) {
     auto it = seen_.find(c.fd);
-    Seen s = it != seen_.end() && it->second.peer == c.peer ? it->second : Seen{c.peer, now};
+    Seen s;
+    if (it != seen_.end() && it->second.peer == c.peer) {
+      s = it->second;
+    } else {
+      s.peer = c.peer;
+      s.first_seen = now;
+    }
+    if (completed_unseen_.count(c.peer)) s.complete_bytes = s.last_bytes = c.bytes_received;
     seen.emplace(c.fd, s);
   }
   seen_ = std::move(seen);
+  completed_unseen_.clear();
+  fd_by_peer_.clear();
+  for (const auto& c : conns) fd_by_peer_[c.peer] = c.fd;
 
   std::map<std::string, std::vector<const Conn*>> by_source;
   for (const auto& c : conns) {
-    const Seen& s = seen_[c.fd];
+    Seen& s = seen_[c.fd];
     if (options_.silent_timeout.count() > 0 && c.bytes_received == 0 &&
         now - s.first_seen >= options_.silent_timeout) {
       end(c.fd, c.peer, "nothing received for " +
                             std::to_string(options_.silent_timeout.count() / 1000) +
                             " s (sip.tcp_idle_timeout_s)");
+      continue;
+    }
+    if (options_.message_timeout.count() > 0 && message_overdue(s, c.bytes_received, now)) {
+      end(c.fd, c.peer, "a message not complete " + std::to_string(options_.message_timeout.count() / 1000) +
+                            " s after its first byte (sip.tcp_message_timeout_s; " +
+                            std::to_string(c.bytes_received - s.partial_from) + " bytes received)");
       continue;
     }
     by_source[c.ip].push_back(&c);

@@ -149,6 +149,57 @@ class TcpTimeoutTest(DaemonTestCase):
         self.assertAlive("after the half-sent INVITE")
 
 
+    def test_trickled_invite_closed_after_message_timeout_fast_caller_unaffected(self):
+        # Slowloris: one byte every 300 ms. sofia restarts its message timer with every byte;
+        # the gateway's first-byte clock (sip.tcp_message_timeout_s: 2) must still cut it.
+        before = self.daemon.metrics().get("sgw_sip_tcp_connections_closed_total")
+        body, ctype = siprec_body()
+        with self.daemon.client("tcp") as c:
+            data, _ = c.request("INVITE", body=body, content_type=ctype, headers=siprec_headers())
+        s = self.connect()
+        port = s.getsockname()[1]
+        with self.daemon.client("tcp") as fast:
+            t0 = time.monotonic()
+            sent = 0
+            closed = False
+            next_options = t0
+            while sent < len(data) and time.monotonic() - t0 < 20.0:
+                try:
+                    s.sendall(data[sent:sent + 1])
+                    sent += 1
+                except OSError:
+                    closed = True
+                    break
+                if self.closed_by_peer(s, 0.3):
+                    closed = True
+                    break
+                if time.monotonic() >= next_options:  # a normal caller on another connection
+                    self.assertStatus(fast.options(), 200, "OPTIONS on another connection")
+                    next_options = time.monotonic() + 0.5
+            elapsed = time.monotonic() - t0
+            self.assertTrue(closed, self._diag(f"a trickled INVITE kept its connection for {elapsed:.1f} s "
+                                               f"({sent} of {len(data)} bytes sent)"))
+            self.assertLess(sent, len(data), "the whole INVITE went out before the connection was cut")
+            self.assertGreaterEqual(elapsed, 2.0, "cut before sip.tcp_message_timeout_s")
+            self.assertFalse(fast.peer_closed(0.2), self._diag("the fast caller's connection was closed"))
+            self.assertStatus(fast.options(), 200, "OPTIONS on the fast caller's connection afterwards")
+        self.assertTrue(wait_until(lambda: self.daemon.metrics().get("sgw_sip_tcp_connections_closed_total")
+                                   >= before + 1, 5.0), self._diag("the cut was not counted"))
+        log = self.daemon.stderr_text()
+        self.assertEqual(log.count(f"closed SIP TCP connection from 127.0.0.1:{port}: a message not complete"),
+                         1, log[-3000:])
+
+    def test_crlf_keepalives_do_not_start_the_message_clock(self):
+        # RFC 5626 §3.5.1 keepalives (CRLFCRLF) between requests are not a message in progress.
+        with self.daemon.client("tcp") as c:
+            self.assertStatus(c.options(), 200, "OPTIONS")
+            for _ in range(4):
+                c.send_raw(b"\r\n\r\n")
+                self.assertFalse(self.closed_by_peer(c.sock, 1.2),
+                                 self._diag("a connection sending CRLF keepalives was closed"))
+                self.assertStatus(c.options(), 200, "OPTIONS between keepalives")
+
+
 class TcpPerSourceCapTest(DaemonTestCase):
 
     CONFIG = {"sip": {"max_connections_per_source": 4}}
