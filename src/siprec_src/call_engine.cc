@@ -93,6 +93,7 @@ struct CallEngine::Call {
   std::uint64_t sdp_version = 1;
   bool paused = false;
   bool held = false;
+  bool held_by_zero = false;  // paused by a re-INVITE with c=0.0.0.0 (hold-zero) until resume
   std::int64_t silent_since_ms = -1;
   ParticipantState pstate;
   StreamId slot[2] = {0, 0};
@@ -304,9 +305,11 @@ std::string CallEngine::offer(Call& c, bool paused) {
   p.session_id = c.sdp_session;
   p.version = c.sdp_version;
   p.codec = opt_.codec;
+  p.hold_by_zero_address = paused && c.held_by_zero;
   for (int leg = 0; leg < 2; ++leg)
     p.streams.push_back({sender_->port_for(c.index * 2 + static_cast<std::size_t>(leg)),
-                         std::to_string(leg + 1), paused ? "inactive" : "sendonly"});
+                         std::to_string(leg + 1),
+                         p.hold_by_zero_address ? "" : paused ? "inactive" : "sendonly"});
   return build_offer(p);
 }
 
@@ -558,8 +561,10 @@ void CallEngine::run_action(Call& c, std::size_t i) {
   bool active = c.state == Call::State::kActive;
   switch (a.kind) {
     case ActionKind::kPause:
+    case ActionKind::kHoldZero:
       if (c.paused) return;
       c.paused = true;
+      c.held_by_zero = a.kind == ActionKind::kHoldZero;
       set_silent(was_silent);
       if (c.streams)
         for (auto s : c.slot) sender_->set_paused(s, true);
@@ -568,6 +573,7 @@ void CallEngine::run_action(Call& c, std::size_t i) {
     case ActionKind::kResume:
       if (!c.paused) return;
       c.paused = false;
+      c.held_by_zero = false;
       c.resume_on_ok = true;
       if (active) send_reinvite(c, {}, false);
       break;

@@ -61,7 +61,7 @@ std::string build_offer(const OfferParams& p) {
   s += "o=siprec-src " + std::to_string(p.session_id) + " " + std::to_string(p.version) + " IN " +
        ip + p.address + "\r\n";
   s += "s=SIPREC\r\n";
-  s += "c=IN " + ip + p.address + "\r\n";
+  s += "c=IN " + ip + (p.hold_by_zero_address ? (v6 ? "::" : "0.0.0.0") : p.address) + "\r\n";
   s += "t=0 0\r\n";
   std::uint8_t pt = payload_type(p.codec);
   std::string pts = std::to_string(pt);
@@ -81,7 +81,7 @@ std::string build_offer(const OfferParams& p) {
     s += "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
     s += "a=ptime:20\r\n";
     s += "a=label:" + st.label + "\r\n";
-    s += "a=" + st.direction + "\r\n";
+    if (!st.direction.empty()) s += "a=" + st.direction + "\r\n";
   }
   return s;
 }

@@ -17,7 +17,7 @@ namespace sgw::siprec_src {
 struct OfferStream {
   std::uint16_t port = 0;
   std::string label;
-  std::string direction = "sendonly";  // "sendonly" or "inactive" (paused)
+  std::string direction = "sendonly";  // "sendonly" or "inactive" (paused); "": no attribute
 };
 
 struct OfferParams {
@@ -26,6 +26,8 @@ struct OfferParams {
   std::uint64_t version = 1;  // o= session version: +1 on each re-offer (RFC 3264 §8)
   media::CodecId codec = media::CodecId::kPcma;
   std::vector<OfferStream> streams;
+  // Hold the RFC 2543 way (BroadWorks, Metaswitch): c=0.0.0.0 (o= keeps the address).
+  bool hold_by_zero_address = false;
 };
 
 // RTP payload type siprec-src uses for a codec: the static ones of RFC 3551 (0, 8, 9, 18),

@@ -9,7 +9,7 @@
 namespace sgw::siprec_src {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, ActionKind>, 11> kNames = {{
+constexpr std::array<std::pair<std::string_view, ActionKind>, 12> kNames = {{
     {"pause", ActionKind::kPause},
     {"resume", ActionKind::kResume},
     {"metadata-update", ActionKind::kMetadataUpdate},
@@ -17,6 +17,7 @@ constexpr std::array<std::pair<std::string_view, ActionKind>, 11> kNames = {{
     {"update", ActionKind::kUpdate},
     {"transfer", ActionKind::kTransfer},
     {"ssrc-change", ActionKind::kSsrcChange},
+    {"hold-zero", ActionKind::kHoldZero},
     {"hold", ActionKind::kHold},
     {"unhold", ActionKind::kUnhold},
     {"bye", ActionKind::kBye},

@@ -1,5 +1,5 @@
 // Mid-call actions of siprec-src, given as a timeline on the command line:
-//   --timeline "pause@2s,resume@4s,metadata-update@5s,transfer@6s,ssrc-change@7s,hold@8s,unhold@9s"
+//   --timeline "pause@2s,resume@4s,metadata-update@5s,transfer@6s,ssrc-change@7s,hold@8s,unhold@9s,hold-zero@10s,resume@11s"
 // Each entry is ACTION@TIME; TIME is seconds ("2", "2.5s") or milliseconds ("1500ms") after the
 // call was answered. See docs/siprec-src.md. Pure functions, any thread.
 #pragma once
@@ -20,6 +20,7 @@ enum class ActionKind {
   kUpdate,          // UPDATE with partial metadata only (no SDP): a supervisor joins
   kTransfer,        // re-INVITE with partial metadata: the agent leaves, a new agent takes stream 2
   kSsrcChange,      // both legs switch to a new SSRC (new random seq and timestamp)
+  kHoldZero,        // re-INVITE with c=0.0.0.0 and no direction attribute (RFC 2543 hold); RTP stops; `resume` ends it
   kHold,            // the recorded call is on hold: RTP stops, no signalling
   kUnhold,          // RTP resumes
   kBye,             // ends the call before --duration

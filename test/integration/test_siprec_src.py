@@ -353,6 +353,30 @@ class SrcMediaTest(SrcTestCase):
             self.assertAlmostEqual(segs[1]["start_ms"] - segs[0]["end_ms"], 1000, delta=TOL_MS, msg=segs)
             self.assertAlmostEqual(segs[1]["end_ms"] - segs[1]["start_ms"], 1000, delta=TOL_MS, msg=segs)
 
+    def test_hold_by_zero_address_is_silence_of_the_right_length(self):
+        # RFC 2543 hold as BroadWorks/Metaswitch send it: re-INVITE with c=0.0.0.0 and no direction
+        # attribute (siprec-src hold-zero), then a normal re-offer (resume).
+        run, rec = self.call("--timeline", "hold-zero@1s,resume@2s", duration="3")
+        self.assertAlmostEqual(rec["silent_ms"], 1000, delta=30, msg=rec)
+        path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)
+        self.assertTrue(doc["complete"], doc)
+        whats = [e["what"] for e in doc["events"]]
+        self.assertIn("stream 1 held", whats)
+        self.assertIn("stream 2 held", whats)
+        self.assertIn("stream 1 resumed", whats)
+        self.assertFalse([w for w in whats if "timeout" in w], whats)
+        for i, label in enumerate(("1", "2")):
+            holds = [g for g in doc["gaps"] if g["stream_label"] == label and g["cause"] == "hold"]
+            self.assertEqual(len(holds), 1, doc["gaps"])
+            self.assertAlmostEqual(holds[0]["length_ms"], 1000, delta=TOL_MS, msg=holds)
+        p = self.assertTones(audio_path(path, doc), 2000, "hold-zero/resume")
+        for ch in p["channel_stats"]:
+            segs = ch["segments"]
+            self.assertEqual(len(segs), 2, segs)  # tone, exact silence, tone
+            self.assertAlmostEqual(segs[0]["end_ms"] - segs[0]["start_ms"], 1000, delta=TOL_MS, msg=segs)
+            self.assertAlmostEqual(segs[1]["start_ms"] - segs[0]["end_ms"], 1000, delta=TOL_MS, msg=segs)
+            self.assertAlmostEqual(segs[1]["end_ms"] - segs[1]["start_ms"], 1000, delta=TOL_MS, msg=segs)
+
     def test_transfer_updates_the_participants(self):
         run, rec = self.call("--timeline", "transfer@1s")
         path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)

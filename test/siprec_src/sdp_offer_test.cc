@@ -35,6 +35,19 @@ TEST(SdpOffer, PayloadTypes) {
   EXPECT_NE(build_offer(p).find("c=IN IP6 ::1"), std::string::npos);
 }
 
+TEST(SdpOffer, HoldByZeroAddressHasNoDirectionAttribute) {
+  // RFC 2543 hold as BroadWorks sends it: c=0.0.0.0, o= keeps the address, no a=sendonly/inactive.
+  OfferParams p;
+  p.address = "127.0.0.1";
+  p.hold_by_zero_address = true;
+  p.streams = {{4000, "1", ""}, {4002, "2", ""}};
+  std::string s = build_offer(p);
+  EXPECT_NE(s.find("o=siprec-src 1 1 IN IP4 127.0.0.1\r\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("c=IN IP4 0.0.0.0\r\n"), std::string::npos) << s;
+  for (const char* dir : {"a=sendonly", "a=inactive", "a=recvonly", "a=sendrecv"})
+    EXPECT_EQ(s.find(dir), std::string::npos) << s;
+}
+
 TEST(SdpAnswer, PortsAddressesDirectionsAndLabels) {
   auto a = parse_answer(
       "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"

@@ -21,6 +21,15 @@ TEST(Timeline, ParsesEveryActionAndSortsByTime) {
   EXPECT_EQ((*t)[8].at_ms, 9500u);
 }
 
+TEST(Timeline, HoldZeroIsItsOwnActionNotHold) {
+  auto t = parse_timeline("hold-zero@1s,resume@2s,hold@2.5s", 3000);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_EQ(t->size(), 3u);
+  EXPECT_EQ((*t)[0].kind, ActionKind::kHoldZero);
+  EXPECT_EQ(action_name((*t)[0].kind), "hold-zero");
+  EXPECT_EQ((*t)[2].kind, ActionKind::kHold);
+}
+
 TEST(Timeline, EmptyIsNoActions) {
   auto t = parse_timeline("", 1000);
   ASSERT_TRUE(t.ok());
