@@ -65,6 +65,24 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
   std::vector<std::string> dq_args;
   dq->add_option("action", dq_args, "list (default) | retry RECORDING_ID")->expected(0, 2);
 
+  // `siprecd drain`: drain a running node without stopping it (docs/failover.md).
+  CLI::App* dr = app.add_subcommand("drain", "Drain a running siprecd (POST /drain to its http.listen)");
+  dr->fallthrough();
+  dr->add_flag("--resume", opts.drain_resume, "Cancel the drain: take new sessions again (POST /resume)");
+  dr->add_option("--url", opts.drain_url, "Control server (default http://<http.listen>)")->type_name("URL");
+
+  // `siprecd conversation ID`: fragments of one conversation joined (docs/failover.md).
+  CLI::App* cv = app.add_subcommand("conversation", "List a conversation's fragments, coverage and gaps; stitch them");
+  cv->fallthrough();
+  cv->add_option("id", opts.conversation_id, "Conversation id")->required();
+  cv->add_option("--dir", opts.conversation_dir, "Recordings folder to read (default recording.dir)")
+      ->type_name("DIR");
+  cv->add_flag("--s3", opts.conversation_s3, "Read the configured S3 bucket instead of a folder");
+  cv->add_option("--stitch", opts.conversation_stitch,
+                 "Write the whole conversation as one WAV (and OUT.json stating gaps and sources)")
+      ->type_name("OUT.wav");
+  cv->add_flag("--json", opts.conversation_json, "Print JSON");
+
   opts.help_text = app.help();
   // Start-up plane: CLI11 reports through exceptions; they stop here.
   try {
@@ -88,6 +106,12 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
       return make_error("cli.usage", "deliveries: unknown action '" + opts.deliveries_action +
                                          "' (expected list or retry ID)");
     }
+  }
+  if (!opts.help_shown && dr->parsed()) opts.drain = true;
+  if (!opts.help_shown && cv->parsed()) {
+    opts.conversation = true;
+    if (opts.conversation_s3 && !opts.conversation_dir.empty())
+      return make_error("cli.usage", "conversation: give --dir or --s3, not both");
   }
   // Checked here rather than with CLI11's excludes(), which clutters --help.
   if (!opts.help_shown && !opts.config_file.empty() && !opts.check_config_file.empty())

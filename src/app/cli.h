@@ -22,6 +22,19 @@ struct CliOptions {
   std::string deliveries_sink = "s3";
   std::string queue_dir;                   // --queue-dir (else from the config)
   bool deliveries_json = false;
+  // `siprecd drain [--resume] [--url http://ADDR:PORT]`: POST /drain (or
+  // /resume) to a running node's control server (default: http.listen).
+  bool drain = false;
+  bool drain_resume = false;
+  std::string drain_url;
+  // `siprecd conversation ID [--dir DIR | --s3] [--stitch OUT.wav] [--json]`
+  // (docs/failover.md): a conversation's fragments, coverage and gaps.
+  bool conversation = false;
+  std::string conversation_id;
+  std::string conversation_dir;   // --dir (else recording.dir)
+  bool conversation_s3 = false;   // --s3: read the configured bucket
+  std::string conversation_stitch;  // --stitch OUT.wav
+  bool conversation_json = false;
   bool help_shown = false;        // --help/-h: print help_text and exit 0
   std::string help_text;          // the usage text (always filled)
 };

@@ -62,6 +62,9 @@ constexpr Range kFinalizeWorkers{1, 64};
 constexpr Range kFinalizeQueue{1, 1'000'000};
 constexpr Range kFinalizeRescan{1, 86'400};
 constexpr Range kSilenceWarning{1, 86'400};
+constexpr Range kMinFreeMb{0, 1'000'000'000};
+constexpr Range kMaxBacklogAge{0, 30 * 86'400};
+constexpr Range kDrainMax{0, 7 * 86'400};
 
 Status check_format(std::string_view v) {
   if (v == "wav" || v == "wav-ulaw" || v == "wav-alaw" || v == "flac" || v == "ogg-opus") return Ok{};
@@ -545,10 +548,13 @@ class Loader {
               {"finalize_workers", uint(c.finalize_workers, kFinalizeWorkers)},
               {"finalize_queue", uint(c.finalize_queue, kFinalizeQueue)},
               {"finalize_rescan_s", uint(c.finalize_rescan_s, kFinalizeRescan)},
-              {"silence_warning_s", uint(c.silence_warning_s, kSilenceWarning)}};
+              {"silence_warning_s", uint(c.silence_warning_s, kSilenceWarning)},
+              {"min_free_mb", uint(c.min_free_mb, kMinFreeMb)}};
     if (section == "storage")
       return {{"queue_dir", str(c.queue_dir)},
-              {"local_retention_days", uint(c.local_retention_days, kLocalRetentionDays)}};
+              {"local_retention_days", uint(c.local_retention_days, kLocalRetentionDays)},
+              {"max_backlog_age_s", uint(c.max_backlog_age_s, kMaxBacklogAge)}};
+    if (section == "drain") return {{"max_s", uint(c.drain_max_s, kDrainMax)}};
     if (section == "s3")
       return {{"bucket", str(c.s3_bucket)},
               {"endpoint", str(c.s3_endpoint, check_endpoint)},
@@ -626,8 +632,9 @@ class Loader {
     return {};
   }
 
-  static constexpr std::array<std::string_view, 9> kSections{"node",     "sip",  "media", "recording",
-                                                             "storage",  "s3",   "metadata", "http", "log"};
+  static constexpr std::array<std::string_view, 10> kSections{"node",     "sip",  "media", "recording",
+                                                              "storage",  "s3",   "metadata", "http", "log",
+                                                              "drain"};
 
   // "did you mean" for a typo within edit distance 2 of a known key.
   std::string suggestion(std::string_view dotted) {
@@ -828,6 +835,10 @@ Status validate(const Config& c) {
                           quoted(c.spool_dir) + ")");
   if (auto st = check("storage.local_retention_days", check_range(c.local_retention_days, kLocalRetentionDays)); !st)
     return st;
+  if (auto st = check("storage.max_backlog_age_s", check_range(c.max_backlog_age_s, kMaxBacklogAge)); !st)
+    return st;
+  if (auto st = check("recording.min_free_mb", check_range(c.min_free_mb, kMinFreeMb)); !st) return st;
+  if (auto st = check("drain.max_s", check_range(c.drain_max_s, kDrainMax)); !st) return st;
   if (auto st = s3_checks(c); !st) return st;
   if (auto st = check("metadata.max_bytes", check_range(c.metadata_max_bytes, kMetadataMaxBytes)); !st)
     return st;

@@ -64,10 +64,15 @@ struct Config {
   std::uint32_t finalize_queue = 4096;    // finalisations queued at most; beyond, the rescan finds them
   std::uint32_t finalize_rescan_s = 30;   // spool folder listed for spools nobody queued
   std::uint32_t silence_warning_s = 10;   // a stream silent (not paused) this long gets a warning
+  std::uint32_t min_free_mb = 64;         // spool filesystem below this: 503 to new sessions (0: off)
 
   // storage.* (docs/storage.md)
   std::string queue_dir;                     // empty: <recording.spool_dir>/../deliveries
   std::uint32_t local_retention_days = 30;   // local copy kept this long after verified delivery
+  std::uint32_t max_backlog_age_s = 0;       // undelivered recording older: 503 to new sessions (0: off)
+
+  // drain.* (docs/failover.md)
+  std::uint32_t drain_max_s = 0;  // drain: sessions still open after this get BYE (0: at once)
 
   // s3.* (the S3 sink; off while s3.bucket is empty)
   std::string s3_bucket;

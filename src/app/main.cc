@@ -42,6 +42,9 @@ namespace {
 
 using sgw::app::Config;
 
+// Storage health, disk space and delivery backlog are checked this often.
+constexpr std::uint32_t kHealthCheckMs = 2000;
+
 int fail(const std::string& line) {
   std::cerr << "siprecd: " << line << std::endl;
   return 1;
@@ -190,6 +193,23 @@ int deliveries_command(const sgw::app::CliOptions& cli) {
   return 0;
 }
 
+// `siprecd drain [--resume] [--url URL]`: asks a running node (its control
+// server) to drain without stopping, or to take sessions again.
+int drain_command(const sgw::app::CliOptions& cli) {
+  std::string url = cli.drain_url;
+  if (url.empty()) {
+    auto resolved = sgw::app::resolve_config(cli);
+    if (!resolved) return fail(resolved.error().message);
+    url = resolved->http_listen;
+    if (url.empty()) return fail("drain: http.listen is not set in the configuration: give --url");
+  }
+  auto reply = sgw::control::control_post(url, cli.drain_resume ? "/resume" : "/drain");
+  if (!reply) return fail("drain: " + reply.error().message);
+  std::cout << reply->body;
+  if (reply->status != 202) return fail("drain: HTTP " + std::to_string(reply->status));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -219,6 +239,7 @@ int main(int argc, char** argv) {
     return fail(cfg.error().message);
   }
   if (cli->deliveries) return deliveries_command(*cli);
+  if (cli->drain) return drain_command(*cli);
   auto resolved = sgw::app::resolve_config(*cli);
   if (!resolved) return fail(resolved.error().message);
   const Config config = std::move(resolved).value();
@@ -273,6 +294,11 @@ int main(int argc, char** argv) {
   session_metrics.delayed_offer_failures = &registry.counter(
       "sgw_delayed_offer_failures_total",
       "Delayed-offer sessions ended (BYE, recording complete:false) because the ACK had no usable SDP answer");
+  session_metrics.unfit_refusals = &registry.labelled_counter(
+      "sgw_unfit_refusals_total",
+      "OPTIONS and new INVITEs answered 503 because the node is unfit, by reason "
+      "(draining, max_sessions, storage, spool_disk_low, delivery_backlog)",
+      "reason");
 
   sgw::recording::SpoolSinkMetrics spool_metrics{
       &registry.counter("sgw_spool_write_errors_total", "Spool files that could not be created or written"),
@@ -549,23 +575,40 @@ int main(int argc, char** argv) {
   sessions.attach(endpoint->get());
   sip_for_timeouts.store(endpoint->get());
 
+  sgw::sip::Endpoint* ep = endpoint->get();
+  // A drain from `siprecd drain` / POST /drain: the node keeps running (and
+  // answers 503) once every session has ended; SIGTERM's drain stops it.
+  auto http_drain = [ep, &sessions, &config, log]() -> std::string {
+    ep->post([&sessions, &config, log] {
+      log->info("drain requested over HTTP (drain.max_s {})", config.drain_max_s);
+      sessions.drain([log] { log->info("drained: no session left (still running)"); }, config.drain_max_s);
+    });
+    return nlohmann::json{{"draining", true}, {"active_sessions", sessions.active_sessions()},
+                          {"max_s", config.drain_max_s}}.dump();
+  };
+  auto http_resume = [ep, &sessions]() -> std::string {
+    ep->post([&sessions] { sessions.resume(); });
+    return nlohmann::json{{"draining", false}, {"active_sessions", sessions.active_sessions()}}.dump();
+  };
   sgw::control::ControlServer control(
-      &registry, {[&sessions, q = queue->get()]() -> std::string {
-                    if (sessions.draining()) return "draining";
-                    if (!sessions.storage_ok()) return "storage unusable (see log)";
+      &registry, {[&sessions, q = queue->get()] {
+                    std::vector<sgw::control::NotReady> out;
+                    for (auto& [r, detail] : sessions.unfit_reasons())
+                      out.push_back({sgw::siprec::unfit_label(r), detail});
                     // Degraded, not refusing calls: recordings are kept locally meanwhile.
-                    if (auto h = q->health(); !h.empty()) return "storage: " + h;
-                    return "";
+                    if (auto h = q->health(); !h.empty()) out.push_back({"delivery_failing", h});
+                    return out;
                   },
-                  [&sessions] { return sessions.snapshot_json().dump(); }});
+                  [&sessions] { return sessions.snapshot_json().dump(); }, http_drain, http_resume});
   if (!config.http_listen.empty()) {
     auto st = control.start(config.http_listen);
     if (!st) return fail(st.error().message);
   }
 
-  // Storage health, every 5 s on the SIP thread: both folders writable and
-  // not full. While unusable, OPTIONS and new INVITEs get 503 (SRCs move on)
-  // and /readyz says why. A failed spool write turns it bad at once
+  // Storage health, every kHealthCheckMs on the SIP thread: both folders
+  // writable, recording.min_free_mb free, the delivery backlog younger than
+  // storage.max_backlog_age_s. While one fails, OPTIONS and new INVITEs get
+  // 503 (SRCs move on) and /readyz says why (docs/failover.md). A failed spool write turns it bad at once
   // (SessionManager::storage_failed); it turns good again only once a probe
   // file can be written and synced in the spool folder.
   auto probe_write = [&] {
@@ -579,18 +622,49 @@ int main(int argc, char** argv) {
     return ok;
   };
   std::function<void()> check_storage = [&] {
-    auto usable = [&](const std::string& dir) {
+    auto writable = [&](const std::string& dir) { return ::access(dir.c_str(), W_OK) == 0; };
+    auto free_mb = [&](const std::string& dir) -> std::optional<unsigned long long> {
       struct statvfs vfs{};
-      if (::access(dir.c_str(), W_OK) != 0 || ::statvfs(dir.c_str(), &vfs) != 0) return false;
-      return static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize >= 64ull * 1024 * 1024;
+      if (::statvfs(dir.c_str(), &vfs) != 0) return std::nullopt;
+      return static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize / (1024 * 1024);
     };
-    bool ok = usable(config.recordings_dir) && usable(config.spool_dir) &&
+    bool ok = writable(config.recordings_dir) && writable(config.spool_dir) &&
               (sessions.storage_ok() || probe_write());
     if (ok != sessions.storage_ok())
-      (ok ? log->info("storage usable again") : log->error("storage unusable: {} or {} not writable or under 64 MiB free",
+      (ok ? log->info("storage usable again") : log->error("storage unusable: {} or {} not writable",
                                                             config.recordings_dir, config.spool_dir));
     sessions.set_storage_ok(ok);
-    (*endpoint)->after(5000, check_storage);
+    // recording.min_free_mb: the spool's filesystem (and the recordings
+    // folder's, where the finished files go) must keep that much free.
+    if (config.min_free_mb > 0) {
+      std::string low;
+      for (const auto* dir : {&config.spool_dir, &config.recordings_dir})
+        if (auto mb = free_mb(*dir); !mb || *mb < config.min_free_mb)
+          low = *dir + " has " + (mb ? std::to_string(*mb) : std::string("unknown")) +
+                " MB free, recording.min_free_mb " + std::to_string(config.min_free_mb);
+      bool was = false;
+      for (auto& [r, d] : sessions.unfit_reasons()) was = was || r == sgw::siprec::Unfit::kSpoolDiskLow;
+      if (!low.empty() && !was) log->error("refusing new sessions: {}", low);
+      if (low.empty() && was) log->info("spool disk space above recording.min_free_mb again");
+      sessions.set_unfit(sgw::siprec::Unfit::kSpoolDiskLow, !low.empty(), low);
+    }
+    // storage.max_backlog_age_s: a recording not delivered for that long.
+    if (config.max_backlog_age_s > 0) {
+      auto oldest = (*queue)->oldest_undelivered_unix_ms();
+      auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
+      std::int64_t age_s = oldest ? (now_ms - *oldest) / 1000 : 0;
+      bool late = oldest && age_s >= static_cast<std::int64_t>(config.max_backlog_age_s);
+      std::string detail = late ? "oldest undelivered recording queued " + std::to_string(age_s) +
+                                      " s ago, storage.max_backlog_age_s " + std::to_string(config.max_backlog_age_s)
+                                : std::string();
+      bool was = false;
+      for (auto& [r, d] : sessions.unfit_reasons()) was = was || r == sgw::siprec::Unfit::kBacklog;
+      if (late && !was) log->error("refusing new sessions: {}", detail);
+      if (!late && was) log->info("delivery backlog below storage.max_backlog_age_s again");
+      sessions.set_unfit(sgw::siprec::Unfit::kBacklog, late, detail);
+    }
+    (*endpoint)->after(kHealthCheckMs, check_storage);
   };
   (*endpoint)->post(check_storage);
 
@@ -607,7 +681,6 @@ int main(int argc, char** argv) {
             << "; recordings " << config.recordings_dir << std::endl;
   log->info("node {} region {} ready", config.node_name, config.region);
 
-  sgw::sip::Endpoint* ep = endpoint->get();
   // First SIGTERM/SIGINT: drain (refuse new sessions, BYE the others, stop when
   // none is left). A second one: stop at once. SIGUSR2 is our own "SIP thread
   // finished" wake-up.
@@ -627,13 +700,16 @@ int main(int argc, char** argv) {
     }
     draining = true;
     log->info("signal {}: draining", sig);
-    ep->post([ep, &sessions, log] {
-      sessions.drain([ep, log] {
-        log->info("drained: no session left");
-        ep->stop();
-      });
-      // BYEs that get no answer end by transaction timeout (32 s); do not wait longer.
-      ep->after(40000, [ep] { ep->stop(); });
+    ep->post([ep, &sessions, &config, log] {
+      sessions.drain(
+          [ep, log] {
+            log->info("drained: no session left");
+            ep->stop();
+          },
+          config.drain_max_s);
+      // After drain.max_s the rest get BYE; BYEs that get no answer end by
+      // transaction timeout (32 s); do not wait longer.
+      ep->after(config.drain_max_s * 1000 + 40000, [ep] { ep->stop(); });
     });
   }
   waiter.join();

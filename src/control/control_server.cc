@@ -5,6 +5,7 @@
 // The kernel queues this many connections before accept() (httplib's default is 5).
 #define CPPHTTPLIB_LISTEN_BACKLOG 128
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include "common/thread_name.h"
 
@@ -42,14 +43,25 @@ common::Status ControlServer::start(const std::string& listen) {
     res.set_content("ok\n", "text/plain");
   });
   server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    std::string why = callbacks_.not_ready_reason ? callbacks_.not_ready_reason() : "";
-    if (why.empty()) {
-      res.set_content("ready\n", "text/plain");
-    } else {
-      res.status = 503;
-      res.set_content("not ready: " + why + "\n", "text/plain");
-    }
+    auto reasons = callbacks_.not_ready ? callbacks_.not_ready() : std::vector<NotReady>{};
+    nlohmann::json body = {{"ready", reasons.empty()}, {"reasons", nlohmann::json::array()}};
+    for (const auto& r : reasons) body["reasons"].push_back({{"reason", r.reason}, {"detail", r.detail}});
+    if (!reasons.empty()) res.status = 503;
+    res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                    "application/json");
   });
+  auto action = [](const std::function<std::string()>& fn) {
+    return [&fn](const httplib::Request&, httplib::Response& res) {
+      if (!fn) {
+        res.status = 404;
+        return;
+      }
+      res.status = 202;
+      res.set_content(fn() + "\n", "application/json");
+    };
+  };
+  server_->Post("/drain", action(callbacks_.drain));
+  server_->Post("/resume", action(callbacks_.resume));
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_->render(), "text/plain; version=0.0.4");
   });
@@ -79,6 +91,18 @@ void ControlServer::stop() {
     server_->stop();
     thread_.join();
   }
+}
+
+common::Result<ControlReply> control_post(const std::string& listen, const std::string& path) {
+  std::string base = listen;
+  if (base.rfind("http://", 0) != 0) base = "http://" + base;
+  httplib::Client client(base);
+  client.set_connection_timeout(5);
+  client.set_read_timeout(10);
+  auto res = client.Post(path);
+  if (!res)
+    return common::make_error("control.connect", "POST " + base + path + ": " + httplib::to_string(res.error()));
+  return ControlReply{res->status, res->body};
 }
 
 }  // namespace sgw::control

@@ -1,5 +1,8 @@
 // ControlServer: the HTTP side door — /healthz, /readyz, /metrics (Prometheus
-// text format) and /sessions (JSON list of active recording sessions).
+// text format), /sessions (JSON list of active recording sessions), and
+// POST /drain, POST /resume (drain a running node without stopping it).
+// /readyz answers JSON: {"ready": true|false, "reasons": [{"reason", "detail"}]}
+// (503 when any reason holds; docs/failover.md).
 //
 // Clients are served by a fixed pool of 32 threads; a client that stalls
 // (sends nothing, or stops mid-request) is dropped after 2 s without data, so
@@ -13,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/metrics.h"
 #include "common/result.h"
@@ -23,10 +27,20 @@ class Server;
 
 namespace sgw::control {
 
+// One reason the node is not ready: a metric-label-like name and a line for people.
+struct NotReady {
+  std::string reason;  // e.g. "draining", "max_sessions", "spool_disk_low"
+  std::string detail;
+};
+
 struct ControlCallbacks {
-  // Empty string: ready. Otherwise the reason we are not (served with 503).
-  std::function<std::string()> not_ready_reason;
+  // Empty: ready. Otherwise every reason we are not (served with 503).
+  std::function<std::vector<NotReady>()> not_ready;
   std::function<std::string()> sessions_json;
+  // POST /drain and POST /resume: start or cancel a drain; return the JSON
+  // body of the 202 answer. Empty: the paths answer 404.
+  std::function<std::string()> drain;
+  std::function<std::string()> resume;
 };
 
 class ControlServer {
@@ -47,5 +61,14 @@ class ControlServer {
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };
+
+// Client side (`siprecd drain`): POSTs to PATH of the control server at
+// LISTEN ("ADDR:PORT", "[::1]:PORT" or "http://ADDR:PORT"); returns the HTTP
+// status and body. The error names the address.
+struct ControlReply {
+  int status = 0;
+  std::string body;
+};
+common::Result<ControlReply> control_post(const std::string& listen, const std::string& path);
 
 }  // namespace sgw::control

@@ -155,16 +155,66 @@ void SessionManager::log_event(Session& s, std::string what) {
                                     -1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
+const char* unfit_label(Unfit reason) {
+  switch (reason) {
+    case Unfit::kDraining: return "draining";
+    case Unfit::kMaxSessions: return "max_sessions";
+    case Unfit::kStorage: return "storage";
+    case Unfit::kSpoolDiskLow: return "spool_disk_low";
+    case Unfit::kBacklog: return "delivery_backlog";
+  }
+  return "unknown";
+}
+
+void SessionManager::set_unfit(Unfit reason, bool on, const std::string& detail) {
+  const unsigned bit = 1u << static_cast<unsigned>(reason);
+  {
+    std::lock_guard lock(unfit_mutex_);
+    unfit_detail_[static_cast<unsigned>(reason)] = on ? detail : std::string();
+  }
+  if (on)
+    unfit_.fetch_or(bit);
+  else
+    unfit_.fetch_and(~bit);
+}
+
+std::vector<std::pair<Unfit, std::string>> SessionManager::unfit_reasons() const {
+  std::vector<std::pair<Unfit, std::string>> out;
+  if (draining_) out.emplace_back(Unfit::kDraining, "draining: new sessions are refused");
+  if (active_sessions() >= policy_.max_sessions)
+    out.emplace_back(Unfit::kMaxSessions, std::to_string(active_sessions()) + " sessions active, sip.max_sessions " +
+                                              std::to_string(policy_.max_sessions));
+  if (!storage_ok_) out.emplace_back(Unfit::kStorage, "recording storage unusable (see the log)");
+  const unsigned bits = unfit_.load();
+  std::lock_guard lock(unfit_mutex_);
+  for (Unfit r : {Unfit::kSpoolDiskLow, Unfit::kBacklog})
+    if (bits & (1u << static_cast<unsigned>(r))) out.emplace_back(r, unfit_detail_[static_cast<unsigned>(r)]);
+  return out;
+}
+
 bool SessionManager::can_accept(std::string* why) const {
+  const unsigned bits = unfit_.load();
+  auto set = [&](Unfit r) { return (bits & (1u << static_cast<unsigned>(r))) != 0; };
+  Unfit reason;
   if (draining_) {
+    reason = Unfit::kDraining;
     *why = "Draining";
   } else if (!storage_ok_) {
+    reason = Unfit::kStorage;
     *why = "Storage unavailable";
+  } else if (set(Unfit::kSpoolDiskLow)) {
+    reason = Unfit::kSpoolDiskLow;
+    *why = "Spool disk low";
+  } else if (set(Unfit::kBacklog)) {
+    reason = Unfit::kBacklog;
+    *why = "Delivery backlog too old";
   } else if (sessions_.size() >= policy_.max_sessions) {
+    reason = Unfit::kMaxSessions;
     *why = "Session limit reached";
   } else {
     return true;
   }
+  if (metrics_.unfit_refusals) metrics_.unfit_refusals->with(unfit_label(reason)).inc();
   return false;
 }
 
@@ -1018,7 +1068,9 @@ void SessionManager::on_media_timeout(media::SessionHandle handle) {
   }
 }
 
-void SessionManager::drain(std::function<void()> on_drained) {
+void SessionManager::drain(std::function<void()> on_drained, std::uint32_t max_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(max_s);
+  const bool sooner = !draining_ || deadline < drain_deadline_;
   draining_ = true;
   on_drained_ = std::move(on_drained);
   std::vector<std::uint64_t> keys;
@@ -1033,19 +1085,45 @@ void SessionManager::drain(std::function<void()> on_drained) {
       endpoint_->reply(s.invite_tx, service_unavailable("Draining"));
       end_session(key, "drain before answer");
     } else if (s.state == State::kEstablished && s.dialog) {
-      s.state = State::kEnding;
-      s.cut_short = true;
-      log_event(s, "drain: sending BYE");
-      // RFC 3326 Reason header tells the SRC why the recording stops.
-      endpoint_->send_bye(s.dialog, {{"Reason", "SIP;cause=503;text=\"Recorder draining\""}});
+      log_event(s, max_s == 0 ? "drain" : "drain: ends on its own or in " + std::to_string(max_s) + " s");
     }
   }
   publish();
+  if (sooner) {
+    drain_deadline_ = deadline;
+    if (max_s == 0) {
+      bye_remaining_after_drain(drain_epoch_);
+    } else {
+      std::uint64_t epoch = drain_epoch_;
+      endpoint_->after(max_s * 1000, [this, epoch] { bye_remaining_after_drain(epoch); });
+    }
+  }
   if (sessions_.empty() && on_drained_) {
     auto cb = std::move(on_drained_);
     on_drained_ = nullptr;
     cb();
   }
+}
+
+void SessionManager::bye_remaining_after_drain(std::uint64_t epoch) {
+  if (!draining_ || epoch != drain_epoch_) return;  // resumed meanwhile
+  for (auto& [key, sp] : sessions_) {
+    Session& s = *sp;
+    if (s.state != State::kEstablished || !s.dialog) continue;
+    s.state = State::kEnding;
+    s.cut_short = true;
+    log_event(s, "drain: sending BYE");
+    // RFC 3326 Reason header tells the SRC why the recording stops.
+    endpoint_->send_bye(s.dialog, {{"Reason", "SIP;cause=503;text=\"Recorder draining\""}});
+  }
+}
+
+void SessionManager::resume() {
+  if (!draining_) return;
+  draining_ = false;
+  ++drain_epoch_;
+  on_drained_ = nullptr;
+  log_->info("drain cancelled: taking new sessions again");
 }
 
 }  // namespace sgw::siprec

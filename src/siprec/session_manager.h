@@ -63,7 +63,24 @@ struct SessionMetrics {
   common::Counter* storage_failures = nullptr;
   // Delayed-offer sessions ended because the ACK had no usable answer (may be null).
   common::Counter* delayed_offer_failures = nullptr;
+  // OPTIONS and new INVITEs answered 503 because the node is unfit, by
+  // reason (unfit_label; may be null).
+  common::LabelledCounter* unfit_refusals = nullptr;
 };
+
+// Why a node refuses new recording sessions: OPTIONS and new INVITEs get 503 +
+// Retry-After and /readyz says 503 with these reasons (docs/failover.md).
+enum class Unfit : unsigned {
+  kDraining = 0,     // drain (SIGTERM, `siprecd drain`, POST /drain)
+  kMaxSessions,      // sip.max_sessions sessions active
+  kStorage,          // the spool or recordings folder is not writable, or a spool write failed
+  kSpoolDiskLow,     // the spool's filesystem has less than recording.min_free_mb free
+  kBacklog,          // an undelivered recording is older than storage.max_backlog_age_s
+};
+inline constexpr unsigned kUnfitReasons = 5;
+// The metric label and /readyz reason: "draining", "max_sessions", "storage",
+// "spool_disk_low", "delivery_backlog".
+const char* unfit_label(Unfit reason);
 
 // What a new session's sink (the spool) must hold before the call is answered.
 struct SinkRequest {
@@ -110,10 +127,23 @@ class SessionManager final : public sip::EndpointListener {
   // Idempotent; the destructor calls it.
   void shutdown();
 
-  // SIP thread: refuse new sessions and BYE every established one; calls
-  // on_drained once no session is left (immediately if none).
-  void drain(std::function<void()> on_drained);
+  // SIP thread: refuse new sessions (503) and let the established ones end on
+  // their own; after max_s seconds (at once when 0) every session still open
+  // gets a BYE with a Reason header and its recording ends complete:false.
+  // Calls on_drained (may be empty) once no session is left (immediately if
+  // none). A later drain() replaces on_drained and keeps the earlier deadline
+  // when it is sooner.
+  void drain(std::function<void()> on_drained, std::uint32_t max_s = 0);
+  // SIP thread: stop draining (a drain started by `siprecd drain`): new
+  // sessions are taken again; the pending deadline is cancelled.
+  void resume();
   bool draining() const { return draining_; }  // any thread
+
+  // Any thread: a reason the application measures (kSpoolDiskLow, kBacklog)
+  // holds or not; `detail` is shown by /readyz.
+  void set_unfit(Unfit reason, bool on, const std::string& detail = "");
+  // Any thread: every reason that holds now, with its detail ("" when fit).
+  std::vector<std::pair<Unfit, std::string>> unfit_reasons() const;
 
   // Any thread. snapshot_json() builds the /sessions list on the SIP thread
   // when asked (waits at most 2 s for it, else returns the last list built);
@@ -192,7 +222,10 @@ class SessionManager final : public sip::EndpointListener {
     std::string end_cause;             // why the gateway sent BYE (the recording's end cause)
   };
 
+  // The first reason (in Unfit order) that refuses a new session; counted in
+  // unfit_refusals. *why is the 503's reason phrase.
   bool can_accept(std::string* why) const;
+  void bye_remaining_after_drain(std::uint64_t epoch);
   sip::Response service_unavailable(const std::string& why) const;
   void answer_options(sip::TransactionId tx);
   void handle_invite(sip::TransactionId tx, const sip::Request& req);
@@ -243,6 +276,11 @@ class SessionManager final : public sip::EndpointListener {
   std::atomic<bool> storage_ok_{true};
   std::atomic<bool> draining_{false};
   std::function<void()> on_drained_;
+  std::uint64_t drain_epoch_ = 0;                 // bumped by resume(): older deadlines are stale
+  std::chrono::steady_clock::time_point drain_deadline_{};  // of the pending drain (SIP thread)
+  std::atomic<unsigned> unfit_{0};                // bit per Unfit the application set
+  mutable std::mutex unfit_mutex_;
+  std::string unfit_detail_[kUnfitReasons];
   std::uint64_t next_key_ = 1;
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions_;
   std::map<sip::TransactionId, std::uint64_t> by_invite_tx_;

@@ -531,6 +531,15 @@ std::string DeliveryQueue::health() const {
   return out;
 }
 
+std::optional<std::int64_t> DeliveryQueue::oldest_undelivered_unix_ms() const {
+  std::lock_guard lock(mutex_);
+  std::optional<std::int64_t> oldest;
+  for (const auto& [name, item] : items_)
+    if (item.entry.state != DeliveryState::kDelivered && (!oldest || item.entry.created_unix_ms < *oldest))
+      oldest = item.entry.created_unix_ms;
+  return oldest;
+}
+
 common::Status DeliveryQueue::retry(const std::string& dir, const std::string& recording_id,
                                     const std::string& sink, std::int64_t now_ms) {
   std::string path = (fs::path(dir) / entry_file_name(recording_id, sink)).string();

@@ -135,6 +135,10 @@ class DeliveryQueue {
   std::vector<std::string> problems() const;
   // "" when healthy; else e.g. "s3 delivery failing: PutObject s3://b/k: HTTP 403 AccessDenied: ..."
   std::string health() const;
+  // created_unix_ms of the oldest entry not yet delivered (queued, uploading
+  // or failed), nullopt when none: the delivery backlog's age
+  // (storage.max_backlog_age_s).
+  std::optional<std::int64_t> oldest_undelivered_unix_ms() const;
 
   // Requeues one entry on disk (state queued, attempts 0, due now): for the
   // `deliveries retry` command; a running daemon picks it up on its rescan.

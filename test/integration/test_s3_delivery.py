@@ -442,7 +442,10 @@ class FailureTest(S3Case):
         wait_until(lambda: got_ready.append(d.http("/readyz")) or got_ready[-1][0] == 503, 30, 0.2)
         status, body, _ = got_ready[-1]
         self.assertEqual(status, 503, body)
-        self.assertIn("storage: s3 delivery failing:", body)
+        # /readyz is JSON (docs/failover.md): delivery failing is a reason, not a refusal.
+        failing = [r for r in json.loads(body)["reasons"] if r["reason"] == "delivery_failing"]
+        self.assertEqual(len(failing), 1, body)
+        self.assertIn("s3 delivery failing:", failing[0]["detail"])
         log = d.stderr_text()
         self.assertIn(check_text, log)
         self.assertIn("DELIVERY FAILED", log)

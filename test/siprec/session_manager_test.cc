@@ -145,7 +145,8 @@ std::string header(const sip::Response& r, const std::string& name) {
 struct Harness {
   Harness() {
     manager = std::make_unique<SessionManager>(
-        Policy{}, &media, SessionMetrics{&active, &invites, &requests, &metadata_errors, &storage_failures},
+        Policy{}, &media,
+        SessionMetrics{&active, &invites, &requests, &metadata_errors, &storage_failures, nullptr, &unfit},
         [this](SinkRequest r) -> common::Result<std::unique_ptr<media::SessionSink>> {
           ++sinks_asked;
           if (!sink_error.empty()) return common::make_error("io.open", sink_error);
@@ -166,6 +167,7 @@ struct Harness {
   common::Gauge active;
   common::LabelledCounter invites{"code"}, requests{"method"};
   common::Counter metadata_errors, storage_failures;
+  common::LabelledCounter unfit{"reason"};
   FakeEndpoint endpoint;
   FakeMedia media;
   std::string sink_error;
@@ -318,4 +320,60 @@ TEST(SessionManagerTest, ShutdownClosesEverySessionIncompleteWhileTheMediaEngine
 }
 
 }  // namespace
+TEST(SessionManagerTest, UnfitReasonsRefuseOptionsAndInvitesWith503AndAreCountedByLabel) {
+  Harness h;
+  sip::Request options;
+  options.method = "OPTIONS";
+  h.manager->on_request(1, options);
+  EXPECT_EQ(h.endpoint.replies.back().second.status, 200);
+  EXPECT_TRUE(h.manager->unfit_reasons().empty());
+  h.manager->set_unfit(Unfit::kSpoolDiskLow, true, "/spool has 3 MB free");
+  h.manager->set_unfit(Unfit::kBacklog, true, "oldest 901 s");
+  h.manager->on_request(2, options);
+  EXPECT_EQ(h.endpoint.replies.back().second.status, 503);
+  EXPECT_EQ(h.endpoint.replies.back().second.reason, "Spool disk low");
+  EXPECT_EQ(header(h.endpoint.replies.back().second, "Retry-After"), "30");
+  h.manager->on_request(3, invite("c3"));
+  EXPECT_EQ(h.endpoint.replies.back().second.status, 503);
+  EXPECT_EQ(h.sinks_asked, 0);
+  EXPECT_EQ(h.unfit.with("spool_disk_low").value(), 2u);
+  auto reasons = h.manager->unfit_reasons();
+  ASSERT_EQ(reasons.size(), 2u);
+  EXPECT_EQ(reasons[0].first, Unfit::kSpoolDiskLow);
+  EXPECT_EQ(reasons[0].second, "/spool has 3 MB free");
+  EXPECT_EQ(reasons[1].first, Unfit::kBacklog);
+  h.manager->set_unfit(Unfit::kSpoolDiskLow, false);
+  h.manager->on_request(4, options);
+  EXPECT_EQ(h.endpoint.replies.back().second.reason, "Delivery backlog too old");
+  EXPECT_EQ(h.unfit.with("delivery_backlog").value(), 1u);
+  h.manager->set_unfit(Unfit::kBacklog, false);
+  h.manager->on_request(5, options);
+  EXPECT_EQ(h.endpoint.replies.back().second.status, 200);
+}
+
+TEST(SessionManagerTest, DrainWithMaxSLetsCallsRunUntilTheDeadlineAndResumeCancelsIt) {
+  Harness h;
+  ASSERT_NE(h.establish(1), 0u);
+  ASSERT_NE(h.establish(2), 0u);
+  int drained = 0;
+  h.manager->drain([&] { ++drained; }, 60);
+  EXPECT_TRUE(h.endpoint.byes.empty());  // the calls go on until drain.max_s
+  EXPECT_EQ(h.manager->unfit_reasons().front().first, Unfit::kDraining);
+  h.manager->resume();
+  h.endpoint.run_posted();  // the (fake) deadline fires: stale after resume
+  EXPECT_TRUE(h.endpoint.byes.empty());
+  EXPECT_FALSE(h.manager->draining());
+  h.manager->drain([&] { ++drained; }, 60);
+  h.endpoint.run_posted();  // deadline reached: BYE with Reason to both
+  ASSERT_EQ(h.endpoint.byes.size(), 2u);
+  EXPECT_EQ(h.endpoint.byes[0].second.front().first, "Reason");
+  EXPECT_NE(h.endpoint.byes[0].second.front().second.find("cause=503"), std::string::npos);
+  EXPECT_EQ(drained, 0);
+  h.manager->on_bye_result(h.endpoint.byes[0].first, 200);
+  h.manager->on_bye_result(h.endpoint.byes[1].first, 200);
+  EXPECT_EQ(drained, 1);
+  auto end = nlohmann::json::parse(h.media.sessions[1].end);
+  EXPECT_EQ(end["complete"], false);
+}
+
 }  // namespace sgw::siprec
