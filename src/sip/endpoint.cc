@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <thread>
 
 namespace sgw::sip {
 struct SofiaEndpoint;
@@ -33,6 +34,7 @@ struct DialogRecord;
 #include "common/logging.h"
 #include "common/strings.h"
 #include "sip/sofia_headers.h"
+#include "sip/sofia_log_tap.h"
 #include "sip/sofia_loop.h"
 #include "sip/tcp_guard.h"
 
@@ -75,16 +77,7 @@ namespace {
 constexpr unsigned kBadRequestMask = ~(static_cast<unsigned>(sip_mask_response) |
                                        static_cast<unsigned>(sip_mask_proxy));
 
-// Peer-supplied text for a log line or a reason phrase: printable ASCII only, bounded.
-std::string printable(std::string_view s, std::size_t max) {
-  std::string out;
-  for (char c : s) {
-    if (out.size() >= max) break;
-    unsigned char u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u >= 0x7f) ? '?' : c;
-  }
-  return out;
-}
+using detail::printable;
 
 }  // namespace
 
@@ -97,6 +90,17 @@ struct SofiaEndpoint final : public Endpoint {
   DialogRecord default_record;  // magic of the default leg (out-of-dialog requests)
   std::vector<std::string> bound;
   std::unique_ptr<detail::TcpGuard> tcp_guard;
+  // Requests nta refuses by itself (no Via/From/To/Call-ID/CSeq): logged and counted.
+  std::unique_ptr<detail::SofiaLogTap> log_tap;
+
+  void on_stack_refusal(const detail::StackRefusal& r) {
+    if (options.malformed_requests) options.malformed_requests->inc();
+    log->warn("malformed {} from {}: {}; {}", r.method.empty() ? "request" : r.method, r.peer,
+              r.problem, r.outcome);
+    Request req;
+    req.method = r.method;
+    listener->on_malformed(req, r.outcome.rfind("answered 400", 0) == 0 ? 400 : 0);
+  }
 
   // SIP thread: one TcpGuard pass a second.
   void guard_tcp() {
@@ -442,7 +446,10 @@ struct SofiaEndpoint final : public Endpoint {
     dialogs.erase(it);
   }
 
-  void run() override { loop->run(); }
+  void run() override {
+    if (log_tap) log_tap->set_thread(std::this_thread::get_id());
+    loop->run();
+  }
   void stop() override { loop->stop(); }
   bool post(std::function<void()> fn) override { return loop->post(std::move(fn)); }
   void after(std::uint32_t delay_ms, std::function<void()> fn) override {
@@ -500,6 +507,13 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
   if (ep->tcp_guard->enabled()) {
     SofiaEndpoint* raw = ep.get();
     ep->loop->post([raw] { raw->guard_tcp(); });
+  }
+  {
+    SofiaEndpoint* raw = ep.get();
+    ep->log_tap = std::make_unique<detail::SofiaLogTap>(
+        [raw](const detail::StackRefusal& r) { raw->on_stack_refusal(r); },
+        [raw](std::function<void()> fn) { raw->loop->after(0, std::move(fn)); });
+    ep->log_tap->set_thread(std::this_thread::get_id());
   }
   ep->default_record.endpoint = ep.get();
   ep->default_leg = nta_leg_tcreate(ep->agent, &SofiaEndpoint::on_default_request,

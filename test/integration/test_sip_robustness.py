@@ -91,6 +91,60 @@ class MalformedRequestTest(DaemonTestCase):
         self.wait_idle()
 
 
+    def test_request_without_core_headers_is_logged_counted_and_its_connection_closed(self):
+        # nta refuses these itself (sip_sanity_check), before any callback of ours: with a Via it
+        # answers 400 and shuts the TCP connection down after the answer; without one it answers
+        # nothing and half-closes (docs/interop.md). We can only make it visible: one log line with
+        # the peer, the malformed counter, and the connection of another caller is unaffected.
+        from harness import build_message, new_branch, new_call_id, new_tag
+        cases = [("Via", None), ("From", 400), ("To", 400), ("Call-ID", 400), ("CSeq", 400),
+                 ("CSeq: 1 INVITE", 400), ("Via: garbage", None)]
+        with self.daemon.client("tcp") as other:
+            self.assertStatus(other.options(), 200, "OPTIONS before")
+            for drop, status in cases:
+                before = self.malformed_count()
+                s = socket.create_connection(self.daemon.sip_addr, timeout=2.0)
+                port = s.getsockname()[1]
+                hdrs = [("Via", f"SIP/2.0/TCP 127.0.0.1:{port};branch={new_branch()}"),
+                        ("From", f"<sip:src@127.0.0.1>;tag={new_tag()}"), ("To", "<sip:srs@127.0.0.1>"),
+                        ("Call-ID", new_call_id()), ("CSeq", "1 OPTIONS"), ("Max-Forwards", "70")]
+                if ": " in drop:  # a replaced header: a CSeq for another method, an unparsable Via
+                    name, value = drop.split(": ", 1)
+                    hdrs = [(n, value if n == name else v) for n, v in hdrs]
+                else:
+                    hdrs = [h for h in hdrs if h[0] != drop]
+                s.sendall(build_message(f"OPTIONS sip:srs@127.0.0.1:{self.daemon.sip_addr[1]};transport=tcp "
+                                        "SIP/2.0", hdrs))
+                data = b""
+                closed = False
+                deadline = time.monotonic() + 10.0
+                while time.monotonic() < deadline:
+                    try:
+                        chunk = s.recv(65536)
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        closed = True
+                        break
+                    if not chunk:
+                        closed = True
+                        break
+                    data += chunk
+                s.close()
+                what = f"OPTIONS with {drop!r} {'replaced' if ': ' in drop else 'missing'}"
+                self.assertTrue(closed, self._diag(f"{what}: connection not closed"))
+                if status is None:
+                    self.assertEqual(data, b"", f"{what}: {data[:200]!r}")
+                else:
+                    self.assertTrue(data.startswith(b"SIP/2.0 400 "), f"{what}: {data[:200]!r}")
+                self.assertTrue(wait_until(lambda: self.malformed_count() >= before + 1, 5.0),
+                                self._diag(f"{what}: not counted"))
+                log = self.daemon.stderr_text()
+                self.assertEqual(log.count(f"malformed OPTIONS from tcp:127.0.0.1:{port}: "), 1,
+                                 f"{what}: {log[-3000:]}")
+                self.assertStatus(other.options(), 200, f"OPTIONS of another caller after {what}")
+
+
 class TcpTimeoutTest(DaemonTestCase):
 
     CONFIG = {"sip": {"tcp_idle_timeout_s": 2, "tcp_message_timeout_s": 2}}
