@@ -23,6 +23,7 @@
 
 #include "common/logging.h"
 #include "common/strings.h"
+#include "sip/source_policy.h"
 
 namespace sgw::app {
 
@@ -56,6 +57,10 @@ constexpr Range kAnswerDelay{0, 60000};
 constexpr Range kTcpIdleTimeout{0, 86400};
 constexpr Range kTcpMessageTimeout{0, 3600};
 constexpr Range kMaxConnectionsPerSource{0, 100000};
+constexpr Range kInviteRatePerSource{0, 100000};
+constexpr Range kInviteBurstPerSource{1, 1'000'000};
+constexpr Range kMaxSessionsPerSource{0, 1'000'000};
+constexpr Range kMaxStreamsPerSession{1, 64};  // the SDP parser refuses more than 64 m-lines anyway
 constexpr Range kReorderWindow{0, 2000};
 constexpr Range kFsyncInterval{10, 60000};
 constexpr Range kFinalizeWorkers{1, 64};
@@ -509,7 +514,18 @@ class Loader {
               {"tcp_message_timeout_s", uint(c.tcp_message_timeout_s, kTcpMessageTimeout)},
               {"max_connections_per_source",
                uint(c.max_connections_per_source, kMaxConnectionsPerSource)},
-              {"min_session_expires_s", uint(c.min_session_expires_s, kMinSessionExpires)}};
+              {"min_session_expires_s", uint(c.min_session_expires_s, kMinSessionExpires)},
+              {"allowed_sources", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 auto v = as_string_list(key, n);
+                 if (!v) return v.error();
+                 if (auto list = sip::SourceAllowList::parse(*v); !list) return fail(n, key, list.error());
+                 c.allowed_sources = std::move(*v);
+                 return Ok{};
+               }},
+              {"invite_rate_per_source", uint(c.invite_rate_per_source, kInviteRatePerSource)},
+              {"invite_burst_per_source", uint(c.invite_burst_per_source, kInviteBurstPerSource)},
+              {"max_sessions_per_source", uint(c.max_sessions_per_source, kMaxSessionsPerSource)},
+              {"max_streams_per_session", uint(c.max_streams_per_session, kMaxStreamsPerSession)}};
     if (section == "media")
       return {{"address", str(c.media_address, check_media_address)},
               {"rtp_ports", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
@@ -806,6 +822,19 @@ Status validate(const Config& c) {
     return st;
   if (auto st = check("sip.max_connections_per_source",
                       check_range(c.max_connections_per_source, kMaxConnectionsPerSource));
+      !st)
+    return st;
+  if (auto list = sip::SourceAllowList::parse(c.allowed_sources); !list)
+    return keyed("sip.allowed_sources", list.error());
+  if (auto st = check("sip.invite_rate_per_source", check_range(c.invite_rate_per_source, kInviteRatePerSource)); !st)
+    return st;
+  if (auto st = check("sip.invite_burst_per_source", check_range(c.invite_burst_per_source, kInviteBurstPerSource));
+      !st)
+    return st;
+  if (auto st = check("sip.max_sessions_per_source", check_range(c.max_sessions_per_source, kMaxSessionsPerSource));
+      !st)
+    return st;
+  if (auto st = check("sip.max_streams_per_session", check_range(c.max_streams_per_session, kMaxStreamsPerSession));
       !st)
     return st;
   if (auto st = check("media.address", check_media_address(c.media_address)); !st) return st;

@@ -37,6 +37,12 @@ struct Config {
   std::uint32_t tcp_message_timeout_s = 30;  // incomplete TCP message dropped with its connection; 0 = never
   std::uint32_t max_connections_per_source = 128;  // TCP connections per source address; 0 = unlimited
   std::uint32_t min_session_expires_s = 90;  // RFC 4028 Min-SE: shorter Session-Expires get 422
+  // Per-source limits (docs/security.md).
+  std::vector<std::string> allowed_sources;        // CIDR list; empty: everyone
+  std::uint32_t invite_rate_per_source = 0;        // INVITEs per second per source (token bucket); 0 = off
+  std::uint32_t invite_burst_per_source = 100;     // bucket size
+  std::uint32_t max_sessions_per_source = 0;       // concurrent sessions per source address; 0 = unlimited
+  std::uint32_t max_streams_per_session = 16;      // m-lines in one offer; more: 488
 
   // media.*
   std::string media_address = "127.0.0.1";

@@ -36,6 +36,7 @@
 #include "recording/spool_syncer.h"
 #include "metadata/conversation_id.h"
 #include "sip/endpoint.h"
+#include "sip/source_policy.h"
 #include "siprec/session_manager.h"
 
 namespace {
@@ -294,6 +295,11 @@ int main(int argc, char** argv) {
   session_metrics.delayed_offer_failures = &registry.counter(
       "sgw_delayed_offer_failures_total",
       "Delayed-offer sessions ended (BYE, recording complete:false) because the ACK had no usable SDP answer");
+  session_metrics.limits_hit = &registry.labelled_counter(
+      "sgw_limits_hit_total",
+      "Requests refused (or metadata documents not parsed) by a per-source or size limit, by cap "
+      "(allowed_sources, invite_rate, sessions_per_source, sessions_total, streams_per_session, metadata_bytes)",
+      "cap");
   session_metrics.unfit_refusals = &registry.labelled_counter(
       "sgw_unfit_refusals_total",
       "OPTIONS and new INVITEs answered 503 because the node is unfit, by reason "
@@ -539,6 +545,15 @@ int main(int argc, char** argv) {
   policy.metadata_limits.max_depth = config.metadata_max_depth;
   policy.conversation_id_rules = std::move(rules).value();
   policy.recordings_dir = config.recordings_dir;
+  if (auto allowed = sgw::sip::SourceAllowList::parse(config.allowed_sources)) {
+    policy.admission.allowed_sources = std::move(allowed).value();
+  } else {
+    return fail("sip.allowed_sources: " + allowed.error().message);
+  }
+  policy.admission.invite_rate_per_source = config.invite_rate_per_source;
+  policy.admission.invite_burst_per_source = config.invite_burst_per_source;
+  policy.admission.max_sessions_per_source = config.max_sessions_per_source;
+  policy.admission.max_streams_per_session = config.max_streams_per_session;
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
       [&](sgw::siprec::SinkRequest r) -> sgw::common::Result<std::unique_ptr<sgw::media::SessionSink>> {

@@ -3,6 +3,8 @@
 
 #include "sip/endpoint.h"
 
+#include <arpa/inet.h>
+
 #include <chrono>
 #include <climits>
 #include <cstring>
@@ -21,6 +23,7 @@ struct DialogRecord;
 #define NTA_INCOMING_MAGIC_T sgw::sip::TxRecord
 #define NTA_OUTGOING_MAGIC_T sgw::sip::DialogRecord
 
+#include <sofia-sip/msg_addr.h>
 #include <sofia-sip/msg_header.h>
 #include <sofia-sip/nta.h>
 #include <sofia-sip/nta_tport.h>
@@ -158,7 +161,19 @@ struct SofiaEndpoint final : public Endpoint {
       }
       tport_unref(tp);
     }
+    r.source_address = source_address_of(msg);
     return r;
+  }
+
+  // The sender's address of a received message (tport records it on each).
+  static std::string source_address_of(msg_t* msg) {
+    su_sockaddr_t su{};
+    socklen_t len = sizeof su;
+    if (msg == nullptr || msg_get_address(msg, &su, &len) < 0) return {};
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (su.su_family == AF_INET && inet_ntop(AF_INET, &su.su_sin.sin_addr, buf, sizeof buf)) return buf;
+    if (su.su_family == AF_INET6 && inet_ntop(AF_INET6, &su.su_sin6.sin6_addr, buf, sizeof buf)) return buf;
+    return {};
   }
 
   Request request_of(nta_incoming_t* irq, sip_t const* sip) {

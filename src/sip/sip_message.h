@@ -28,6 +28,9 @@ struct Request {
   std::string transport;     // "udp" / "tcp"
   std::string local_host;    // address:port the request arrived on
   std::string local_port;
+  // The peer's IP address as the transport saw it (literal, IPv6 without
+  // brackets; empty when unknown): who sent it, for per-source policy.
+  std::string source_address;
 
   // All values of a header, case-insensitive name match; comma-joined lists
   // are returned as sent (one entry per header line).

@@ -74,7 +74,8 @@ SessionManager::SessionManager(Policy policy, media::MediaEngine* media, Session
       metrics_(metrics),
       make_sink_(std::move(make_sink)),
       on_closed_(std::move(on_closed)),
-      log_(common::logger("siprec")) {}
+      log_(common::logger("siprec")),
+      admission_(policy_.admission, metrics.limits_hit) {}
 
 SessionManager::~SessionManager() { shutdown(); }
 
@@ -226,6 +227,13 @@ sip::Response SessionManager::service_unavailable(const std::string& why) const 
 
 void SessionManager::count_invite(int status) {
   metrics_.invites_by_code->with(std::to_string(status)).inc();
+}
+
+void SessionManager::limit_hit(Cap cap, const std::string& source, const std::string& what) {
+  if (admission_.hit(cap, source, Admission::Clock::now()))
+    log_->warn("limit {} hit by {}: {} (further hits of it from this source in this minute are "
+               "counted in sgw_limits_hit_total, not logged)",
+               cap_name(cap), source.empty() ? "?" : source, what);
 }
 
 sip::Response SessionManager::contact_response(const sip::Request& req) const {
@@ -402,6 +410,12 @@ void SessionManager::answer_options(sip::TransactionId tx) {
 
 void SessionManager::on_request(sip::TransactionId tx, const sip::Request& req) {
   metrics_.requests_by_method->with(req.method).inc();
+  if (!admission_.allowed(req.source_address)) {  // sip.allowed_sources
+    if (req.method == "INVITE") count_invite(403);
+    limit_hit(Cap::kAllowedSources, req.source_address, req.method + " from a source outside sip.allowed_sources, 403");
+    endpoint_->reply(tx, simple(403, "Forbidden"));
+    return;
+  }
   if (auto bad = unsupported_requires(req); !bad.empty()) {
     sip::Response r = simple(420, "Bad Extension");
     r.headers.emplace_back("Unsupported", bad);
@@ -432,6 +446,10 @@ void SessionManager::on_request(sip::TransactionId tx, const sip::Request& req) 
 void SessionManager::apply_metadata(Session& s, const std::vector<std::string>& docs) {
   for (const auto& doc : docs) {
     s.metadata_raw.push_back(doc);
+    if (doc.size() > policy_.metadata_limits.max_bytes)  // parse() refuses it below; the call goes on
+      limit_hit(Cap::kMetadataBytes, s.source_address,
+                s.recording_id + " [" + s.call_id + "]: metadata document of " + std::to_string(doc.size()) +
+                    " bytes over metadata.max_bytes, not parsed (call recorded)");
     if (s.media) media_->post_metadata(s.media, doc);
     auto parsed = metadata::parse(doc, policy_.metadata_limits);
     if (!parsed) {
@@ -566,8 +584,27 @@ std::string SessionManager::build_sdp(Session& s, const SessionDescription& offe
 }
 
 void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& req) {
+  // Per-source limits first: a flood costs a table lookup and a 503, nothing more.
+  const std::string& source = req.source_address;
+  if (auto wait_s = admission_.take_invite(source, Admission::Clock::now())) {
+    count_invite(503);
+    sip::Response r = simple(503, "INVITE rate limit");
+    r.headers.emplace_back("Retry-After", std::to_string(*wait_s));
+    endpoint_->reply(tx, r);
+    limit_hit(Cap::kInviteRate, source, "INVITE " + phrase_safe(req.call_id) + " over sip.invite_rate_per_source, 503");
+    return;
+  }
+  if (!admission_.session_slot_free(source)) {
+    count_invite(503);
+    endpoint_->reply(tx, service_unavailable("Session limit per source reached"));
+    limit_hit(Cap::kSessionsPerSource, source,
+              "INVITE " + phrase_safe(req.call_id) + " over sip.max_sessions_per_source, 503");
+    return;
+  }
   std::string why;
   if (!can_accept(&why)) {
+    if (sessions_.size() >= policy_.max_sessions)
+      limit_hit(Cap::kSessionsTotal, source, "INVITE " + phrase_safe(req.call_id) + " over sip.max_sessions, 503");
     count_invite(503);
     endpoint_->reply(tx, service_unavailable(why));
     log_->info("INVITE {} refused: 503 {}", req.call_id, why);
@@ -601,6 +638,17 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     refuse(400, "Malformed SDP: " + offer.error().message);
     return;
   }
+  if (const auto max = policy_.admission.max_streams_per_session; max && offer->media.size() > max) {
+    sip::Response r;
+    r.headers.emplace_back("Warning", "300 " + policy_.node_name + " \"" + std::to_string(offer->media.size()) +
+                                          " media streams offered, sip.max_streams_per_session is " +
+                                          std::to_string(max) + "\"");
+    limit_hit(Cap::kStreamsPerSession, source,
+              "INVITE " + phrase_safe(req.call_id) + " offered " + std::to_string(offer->media.size()) +
+                  " m-lines, over sip.max_streams_per_session, 488");
+    refuse(488, "Not Acceptable Here", r);
+    return;
+  }
   auto plan = plan_answer(*offer, policy_.codecs);
   if (plan && delayed_offer) {
     for (auto& sp : plan->streams) {  // the SRC's address comes with its answer: latch the first source until then
@@ -629,6 +677,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   s->recording_id = common::uuid_v4();
   s->offer_pending = s->awaiting_answer = delayed_offer;
   s->call_id = req.call_id;
+  s->source_address = source;
   s->src = req.from;
   s->transport = req.transport;
   s->invite_tx = tx;
@@ -718,6 +767,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
                     (s->conversation_id.empty() ? "" : ", conversation " + s->conversation_id +
                                                            " (" + s->conversation_id_rule + ")"));
   by_invite_tx_[tx] = key;
+  admission_.session_opened(source);
   sessions_[key] = std::move(s);
   publish();
   pending_answers_[key] = std::make_shared<sip::Response>(std::move(resp));
@@ -1051,6 +1101,7 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
                             if (closed) closed(id);
                           });
   }
+  admission_.session_closed(s.source_address);
   sessions_.erase(it);
   publish();
   if (draining_ && sessions_.empty() && on_drained_) {

@@ -33,6 +33,7 @@
 #include "metadata/metadata_parser.h"
 #include "metadata/recording_metadata.h"
 #include "sip/endpoint.h"
+#include "siprec/admission.h"
 #include "siprec/offer_answer.h"
 #include "siprec/sdp.h"
 
@@ -51,6 +52,7 @@ struct Policy {
   metadata::ParseLimits metadata_limits;
   std::vector<metadata::ConversationIdRule> conversation_id_rules;
   std::string recordings_dir;  // finished sessions' metadata JSON goes here
+  AdmissionLimits admission;   // per-source limits (docs/security.md)
 };
 
 struct SessionMetrics {
@@ -66,6 +68,7 @@ struct SessionMetrics {
   // OPTIONS and new INVITEs answered 503 because the node is unfit, by
   // reason (unfit_label; may be null).
   common::LabelledCounter* unfit_refusals = nullptr;
+  common::LabelledCounter* limits_hit = nullptr;  // sgw_limits_hit_total{cap} (may be null)
 };
 
 // Why a node refuses new recording sessions: OPTIONS and new INVITEs get 503 +
@@ -188,6 +191,7 @@ class SessionManager final : public sip::EndpointListener {
   struct Session {
     std::string recording_id;
     std::string call_id;
+    std::string source_address;        // the INVITE's sender (per-source limits)
     std::string src;                   // From of the INVITE
     std::string transport;
     sip::TransactionId invite_tx = 0;
@@ -236,6 +240,9 @@ class SessionManager final : public sip::EndpointListener {
   void on_storage_failed(const std::string& recording_id, const std::string& message);
   void refuse_answering(std::uint64_t key, const std::string& why, const std::string& cause);
   void count_invite(int status);
+  // A per-source limit refused something of source: metric, and one log line
+  // per source, cap and minute.
+  void limit_hit(Cap cap, const std::string& source, const std::string& what);
   // Applies metadata documents to the session (merge; errors kept, never fatal).
   void apply_metadata(Session& s, const std::vector<std::string>& docs);
   // Opens/keeps/closes media per m-line of an accepted plan; false on port exhaustion.
@@ -288,6 +295,7 @@ class SessionManager final : public sip::EndpointListener {
   // Answers (200 OK) waiting for their session's spool start to be durable.
   std::map<std::uint64_t, std::shared_ptr<sip::Response>> pending_answers_;
   std::shared_ptr<spdlog::logger> log_;
+  Admission admission_;
 
   mutable std::mutex snapshot_mutex_;
   mutable nlohmann::json snapshot_ = nlohmann::json::array();  // the last list built

@@ -192,6 +192,35 @@ TEST(LoadConfig, SessionTimerPauseAndLatchKeys) {
   EXPECT_THAT(error_of("media:\n  max_paused_s: 9999999\n"), HasSubstr("media.max_paused_s"));
 }
 
+TEST(LoadConfig, PerSourceLimitKeys) {
+  Config d = default_config();
+  EXPECT_TRUE(d.allowed_sources.empty());
+  EXPECT_EQ(d.invite_rate_per_source, 0u);
+  EXPECT_EQ(d.invite_burst_per_source, 100u);
+  EXPECT_EQ(d.max_sessions_per_source, 0u);
+  EXPECT_EQ(d.max_streams_per_session, 16u);
+  auto r = load_config_text(
+      "sip:\n  allowed_sources: [10.0.0.0/8, '2001:db8::/32']\n  invite_rate_per_source: 5\n"
+      "  invite_burst_per_source: 7\n  max_sessions_per_source: 3\n  max_streams_per_session: 4\n");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->allowed_sources, (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32"}));
+  EXPECT_EQ(r->invite_rate_per_source, 5u);
+  EXPECT_EQ(r->invite_burst_per_source, 7u);
+  EXPECT_EQ(r->max_sessions_per_source, 3u);
+  EXPECT_EQ(r->max_streams_per_session, 4u);
+  EXPECT_THAT(error_of("sip:\n  allowed_sources: [10.0.0.0/33]\n"),
+              HasSubstr("sip.allowed_sources: '10.0.0.0/33': prefix length must be 0-32"));
+  EXPECT_THAT(error_of("sip:\n  allowed_sources: [gw.example.com]\n"), HasSubstr("sip.allowed_sources"));
+  EXPECT_THAT(error_of("sip:\n  invite_burst_per_source: 0\n"), HasSubstr("sip.invite_burst_per_source"));
+  EXPECT_THAT(error_of("sip:\n  max_streams_per_session: 65\n"), HasSubstr("sip.max_streams_per_session"));
+  EXPECT_THAT(error_of("sip:\n  invite_rate_per_source: 100001\n"), HasSubstr("sip.invite_rate_per_source"));
+  Config bad = default_config();
+  bad.allowed_sources = {"::1/200"};
+  auto st = validate(bad);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(st.error().message, HasSubstr("sip.allowed_sources"));
+}
+
 TEST(LoadConfig, UnknownKeysAreErrors) {
   EXPECT_THAT(error_of("sip:\n  max_sesions: 5\n"),
               HasSubstr("test.yaml:2: unknown key 'sip.max_sesions' (did you mean 'sip.max_sessions'?)"));
