@@ -87,6 +87,8 @@ struct ClientCall {
   std::uint32_t ack_delay_ms = 0;  // early media: the first ACK waits this long
   bool ack_pending = false;        // a delayed ACK is scheduled; 2xx retransmissions wait for it
   bool acked = false;
+  std::string ack_content_type;    // delayed offer: the first ACK's answer
+  std::string ack_body;
   bool probe = false;       // out-of-dialog OPTIONS: forgotten after its final response
   bool confirmed = false;   // a 2xx to the initial INVITE arrived (dialog exists)
   bool ended = false;       // non-2xx final to the INVITE, or BYE sent
@@ -308,13 +310,17 @@ struct SofiaClient final : public ClientEndpoint {
 
   void send_ack_now(ClientCall& call, std::uint32_t cseq, const std::string& branch) {
     if (call.leg == nullptr) return;
+    // The answer to a delayed offer goes in the ACK of the initial 2xx only.
+    const bool answer = !call.acked && !call.ack_content_type.empty();
     call.acked = true;
     std::string route = dialog_route(call);
     std::string cseq_text = std::to_string(cseq) + " ACK";
     nta_outgoing_t* ack = nta_outgoing_tcreate(
         call.leg, nullptr, nullptr, route.empty() ? nullptr : URL_STRING_MAKE(route.c_str()),
         SIP_METHOD_ACK, nullptr, SIPTAG_CSEQ_STR(cseq_text.c_str()),
-        TAG_IF(!branch.empty(), NTATAG_ACK_BRANCH(branch.c_str())), TAG_END());
+        TAG_IF(!branch.empty(), NTATAG_ACK_BRANCH(branch.c_str())),
+        TAG_IF(answer, SIPTAG_CONTENT_TYPE_STR(call.ack_content_type.c_str())),
+        TAG_IF(answer, SIPTAG_PAYLOAD_STR(call.ack_body.c_str())), TAG_END());
     if (ack == nullptr) {
       log->warn("call {}: cannot send ACK", call.call_id);
       return;
@@ -491,6 +497,8 @@ struct SofiaClient final : public ClientEndpoint {
     call->call_id = request.call_id.empty() ? new_call_id() : request.call_id;
     call->request_uri = request.request_uri;
     call->ack_delay_ms = request.ack_delay_ms;
+    call->ack_content_type = request.ack_content_type;
+    call->ack_body = request.ack_body;
     CallHandle id = call->id;
     ClientCall* c = call.get();
     calls.emplace(id, std::move(call));

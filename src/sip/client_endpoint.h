@@ -52,6 +52,10 @@ struct OutgoingRequest {
   // Early media (RFC 7866 §8.1.1 allows RTP before the ACK): the ACK for the
   // initial 2xx leaves this many ms after the 2xx arrived; 0 = at once.
   std::uint32_t ack_delay_ms = 0;
+  // Delayed offer (an INVITE without SDP, RFC 3261 §13.2.1): the answer the
+  // ACK for the initial 2xx carries. Empty ack_content_type: an ACK without a body.
+  std::string ack_content_type;
+  std::string ack_body;
 };
 
 struct ClientResponse {

@@ -345,6 +345,16 @@ void CallEngine::send_invite(Call& c) {
   auto [ct, b] = body(c, c.paused, render_complete(opt_.dialect, rec.id, c.pstate));
   req.content_type = ct;
   req.body = b;
+  if (opt_.delayed_offer) {
+    // RFC 3261 §13.2.1: no offer in the INVITE; the metadata alone (or nothing, for dialects that
+    // send it in headers). The gateway offers the streams of the metadata's labels (1 and 2), and
+    // our usual description, sendonly on those labels, is the answer in the ACK.
+    std::string md = render_complete(opt_.dialect, rec.id, c.pstate);
+    req.content_type = md.empty() ? "" : "application/rs-metadata+xml";
+    req.body = md;
+    req.ack_content_type = "application/sdp";
+    req.ack_body = offer(c, c.paused);
+  }
   if (opt_.early_media_ms > 0) set_ack_delay(req, opt_.early_media_ms);
   c.invite_sent_us = mono_us();
   c.handle = ep_->invite(t, req);

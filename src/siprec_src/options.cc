@@ -29,6 +29,8 @@ common::Result<Options> parse_options(int argc, char** argv) {
   app.add_option("--early-media", o.early_media_ms,
                  "send RTP for MS ms after the 200 OK before the ACK")
       ->check(CLI::Range(0, 60000));
+  app.add_flag("--delayed-offer", o.delayed_offer,
+               "INVITE without SDP (metadata only): the recorder offers in its 200 OK, our answer goes in the ACK");
   app.add_option("--dialect", o.dialect_name,
                  "metadata dialect: rfc7865 (Genesys), acme, audiocodes, broadworks (webex), legacy, ribbon, avaya, cisco");
   app.add_flag("--no-require", o.no_require, "do not send Require: siprec (Supported only)");

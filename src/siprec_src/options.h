@@ -29,6 +29,7 @@ struct Options {
   std::string codec_name = "PCMA";
   media::CodecId codec = media::CodecId::kPcma;
   std::uint32_t early_media_ms = 0;
+  bool delayed_offer = false;  // INVITE without SDP; our SDP goes in the ACK as the answer
   std::string dialect_name = "rfc7865";
   Dialect dialect = Dialect::kRfc7865;
   bool no_require = false;  // --no-require: send Supported: siprec only

@@ -377,6 +377,19 @@ class SrcMediaTest(SrcTestCase):
             self.assertAlmostEqual(segs[1]["start_ms"] - segs[0]["end_ms"], 1000, delta=TOL_MS, msg=segs)
             self.assertAlmostEqual(segs[1]["end_ms"] - segs[1]["start_ms"], 1000, delta=TOL_MS, msg=segs)
 
+    def test_delayed_offer_is_recorded_from_the_answer_in_the_ack(self):
+        # INVITE with the metadata only; the gateway offers in its 200 OK, siprec-src answers in the
+        # ACK (RFC 3261 §13.2.1) and sends each leg's tone to the port of the offer's labelled stream.
+        run, rec = self.call("--delayed-offer")
+        path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)
+        self.assertTrue(doc["complete"], doc)
+        whats = [e["what"] for e in doc["events"]]
+        self.assertIn("SDP answer in the ACK: 2 stream(s) to record", whats)
+        self.assertEqual([s["label"] for s in doc["streams"]], ["1", "2"], doc["streams"])
+        for s, leg in zip(doc["streams"], ("caller", "agent")):
+            self.assertEqual(s["packets_received"], rec[leg]["packets"], s)
+        self.assertTones(audio_path(path, doc), 2000, "delayed offer")
+
     def test_transfer_updates_the_participants(self):
         run, rec = self.call("--timeline", "transfer@1s")
         path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)
