@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import socket
+import struct
 import threading
 import time
 import unittest
@@ -189,6 +190,50 @@ class SessionCapsTest(LimitTestCase):
         self.assertHits("metadata_bytes", before, 1)
         self.assertTrue(doc.get("metadata_errors"), json.dumps(doc)[:2000])
         self.wait_idle()
+
+
+class RtpSecondSourceTest(LimitTestCase):
+    """RTP is accepted only from the latched address and port of each stream (issue 8 item 12
+    latches on the first valid packet): packets from a second source address, sent to a
+    recorded port while the SRC's tone runs, are not recorded and are counted."""
+    CONFIG = {"media": {"workers": 1}}
+
+    def test_packets_from_a_second_address_are_not_recorded_and_are_counted(self):
+        before = self.recordings()
+        wrong_before = self.daemon.metrics().get("sgw_rtp_packets_wrong_source_total")
+        spoofed = 200
+        with self.daemon.client("udp") as c:
+            call, ports = self.start_call(c)
+            sender = self.send([f"to=127.0.0.1:{ports[0]},codec=PCMA,tone=440",
+                                f"to=127.0.0.1:{ports[1]},codec=PCMA,tone=1000"], 2000, background=True)
+            self.assertTrue(wait_until(
+                lambda: self.daemon.metrics().get("sgw_rtp_packets_received_total") >= 10, 5),
+                self._diag("the tone did not arrive"))
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((OTHER, 0))
+            try:
+                for i in range(spoofed):  # loud noise (0x00 is a full-scale A-law sample) under another SSRC
+                    s.sendto(struct.pack("!BBHII", 0x80, 8, i, i * 160, 0xBADC0DE) + bytes(160),
+                             ("127.0.0.1", ports[0]))
+                    if i % 20 == 19:
+                        time.sleep(0.01)
+            finally:
+                s.close()
+            sender.communicate(timeout=30)
+            self.assertStatus(call.bye(), 200, "BYE")
+        doc, audio = self.wait_recording(before)
+        st = doc["streams"][0]
+        self.assertEqual(len(st["ssrcs"]), 1, st)
+        integrity = {x["index"]: x for x in doc["integrity"]["streams"]}
+        self.assertEqual(integrity[0]["packets_wrong_source"], spoofed, integrity)
+        self.assertEqual(integrity[1]["packets_wrong_source"], 0, integrity)
+        self.assertTrue(doc["complete"], doc)
+        wait_until(lambda: self.daemon.metrics().get("sgw_rtp_packets_wrong_source_total") - wrong_before >= spoofed, 5)
+        self.assertEqual(self.daemon.metrics().get("sgw_rtp_packets_wrong_source_total") - wrong_before, spoofed)
+        left, right = probe(audio[0])["channel_stats"]
+        self.assertAlmostEqual(left["dominant_hz"], 440, delta=15, msg=str(left))
+        self.assertEqual(len(left["segments"]), 1, left["segments"])  # no burst of noise cut into the tone
+        self.assertAlmostEqual(left["active_ms"], 2000, delta=40, msg=str(left))
 
 
 FLOOD = 20000
