@@ -644,7 +644,16 @@ class Loader {
                  c.log_level = std::move(*level);
                  return Ok{};
                }},
-              {"redact_personal_data", boolean(c.redact_personal_data)}};
+              {"redact_personal_data", boolean(c.redact_personal_data)},
+              {"redact", boolean(c.redact_personal_data)},
+              {"format", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 auto v = as_string(key, n);
+                 if (!v) return v.error();
+                 if (!common::valid_log_format(*v))
+                   return fail(n, key, make_error("config.invalid", "expected text or json, got " + quoted(*v)));
+                 c.log_format = std::move(*v);
+                 return Ok{};
+               }}};
     return {};
   }
 
@@ -883,6 +892,8 @@ Status validate(const Config& c) {
     if (*level != c.log_level)
       return make_error("config.invalid", "log.level: use lower case, got " + quoted(c.log_level));
   }
+  if (!common::valid_log_format(c.log_format))
+    return make_error("config.invalid", "log.format: expected text or json, got " + quoted(c.log_format));
   return Ok{};
 }
 

@@ -118,7 +118,8 @@ struct Config {
 
   // log.*
   std::string log_level = "info";
-  bool redact_personal_data = false;
+  bool redact_personal_data = false;  // log.redact (or log.redact_personal_data)
+  std::string log_format = "text";   // "text" | "json"
 };
 
 // The embedded default (what `siprecd` with no arguments runs): node_name is

@@ -19,8 +19,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <systemd/sd-daemon.h>
+
 #include "app/cli.h"
 #include "app/config.h"
+#include "app/reload.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -244,7 +247,10 @@ int main(int argc, char** argv) {
   auto resolved = sgw::app::resolve_config(*cli);
   if (!resolved) return fail(resolved.error().message);
   const Config config = std::move(resolved).value();
-  sgw::common::init_logging(config.log_level);
+  auto log_options = [](const Config& c) {
+    return sgw::common::LogOptions{c.log_level, c.log_format, c.redact_personal_data, c.node_name, c.region};
+  };
+  sgw::common::init_logging(log_options(config));
   auto log = sgw::common::logger("main");
 
   auto rules = sgw::metadata::parse_rules(config.conversation_id_rules);
@@ -271,6 +277,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR2);
+  sigaddset(&signals, SIGHUP);  // reload (systemctl reload)
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -695,6 +702,43 @@ int main(int argc, char** argv) {
             << config.media_address << " " << config.rtp_port_min << "-" << config.rtp_port_max
             << "; recordings " << config.recordings_dir << std::endl;
   log->info("node {} region {} ready", config.node_name, config.region);
+  // systemd Type=notify (no-ops without NOTIFY_SOCKET). The watchdog is fed
+  // from the SIP thread, so a stuck signalling loop stops feeding it.
+  sd_notifyf(0, "READY=1\nSTATUS=recording; sip %s\nMAINPID=%lu", sip_list.c_str(),
+             static_cast<unsigned long>(getpid()));
+  std::uint64_t watchdog_us = 0;
+  std::function<void()> feed;  // outlives the SIP thread (joined below)
+  if (sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0) {
+    auto period_ms = static_cast<std::uint32_t>(std::max<std::uint64_t>(watchdog_us / 2000, 1));
+    feed = [&feed, ep = endpoint->get(), period_ms] {
+      sd_notify(0, "WATCHDOG=1");
+      ep->after(period_ms, feed);
+    };
+    (*endpoint)->post(feed);
+    log->info("systemd watchdog every {} ms", period_ms);
+  }
+
+  // SIGHUP: what can change live is applied; the rest is named (restart needed).
+  sgw::app::Reloader reloader;
+  reloader.add("log", {"log."}, [&](const Config& running, const Config& fresh, sgw::app::ReloadReport& r) {
+    if (running.log_level == fresh.log_level && running.log_format == fresh.log_format &&
+        running.redact_personal_data == fresh.redact_personal_data)
+      return;
+    sgw::common::init_logging(log_options(fresh));
+    r.applied.push_back("log (level " + fresh.log_level + ", format " + fresh.log_format + ", redact " +
+                        (fresh.redact_personal_data ? "true" : "false") + ")");
+  });
+  reloader.add("limits", {"sip.max_sessions", "sip.retry_after_s"},
+               [&](const Config& running, const Config& fresh, sgw::app::ReloadReport& r) {
+                 if (running.max_sessions == fresh.max_sessions && running.retry_after_s == fresh.retry_after_s)
+                   return;
+                 (*endpoint)->post([&sessions, m = fresh.max_sessions, ra = fresh.retry_after_s] {
+                   sessions.set_limits(m, ra);
+                 });
+                 r.applied.push_back("sip.max_sessions " + std::to_string(fresh.max_sessions) +
+                                     ", sip.retry_after_s " + std::to_string(fresh.retry_after_s));
+               });
+  Config running = config;
 
   // First SIGTERM/SIGINT: drain (refuse new sessions, BYE the others, stop when
   // none is left). A second one: stop at once. SIGUSR2 is our own "SIP thread
@@ -708,12 +752,31 @@ int main(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGUSR2) break;
+    if (sig == SIGHUP) {
+      sd_notify(0, "RELOADING=1");
+      auto fresh = sgw::app::resolve_config(*cli);
+      if (!fresh) {
+        log->error("reload: configuration not reloaded: {}", fresh.error().message);
+      } else {
+        auto report = reloader.reload(running, *fresh);
+        for (const auto& a : report.applied) log->info("reload: applied {}", a);
+        for (const auto& e : report.errors) log->error("reload: {}", e);
+        std::string keys;
+        for (const auto& k : report.not_reloadable) keys += (keys.empty() ? "" : ", ") + k;
+        if (!keys.empty()) log->warn("reload: changed but not reloadable (restart to apply): {}", keys);
+        if (report.applied.empty() && keys.empty()) log->info("reload: nothing changed");
+        running = std::move(fresh).value();
+      }
+      sd_notify(0, "READY=1");
+      continue;
+    }
     if (draining) {
       log->warn("second signal: stopping without waiting for sessions to end");
       ep->stop();
       continue;
     }
     draining = true;
+    sd_notify(0, "STOPPING=1\nSTATUS=draining");
     log->info("signal {}: draining", sig);
     ep->post([ep, &sessions, &config, log] {
       sessions.drain(
@@ -743,5 +806,6 @@ int main(int argc, char** argv) {
   finalizer.stop();
   (*queue)->stop();
   log->info("stopped");
+  sgw::common::flush_logging();
   return 0;
 }

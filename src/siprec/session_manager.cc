@@ -707,6 +707,8 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     s->conversation_id = m->value;
     s->conversation_id_rule = m->rule;
   }
+  // JSON log lines about this call carry its ids (docs/operations.md).
+  common::log_register_call(s->recording_id, s->call_id, s->conversation_id);
   // The spool's first record: enough to finish the recording from the spool alone.
   nlohmann::json start = {
       {"recording_id", s->recording_id}, {"call_id", s->call_id}, {"start_time", s->start_time},

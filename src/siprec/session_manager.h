@@ -117,6 +117,11 @@ class SessionManager final : public sip::EndpointListener {
 
   // Storage health, set by the application (503 when false).
   void set_storage_ok(bool ok) { storage_ok_ = ok; }
+  // Live limits (SIGHUP reload). SIP thread (post it there).
+  void set_limits(std::uint32_t max_sessions, std::uint32_t retry_after_s) {
+    policy_.max_sessions = max_sessions;
+    policy_.retry_after_s = retry_after_s;
+  }
   bool storage_ok() const { return storage_ok_; }
   // Any thread: a recording's spool could not be written. Storage turns bad
   // at once (OPTIONS, new INVITEs and /readyz say 503 until the application's
