@@ -83,6 +83,15 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
       ->type_name("OUT.wav");
   cv->add_flag("--json", opts.conversation_json, "Print JSON");
 
+  // `siprecd recover`: adopt other nodes' orphaned partials (docs/failover.md).
+  CLI::App* rc = app.add_subcommand("recover", "Rebuild recordings from partials whose node stopped shipping");
+  rc->fallthrough();
+  rc->add_option("--older-than", opts.recover_older_than_s,
+                 "Orphaned when the newest partial is older than S seconds (default recovery.orphan_after_s)")
+      ->type_name("S")
+      ->check(CLI::NonNegativeNumber);
+  rc->add_flag("--json", opts.recover_json, "Print the result as JSON");
+
   opts.help_text = app.help();
   // Start-up plane: CLI11 reports through exceptions; they stop here.
   try {
@@ -94,6 +103,7 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return make_error("cli.usage", e.what());
   }
+  if (!opts.help_shown && rc->parsed()) opts.recover = true;
   if (!opts.help_shown && dq->parsed()) {
     opts.deliveries = true;
     if (!dq_args.empty()) opts.deliveries_action = dq_args[0];

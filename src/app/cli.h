@@ -35,6 +35,10 @@ struct CliOptions {
   bool conversation_s3 = false;   // --s3: read the configured bucket
   std::string conversation_stitch;  // --stitch OUT.wav
   bool conversation_json = false;
+  // `siprecd recover [--older-than S] [--json]`: adopt orphaned partials (docs/failover.md)
+  bool recover = false;
+  long long recover_older_than_s = -1;  // -1: recovery.orphan_after_s
+  bool recover_json = false;
   bool help_shown = false;        // --help/-h: print help_text and exit 0
   std::string help_text;          // the usage text (always filled)
 };

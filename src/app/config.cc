@@ -66,6 +66,9 @@ constexpr Range kFsyncInterval{10, 60000};
 constexpr Range kFinalizeWorkers{1, 64};
 constexpr Range kFinalizeQueue{1, 1'000'000};
 constexpr Range kFinalizeRescan{1, 86'400};
+constexpr Range kSegment{0, 3600};           // recording.segment_s (0: shipping off)
+constexpr Range kOrphanAfter{1, 86'400};     // recovery.orphan_after_s
+constexpr Range kRecoveryInterval{1, 86'400};  // recovery.interval_s
 constexpr Range kSilenceWarning{1, 86'400};
 constexpr Range kMinFreeMb{0, 1'000'000'000};
 constexpr Range kMaxBacklogAge{0, 30 * 86'400};
@@ -565,7 +568,8 @@ class Loader {
               {"finalize_queue", uint(c.finalize_queue, kFinalizeQueue)},
               {"finalize_rescan_s", uint(c.finalize_rescan_s, kFinalizeRescan)},
               {"silence_warning_s", uint(c.silence_warning_s, kSilenceWarning)},
-              {"min_free_mb", uint(c.min_free_mb, kMinFreeMb)}};
+              {"min_free_mb", uint(c.min_free_mb, kMinFreeMb)},
+              {"segment_s", uint(c.segment_s, kSegment)}};
     if (section == "storage")
       return {{"queue_dir", str(c.queue_dir)},
               {"local_retention_days", uint(c.local_retention_days, kLocalRetentionDays)},
@@ -607,7 +611,12 @@ class Loader {
               {"secret_key", str(c.s3_secret_key)},
               {"session_token", str(c.s3_session_token)},
               {"profile", str(c.s3_profile)},
-              {"ca_file", str(c.s3_ca_file)}};
+              {"ca_file", str(c.s3_ca_file)},
+              {"partials_bucket", str(c.s3_partials_bucket)}};
+    if (section == "recovery")
+      return {{"adopt", boolean(c.recovery_adopt)},
+              {"orphan_after_s", uint(c.recovery_orphan_after_s, kOrphanAfter)},
+              {"interval_s", uint(c.recovery_interval_s, kRecoveryInterval)}};
     if (section == "metadata")
       return {{"max_bytes", uint(c.metadata_max_bytes, kMetadataMaxBytes)},
               {"max_depth", uint(c.metadata_max_depth, kMetadataMaxDepth)},
@@ -657,9 +666,9 @@ class Loader {
     return {};
   }
 
-  static constexpr std::array<std::string_view, 10> kSections{"node",     "sip",  "media", "recording",
+  static constexpr std::array<std::string_view, 11> kSections{"node",     "sip",  "media", "recording",
                                                               "storage",  "s3",   "metadata", "http", "log",
-                                                              "drain"};
+                                                              "drain", "recovery"};
 
   // "did you mean" for a typo within edit distance 2 of a known key.
   std::string suggestion(std::string_view dotted) {
@@ -794,7 +803,28 @@ static Status s3_checks(const Config& c) {
                "s3.access_key and s3.secret_key go together");
   if (c.s3_bucket.empty() && (!c.s3_endpoint.empty() || !c.s3_retention_mode.empty() || !c.s3_prefix.empty()))
     return bad("s3.bucket", "required when other s3.* settings are given");
+  // Partials (docs/failover.md) must be deletable: never in a bucket under Object Lock.
+  if (!c.s3_partials_bucket.empty() && c.s3_bucket.empty())
+    return bad("s3.partials_bucket", "needs s3.bucket (partials are shipped with the same endpoint and credentials)");
+  if (c.s3_partials_bucket == c.s3_bucket && !c.s3_bucket.empty() && !c.s3_retention_mode.empty())
+    return bad("s3.partials_bucket", "is s3.bucket, which has Object Lock (s3.retention_mode " + c.s3_retention_mode +
+                                         "): partials would be undeletable; name a bucket without Object Lock");
+  if (auto st = check_range(c.segment_s, kSegment); !st) return keyed("recording.segment_s", st.error());
+  if (auto st = check_range(c.recovery_orphan_after_s, kOrphanAfter); !st)
+    return keyed("recovery.orphan_after_s", st.error());
+  if (auto st = check_range(c.recovery_interval_s, kRecoveryInterval); !st)
+    return keyed("recovery.interval_s", st.error());
+  if (c.segment_s > 0 && c.recovery_orphan_after_s <= 2 * c.segment_s)
+    return bad("recovery.orphan_after_s", "must be more than twice recording.segment_s (" +
+                                              std::to_string(c.segment_s) + " s): a live call ships every segment");
+  if (c.recovery_adopt && partials_bucket(c).empty())
+    return bad("recovery.adopt", "needs s3.partials_bucket (or an s3.bucket without Object Lock)");
   return Ok{};
+}
+
+std::string partials_bucket(const Config& c) {
+  if (!c.s3_partials_bucket.empty()) return c.s3_partials_bucket;
+  return c.s3_retention_mode.empty() ? c.s3_bucket : std::string();
 }
 
 std::string delivery_queue_dir(const Config& c) {

@@ -71,6 +71,7 @@ struct Config {
   std::uint32_t finalize_rescan_s = 30;   // spool folder listed for spools nobody queued
   std::uint32_t silence_warning_s = 10;   // a stream silent (not paused) this long gets a warning
   std::uint32_t min_free_mb = 64;         // spool filesystem below this: 503 to new sessions (0: off)
+  std::uint32_t segment_s = 5;            // in-call shipping of spool partials to S3 (0: off; docs/failover.md)
 
   // storage.* (docs/storage.md)
   std::string queue_dir;                     // empty: <recording.spool_dir>/../deliveries
@@ -103,6 +104,12 @@ struct Config {
   std::string s3_session_token;
   std::string s3_profile;  // shared credentials file profile (else AWS_PROFILE, else default)
   std::string s3_ca_file;
+  std::string s3_partials_bucket;  // partials (no Object Lock); empty: s3.bucket when it has no retention_mode
+
+  // recovery.* (orphan adoption, docs/failover.md)
+  bool recovery_adopt = false;              // adopt other nodes' orphaned partials periodically
+  std::uint32_t recovery_orphan_after_s = 60;  // a recording whose partials stopped this long is orphaned
+  std::uint32_t recovery_interval_s = 30;      // adoption pass cadence
 
   // metadata.*
   std::uint32_t metadata_max_bytes = 256 * 1024;
@@ -152,6 +159,10 @@ constexpr std::uint64_t kDescriptorHeadroom = 4096;
 std::uint64_t descriptors_needed(const Config& config);
 // The part without which the daemon cannot run at all: the RTP range plus the headroom.
 std::uint64_t descriptors_required(const Config& config);
+
+// Where partials go (docs/failover.md): s3.partials_bucket, else s3.bucket when
+// it has no Object Lock (s3.retention_mode unset), else "" (shipping off).
+std::string partials_bucket(const Config& config);
 
 // The delivery queue folder: storage.queue_dir, or <spool_dir>/../deliveries.
 std::string delivery_queue_dir(const Config& config);

@@ -35,6 +35,9 @@
 #include "recording/spool_sink.h"
 #include "storage/delivery_queue.h"
 #include "storage/key_template.h"
+#include "storage/orphan_recovery.h"
+#include "storage/partials.h"
+#include "storage/segment_shipper.h"
 #include "storage/s3_sink.h"
 #include "recording/spool_syncer.h"
 #include "metadata/conversation_id.h"
@@ -214,6 +217,68 @@ int drain_command(const sgw::app::CliOptions& cli) {
   return 0;
 }
 
+// The S3 client settings of the partials bucket (docs/failover.md), with
+// credentials resolved; an error names what is missing.
+sgw::common::Result<sgw::storage::S3ClientConfig> partials_client(const Config& config) {
+  sgw::storage::S3ClientConfig c;
+  c.endpoint = config.s3_endpoint;
+  c.region = config.s3_region;
+  c.bucket = sgw::app::partials_bucket(config);
+  c.path_style = config.s3_path_style;
+  c.ca_file = config.s3_ca_file;
+  if (c.bucket.empty())
+    return sgw::common::make_error("config.invalid", "no partials bucket: set s3.partials_bucket (a bucket without Object Lock)");
+  sgw::storage::CredentialSources sources;
+  if (!config.s3_access_key.empty())
+    sources.configured = sgw::storage::SigV4Credentials{config.s3_access_key, config.s3_secret_key,
+                                                        config.s3_session_token};
+  sources.profile = config.s3_profile;
+  auto creds = sgw::storage::resolve_credentials(sources);
+  if (!creds) return creds.error();
+  c.credentials = *creds;
+  return c;
+}
+
+// `siprecd recover [--older-than S] [--json]`: adopts orphaned partials into
+// this node's spool folder; a gateway running on that folder finalises and
+// delivers them (its rescan finds them).
+int recover_command(const sgw::app::CliOptions& cli) {
+  auto resolved = sgw::app::resolve_config(cli);
+  if (!resolved) return fail(resolved.error().message);
+  const Config& config = *resolved;
+  sgw::common::init_logging(config.log_level);
+  auto cc = partials_client(config);
+  if (!cc) return fail("recover: " + cc.error().message);
+  auto client = sgw::storage::S3Client::create(*cc);
+  if (!client) return fail("recover: " + client.error().message);
+  std::string why;
+  if (!usable_dir(config.spool_dir, &why)) return fail("recording.spool_dir " + config.spool_dir + ": " + why);
+  sgw::storage::RecoveryOptions ro;
+  ro.node = config.node_name;
+  ro.spool_dir = config.spool_dir;
+  ro.older_than_ms = (cli.recover_older_than_s >= 0 ? cli.recover_older_than_s
+                                                    : static_cast<long long>(config.recovery_orphan_after_s)) * 1000;
+  auto r = sgw::storage::recover_orphans(**client, ro);
+  if (cli.recover_json) {
+    nlohmann::json adopted = nlohmann::json::array();
+    for (const auto& a : r.adopted)
+      adopted.push_back({{"recording_id", a.recording_id}, {"node", a.node}, {"region", a.region},
+                         {"spool", a.spool_path}, {"partials", a.partials}, {"skipped", a.skipped}});
+    std::cout << nlohmann::json{{"adopted", adopted}, {"busy", r.busy}, {"problems", r.problems}, {"live", r.live}}
+                     .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+              << std::endl;
+  } else {
+    for (const auto& a : r.adopted)
+      std::cout << "adopted " << a.recording_id << " from " << a.node << " (" << a.region << "): " << a.partials
+                << " partial(s), " << a.skipped << " skipped -> " << a.spool_path << "\n";
+    for (const auto& b : r.busy) std::cout << "busy " << b << "\n";
+    for (const auto& p : r.problems) std::cout << "PROBLEM " << p << "\n";
+    std::cout << r.adopted.size() << " adopted, " << r.busy.size() << " busy, " << r.live << " live, "
+              << r.problems.size() << " problem(s)" << std::endl;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -244,6 +309,7 @@ int main(int argc, char** argv) {
   }
   if (cli->deliveries) return deliveries_command(*cli);
   if (cli->drain) return drain_command(*cli);
+  if (cli->recover) return recover_command(*cli);
   auto resolved = sgw::app::resolve_config(*cli);
   if (!resolved) return fail(resolved.error().message);
   const Config config = std::move(resolved).value();
@@ -359,6 +425,16 @@ int main(int argc, char** argv) {
   dq_options.backoff.max_ms = static_cast<std::int64_t>(config.s3_max_backoff_s) * 1000;
   dq_options.backoff.initial_ms = std::min<std::int64_t>(1000, dq_options.backoff.max_ms);
   if (s3_on) dq_options.local_retention_ms = static_cast<std::int64_t>(config.local_retention_days) * 86'400'000;
+  // Partials (docs/failover.md): shipped while calls run, deleted once the final recording is verified.
+  const bool partials_on = s3_on && !sgw::app::partials_bucket(config).empty();
+  sgw::storage::DeliveryQueue* queue_for_hook = nullptr;
+  if (partials_on)
+    dq_options.on_delivered = [&queue_for_hook](const sgw::storage::DeliveryEntry& e) {
+      if (e.sink != "s3" || e.partials_prefix.empty() || !queue_for_hook) return;
+      if (auto r = queue_for_hook->enqueue(sgw::storage::partials_delete_entry(e)); !r)
+        sgw::common::logger("delivery")->error("{}: cannot queue the deletion of its partials: {}", e.recording_id,
+                                               r.error().message);
+    };
   auto queue = sgw::storage::DeliveryQueue::open(
       dq_options,
       {&registry.counter("sgw_deliveries_delivered_total", "Deliveries verified and complete (per recording and sink)"),
@@ -424,7 +500,31 @@ int main(int argc, char** argv) {
                                                             : std::to_string(config.s3_retention_days) + " day(s)"));
     }
   }
-  fin_options.enqueue = [&config, q = queue->get(), s3_on, tpl = *s3_template](
+  queue_for_hook = queue->get();
+  if (partials_on) {
+    auto pc = partials_client(config);
+    if (!pc) {
+      log->error("partials: {}; recordings are not shipped during calls", pc.error().message);
+    } else {
+      sgw::storage::PartialSinkOptions po{*pc, config.node_name, config.region,
+                                          static_cast<std::int64_t>(config.segment_s) * 1000};
+      (*queue)->add_sink(std::string(sgw::storage::kPartialSink), [po]() -> std::unique_ptr<sgw::storage::DeliverySink> {
+        auto sink = sgw::storage::PartialSink::create(po);
+        if (!sink) return std::make_unique<BrokenSink>(sink.error().code, sink.error().message);
+        return std::move(sink).value();
+      });
+      (*queue)->add_sink(std::string(sgw::storage::kPartialsDeleteSink),
+                         [c = *pc]() -> std::unique_ptr<sgw::storage::DeliverySink> {
+                           auto sink = sgw::storage::PartialsDeleteSink::create(c);
+                           if (!sink) return std::make_unique<BrokenSink>(sink.error().code, sink.error().message);
+                           return std::move(sink).value();
+                         });
+    }
+  } else if (s3_on && config.segment_s > 0) {
+    log->warn("recording.segment_s: s3.bucket has Object Lock and no s3.partials_bucket is set: recordings are "
+              "not shipped during calls (a node lost with its disk loses its calls in progress)");
+  }
+  fin_options.enqueue = [&config, q = queue->get(), s3_on, partials_on, tpl = *s3_template](
                             const sgw::recording::PublishedRecording& pub) -> sgw::common::Status {
     std::vector<std::string> files = pub.audio_paths;
     files.push_back(pub.json_path);
@@ -461,6 +561,7 @@ int main(int argc, char** argv) {
       remote.start_unix_ms = start_ms;
       remote.end_unix_ms = local.end_unix_ms;
       remote.conversation_id = local.conversation_id;
+      if (partials_on) remote.partials_prefix = sgw::storage::partials_prefix(pub.fields.region, pub.recording_id);
       sgw::storage::KeyFields k;
       k.start_time = std::chrono::system_clock::time_point(std::chrono::microseconds(pub.fields.start_unix_us));
       k.conversation_id = pub.fields.conversation_id.empty() ? "no-conversation-id" : pub.fields.conversation_id;
@@ -509,6 +610,52 @@ int main(int argc, char** argv) {
   finalizer.start(config.finalize_workers);
   for (const auto& p : (*queue)->problems()) log->error("delivery queue: {}", p);
   (*queue)->start();
+
+  // In-call shipping and orphan adoption (docs/failover.md), off the packet path.
+  std::unique_ptr<sgw::storage::SegmentShipper> shipper;
+  if (partials_on && config.segment_s > 0) {
+    sgw::storage::SegmentShipperOptions so;
+    so.interval = std::chrono::seconds(config.segment_s);
+    so.dir = sgw::app::delivery_queue_dir(config) + "/partials";
+    so.region = config.region;
+    so.open_spools = [&syncer] { return syncer.open_paths(); };
+    so.queue = queue->get();
+    so.shipped = &registry.counter("sgw_partials_shipped_total", "Spool partials queued for S3 during calls");
+    so.bytes = &registry.counter("sgw_partials_shipped_bytes_total", "Spool bytes queued as partials");
+    so.errors = &registry.counter("sgw_partials_errors_total", "Partials that could not be written or queued (retried)");
+    shipper = std::make_unique<sgw::storage::SegmentShipper>(std::move(so));
+    shipper->start();
+    log->info("shipping partials every {} s to bucket {}", config.segment_s, sgw::app::partials_bucket(config));
+  }
+  std::atomic<bool> adopt_stop{false};
+  std::thread adopter;
+  if (config.recovery_adopt) {
+    auto& adopted_total = registry.counter("sgw_recordings_adopted_total", "Orphaned recordings adopted from partials");
+    adopter = std::thread([&config, &finalizer, &adopt_stop, &adopted_total] {
+      sgw::common::set_thread_name("sgw-adopt");
+      auto alog = sgw::common::logger("recover");
+      auto cc = partials_client(config);
+      if (!cc) return alog->error("recovery.adopt: {}", cc.error().message);
+      auto client = sgw::storage::S3Client::create(*cc);
+      if (!client) return alog->error("recovery.adopt: {}", client.error().message);
+      auto next = std::chrono::steady_clock::now() + std::chrono::seconds(config.recovery_interval_s);
+      while (!adopt_stop.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (std::chrono::steady_clock::now() < next) continue;
+        next = std::chrono::steady_clock::now() + std::chrono::seconds(config.recovery_interval_s);
+        sgw::storage::RecoveryOptions ro;
+        ro.node = config.node_name;
+        ro.spool_dir = config.spool_dir;
+        ro.older_than_ms = static_cast<std::int64_t>(config.recovery_orphan_after_s) * 1000;
+        auto r = sgw::storage::recover_orphans(**client, ro);
+        for (const auto& a : r.adopted) {
+          adopted_total.inc();
+          (void)finalizer.submit(a.recording_id);
+        }
+        for (const auto& p : r.problems) alog->error("adoption: {}", p);
+      }
+    });
+  }
 
   sgw::media::MediaOptions media_options;
   media_options.address = config.media_address;
@@ -802,6 +949,9 @@ int main(int argc, char** argv) {
   control.stop();
   sessions.shutdown();
   (*media)->stop();
+  if (shipper) shipper->stop();
+  adopt_stop.store(true);
+  if (adopter.joinable()) adopter.join();
   syncer.stop();
   finalizer.stop();
   (*queue)->stop();

@@ -88,6 +88,8 @@ struct Collected {
   std::uint64_t finalize_failures = 0;
   std::string last_finalize_error;
   std::vector<metadata::CiscoHeadersEvent> cisco_updates;      // re-INVITE headers, in order
+  std::optional<NodeLost> node_lost;  // rebuilt from a lost node's partials (docs/failover.md)
+  std::int64_t node_lost_us = 0;      // end of the window that node may have lost
 };
 
 void apply_streams_event(Collected& c, std::int64_t at_us, const nlohmann::json& e) {
@@ -421,6 +423,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   // Pass 1: everything but the audio.
   RecordVisitor first;
   first.on_json = [&](const JsonRecordView& r) {
+    const std::int64_t prev_last_us = c.last_us;
     c.last_us = std::max(c.last_us, r.time_us);
     auto j = parse_json(r.json);
     switch (r.type) {
@@ -442,6 +445,14 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
         }
         if (what == kStreamCountersEvent) {
           if (auto sc = decode_stream_counters(r.json)) c.counters.merge(*sc);
+          break;
+        }
+        if (what == kNodeLostEvent) {
+          if (auto n = decode_node_lost(r.json)) {
+            c.node_lost = std::move(n);
+            c.node_lost_us = std::max(c.node_lost_us, r.time_us);
+            c.last_us = prev_last_us;  // not the end of the audio: the window lost with the node
+          }
           break;
         }
         if (what == kFinalizeFailedEvent) {
@@ -513,6 +524,10 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     duration_us = std::max(duration_us, lp.arrival_us + tail_us);
   }
   if (duration_us < 0) duration_us = 0;
+  // A lost node: the recording runs to the end of the window in which audio
+  // may have reached that node unshipped; that window is one node_lost gap.
+  std::int64_t audio_end_us = duration_us;
+  if (c.node_lost) duration_us = std::max(duration_us, c.node_lost_us);
   report.complete = c.has_end && get_or<bool>(c.end, "complete", true);
   std::int64_t start_unix_us = get_or<std::int64_t>(c.start, "start_unix_us", 0);
   std::string recording_id = get_or<std::string>(c.start, "recording_id", report.recording_id);
@@ -671,6 +686,10 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     }
     in.integrity.streams.push_back(std::move(si));
   }
+  if (c.node_lost && duration_us > audio_end_us) {
+    in.gaps.push_back({audio_end_us / 1000, duration_us / 1000 - audio_end_us / 1000, "node_lost", std::nullopt});
+    if (!c.node_lost->problems.empty()) report.problems.push_back("partials: " + c.node_lost->problems);
+  }
   place_streams(in.streams, layout, in.audio);
   for (auto& si : in.integrity.streams)
     for (const auto& s : in.streams)
@@ -695,6 +714,11 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     else if (!c.has_end && c.fault.write_errors)
       // The disk refused the spool's writes: the end of the call never reached it.
       why = "spool write failed (" + c.fault.error + "); the end of the call was not recorded";
+    else if (!c.has_end && c.node_lost)
+      why = "node " + c.node_lost->node + " (" + c.node_lost->region + ") lost during the call; rebuilt by " +
+            c.node_lost->adopted_by + " from " + std::to_string(c.node_lost->partials) + " shipped partial(s)" +
+            (c.node_lost->partials_skipped ? ", " + std::to_string(c.node_lost->partials_skipped) + " skipped" : "") +
+            "; audio after " + common::iso8601_from_unix_us(start_unix_us + audio_end_us) + " lost";
     else if (!c.has_end) why = "gateway stopped during the call; recovered from the spool";
     for (const auto& cause : causes) why += (why.empty() ? "" : "; ") + cause;
     in.incomplete_reason = why;

@@ -119,4 +119,30 @@ std::optional<StreamCounters> decode_stream_counters(std::string_view text) {
   return out;
 }
 
+std::string NodeLost::encode() const {
+  return dump(json{{"event", kNodeLostEvent},
+                   {"node", node},
+                   {"region", region},
+                   {"adopted_by", adopted_by},
+                   {"last_shipped_unix_ms", last_shipped_unix_ms},
+                   {"partials", partials},
+                   {"partials_skipped", partials_skipped},
+                   {"problems", problems}});
+}
+
+std::optional<NodeLost> decode_node_lost(std::string_view text) {
+  json j = parse_object(text, kNodeLostEvent);
+  if (j.is_null()) return std::nullopt;
+  NodeLost n;
+  n.node = str(j, "node");
+  n.region = str(j, "region");
+  n.adopted_by = str(j, "adopted_by");
+  auto it = j.find("last_shipped_unix_ms");
+  if (it != j.end() && it->is_number_integer()) n.last_shipped_unix_ms = it->get<std::int64_t>();
+  n.partials = u64(j, "partials");
+  n.partials_skipped = u64(j, "partials_skipped");
+  n.problems = str(j, "problems");
+  return n;
+}
+
 }  // namespace sgw::recording

@@ -52,6 +52,23 @@ struct StreamCounters {
   bool operator==(const StreamCounters&) const = default;
 };
 
+// "node_lost": appended by orphan adoption (storage/partials.h) to a spool
+// rebuilt from another node's shipped partials. The record's time is the end
+// of the window in which audio may have reached the lost node and was not
+// shipped (its last shipment + one segment interval); the finaliser states the
+// time from the end of the shipped audio to there as a gap of cause node_lost.
+struct NodeLost {
+  std::string node;          // the node that recorded the call and stopped shipping
+  std::string region;
+  std::string adopted_by;    // the node that rebuilt the recording
+  std::int64_t last_shipped_unix_ms = 0;  // the newest partial's time
+  std::uint64_t partials = 0;             // partials stitched
+  std::uint64_t partials_skipped = 0;     // corrupt, truncated or missing: never stitched
+  std::string problems;                   // what was skipped and why ("; "-separated)
+  std::string encode() const;
+  bool operator==(const NodeLost&) const = default;
+};
+
 // The "event" name of a kEvent JSON document ("" when it is not an object with one).
 std::string spool_event_name(std::string_view json);
 // nullopt unless json is an object with the matching "event" name. Wrong-typed
@@ -59,9 +76,11 @@ std::string spool_event_name(std::string_view json);
 std::optional<SpoolFault> decode_spool_fault(std::string_view json);
 std::optional<FinalizeFailure> decode_finalize_failure(std::string_view json);
 std::optional<StreamCounters> decode_stream_counters(std::string_view json);
+std::optional<NodeLost> decode_node_lost(std::string_view json);
 
 inline constexpr std::string_view kSpoolFaultEvent = "spool_fault";
 inline constexpr std::string_view kFinalizeFailedEvent = "finalize_failed";
 inline constexpr std::string_view kStreamCountersEvent = "stream_counters";
+inline constexpr std::string_view kNodeLostEvent = "node_lost";
 
 }  // namespace sgw::recording

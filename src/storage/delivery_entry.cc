@@ -76,6 +76,7 @@ std::string encode_entry(const DeliveryEntry& e) {
             {"end_unix_ms", e.end_unix_ms},
             {"conversation_id", e.conversation_id},
             {"bucket", e.bucket},
+            {"partials_prefix", e.partials_prefix},
             {"objects", objects},
             {"attempts", e.attempts},
             {"last_error", e.last_error},
@@ -121,6 +122,7 @@ common::Result<DeliveryEntry> decode_entry(std::string_view bytes, const std::st
   read(j, "end_unix_ms", &e.end_unix_ms);
   read(j, "conversation_id", &e.conversation_id);
   read(j, "bucket", &e.bucket);
+  read(j, "partials_prefix", &e.partials_prefix);
   read(j, "attempts", &e.attempts);
   read(j, "last_error", &e.last_error);
   read(j, "last_error_code", &e.last_error_code);

@@ -56,6 +56,9 @@ struct DeliveryEntry {
   std::int64_t end_unix_ms = 0;    // the recording's end (catalogue)
   std::string conversation_id;     // (catalogue: fragments are stitched per conversation)
   std::string bucket;              // s3: the bucket it was delivered to (set on delivery)
+  // s3: the prefix of the recording's shipped partials ("london/partial/<id>/"),
+  // deleted once this entry is delivered (docs/failover.md); empty: none shipped.
+  std::string partials_prefix;
   std::vector<DeliveryObject> objects;
   std::uint32_t attempts = 0;  // failed attempts since the last success / requeue
   std::string last_error;      // one line, naming bucket, key and code

@@ -269,7 +269,7 @@ void DeliveryQueue::attempt(const std::string& file,
   };
   DeliveryOutcome out = sink->deliver(e, checkpoint);
 
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   Item& item = items_[file];
   std::int64_t t = now();
   e.updated_unix_ms = t;
@@ -320,8 +320,15 @@ void DeliveryQueue::attempt(const std::string& file,
   item.entry = std::move(e);
   item.in_flight = false;
   (void)persist_locked(item);
-  if (out.kind == DeliveryOutcome::Kind::kDelivered) compact_locked({file});
+  std::optional<DeliveryEntry> delivered;
+  if (out.kind == DeliveryOutcome::Kind::kDelivered) {
+    if (options_.on_delivered) delivered = item.entry;
+    compact_locked({file});
+  }
   update_gauges_locked();
+  lock.unlock();
+  // Outside the lock: the hook may enqueue (e.g. the deletion of the recording's partials).
+  if (delivered) options_.on_delivered(*delivered);
 }
 
 bool DeliveryQueue::compact_locked(const std::vector<std::string>& names) {

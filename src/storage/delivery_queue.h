@@ -79,6 +79,9 @@ struct DeliveryQueueOptions {
   std::string catalogue_path;              // default <dir>/catalogue.sqlite
   std::function<std::int64_t()> now_ms;    // Unix ms; default the system clock
   std::function<double()> jitter;          // [0, 1); default a PRNG
+  // Called on the delivery thread after an entry is delivered, verified and
+  // durable (not under the queue's lock; may call enqueue()). Null: none.
+  std::function<void(const DeliveryEntry&)> on_delivered;
 };
 
 struct DeliveryQueueMetrics {

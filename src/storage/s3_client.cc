@@ -565,6 +565,7 @@ void add_object_headers(Headers& h, const PutObjectOptions& o) {
     h.emplace_back("x-amz-object-lock-retain-until-date", iso8601(o.lock->retain_until));
   }
   if (o.legal_hold) h.emplace_back("x-amz-object-lock-legal-hold", "ON");
+  if (!o.if_none_match.empty()) h.emplace_back("if-none-match", o.if_none_match);
   switch (o.sse.kind) {
     case ServerSideEncryption::Kind::kNone: break;
     case ServerSideEncryption::Kind::kS3: h.emplace_back("x-amz-server-side-encryption", "AES256"); break;
@@ -674,6 +675,7 @@ S3Result<std::vector<ObjectVersion>> S3Client::list_object_versions(std::string_
       v.delete_marker = name == "DeleteMarker";
       v.size = n.child("Size").text().as_ullong();
       v.etag = strip_quotes(child_text(n, "ETag"));
+      v.last_modified = child_text(n, "LastModified");
       out.push_back(std::move(v));
     }
     if (child_text(root, "IsTruncated") != std::string("true")) return out;

@@ -115,6 +115,11 @@ struct PutObjectOptions {
   bool legal_hold = false;
   ServerSideEncryption sse;
   std::map<std::string, std::string> tags;  // sent URL-encoded in x-amz-tagging
+  // "*": create only if the key has no object (If-None-Match: *); the server
+  // answers 412 PreconditionFailed otherwise. radosgw (Ceph 16) honours it
+  // atomically on an unversioned bucket and ignores it on a versioned one
+  // (docs/failover.md "Adoption").
+  std::string if_none_match;
 };
 
 struct PutObjectResult {
@@ -162,6 +167,7 @@ struct ObjectVersion {
   bool delete_marker = false;
   std::uint64_t size = 0;
   std::string etag;
+  std::string last_modified;  // ISO 8601 as returned ("2026-12-04T06:20:01.123Z")
 };
 
 struct UploadPartResult {

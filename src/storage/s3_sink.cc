@@ -22,7 +22,9 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 
-DeliveryOutcome from_error(const S3Error& e) {
+}  // namespace
+
+DeliveryOutcome outcome_of(const S3Error& e) {
   DeliveryOutcome o;
   o.kind = e.retryable ? DeliveryOutcome::Kind::kRetry : DeliveryOutcome::Kind::kPermanent;
   o.code = e.code;
@@ -31,6 +33,10 @@ DeliveryOutcome from_error(const S3Error& e) {
                e.code == "RequestLimitExceeded";
   return o;
 }
+
+namespace {
+
+DeliveryOutcome from_error(const S3Error& e) { return outcome_of(e); }
 
 DeliveryOutcome fail(DeliveryOutcome::Kind kind, std::string code, std::string message) {
   DeliveryOutcome o;

@@ -57,6 +57,10 @@ struct FileDigest {
 };
 common::Result<FileDigest> digest_file(const std::string& path, std::uint64_t part_size, bool multipart);
 
+// A failed S3 call as a delivery outcome: retryable or permanent as the error
+// says; 503 SlowDown / 429 ask the sink to slow down.
+DeliveryOutcome outcome_of(const S3Error& e);
+
 class S3Sink : public DeliverySink {
  public:
   static common::Result<std::unique_ptr<S3Sink>> create(S3SinkOptions options);

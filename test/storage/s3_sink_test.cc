@@ -139,7 +139,7 @@ class FakeS3 : public S3Api {
     std::vector<ObjectVersion> out;
     for (const auto& [k, vs] : b_->objects)
       if (k.rfind(prefix, 0) == 0)
-        for (const auto& v : vs) out.push_back({k, v.version_id, &v == &vs.back(), false, v.body.size(), v.etag});
+        for (const auto& v : vs) out.push_back({k, v.version_id, &v == &vs.back(), false, v.body.size(), v.etag, ""});
     return out;
   }
   S3Result<PutObjectResult> put_object_file(std::string_view key, const fs::path& file,
