@@ -73,6 +73,7 @@ constexpr Range kSilenceWarning{1, 86'400};
 constexpr Range kMinFreeMb{0, 1'000'000'000};
 constexpr Range kMaxBacklogAge{0, 30 * 86'400};
 constexpr Range kDrainMax{0, 7 * 86'400};
+constexpr Range kTlsHandshakeTimeout{100, 120'000};
 
 Status check_format(std::string_view v) {
   if (v == "wav" || v == "wav-ulaw" || v == "wav-alaw" || v == "flac" || v == "ogg-opus") return Ok{};
@@ -86,6 +87,10 @@ Status check_channel(std::string_view v) {
 Status check_latch(std::string_view v) {
   if (v == "address_port" || v == "address") return Ok{};
   return make_error("config.invalid", "expected address_port or address, got '" + std::string(v) + "'");
+}
+Status check_tls_min_version(std::string_view v) {
+  if (v == "1.2" || v == "1.3") return Ok{};
+  return make_error("config.invalid", "expected 1.2 or 1.3, got '" + std::string(v) + "'");
 }
 Status check_spool_sync(std::string_view v) {
   if (v == "filesystem" || v == "file") return Ok{};
@@ -340,6 +345,14 @@ Status check_listen_list(const std::vector<ListenAddress>& list) {
     canon.address = *ip;
     if (!seen.insert(canon.to_string()).second)
       return make_error("config.invalid", "duplicate entry " + quoted(canon.to_string()));
+    // tcp: and tls: on one address and port would both bind that TCP port.
+    ListenAddress other = canon;
+    if (canon.transport != Transport::kUdp) {
+      other.transport = canon.transport == Transport::kTcp ? Transport::kTls : Transport::kTcp;
+      if (seen.count(other.to_string()))
+        return make_error("config.invalid", quoted(canon.to_string()) + " and " +
+                                                quoted(other.to_string()) + " share a TCP port");
+    }
   }
   return Ok{};
 }
@@ -632,6 +645,24 @@ class Loader {
                  c.conversation_id_rules = std::move(*v);
                  return Ok{};
                }}};
+    if (section == "tls")
+      return {{"cert_file", str(c.tls_cert_file)},
+              {"key_file", str(c.tls_key_file)},
+              {"ca_file", str(c.tls_ca_file)},
+              {"verify_client", boolean(c.tls_verify_client)},
+              {"allowed_subjects", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 if (n.IsNull()) {
+                   c.tls_allowed_subjects.clear();
+                   return Ok{};
+                 }
+                 auto v = as_string_list(key, n);
+                 if (!v) return v.error();
+                 c.tls_allowed_subjects = std::move(*v);
+                 return Ok{};
+               }},
+              {"ciphers", str(c.tls_ciphers)},
+              {"min_version", str(c.tls_min_version, check_tls_min_version)},
+              {"handshake_timeout_ms", uint(c.tls_handshake_timeout_ms, kTlsHandshakeTimeout)}};
     if (section == "http")
       return {{"listen", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
                  if (n.IsNull()) {  // "listen:" with no value: disabled
@@ -666,9 +697,9 @@ class Loader {
     return {};
   }
 
-  static constexpr std::array<std::string_view, 11> kSections{"node",     "sip",  "media", "recording",
+  static constexpr std::array<std::string_view, 12> kSections{"node",     "sip",  "media", "recording",
                                                               "storage",  "s3",   "metadata", "http", "log",
-                                                              "drain", "recovery"};
+                                                              "drain", "recovery", "tls"};
 
   // "did you mean" for a typo within edit distance 2 of a known key.
   std::string suggestion(std::string_view dotted) {
@@ -725,7 +756,7 @@ class Loader {
 // ---------------------------------------------------------------------------
 
 std::string ListenAddress::to_string() const {
-  std::string out = transport == Transport::kUdp ? "udp:" : "tcp:";
+  std::string out = transport == Transport::kUdp ? "udp:" : transport == Transport::kTcp ? "tcp:" : "tls:";
   if (address.find(':') != std::string::npos)
     out += "[" + address + "]";
   else
@@ -753,15 +784,17 @@ Result<ListenAddress> parse_listen(const std::string& text) {
   const auto bad = [&](std::string why) {
     return make_error("config.invalid", std::move(why) + ", got " + quoted(text));
   };
-  if (colon == std::string::npos) return bad("expected udp:ADDR:PORT or tcp:ADDR:PORT");
+  if (colon == std::string::npos) return bad("expected udp:ADDR:PORT, tcp:ADDR:PORT or tls:ADDR:PORT");
   ListenAddress out;
   auto transport = common::to_lower(std::string_view(text).substr(0, colon));
   if (transport == "udp")
     out.transport = Transport::kUdp;
   else if (transport == "tcp")
     out.transport = Transport::kTcp;
+  else if (transport == "tls")
+    out.transport = Transport::kTls;
   else
-    return bad("transport must be udp or tcp");
+    return bad("transport must be udp, tcp or tls");
   auto hp = split_host_port(std::string_view(text).substr(colon + 1), text);
   if (!hp) return hp.error();
   out.address = std::move(hp->address);
@@ -770,6 +803,29 @@ Result<ListenAddress> parse_listen(const std::string& text) {
 }
 
 Result<HostPort> parse_host_port(const std::string& text) { return split_host_port(text, text); }
+
+// The tls.* rules; errors name the key. The files themselves are loaded (and
+// a bad one named) when the TLS listener starts.
+static Status tls_checks(const Config& c) {
+  const auto bad = [](std::string_view key, std::string msg) {
+    return make_error("config.invalid", std::string(key) + ": " + msg);
+  };
+  if (auto st = check_tls_min_version(c.tls_min_version); !st) return keyed("tls.min_version", st.error());
+  if (auto st = check_range(c.tls_handshake_timeout_ms, kTlsHandshakeTimeout); !st)
+    return keyed("tls.handshake_timeout_ms", st.error());
+  bool tls = std::any_of(c.listen.begin(), c.listen.end(),
+                         [](const ListenAddress& l) { return l.transport == Transport::kTls; });
+  if (tls && c.tls_cert_file.empty()) return bad("tls.cert_file", "required by a tls: listen address");
+  if (tls && c.tls_key_file.empty()) return bad("tls.key_file", "required by a tls: listen address");
+  if (c.tls_verify_client && c.tls_ca_file.empty())
+    return bad("tls.ca_file", "required with tls.verify_client: true");
+  if (!c.tls_allowed_subjects.empty() && !c.tls_verify_client)
+    return bad("tls.allowed_subjects", "needs tls.verify_client: true (subjects come from client certificates)");
+  for (std::size_t i = 0; i < c.tls_allowed_subjects.size(); ++i)
+    if (c.tls_allowed_subjects[i].empty())
+      return bad("tls.allowed_subjects[" + std::to_string(i) + "]", "empty pattern");
+  return Ok{};
+}
 
 // The s3.* cross-field rules; errors name the key.
 static Status s3_checks(const Config& c) {
@@ -908,6 +964,7 @@ Status validate(const Config& c) {
   if (auto st = check("recording.min_free_mb", check_range(c.min_free_mb, kMinFreeMb)); !st) return st;
   if (auto st = check("drain.max_s", check_range(c.drain_max_s, kDrainMax)); !st) return st;
   if (auto st = s3_checks(c); !st) return st;
+  if (auto st = tls_checks(c); !st) return st;
   if (auto st = check("metadata.max_bytes", check_range(c.metadata_max_bytes, kMetadataMaxBytes)); !st)
     return st;
   if (auto st = check("metadata.max_depth", check_range(c.metadata_max_depth, kMetadataMaxDepth)); !st)

@@ -12,13 +12,13 @@
 
 namespace sgw::app {
 
-enum class Transport { kUdp, kTcp };
+enum class Transport { kUdp, kTcp, kTls };
 
 struct ListenAddress {
   Transport transport = Transport::kUdp;
   std::string address;  // literal IPv4/IPv6 address ("::1" without brackets)
   std::uint16_t port = 5060;
-  std::string to_string() const;  // "udp:127.0.0.1:5060", "tcp:[::1]:5060"
+  std::string to_string() const;  // "udp:127.0.0.1:5060", "tcp:[::1]:5060", "tls:127.0.0.1:5061"
 };
 
 struct Config {
@@ -119,6 +119,16 @@ struct Config {
       "header:X-Conversation-ID", "extension:session:GenesysConversationID",
       "extension:group:GenesysConversationID", "extension:any:ConversationID",
       "metadata:session_id"};
+
+  // tls.* (SIP over TLS on the tls: listen addresses; docs/security.md "TLS")
+  std::string tls_cert_file;  // PEM chain: our certificate first, then intermediates
+  std::string tls_key_file;   // PEM private key
+  std::string tls_ca_file;    // PEM CAs for client certificates (mutual TLS)
+  bool tls_verify_client = false;                 // require a client certificate chaining to tls.ca_file
+  std::vector<std::string> tls_allowed_subjects;  // CN/SAN globs; others get 403 (needs verify_client)
+  std::string tls_ciphers;                        // TLS 1.2 cipher list; empty: OpenSSL default
+  std::string tls_min_version = "1.2";            // 1.2 | 1.3
+  std::uint32_t tls_handshake_timeout_ms = 10000;
 
   // http.*
   std::string http_listen;  // "ADDR:PORT"; empty: no HTTP server

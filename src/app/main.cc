@@ -343,7 +343,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR2);
-  sigaddset(&signals, SIGHUP);  // reload (systemctl reload)
+  sigaddset(&signals, SIGHUP);  // reload (systemctl reload); also re-reads the TLS certificate files
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -738,7 +738,26 @@ int main(int argc, char** argv) {
       "sgw_sip_malformed_requests_total",
       "SIP requests with a header they depend on that did not parse (answered 400, or an ACK dropped)");
   for (const auto& l : config.listen)
-    sip_options.listen.push_back({l.transport == sgw::app::Transport::kUdp ? "udp" : "tcp", l.address, l.port});
+    sip_options.listen.push_back({l.transport == sgw::app::Transport::kUdp   ? "udp"
+                                  : l.transport == sgw::app::Transport::kTcp ? "tcp"
+                                                                             : "tls",
+                                  l.address, l.port});
+  sip_options.tls.cert_file = config.tls_cert_file;
+  sip_options.tls.key_file = config.tls_key_file;
+  sip_options.tls.ca_file = config.tls_ca_file;
+  sip_options.tls.verify_client = config.tls_verify_client;
+  sip_options.tls.allowed_subjects = config.tls_allowed_subjects;
+  sip_options.tls.ciphers = config.tls_ciphers;
+  sip_options.tls.min_version = config.tls_min_version;
+  sip_options.tls.handshake_timeout_ms = config.tls_handshake_timeout_ms;
+  sip_options.tls_counters.handshake_failures = &registry.counter(
+      "sgw_sip_tls_handshake_failures_total",
+      "TLS handshakes on tls: listeners that failed or did not finish within tls.handshake_timeout_ms");
+  sip_options.tls_counters.accepted = &registry.counter(
+      "sgw_sip_tls_connections_total", "TLS connections accepted on tls: listeners (handshake completed)");
+  sip_options.tls_forbidden = &registry.counter(
+      "sgw_sip_tls_forbidden_total",
+      "SIP requests over TLS answered 403: client certificate subject outside tls.allowed_subjects");
   auto endpoint = sgw::sip::Endpoint::create(sip_options, &sessions);
   if (!endpoint) return fail(endpoint.error().message);
   sessions.attach(endpoint->get());
@@ -914,6 +933,12 @@ int main(int argc, char** argv) {
         if (report.applied.empty() && keys.empty()) log->info("reload: nothing changed");
         running = std::move(fresh).value();
       }
+      // The TLS certificate files are re-read even when the configuration is unchanged (rotation).
+      if (auto st = ep->reload_tls(); !st)
+        log->error("SIGHUP: TLS certificate not reloaded, the previous one stays in use: {}",
+                   st.error().message);
+      else
+        log->info("SIGHUP: TLS certificate files reloaded (new connections use them)");
       sd_notify(0, "READY=1");
       continue;
     }

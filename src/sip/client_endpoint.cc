@@ -13,6 +13,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <unordered_map>
 
@@ -132,6 +135,8 @@ struct SofiaClient final : public ClientEndpoint {
   ClientCall default_record;   // magic of the default leg (out-of-dialog requests)
   std::vector<std::string> bound;
   std::string bound_port;
+  std::string tls_port;  // the TLS transport's port ("" without TLS)
+  std::string tls_dir;   // agent.pem / cafile.pem for sofia's TLS transport
 
   std::uint64_t next_id = 1;
   std::unordered_map<CallHandle, std::unique_ptr<ClientCall>> calls;
@@ -152,6 +157,52 @@ struct SofiaClient final : public ClientEndpoint {
     if (default_leg) nta_leg_destroy(default_leg);
     if (agent) nta_agent_destroy(agent);
     su_home_deinit(home);
+    if (!tls_dir.empty()) std::filesystem::remove_all(tls_dir);
+  }
+
+  // sofia's TLS transport reads its certificate and CAs from one directory
+  // with fixed names: agent.pem (private key and certificate) and cafile.pem.
+  // A private temporary directory (removed with the client) holds copies.
+  common::Status add_tls(const std::string& host) {
+    const ClientOptions& o = opts_;
+    char dir_template[] = "/tmp/siprec-src-tls-XXXXXX";
+    if (mkdtemp(dir_template) == nullptr)
+      return common::make_error("sip.client.tls", std::string("mkdtemp: ") + std::strerror(errno));
+    tls_dir = dir_template;
+    const auto slurp = [](const std::string& path, std::string& out) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return false;
+      out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      return true;
+    };
+    const auto spill = [this](const char* name, const std::string& data) {
+      std::ofstream out(tls_dir + "/" + name, std::ios::binary);
+      out << data;
+      return static_cast<bool>(out);
+    };
+    std::string key, cert, ca;
+    if (!o.tls_cert_file.empty() && !slurp(o.tls_cert_file, cert))
+      return common::make_error("sip.client.tls", "--tls-cert: cannot read " + o.tls_cert_file);
+    if (!o.tls_key_file.empty() && !slurp(o.tls_key_file, key))
+      return common::make_error("sip.client.tls", "--tls-key: cannot read " + o.tls_key_file);
+    if (!o.tls_ca_file.empty() && !slurp(o.tls_ca_file, ca))
+      return common::make_error("sip.client.tls", "--tls-ca: cannot read " + o.tls_ca_file);
+    if ((!cert.empty() && !spill("agent.pem", key + "\n" + cert)) || (!ca.empty() && !spill("cafile.pem", ca)))
+      return common::make_error("sip.client.tls", "cannot write " + tls_dir);
+    std::string url = "sips:" + host + ":0";
+    if (nta_agent_add_tport(agent, URL_STRING_MAKE(url.c_str()), TPTAG_CERTIFICATE(tls_dir.c_str()),
+                            TPTAG_TLS_VERIFY_POLICY(ca.empty() ? TPTLS_VERIFY_NONE : TPTLS_VERIFY_OUT),
+                            TPTAG_QUEUESIZE(kTcpQueue), TAG_END()) < 0)
+      return common::make_error("sip.client.tls", "cannot create the TLS transport on " + host +
+                                                      " (certificate, key or CA file unusable?)");
+    for (tport_t* tp = tport_primaries(nta_agent_tports(agent)); tp; tp = tport_next(tp)) {
+      tp_name_t const* tpn = tport_name(tp);
+      if (tpn && tpn->tpn_proto && std::strcmp(tpn->tpn_proto, "tls") == 0 && tpn->tpn_port) {
+        tls_port = tpn->tpn_port;
+        bound.push_back("tls:" + host + ":" + tls_port);
+      }
+    }
+    return common::Ok{};
   }
 
   // --- bookkeeping ----------------------------------------------------------
@@ -190,6 +241,9 @@ struct SofiaClient final : public ClientEndpoint {
   std::string contact_for(const std::string& transport) const {
     std::string user = opts_.contact_user.empty() ? "" : opts_.contact_user + "@";
     // RFC 7866 §6.1.1: the SRC marks its Contact with the +sip.src feature tag.
+    // RFC 5630 §3.1.3: a dialog over TLS gets a sips: Contact.
+    if (transport == "tls")
+      return "<sips:" + user + bracket(opts_.bind_address) + ":" + tls_port + ">;+sip.src";
     return "<sip:" + user + bracket(opts_.bind_address) + ":" + bound_port +
            ";transport=" + transport + ">;+sip.src";
   }
@@ -504,7 +558,8 @@ struct SofiaClient final : public ClientEndpoint {
     calls.emplace(id, std::move(call));
     by_call_id[c->call_id] = id;
 
-    if (target.transport != "udp" && target.transport != "tcp") {
+    if (target.transport != "udp" && target.transport != "tcp" &&
+        !(target.transport == "tls" && !tls_port.empty())) {
       c->ended = true;
       fail_later(id, method, 503, "Unsupported transport " + target.transport);
       return id;
@@ -662,6 +717,8 @@ common::Result<std::unique_ptr<ClientEndpoint>> ClientEndpoint::create(const Cli
   }
   if (ep->bound_port.empty())
     return common::make_error("sip.client.listen", "cannot bind " + failure);
+  if (options.tls)
+    if (auto st = ep->add_tls(host); !st) return st.error();
 
   ep->default_record.client = ep.get();
   ep->default_leg = nta_leg_tcreate(ep->agent, &SofiaClient::on_default_request,

@@ -31,11 +31,18 @@ struct ClientOptions {
   // Largest message accepted. sofia applies it to one read from a TCP stream,
   // which can hold many pipelined responses under load: keep it generous.
   std::size_t max_message_bytes = 4 * 1024 * 1024;
+  // SIP over TLS (targets with transport "tls"; sofia's TLS transport):
+  // tls_ca_file verifies the server's certificate chain (empty: not verified);
+  // tls_cert_file + tls_key_file are our client certificate for mutual TLS.
+  bool tls = false;
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 // Where a request goes: one resolved transport/address/port.
 struct Target {
-  std::string transport;  // "udp" | "tcp"
+  std::string transport;  // "udp" | "tcp" | "tls"
   std::string host;       // IP literal (IPv6 without brackets)
   std::uint16_t port = 5060;
   std::string to_string() const;  // "udp:127.0.0.1:5060"

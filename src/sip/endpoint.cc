@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <thread>
 
 namespace sgw::sip {
@@ -68,6 +69,9 @@ struct DialogRecord {
   // it, TPTAG_IDLE does not close that connection under a live call.
   tport_t* tport = nullptr;
   nta_outgoing_t* refresh = nullptr;  // our UPDATE (session refresh), while pending
+  // Created over TLS (through the TlsFrontend): our in-dialog requests go back
+  // over that same connection (tport), the only way to the peer over TLS.
+  bool tls = false;
 };
 
 namespace {
@@ -104,6 +108,9 @@ struct SofiaEndpoint final : public Endpoint {
     req.method = r.method;
     listener->on_malformed(req, r.outcome.rfind("answered 400", 0) == 0 ? 400 : 0);
   }
+  // SIP over TLS: the frontend and the private TCP listener it relays to.
+  std::unique_ptr<TlsFrontend> tls_frontend;
+  tport_t* tls_backend = nullptr;  // primary tport of the backend listener
 
   // SIP thread: one TcpGuard pass a second.
   void guard_tcp() {
@@ -145,23 +152,72 @@ struct SofiaEndpoint final : public Endpoint {
     dialogs.clear();
     if (default_leg) nta_leg_destroy(default_leg);
     if (agent) nta_agent_destroy(agent);
+    if (tls_frontend) tls_frontend->stop();
+  }
+
+  // The TLS connection behind a request that came through the frontend;
+  // nullopt for UDP/TCP. A connection to the backend that the frontend does
+  // not know (a local process bypassing TLS) gives a peer that is not allowed.
+  std::optional<TlsPeer> tls_peer_of(tport_t* tp) {
+    if (tls_frontend == nullptr || tp == nullptr || tport_parent(tp) != tls_backend) return std::nullopt;
+    tp_name_t const* tpn = tport_name(tp);
+    int port = tpn && tpn->tpn_port ? std::atoi(tpn->tpn_port) : 0;
+    if (auto p = tls_frontend->peer(static_cast<std::uint16_t>(port))) return p;
+    TlsPeer unknown;
+    unknown.peer = "tcp:127.0.0.1:" + std::to_string(port) + " (not through the TLS listener)";
+    unknown.allowed = false;
+    return unknown;
+  }
+
+  std::optional<TlsPeer> tls_peer_of(nta_incoming_t* irq, msg_t* msg) {
+    if (tls_frontend == nullptr) return std::nullopt;
+    tport_t* tp = nta_incoming_transport(agent, irq, msg);
+    auto p = tls_peer_of(tp);
+    if (tp) tport_unref(tp);
+    return p;
+  }
+
+  // A request over TLS from a peer whose certificate subject is not allowed
+  // (tls.allowed_subjects): answered 403 here and counted; true if so. The
+  // frontend logged the peer once when its connection was established.
+  bool forbid_tls(nta_incoming_t* irq, sip_t const* sip) {
+    if (tls_frontend == nullptr) return false;
+    msg_t* msg = nta_incoming_getrequest(irq);
+    auto p = tls_peer_of(irq, msg);
+    if (msg) msg_destroy(msg);
+    if (!p || p->allowed) return false;
+    if (options.tls_forbidden) options.tls_forbidden->inc();
+    log->debug("403 to {} from TLS peer {} (subject '{}')",
+               sip->sip_request ? sip->sip_request->rq_method_name : "?", p->peer,
+               printable(p->subject, 120));
+    if (sip->sip_request && sip->sip_request->rq_method == sip_method_ack) return true;
+    nta_incoming_treply(irq, 403, "Forbidden (TLS client certificate subject not allowed)", TAG_END());
+    nta_incoming_destroy(irq);
+    return true;
   }
 
   // --- request conversion -------------------------------------------------
   Request to_request(nta_incoming_t* irq, msg_t* msg, sip_t const* sip) {
     Request r = detail::request_from_sip(sip);
+    std::string tls_source;  // over TLS, sofia saw the frontend (127.0.0.1): the real peer
     if (tport_t* tp = nta_incoming_transport(agent, irq, msg)) {
       // A TCP request arrives on an accepted connection whose name is the
       // peer's; the listening (primary) transport names our address.
       tport_t* named = tport_parent(tp) ? tport_parent(tp) : tp;
-      if (tp_name_t const* tpn = tport_name(named)) {
+      if (auto p = tls_peer_of(tp)) {
+        // Through the TLS frontend: the listen address the peer connected to.
+        r.transport = "tls";
+        r.local_host = p->listen_host;
+        r.local_port = p->listen_port;
+        tls_source = p->address;
+      } else if (tp_name_t const* tpn = tport_name(named)) {
         if (tpn->tpn_proto) r.transport = tpn->tpn_proto;
         if (tpn->tpn_host) r.local_host = tpn->tpn_host;
         if (tpn->tpn_port) r.local_port = tpn->tpn_port;
       }
       tport_unref(tp);
     }
-    r.source_address = source_address_of(msg);
+    r.source_address = tls_source.empty() ? source_address_of(msg) : tls_source;
     return r;
   }
 
@@ -187,7 +243,9 @@ struct SofiaEndpoint final : public Endpoint {
   std::string peer_of(nta_incoming_t* irq, msg_t* msg) {
     std::string out = "?";
     if (tport_t* tp = nta_incoming_transport(agent, irq, msg)) {
-      if (tp_name_t const* tpn = tport_name(tp)) {
+      if (auto p = tls_peer_of(tp)) {
+        out = "tls:" + p->peer;
+      } else if (tp_name_t const* tpn = tport_name(tp)) {
         out = std::string(tpn->tpn_proto ? tpn->tpn_proto : "?") + ":" +
               (tpn->tpn_host ? tpn->tpn_host : "?") + ":" + (tpn->tpn_port ? tpn->tpn_port : "?");
       }
@@ -282,6 +340,7 @@ struct SofiaEndpoint final : public Endpoint {
     if (sip->sip_request->rq_method == sip_method_ack) return 0;  // stray ACK: nothing to do
     if (sip->sip_request->rq_method == sip_method_cancel) return 481;
     if (self->check_malformed(irq, sip)) return 0;  // answered (or an ACK dropped)
+    if (self->forbid_tls(irq, sip)) return 0;
     // RFC 3261 §12.2.2: a request with a To tag that matches no dialog of ours.
     if (sip->sip_to && sip->sip_to->a_tag) return 481;
     bool invite = sip->sip_request->rq_method == sip_method_invite;
@@ -298,6 +357,7 @@ struct SofiaEndpoint final : public Endpoint {
     if (sip == nullptr || sip->sip_request == nullptr) return 500;
     auto method = sip->sip_request->rq_method;
     if (self->check_malformed(irq, sip)) return 0;  // answered (or an ACK dropped)
+    if (method != sip_method_ack && self->forbid_tls(irq, sip)) return 0;
     if (method == sip_method_ack) {
       self->listener->on_ack(d->id, detail::request_from_sip(sip));
       return 0;
@@ -412,6 +472,7 @@ struct SofiaEndpoint final : public Endpoint {
     nta_leg_server_route(d->leg, sip->sip_record_route, sip->sip_contact);
     nta_incoming_tag(tx->irq, nta_leg_get_tag(d->leg));
     if (tport_t* tp = nta_incoming_transport(agent, tx->irq, msg)) {
+      d->tls = tls_peer_of(tp).has_value();
       if (tport_is_secondary(tp)) d->tport = tp;  // a connection: keep it while the dialog lives
       else tport_unref(tp);
     }
@@ -428,6 +489,7 @@ struct SofiaEndpoint final : public Endpoint {
                                            const char* name, const HeaderList& extra_headers) {
     std::string extra = detail::build_headers(extra_headers);
     return nta_outgoing_tcreate(d->leg, cb, d, nullptr, method, name, nullptr,
+                                TAG_IF(d->tls && d->tport, NTATAG_TPORT(d->tport)),
                                 TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())), TAG_END());
   }
 
@@ -472,6 +534,31 @@ struct SofiaEndpoint final : public Endpoint {
   }
 
   std::vector<std::string> bound_addresses() const override { return bound; }
+
+  common::Status reload_tls() override {
+    if (tls_frontend == nullptr) return common::Ok{};
+    return tls_frontend->reload();
+  }
+
+  // The private TCP listener on 127.0.0.1 (a kernel-chosen port) that the TLS
+  // frontend relays to; its idle and incomplete-message timers are those of TCP.
+  common::Status add_tls_backend(unsigned idle, unsigned incomplete) {
+    if (nta_agent_add_tport(agent, URL_STRING_MAKE("sip:127.0.0.1:0;transport=tcp"), TPTAG_IDLE(idle),
+                            TPTAG_TIMEOUT(incomplete), TAG_END()) < 0)
+      return common::make_error("sip.listen", std::string("cannot create the TLS backend listener: ") +
+                                                  std::strerror(errno));
+    std::set<std::string> configured;
+    for (const auto& l : options.listen) configured.insert(std::to_string(l.port));
+    for (tport_t* tp = tport_primaries(nta_agent_tports(agent)); tp; tp = tport_next(tp)) {
+      tp_name_t const* tpn = tport_name(tp);
+      if (tpn && tpn->tpn_proto && std::strcmp(tpn->tpn_proto, "tcp") == 0 && tpn->tpn_host &&
+          std::strcmp(tpn->tpn_host, "127.0.0.1") == 0 && tpn->tpn_port &&
+          configured.count(tpn->tpn_port) == 0)
+        tls_backend = tp;
+    }
+    if (tls_backend == nullptr) return common::make_error("sip.listen", "TLS backend listener not found");
+    return common::Ok{};
+  }
 };
 
 common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions& options,
@@ -493,7 +580,13 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
                                NTATAG_BAD_REQ_MASK(0),
                                NTATAG_UDP_MTU(65535), NTATAG_SERVER_RPORT(1), TAG_END());
   if (ep->agent == nullptr) return common::make_error("sip.init", "nta_agent_create failed");
+  std::vector<TlsListen> tls_listen;
   for (const auto& l : options.listen) {
+    if (l.transport == "tls") {
+      tls_listen.push_back({l.address, l.port});
+      ep->bound.emplace_back();  // filled in below, in configuration order
+      continue;
+    }
     bool v6 = l.address.find(':') != std::string::npos;
     std::string host = v6 ? "[" + l.address + "]" : l.address;
     std::string url = "sip:" + host + ":" + std::to_string(l.port) + ";transport=" + l.transport;
@@ -511,9 +604,25 @@ common::Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions
     }
     ep->bound.push_back(name);
   }
+  if (!tls_listen.empty()) {
+    unsigned idle = options.tcp_idle_timeout_ms ? options.tcp_idle_timeout_ms : UINT_MAX;
+    unsigned incomplete = options.tcp_message_timeout_ms ? options.tcp_message_timeout_ms : UINT_MAX;
+    if (auto st = ep->add_tls_backend(idle, incomplete); !st) return st.error();
+    tp_name_t const* tpn = tport_name(ep->tls_backend);
+    auto frontend = TlsFrontend::create(options.tls, tls_listen,
+                                        static_cast<std::uint16_t>(std::atoi(tpn->tpn_port)),
+                                        options.tls_counters);
+    if (!frontend) return frontend.error();
+    ep->tls_frontend = std::move(frontend).value();
+    auto names = ep->tls_frontend->bound_addresses();
+    std::size_t next = 0;
+    for (auto& b : ep->bound)
+      if (b.empty() && next < names.size()) b = names[next++];
+    ep->tls_frontend->start();
+  }
   detail::TcpGuardOptions guard;
   for (const auto& l : options.listen)
-    if (l.transport != "udp") guard.ports.insert(l.port);
+    if (l.transport == "tcp") guard.ports.insert(l.port);
   guard.silent_timeout = std::chrono::milliseconds(options.tcp_idle_timeout_ms);
   guard.max_per_source = options.max_connections_per_source;
   guard.message_timeout = std::chrono::milliseconds(options.tcp_message_timeout_ms);

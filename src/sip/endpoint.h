@@ -15,6 +15,7 @@
 #include "common/metrics.h"
 #include "common/result.h"
 #include "sip/sip_message.h"
+#include "sip/tls_frontend.h"
 
 namespace sgw::sip {
 
@@ -22,7 +23,7 @@ using TransactionId = std::uint64_t;
 using DialogId = std::uint64_t;
 
 struct ListenSpec {
-  std::string transport;  // "udp" or "tcp"
+  std::string transport;  // "udp", "tcp" or "tls" (served by a TlsFrontend)
   std::string address;    // IP literal, IPv6 without brackets
   std::uint16_t port = 5060;
 };
@@ -50,6 +51,11 @@ struct EndpointOptions {
   // Counted once per request that could not be used (unparsable header the
   // request depends on); not owned, may be null.
   common::Counter* malformed_requests = nullptr;
+  // SIP over TLS, for "tls" listen specs: terminated by a TlsFrontend that
+  // relays to a private sofia TCP listener on 127.0.0.1 (docs/security.md "TLS").
+  TlsSettings tls;
+  TlsCounters tls_counters;
+  common::Counter* tls_forbidden = nullptr;  // requests answered 403 (subject not allowed); not owned
 };
 
 // Callbacks from the endpoint, on the SIP thread.
@@ -119,6 +125,11 @@ class Endpoint {
   virtual bool post(std::function<void()> fn) = 0;
   // SIP thread: runs fn once after delay_ms.
   virtual void after(std::uint32_t delay_ms, std::function<void()> fn) = 0;
+
+  // Thread-safe: re-reads the TLS certificate, key and CA files (SIGHUP).
+  // Open connections and their calls keep going; new connections use the new
+  // files. An error names the file; the old certificate stays in use.
+  virtual common::Status reload_tls() { return common::Ok{}; }
 
   // Where we listen, "udp:127.0.0.1:5060" style, in configuration order.
   virtual std::vector<std::string> bound_addresses() const = 0;

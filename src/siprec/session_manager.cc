@@ -242,9 +242,12 @@ sip::Response SessionManager::contact_response(const sip::Request& req) const {
                          ? policy_.media_address
                          : req.local_host;
   if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
-  std::string uri = "sip:srs@" + host;
+  // RFC 3261 §12.1.1: a dialog begun with a sips: Request-URI gets a sips:
+  // Contact (TLS implied); other requests over TLS get ;transport=tls.
+  bool sips = common::istarts_with(req.request_uri, "sips:");
+  std::string uri = (sips ? "sips:srs@" : "sip:srs@") + host;
   if (!req.local_port.empty()) uri += ":" + req.local_port;
-  if (!req.transport.empty()) uri += ";transport=" + common::to_lower(req.transport);
+  if (!req.transport.empty() && !sips) uri += ";transport=" + common::to_lower(req.transport);
   // RFC 7866 §6.1.1: the SRS marks its Contact with the +sip.srs feature tag.
   r.headers.emplace_back("Contact", "<" + uri + ">;+sip.srs");
   r.headers.emplace_back("Allow", kAllow);

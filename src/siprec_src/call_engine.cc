@@ -167,6 +167,13 @@ common::Result<std::unique_ptr<CallEngine>> CallEngine::create(const Options& op
   co.bind_address = options.bind;
   co.user_agent = "siprec-src/0.1";
   co.transaction_timeout_ms = options.invite_timeout_ms;
+  // TLS when any target asks for it (sips:, ;transport=tls, --transport tls) or a TLS file is given.
+  co.tls = options.transport == "tls" || options.target.find("sips:") != std::string::npos ||
+           options.target.find("transport=tls") != std::string::npos || !options.tls_ca.empty() ||
+           !options.tls_cert.empty();
+  co.tls_ca_file = options.tls_ca;
+  co.tls_cert_file = options.tls_cert;
+  co.tls_key_file = options.tls_key;
   auto ep = sip::ClientEndpoint::create(co, self);
   if (!ep) return ep.error();
   e->ep_ = std::move(ep).value();
@@ -329,7 +336,9 @@ void CallEngine::send_invite(Call& c) {
   const sip::Target& t = targets_[c.target];
   sip::OutgoingRequest req;
   std::string hostport = bracket(t.host) + ":" + std::to_string(t.port);
-  req.request_uri = "sip:srs@" + hostport + ";transport=" + t.transport;
+  // RFC 5630 §3.1.1: over TLS the request URI is sips: (TLS on every hop).
+  req.request_uri = t.transport == "tls" ? "sips:srs@" + hostport
+                                         : "sip:srs@" + hostport + ";transport=" + t.transport;
   req.from = "<sip:src@" + bracket(local_host_) + ">";
   req.to = "<sip:srs@" + hostport + ">";
   std::string hex = common::uuid_v4();

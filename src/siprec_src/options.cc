@@ -15,8 +15,11 @@ common::Result<Options> parse_options(int argc, char** argv) {
                "load-testing a recording server. See docs/siprec-src.md."};
   app.add_option("target", o.target, "SIP URI of the recorder, e.g. sip:127.0.0.1:5060;transport=tcp "
                                      "or sip:recorder.example.com (DNS SRV); several, comma-separated, are tried in order");
-  app.add_option("--transport", o.transport, "udp or tcp (sets ;transport= on the target)")
-      ->check(CLI::IsMember({"udp", "tcp"}));
+  app.add_option("--transport", o.transport, "udp, tcp or tls (sets ;transport= on the target)")
+      ->check(CLI::IsMember({"udp", "tcp", "tls"}));
+  app.add_option("--tls-ca", o.tls_ca, "CA file (PEM) that verifies the recorder's TLS certificate");
+  app.add_option("--tls-cert", o.tls_cert, "client certificate (PEM) for mutual TLS (with --tls-key)");
+  app.add_option("--tls-key", o.tls_key, "private key (PEM) of --tls-cert");
   app.add_option("--dns-server", o.dns_servers, "DNS server ADDR:PORT for SRV/A lookups (repeatable)");
   app.add_option("--dns-timeout-ms", o.dns_timeout_ms, "DNS query timeout")->check(CLI::Range(1, 60000));
   app.add_option("--bind", o.bind, "local IP address for SIP and RTP");
@@ -88,6 +91,8 @@ common::Result<Options> parse_options(int argc, char** argv) {
   auto tl = parse_timeline(o.timeline_text, o.duration_ms);
   if (!tl) return common::make_error("cli.usage", "--timeline: " + tl.error().message);
   o.timeline = std::move(tl).value();
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    return common::make_error("cli.usage", "--tls-cert and --tls-key go together");
   if (o.tone_caller == o.tone_agent)
     return common::make_error("cli.usage", "--tone-caller and --tone-agent must differ");
   if (o.reestablish && o.keepalive_ms == 0) o.keepalive_ms = 1000;

@@ -19,6 +19,10 @@ struct Options {
   std::vector<std::string> dns_servers;  // --dns-server ADDR:PORT (repeatable)
   int dns_timeout_ms = 2000;
   std::string bind = "127.0.0.1";  // local address for SIP and RTP
+  // SIP over TLS (sips: targets, --transport tls, _sips._tcp SRV)
+  std::string tls_ca;    // --tls-ca: CA file that verifies the recorder's certificate
+  std::string tls_cert;  // --tls-cert/--tls-key: our client certificate (mutual TLS)
+  std::string tls_key;
 
   std::uint64_t calls = 1;
   double rate = 10;              // calls per second

@@ -410,7 +410,7 @@ TEST(ParseListen, V4V6AndErrors) {
   ASSERT_TRUE(canon.ok()) << canon.error().message;
   EXPECT_EQ(canon->to_string(), "tcp:[2001:db8::1]:65535");
 
-  for (const char* bad : {"", "udp", "udp:", "sctp:127.0.0.1:5060", "tls:127.0.0.1:5061",
+  for (const char* bad : {"", "udp", "udp:", "sctp:127.0.0.1:5060", "dtls:127.0.0.1:5061",
                           "udp:127.0.0.1", "udp:127.0.0.1:", "udp:127.0.0.1:0", "udp:127.0.0.1:65536",
                           "udp:127.0.0.1:50a", "udp:127.0.0.1:+5", "udp:localhost:5060",
                           "udp:::1:5060", "udp:[::1]5060", "udp:[::1:5060", "udp:[127.0.0.1]:5060",
@@ -647,6 +647,39 @@ TEST(StorageConfig, QuickStartFlags) {
   EXPECT_THAT(need_days.error().message, HasSubstr("s3.retention_days: required"));
   o.retention_mode = "soft";
   EXPECT_THAT(apply_overrides(default_config(), o).error().message, HasSubstr("--retention-mode"));
+}
+
+}  // namespace
+}  // namespace sgw::app
+
+namespace sgw::app {
+namespace {
+using ::testing::HasSubstr;
+
+TEST(LoadConfig, TlsSectionAndItsRules) {
+  auto r = load_config_text(
+      "sip:\n  listen: [tls:127.0.0.1:5061, udp:127.0.0.1:5060]\n"
+      "tls:\n  cert_file: /c.pem\n  key_file: /k.pem\n  ca_file: /ca.pem\n  verify_client: true\n"
+      "  allowed_subjects: ['*.sbc.test']\n  ciphers: ECDHE+AESGCM\n  min_version: '1.3'\n"
+      "  handshake_timeout_ms: 5000\n");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->listen[0].transport, Transport::kTls);
+  EXPECT_EQ(r->listen[0].to_string(), "tls:127.0.0.1:5061");
+  EXPECT_TRUE(r->tls_verify_client);
+  EXPECT_EQ(r->tls_allowed_subjects, std::vector<std::string>{"*.sbc.test"});
+  EXPECT_EQ(r->tls_min_version, "1.3");
+  EXPECT_EQ(r->tls_handshake_timeout_ms, 5000u);
+
+  EXPECT_THAT(error_of("sip:\n  listen: [tls:127.0.0.1:5061]\n"), HasSubstr("tls.cert_file: required"));
+  EXPECT_THAT(error_of("sip:\n  listen: [tls:127.0.0.1:5061]\ntls:\n  cert_file: /c.pem\n"),
+              HasSubstr("tls.key_file: required"));
+  EXPECT_THAT(error_of("tls:\n  verify_client: true\n"), HasSubstr("tls.ca_file: required"));
+  EXPECT_THAT(error_of("tls:\n  allowed_subjects: [a]\n"), HasSubstr("tls.allowed_subjects: needs"));
+  EXPECT_THAT(error_of("tls:\n  min_version: '1.1'\n"), HasSubstr("tls.min_version"));
+  EXPECT_THAT(error_of("tls:\n  handshake_timeout_ms: 5\n"), HasSubstr("tls.handshake_timeout_ms"));
+  EXPECT_THAT(error_of("sip:\n  listen: [tcp:127.0.0.1:5061, tls:127.0.0.1:5061]\n"),
+              HasSubstr("share a TCP port"));
+  EXPECT_THAT(error_of("sip:\n  listen: [dtls:127.0.0.1:5061]\n"), HasSubstr("udp, tcp or tls"));
 }
 
 }  // namespace
