@@ -75,7 +75,8 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
   CLI::App* cv = app.add_subcommand("conversation", "List a conversation's fragments, coverage and gaps; stitch them");
   cv->fallthrough();
   cv->add_option("id", opts.conversation_id, "Conversation id")->required();
-  cv->add_option("--dir", opts.conversation_dir, "Recordings folder to read (default recording.dir)")
+  cv->add_option("--dir", opts.conversation_dirs,
+                 "Recordings folder to read; repeat for several gateways' folders (default recording.dir)")
       ->type_name("DIR");
   cv->add_flag("--s3", opts.conversation_s3, "Read the configured S3 bucket instead of a folder");
   cv->add_option("--stitch", opts.conversation_stitch,
@@ -120,7 +121,7 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
   if (!opts.help_shown && dr->parsed()) opts.drain = true;
   if (!opts.help_shown && cv->parsed()) {
     opts.conversation = true;
-    if (opts.conversation_s3 && !opts.conversation_dir.empty())
+    if (opts.conversation_s3 && !opts.conversation_dirs.empty())
       return make_error("cli.usage", "conversation: give --dir or --s3, not both");
   }
   // Checked here rather than with CLI11's excludes(), which clutters --help.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "app/config.h"
 #include "common/result.h"
@@ -31,7 +32,7 @@ struct CliOptions {
   // (docs/failover.md): a conversation's fragments, coverage and gaps.
   bool conversation = false;
   std::string conversation_id;
-  std::string conversation_dir;   // --dir (else recording.dir)
+  std::vector<std::string> conversation_dirs;  // --dir, repeatable (else recording.dir)
   bool conversation_s3 = false;   // --s3: read the configured bucket
   std::string conversation_stitch;  // --stitch OUT.wav
   bool conversation_json = false;

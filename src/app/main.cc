@@ -31,6 +31,7 @@
 #include "control/control_server.h"
 #include "media/codec.h"
 #include "media/media_engine.h"
+#include "recording/conversation.h"
 #include "recording/finalizer.h"
 #include "recording/spool_sink.h"
 #include "storage/delivery_queue.h"
@@ -38,6 +39,7 @@
 #include "storage/orphan_recovery.h"
 #include "storage/partials.h"
 #include "storage/segment_shipper.h"
+#include "storage/s3_fragment_store.h"
 #include "storage/s3_sink.h"
 #include "recording/spool_syncer.h"
 #include "metadata/conversation_id.h"
@@ -277,6 +279,64 @@ int recover_command(const sgw::app::CliOptions& cli) {
               << r.problems.size() << " problem(s)" << std::endl;
   }
   return 0;
+// `siprecd conversation ID [--dir DIR | --s3] [--stitch OUT.wav] [--json]`:
+// the fragments of one conversation, their coverage and gaps (docs/failover.md).
+int conversation_command(const sgw::app::CliOptions& cli) {
+  auto resolved = sgw::app::resolve_config(cli);
+  if (!resolved) return fail(resolved.error().message);
+  const Config& config = *resolved;
+  std::unique_ptr<sgw::recording::FragmentStore> store;
+  if (cli.conversation_s3) {
+    if (config.s3_bucket.empty()) return fail("conversation --s3: s3.bucket is not configured");
+    sgw::storage::S3ClientConfig client;
+    client.endpoint = config.s3_endpoint;
+    client.region = config.s3_region;
+    client.bucket = config.s3_bucket;
+    client.path_style = config.s3_path_style;
+    client.ca_file = config.s3_ca_file;
+    sgw::storage::CredentialSources sources;
+    if (!config.s3_access_key.empty())
+      sources.configured = {config.s3_access_key, config.s3_secret_key, config.s3_session_token};
+    sources.profile = config.s3_profile;
+    auto creds = sgw::storage::resolve_credentials(sources);
+    if (!creds) return fail("conversation --s3: " + creds.error().message);
+    client.credentials = *creds;
+    auto s3 = sgw::storage::S3Client::create(client);
+    if (!s3) return fail("conversation --s3: " + s3.error().message);
+    store = std::make_unique<sgw::storage::S3FragmentStore>(std::move(s3).value(), config.s3_bucket, config.s3_prefix);
+  } else {
+    store = std::make_unique<sgw::recording::DirFragmentStore>(
+        cli.conversation_dirs.empty() ? std::vector<std::string>{config.recordings_dir} : cli.conversation_dirs,
+        [](std::string_view v) { return sgw::storage::KeyTemplate::sanitize(v); });
+  }
+  std::string scratch = (std::filesystem::temp_directory_path() / "siprecd-conversation-XXXXXX").string();
+  if (::mkdtemp(scratch.data()) == nullptr) return fail("conversation: mkdtemp " + scratch + ": " + std::strerror(errno));
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{scratch};
+  auto conv = sgw::recording::load_conversation(*store, cli.conversation_id, scratch);
+  if (!conv) return fail("conversation: " + conv.error().message);
+  nlohmann::json out = sgw::recording::to_json(*conv);
+  int rc = conv->fragments.empty() ? 1 : 0;
+  if (!cli.conversation_stitch.empty() && !conv->fragments.empty()) {
+    auto st = sgw::recording::stitch_conversation(*conv, cli.conversation_stitch);
+    if (!st) return fail("conversation --stitch: " + st.error().message);
+    out["stitched"] = {{"file", st->path}, {"frames", st->frames}, {"sample_rate", st->sample_rate},
+                       {"sha256", st->sha256}, {"segments", st->segments.size()}};
+    for (const auto& s : st->skipped) out["skipped"].push_back({{"json", s.ref}, {"reason", "stitch: " + s.reason}});
+    if (!cli.conversation_json)
+      std::cout << "stitched " << st->path << " (" << st->frames << " frames at " << st->sample_rate
+                << " Hz, " << st->segments.size() << " segment(s); sources and gaps in its .json)\n";
+  }
+  if (cli.conversation_json)
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+  else
+    std::cout << sgw::recording::to_text(*conv) << std::flush;
+  return rc;
 }
 
 }  // namespace
@@ -310,6 +370,7 @@ int main(int argc, char** argv) {
   if (cli->deliveries) return deliveries_command(*cli);
   if (cli->drain) return drain_command(*cli);
   if (cli->recover) return recover_command(*cli);
+  if (cli->conversation) return conversation_command(*cli);
   auto resolved = sgw::app::resolve_config(*cli);
   if (!resolved) return fail(resolved.error().message);
   const Config config = std::move(resolved).value();
@@ -590,6 +651,9 @@ int main(int argc, char** argv) {
     return sgw::common::Ok{};
   };
 
+  fin_options.previous_fragment = [q = queue->get()](const std::string& fragment_of, std::int64_t start_unix_us) {
+    return q->previous_recording(fragment_of, start_unix_us / 1000);
+  };
   sgw::recording::Finalizer finalizer(
       fin_options,
       {&registry.counter("sgw_recordings_published_total", "Recordings published (audio + JSON)"),

@@ -181,6 +181,21 @@ std::string_view audio_format_name(AudioFormat f) { return entry(f).name; }
 
 std::string_view audio_file_extension(AudioFormat f) { return entry(f).extension; }
 
+common::Result<FileDigest> digest_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error("open", path, errno);
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return io_error("stat", path, err);
+  }
+  auto sha = sha256_of_fd(fd, path, static_cast<std::uint64_t>(st.st_size));
+  ::close(fd);
+  if (!sha) return sha.error();
+  return FileDigest{*sha, static_cast<std::uint64_t>(st.st_size)};
+}
+
 nlohmann::json to_json(const AudioFileInfo& info) {
   return nlohmann::json{{"file", info.file_name},         {"format", info.format},
                         {"channels", info.channels},      {"sample_rate", info.sample_rate},

@@ -48,6 +48,14 @@ struct AudioFileInfo {
 
 nlohmann::json to_json(const AudioFileInfo& info);
 
+// Lower-case hex SHA-256 and size of a whole file (AudioFileInfo::sha256 of a published file).
+// Errors io.open / io.read / io.stat name the path.
+struct FileDigest {
+  std::string sha256;
+  std::uint64_t size = 0;
+};
+common::Result<FileDigest> digest_file(const std::string& path);
+
 // Writes `channels` (each one a track of int16 samples at `sample_rate`, all the same length;
 // channel i of the file is channels[i]) to `final_path`, replacing any file there. Parent
 // directories are created. Samples are interleaved in bounded chunks (no full interleaved copy).

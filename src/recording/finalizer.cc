@@ -636,6 +636,9 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     in.siprec_session_id = siprec_session_id_of(*md);
     in.communication_sessions = communication_sessions_of(*md);
   }
+  in.fragment_of = !in.conversation_id.empty() ? in.conversation_id : in.siprec_session_id;
+  if (options_.previous_fragment && !in.fragment_of.empty())
+    in.previous_fragment = options_.previous_fragment(in.fragment_of, start_unix_us);
   in.participants = participants_of(layout, in.audio, md ? &*md : nullptr);
   for (const auto& [index, t] : tracks) {
     const auto& h = c.streams[index];

@@ -79,6 +79,10 @@ struct FinalizerOptions {
   // finalised again at the next start; the hook must be idempotent (same
   // recording id, same entries).
   std::function<common::Status(const PublishedRecording&)> enqueue;
+  // The recording JSON's previous_fragment: this node's latest recording of
+  // fragment_of that started before start_unix_us ("" when none). Finalizer
+  // thread. Null: always null.
+  std::function<std::string(const std::string& fragment_of, std::int64_t start_unix_us)> previous_fragment;
   // Called after a recording is published (any thread): JSON path.
   std::function<void(const std::string& recording_id, const std::string& json_path)> on_published;
 

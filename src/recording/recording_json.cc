@@ -140,6 +140,8 @@ json build_recording_json(const RecordingJsonInput& in) {
   j["recording_id"] = in.recording_id;
   j["conversation_id"] = str_or_null(in.conversation_id);
   j["conversation_id_rule"] = str_or_null(in.conversation_id_rule);
+  j["fragment_of"] = str_or_null(in.fragment_of);
+  j["previous_fragment"] = str_or_null(in.previous_fragment);
   j["siprec_session_id"] = str_or_null(in.siprec_session_id);
   j["recording_call_id"] = str_or_null(in.recording_call_id);
   j["communication_sessions"] = array_of(in.communication_sessions, [](const auto& x) { return to_json(x); });

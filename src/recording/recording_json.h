@@ -151,6 +151,12 @@ struct RecordingJsonInput {
   std::string conversation_id_rule;  // rule that matched; empty -> null
   std::string siprec_session_id;     // metadata group id, else first session id; empty -> null
   std::string recording_call_id;     // Call-ID of the recording session (SRC <-> us); empty -> null
+  // The id every fragment of one call shares (conversation id, else the SIPREC
+  // communication session id); empty -> null. docs/failover.md.
+  std::string fragment_of;
+  // This node's recording of the same conversation just before this one
+  // (a re-establish that came back here); empty -> null.
+  std::string previous_fragment;
   std::vector<CommunicationSession> communication_sessions;
   std::vector<ParticipantEntry> participants;
   std::vector<StreamEntry> streams;

@@ -260,6 +260,20 @@ common::Result<std::vector<DeliveryEntry>> Catalogue::recording(const std::strin
   return select(sql.c_str(), [&](sqlite3_stmt* s) { bind_text(s, 1, recording_id); });
 }
 
+common::Result<std::optional<DeliveryEntry>> Catalogue::previous_in_conversation(
+    const std::string& conversation_id, std::int64_t before_unix_ms) {
+  static const std::string sql = std::string("SELECT ") + kDeliveryColumns +
+                                 " FROM deliveries WHERE conversation_id = ?1 AND start_unix_ms < ?2"
+                                 " AND sink = 'local' ORDER BY start_unix_ms DESC LIMIT 1";
+  auto rows = select(sql.c_str(), [&](sqlite3_stmt* s) {
+    bind_text(s, 1, conversation_id);
+    sqlite3_bind_int64(s, 2, before_unix_ms);
+  });
+  if (!rows) return rows.error();
+  if (rows->empty()) return std::optional<DeliveryEntry>{};
+  return std::optional<DeliveryEntry>(std::move(rows->front()));
+}
+
 common::Status Catalogue::for_each(const std::function<void(DeliveryEntry&&)>& fn) {
   // Pages of rows by primary key, so a million rows never sit in memory at once.
   static const std::string sql = std::string("SELECT ") + kDeliveryColumns +

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ class Catalogue {
   common::Result<bool> contains(const std::string& recording_id, const std::string& sink);
   // Every row of one recording (all sinks), with its objects.
   common::Result<std::vector<DeliveryEntry>> recording(const std::string& recording_id);
+  // The `local` row of the latest recording of a conversation that started
+  // before before_unix_ms (index deliveries_by_conversation); nullopt: none.
+  common::Result<std::optional<DeliveryEntry>> previous_in_conversation(const std::string& conversation_id,
+                                                                        std::int64_t before_unix_ms);
   // Every row in (recording, sink) order (the `deliveries` command, tests).
   common::Status for_each(const std::function<void(DeliveryEntry&&)>& fn);
   common::Result<std::int64_t> count();

@@ -547,6 +547,19 @@ std::optional<std::int64_t> DeliveryQueue::oldest_undelivered_unix_ms() const {
   return oldest;
 }
 
+std::string DeliveryQueue::previous_recording(const std::string& conversation_id,
+                                              std::int64_t before_unix_ms) const {
+  if (conversation_id.empty()) return "";
+  std::lock_guard lock(mutex_);
+  auto row = catalogue_->previous_in_conversation(conversation_id, before_unix_ms);
+  if (!row) {
+    common::logger("delivery")->error("previous fragment of conversation {}: {}", conversation_id,
+                                      row.error().message);
+    return "";
+  }
+  return *row ? (*row)->recording_id : std::string();
+}
+
 common::Status DeliveryQueue::retry(const std::string& dir, const std::string& recording_id,
                                     const std::string& sink, std::int64_t now_ms) {
   std::string path = (fs::path(dir) / entry_file_name(recording_id, sink)).string();

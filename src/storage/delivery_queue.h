@@ -142,6 +142,10 @@ class DeliveryQueue {
   // or failed), nullopt when none: the delivery backlog's age
   // (storage.max_backlog_age_s).
   std::optional<std::int64_t> oldest_undelivered_unix_ms() const;
+  // The recording id of this node's latest recording of the conversation
+  // that started before before_unix_ms ("" when none, or on a catalogue
+  // error, logged): the recording JSON's previous_fragment.
+  std::string previous_recording(const std::string& conversation_id, std::int64_t before_unix_ms) const;
 
   // Requeues one entry on disk (state queued, attempts 0, due now): for the
   // `deliveries retry` command; a running daemon picks it up on its rescan.

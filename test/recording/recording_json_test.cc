@@ -69,6 +69,8 @@ Fixture make_fixture() {
   in.conversation_id_rule = "extension:session:GenesysConversationID";
   in.siprec_session_id = siprec_session_id_of(f.md);
   in.recording_call_id = "a84b4c76e66710@src.example.com";
+  in.fragment_of = in.conversation_id;
+  in.previous_fragment = "5b1d0c9e-2f3a-4b5c-8d7e-6f5a4b3c2d1e";
   in.communication_sessions = communication_sessions_of(f.md);
   in.participants = participants_of(f.layout, f.audio, &f.md);
   in.streams = {
@@ -102,6 +104,8 @@ TEST(RecordingJson, TopLevelFields) {
   EXPECT_EQ(j["conversation_id"], "7d3e9c1a-5b2f-4e8d-9a6c-0f1e2d3c4b5a");
   EXPECT_EQ(j["conversation_id_rule"], "extension:session:GenesysConversationID");
   EXPECT_EQ(j["siprec_session_id"], "GRP-1");
+  EXPECT_EQ(j["fragment_of"], "7d3e9c1a-5b2f-4e8d-9a6c-0f1e2d3c4b5a");
+  EXPECT_EQ(j["previous_fragment"], "5b1d0c9e-2f3a-4b5c-8d7e-6f5a4b3c2d1e");
   EXPECT_EQ(j["recording_call_id"], "a84b4c76e66710@src.example.com");
   EXPECT_EQ(j["start_time"], "2024-06-03T13:37:00.000Z");
   EXPECT_EQ(j["end_time"], "2024-06-03T13:40:03.000Z");
@@ -109,7 +113,7 @@ TEST(RecordingJson, TopLevelFields) {
   EXPECT_EQ(j["complete"], false);
   EXPECT_EQ(j["incomplete_reason"], "gateway restarted; 500 ms of audio missing");
   EXPECT_EQ(j["gateway"], json({{"node", "gw-us-east-1a"}, {"region", "us-east"}}));
-  EXPECT_EQ(j.size(), 24u) << j.dump(2);  // every documented key, no more
+  EXPECT_EQ(j.size(), 26u) << j.dump(2);  // every documented key, no more
 }
 
 TEST(RecordingJson, CommunicationSessions) {
@@ -213,6 +217,8 @@ TEST(RecordingJson, MinimalInputWithoutMetadata) {
   EXPECT_TRUE(j["metadata"].is_null());
   EXPECT_TRUE(j["conversation_id"].is_null());
   EXPECT_TRUE(j["conversation_id_rule"].is_null());
+  EXPECT_TRUE(j["fragment_of"].is_null());
+  EXPECT_TRUE(j["previous_fragment"].is_null());
   EXPECT_TRUE(j["siprec_session_id"].is_null());
   EXPECT_TRUE(j["recording_call_id"].is_null());
   EXPECT_EQ(j["complete"], true);
