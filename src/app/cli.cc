@@ -79,6 +79,9 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
                  "Recordings folder to read; repeat for several gateways' folders (default recording.dir)")
       ->type_name("DIR");
   cv->add_flag("--s3", opts.conversation_s3, "Read the configured S3 bucket instead of a folder");
+  cv->add_option("--bucket", opts.conversation_buckets,
+                 "With --s3: read this bucket instead (repeat for each region's; s3.* credentials)")
+      ->type_name("NAME");
   cv->add_option("--stitch", opts.conversation_stitch,
                  "Write the whole conversation as one WAV (and OUT.json stating gaps and sources)")
       ->type_name("OUT.wav");
@@ -121,6 +124,7 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
   if (!opts.help_shown && dr->parsed()) opts.drain = true;
   if (!opts.help_shown && cv->parsed()) {
     opts.conversation = true;
+    if (!opts.conversation_buckets.empty()) opts.conversation_s3 = true;
     if (opts.conversation_s3 && !opts.conversation_dirs.empty())
       return make_error("cli.usage", "conversation: give --dir or --s3, not both");
   }

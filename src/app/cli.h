@@ -34,6 +34,7 @@ struct CliOptions {
   std::string conversation_id;
   std::vector<std::string> conversation_dirs;  // --dir, repeatable (else recording.dir)
   bool conversation_s3 = false;   // --s3: read the configured bucket
+  std::vector<std::string> conversation_buckets;  // --bucket, repeatable (implies --s3)
   std::string conversation_stitch;  // --stitch OUT.wav
   bool conversation_json = false;
   // `siprecd recover [--older-than S] [--json]`: adopt orphaned partials (docs/failover.md)

@@ -287,11 +287,12 @@ int conversation_command(const sgw::app::CliOptions& cli) {
   const Config& config = *resolved;
   std::unique_ptr<sgw::recording::FragmentStore> store;
   if (cli.conversation_s3) {
-    if (config.s3_bucket.empty()) return fail("conversation --s3: s3.bucket is not configured");
+    std::vector<std::string> names = cli.conversation_buckets;
+    if (names.empty()) names.push_back(config.s3_bucket);
+    if (names.front().empty()) return fail("conversation --s3: s3.bucket is not configured (or give --bucket)");
     sgw::storage::S3ClientConfig client;
     client.endpoint = config.s3_endpoint;
     client.region = config.s3_region;
-    client.bucket = config.s3_bucket;
     client.path_style = config.s3_path_style;
     client.ca_file = config.s3_ca_file;
     sgw::storage::CredentialSources sources;
@@ -301,9 +302,14 @@ int conversation_command(const sgw::app::CliOptions& cli) {
     auto creds = sgw::storage::resolve_credentials(sources);
     if (!creds) return fail("conversation --s3: " + creds.error().message);
     client.credentials = *creds;
-    auto s3 = sgw::storage::S3Client::create(client);
-    if (!s3) return fail("conversation --s3: " + s3.error().message);
-    store = std::make_unique<sgw::storage::S3FragmentStore>(std::move(s3).value(), config.s3_bucket, config.s3_prefix);
+    std::vector<sgw::storage::S3FragmentStore::Bucket> buckets;
+    for (const auto& name : names) {
+      client.bucket = name;
+      auto s3 = sgw::storage::S3Client::create(client);
+      if (!s3) return fail("conversation --s3: " + s3.error().message);
+      buckets.push_back({name, std::move(s3).value()});
+    }
+    store = std::make_unique<sgw::storage::S3FragmentStore>(std::move(buckets), config.s3_prefix);
   } else {
     store = std::make_unique<sgw::recording::DirFragmentStore>(
         cli.conversation_dirs.empty() ? std::vector<std::string>{config.recordings_dir} : cli.conversation_dirs,

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -234,6 +235,8 @@ common::Status CallEngine::run() {
   double wall = opt_.max_wall_s > 0 ? opt_.max_wall_s : launch_s + opt_.duration_s + margin;
   wall_limit_ms_ = static_cast<std::int64_t>(wall * 1000);
   t0_us_ = mono_us();
+  t0_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
   scheduler_ = std::make_unique<RateScheduler>(opt_.rate, 0);
   sender_->start();
   sip_running_ = true;
@@ -943,6 +946,7 @@ nlohmann::json CallEngine::to_json(const RunSummary& s) const {
   j["rtp_packets_sent"] = s.rtp_packets;
   j["sender_late_ticks"] = s.late_ticks;
   j["wall_s"] = s.wall_s;
+  j["t0_unix_ms"] = t0_unix_ms_;  // events' times ("<ms>ms ...") count from this instant
   j["wall_limit_hit"] = s.wall_limit_hit;
   j["records"] = nlohmann::json::array();
   for (const auto& r : records_) {

@@ -117,6 +117,7 @@ class CallEngine : public sip::ClientListener {
   std::unique_ptr<RateScheduler> scheduler_;  // set by run()
   std::size_t started_ = 0, active_ = 0, done_ = 0, streams_live_ = 0;
   std::int64_t t0_us_ = 0;
+  std::int64_t t0_unix_ms_ = 0;  // wall clock at t0_us_: events' "<ms>ms" are from here
   std::int64_t wall_limit_ms_ = 0;
   bool stopping_ = false;
   std::atomic<bool> sip_running_{false};  // ep_->run() in progress (read by the sender thread)

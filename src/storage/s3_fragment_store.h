@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "recording/conversation.h"
 #include "storage/s3_client.h"
@@ -20,8 +21,13 @@ namespace sgw::storage {
 
 class S3FragmentStore final : public recording::FragmentStore {
  public:
-  // prefix: s3.prefix ("" = the whole bucket).
-  S3FragmentStore(std::unique_ptr<S3Api> client, std::string bucket, std::string prefix);
+  struct Bucket {
+    std::string name;
+    std::unique_ptr<S3Api> client;  // for that bucket
+  };
+  // One or more buckets (each region's, with the same credentials); prefix:
+  // s3.prefix ("" = the whole bucket). Refs are "s3://BUCKET/KEY".
+  S3FragmentStore(std::vector<Bucket> buckets, std::string prefix);
   common::Result<std::vector<Candidate>> candidates(const std::string& conversation_id) override;
   common::Result<std::string> read(const std::string& ref, std::uint64_t max_bytes) override;
   common::Result<std::string> local_copy(const std::string& json_ref, const std::string& file_name,
@@ -29,8 +35,10 @@ class S3FragmentStore final : public recording::FragmentStore {
   std::string describe() const override;
 
  private:
-  std::unique_ptr<S3Api> client_;
-  std::string bucket_, prefix_;
+  // The bucket and key of a ref this store produced; nullptr when it is not one.
+  S3Api* resolve(const std::string& ref, std::string* key) const;
+  std::vector<Bucket> buckets_;
+  std::string prefix_;
   std::size_t copies_ = 0;
 };
 
