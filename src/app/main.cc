@@ -279,6 +279,8 @@ int recover_command(const sgw::app::CliOptions& cli) {
               << r.problems.size() << " problem(s)" << std::endl;
   }
   return 0;
+}
+
 // `siprecd conversation ID [--dir DIR | --s3] [--stitch OUT.wav] [--json]`:
 // the fragments of one conversation, their coverage and gaps (docs/failover.md).
 int conversation_command(const sgw::app::CliOptions& cli) {
