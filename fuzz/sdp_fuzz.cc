@@ -12,9 +12,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   auto offer = sgw::siprec::parse_sdp(text);
   if (!offer) return 0;
-  for (bool srtp : {false, true}) {
+  using Srtp = sgw::siprec::CodecPolicy::Srtp;
+  for (Srtp mode : {Srtp::kOff, Srtp::kAllow, Srtp::kRequire}) {
+    const bool srtp = mode != Srtp::kOff;
     sgw::siprec::CodecPolicy policy;
-    policy.srtp_supported = srtp;
+    policy.srtp = mode;
     auto plan = sgw::siprec::plan_answer(*offer, policy);
     if (!plan) continue;
     if (plan->streams.size() != offer->media.size()) std::abort();

@@ -92,6 +92,10 @@ Status check_tls_min_version(std::string_view v) {
   if (v == "1.2" || v == "1.3") return Ok{};
   return make_error("config.invalid", "expected 1.2 or 1.3, got '" + std::string(v) + "'");
 }
+Status check_srtp(std::string_view v) {
+  if (v == "off" || v == "allow" || v == "require") return Ok{};
+  return make_error("config.invalid", "expected off, allow or require, got '" + std::string(v) + "'");
+}
 Status check_spool_sync(std::string_view v) {
   if (v == "filesystem" || v == "file") return Ok{};
   return make_error("config.invalid", "expected filesystem or file, got '" + std::string(v) + "'");
@@ -565,7 +569,7 @@ class Loader {
                  c.codecs = std::move(*codecs);
                  return Ok{};
                }},
-              {"srtp", boolean(c.srtp)},
+              {"srtp", str(c.srtp, check_srtp)},
               {"reorder_window_ms", uint(c.reorder_window_ms, kReorderWindow)}};
     if (section == "recording")
       return {{"dir", str(c.recordings_dir, check_non_empty)},
@@ -942,6 +946,7 @@ Status validate(const Config& c) {
   if (auto st = check("media.timeout_s", check_range(c.media_timeout_s, kMediaTimeout)); !st) return st;
   if (auto st = check("media.max_paused_s", check_range(c.max_paused_s, kMaxPaused)); !st) return st;
   if (auto st = check("media.latch", check_latch(c.latch)); !st) return st;
+  if (auto st = check("media.srtp", check_srtp(c.srtp)); !st) return st;
   if (auto st = check("sip.min_session_expires_s", check_range(c.min_session_expires_s, kMinSessionExpires)); !st)
     return st;
   {

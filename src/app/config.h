@@ -53,8 +53,8 @@ struct Config {
   std::uint32_t max_paused_s = 7200;   // every stream paused/held this long: BYE (0: never)
   std::string latch = "address_port";  // address_port | address: RTP source check after the first packet
   std::vector<std::string> codecs{"PCMA", "PCMU", "G722", "opus", "G729"};  // preference order
-  bool srtp = false;
-  std::uint32_t reorder_window_ms = 60;                   // accept RTP/SAVP offers (not yet supported)
+  std::string srtp = "off";  // off | allow | require: SDES-SRTP (RTP/SAVP) offers (docs/security.md "SRTP")
+  std::uint32_t reorder_window_ms = 60;
 
   // recording.*
   std::string recordings_dir = "var/recordings";

@@ -426,7 +426,10 @@ int main(int argc, char** argv) {
       &registry.counter("sgw_rtp_packets_wrong_source_total", "RTP dropped: not from the SRC's address"),
       &registry.counter("sgw_media_admissions_refused_total", "New sessions refused (503): a media worker queue was full"),
       &registry.counter("sgw_rtp_packets_dropped_kernel_total",
-                        "RTP dropped by the kernel: a stream's socket buffer was full (SO_RXQ_OVFL)")};
+                        "RTP dropped by the kernel: a stream's socket buffer was full (SO_RXQ_OVFL)"),
+      &registry.counter("sgw_srtp_auth_failures_total", "SRTP packets that failed authentication: dropped, not recorded"),
+      &registry.counter("sgw_srtp_replays_total", "SRTP packets refused as replays: dropped, not recorded"),
+      &registry.counter("sgw_rtcp_packets_total", "RTCP/SRTCP packets on muxed RTP ports (not recorded)")};
   sgw::siprec::SessionMetrics session_metrics{
       &registry.gauge("sgw_active_sessions", "Active recording sessions"),
       &registry.labelled_counter("sgw_invites_total", "Initial INVITEs by final response code", "code"),
@@ -766,7 +769,11 @@ int main(int argc, char** argv) {
     }
     policy.codecs.preference.push_back(name);
   }
-  policy.codecs.srtp_supported = config.srtp;
+  if (config.srtp != "off")
+    if (auto st = sgw::media::srtp_library_init(); !st) return fail("media.srtp: " + st.error().message);
+  policy.codecs.srtp = config.srtp == "require" ? sgw::siprec::CodecPolicy::Srtp::kRequire
+                      : config.srtp == "allow"   ? sgw::siprec::CodecPolicy::Srtp::kAllow
+                                                 : sgw::siprec::CodecPolicy::Srtp::kOff;
   policy.metadata_limits.max_bytes = config.metadata_max_bytes;
   policy.metadata_limits.max_depth = config.metadata_max_depth;
   policy.conversation_id_rules = std::move(rules).value();

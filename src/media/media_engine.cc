@@ -22,6 +22,7 @@
 
 #include "common/logging.h"
 #include "common/thread_name.h"
+#include "media/rtcp_packet_view.h"
 #include "media/rtp_packet_view.h"
 
 namespace sgw::media {
@@ -146,6 +147,13 @@ struct Stream {
   bool have_seq = false;
   std::uint32_t ssrc = 0;
   std::uint16_t max_seq = 0;
+  // SRTP (RTP/SAVP): packets are authenticated and decrypted in place first.
+  std::unique_ptr<SrtpSession> srtp;           // current keys; null: plain RTP
+  std::unique_ptr<SrtpSession> srtp_previous;  // keys before a rekey, tried second until...
+  std::int64_t srtp_previous_until_us = 0;     // ...this time (monotonic)
+  bool srtp_measured = false;                  // had SRTP at some point: its counters are reported
+  std::uint64_t srtp_auth_failures = 0;
+  std::uint64_t srtp_replays = 0;
 };
 
 struct Session {
@@ -158,6 +166,7 @@ struct Session {
   // Counts of streams already closed, by m-line index: the sink's counters are
   // per index for the whole session (a re-offer may replace a stream).
   std::map<std::uint8_t, std::pair<std::uint64_t, std::uint64_t>> closed_counts;
+  std::map<std::uint8_t, std::pair<std::uint64_t, std::uint64_t>> closed_srtp;  // auth failures, replays
   std::map<StreamId, std::unique_ptr<Stream>> streams;
 };
 
@@ -283,6 +292,21 @@ class Worker {
     }
   }
 
+  // New SRTP keys from a re-offer (null: plain RTP from now on). The old
+  // context still decrypts packets sent before the SRC switched.
+  void rekey_stream(SessionHandle h, StreamId id, std::unique_ptr<SrtpSession> srtp) {
+    Stream* st = find_stream(h, id);
+    if (st == nullptr) return;
+    if (srtp && st->srtp) {
+      st->srtp_previous = std::move(st->srtp);
+      st->srtp_previous_until_us = monotonic_us() + kRekeyOverlapUs;
+    } else {
+      st->srtp_previous.reset();
+    }
+    st->srtp_measured |= srtp != nullptr;
+    st->srtp = std::move(srtp);
+  }
+
   void remove_stream(SessionHandle h, StreamId id) {
     Stream* st = find_stream(h, id);
     if (st == nullptr) return;
@@ -293,6 +317,11 @@ class Worker {
     auto& closed = st->session->closed_counts[st->index];
     closed.first += st->wrong_source;
     closed.second += st->kernel_drops;
+    if (st->srtp_measured) {
+      auto& cs = st->session->closed_srtp[st->index];
+      cs.first += st->srtp_auth_failures;
+      cs.second += st->srtp_replays;
+    }
     st->session->streams.erase(id);
   }
 
@@ -344,6 +373,11 @@ class Worker {
     const auto& closed = sess.closed_counts[st.index];
     sess.sink->on_stream_counters(now - sess.start_us, st.index, closed.first + st.wrong_source,
                                   closed.second + st.kernel_drops);
+    if (st.srtp_measured) {
+      const auto& cs = sess.closed_srtp[st.index];
+      sess.sink->on_srtp_counters(now - sess.start_us, st.index, cs.first + st.srtp_auth_failures,
+                                  cs.second + st.srtp_replays);
+    }
   }
 
   void loop() {
@@ -378,6 +412,9 @@ class Worker {
     bump(metrics_.packets_invalid, counts_.invalid);
     bump(metrics_.packets_wrong_source, counts_.wrong_source);
     bump(metrics_.packets_dropped_kernel, counts_.kernel_drops);
+    bump(metrics_.srtp_auth_failures, counts_.srtp_auth_failures);
+    bump(metrics_.srtp_replays, counts_.srtp_replays);
+    bump(metrics_.rtcp_packets, counts_.rtcp);
     counts_ = {};
   }
 
@@ -428,7 +465,7 @@ class Worker {
       for (int i = 0; i < n; ++i) {
         msghdr& h = msgs_[i].msg_hdr;
         if (h.msg_controllen > 0) note_kernel_drops(s, h);
-        std::span<const std::uint8_t> d(bufs_[static_cast<std::size_t>(i)].data(), msgs_[i].msg_len);
+        std::span<std::uint8_t> d(bufs_[static_cast<std::size_t>(i)].data(), msgs_[i].msg_len);
         on_datagram(s, from_sockaddr(addrs_[i]), now, d);
         h.msg_namelen = sizeof(sockaddr_storage);
         h.msg_controllen = kControlBytes;
@@ -453,8 +490,25 @@ class Worker {
     }
   }
 
+  // SRTP: authenticates and decrypts d in place with the stream's keys, then
+  // (for a packet still in flight from before a rekey) with the previous ones.
+  // On kOk *len is the plain RTP length.
+  SrtpStatus unprotect(Stream& s, std::span<std::uint8_t> d, std::int64_t now, std::size_t* len) {
+    if (s.srtp_previous && now >= s.srtp_previous_until_us) s.srtp_previous.reset();
+    const bool fallback = s.srtp_previous != nullptr;
+    // An AEAD suite decrypts before it checks the tag: keep the packet for the second try.
+    if (fallback) std::memcpy(scratch_.data(), d.data(), d.size());
+    *len = d.size();
+    SrtpStatus r = s.srtp->unprotect_rtp(d.data(), len);
+    if (r == SrtpStatus::kOk || !fallback) return r;
+    std::memcpy(d.data(), scratch_.data(), d.size());
+    *len = d.size();
+    SrtpStatus r2 = s.srtp_previous->unprotect_rtp(d.data(), len);
+    return r2 == SrtpStatus::kOk || r2 == SrtpStatus::kReplay ? r2 : r;
+  }
+
   void on_datagram(Stream& s, const SourceAddress& from, std::int64_t now,
-                   std::span<const std::uint8_t> d) {
+                   std::span<std::uint8_t> d) {
     // Source check: the host the SDP named (any host when the SDP address is
     // unusable: 0.0.0.0, NAT'd SRCs), then only the source of the first valid
     // packet: its address and port (media.latch: address_port), or its
@@ -468,7 +522,39 @@ class Worker {
       s.stats_dirty = true;
       return;
     }
-    auto pkt = RtpPacketView::parse(d);
+    if (looks_like_rtcp(d)) {
+      // RFC 5761 §4: RTCP on a muxed port. Not recorded and not an RTP error;
+      // SRTCP is counted as RTCP without being decrypted (nothing uses it).
+      if (s.srtp || RtcpCompoundView::parse(d)) {
+        ++counts_.rtcp;
+      } else {
+        ++counts_.invalid;
+      }
+      return;
+    }
+    std::span<const std::uint8_t> plain = d;
+    if (s.srtp) {
+      std::size_t len = 0;
+      switch (unprotect(s, d, now, &len)) {
+        case SrtpStatus::kOk:
+          plain = d.first(len);
+          break;
+        case SrtpStatus::kAuthFailed:
+          ++counts_.srtp_auth_failures;
+          ++s.srtp_auth_failures;
+          s.stats_dirty = true;
+          return;
+        case SrtpStatus::kReplay:
+          ++counts_.srtp_replays;
+          ++s.srtp_replays;
+          s.stats_dirty = true;
+          return;
+        case SrtpStatus::kInvalid:
+          ++counts_.invalid;
+          return;
+      }
+    }
+    auto pkt = RtpPacketView::parse(plain);
     if (!pkt) {
       ++counts_.invalid;
       return;
@@ -496,6 +582,7 @@ class Worker {
   MediaMetrics metrics_;
   struct Counts {
     std::uint64_t received = 0, lost = 0, invalid = 0, wrong_source = 0, kernel_drops = 0;
+    std::uint64_t srtp_auth_failures = 0, srtp_replays = 0, rtcp = 0;
   } counts_;  // not yet in metrics_ (publish_counts)
   unsigned index_;
   std::int64_t timeout_us_;
@@ -510,6 +597,7 @@ class Worker {
   std::deque<std::function<void()>> posted_;
   std::map<SessionHandle, std::unique_ptr<Session>> sessions_;
   std::array<std::array<std::uint8_t, kMaxDatagram>, kBatch> bufs_{};
+  std::array<std::uint8_t, kMaxDatagram> scratch_{};  // unprotect(): a packet's copy for a second key
   std::array<sockaddr_storage, kBatch> addrs_{};
   struct alignas(cmsghdr) Control : std::array<std::uint8_t, kControlBytes> {};
   std::array<Control, kBatch> controls_{};
@@ -575,6 +663,12 @@ class MediaEngineImpl final : public MediaEngine {
   common::Result<OpenedStream> open_stream(SessionHandle session, const StreamSpec& spec) override {
     auto sit = sessions_.find(session);
     if (sit == sessions_.end()) return common::make_error("media.no_session", "unknown media session");
+    std::unique_ptr<SrtpSession> srtp;
+    if (spec.srtp) {
+      auto created = SrtpSession::create(*spec.srtp, SrtpSession::Direction::kReceive);
+      if (!created) return created.error();
+      srtp = std::move(created).value();
+    }
     unsigned span = (options_.port_max - options_.port_min + 1u) / 2u;  // port pairs in range
     for (unsigned attempt = 0; attempt < span; ++attempt) {
       std::uint16_t port = next_port_;
@@ -600,10 +694,12 @@ class MediaEngineImpl final : public MediaEngine {
       st->paused = spec.paused;
       st->expected = expected_source(spec.remote_address);
       st->remote_port = spec.remote_port;
+      st->srtp_measured = srtp != nullptr;
+      st->srtp = std::move(srtp);
       StreamId id = st->id;
       Worker* w = sit->second.worker;
       ports_in_use_.insert(port);
-      streams_[id] = {port, session};
+      streams_[id] = {port, session, spec.srtp};
       sit->second.streams.push_back(id);
       if (sit->second.started) {
         post_stream(w, session, std::move(st));
@@ -627,12 +723,37 @@ class MediaEngineImpl final : public MediaEngine {
     auto expected = expected_source(spec.remote_address);
     bool paused = spec.paused;
     std::uint16_t remote_port = spec.remote_port;
+    // New SRTP keys (a rekeying re-offer, or SAVP <-> AVP): a new context, made here so the
+    // worker only swaps pointers.
+    std::shared_ptr<std::unique_ptr<SrtpSession>> rekey;
+    if (auto pl = streams_.find(id); pl != streams_.end() && !same_keys(pl->second.srtp, spec.srtp)) {
+      rekey = std::make_shared<std::unique_ptr<SrtpSession>>();
+      if (spec.srtp) {
+        auto created = SrtpSession::create(*spec.srtp, SrtpSession::Direction::kReceive);
+        if (!created) {
+          // Validated keys do not fail here; if they did, the old keys stay and the SRC's
+          // packets are counted as authentication failures.
+          common::logger("media")->error("{}: stream {}: new SRTP keys refused: {}", sit->second.tag, id,
+                                         created.error().message);
+          rekey.reset();
+        } else {
+          *rekey = std::move(created).value();
+        }
+      }
+      if (rekey) pl->second.srtp = spec.srtp;
+    }
     if (Stream* st = pending_stream(sit->second, id)) {
       st->paused = paused;
       st->expected = expected;
       st->remote_port = remote_port;
+      if (rekey) {
+        st->srtp = std::move(*rekey);
+        st->srtp_measured |= st->srtp != nullptr;
+      }
       return;
     }
+    if (rekey)
+      w->post([w, session, id, rekey] { w->rekey_stream(session, id, std::move(*rekey)); });
     w->post([w, session, id, paused, expected, remote_port] {
       w->update_stream(session, id, paused, expected, remote_port);
     });
@@ -726,7 +847,12 @@ class MediaEngineImpl final : public MediaEngine {
   struct Placement {
     std::uint16_t port;
     SessionHandle session;
+    std::shared_ptr<const SrtpKeys> srtp;  // the keys the stream's worker decrypts with
   };
+  static bool same_keys(const std::shared_ptr<const SrtpKeys>& a, const std::shared_ptr<const SrtpKeys>& b) {
+    if (a == b) return true;
+    return a && b && *a == *b;
+  }
   struct SessionPlacement {
     Worker* worker;  // not owned
     std::string tag;

@@ -26,6 +26,7 @@
 #include "common/metrics.h"
 #include "common/result.h"
 #include "media/session_sink.h"
+#include "media/srtp_session.h"
 
 namespace sgw::media {
 
@@ -58,6 +59,9 @@ struct MediaMetrics {
   common::Counter* packets_wrong_source = nullptr;
   common::Counter* admissions_refused = nullptr;  // reserve_session() refused: worker queue full
   common::Counter* packets_dropped_kernel = nullptr;  // SO_RXQ_OVFL: socket buffer overflows
+  common::Counter* srtp_auth_failures = nullptr;  // SRTP packets that failed authentication: dropped
+  common::Counter* srtp_replays = nullptr;        // SRTP packets refused as replays: dropped
+  common::Counter* rtcp_packets = nullptr;        // RTCP/SRTCP on a muxed RTP port: not recorded, not invalid
 };
 
 // Monotonic clock in µs (the sessions' clock).
@@ -71,7 +75,17 @@ struct StreamSpec {
   std::string remote_address;    // from the SDP; empty, 0.0.0.0 or :: → latch the first source
   bool paused = false;           // on hold / paused: not counted for the media timeout
   std::uint16_t remote_port = 0; // SDP port; a change (like a new address) re-latches the source
+  // SDES-SRTP: the SRC's keys (RTP/SAVP), null for plain RTP. Packets are
+  // authenticated and decrypted on the worker before anything else sees them;
+  // those that fail are counted (SessionSink::on_srtp_counters) and dropped.
+  // New keys in update_stream (a rekeying re-offer) take over at once; the
+  // previous keys still decrypt packets that were in flight (tried second,
+  // for kRekeyOverlapUs), so rekeying loses no audio.
+  std::shared_ptr<const SrtpKeys> srtp = nullptr;
 };
+
+// How long a stream's previous SRTP keys are still tried after a rekey.
+inline constexpr std::int64_t kRekeyOverlapUs = 10'000'000;
 
 struct OpenedStream {
   StreamId id = 0;
@@ -104,7 +118,8 @@ class MediaEngine {
     if (h != 0) start_session(h, std::move(sink), monotonic_us());
     return h;
   }
-  // Error "media.no_ports" when the range is exhausted.
+  // Error "media.no_ports" when the range is exhausted; "srtp.*" when the
+  // spec's SRTP keys cannot make a libsrtp context.
   virtual common::Result<OpenedStream> open_stream(SessionHandle session, const StreamSpec& spec) = 0;
   virtual void update_stream(SessionHandle session, StreamId stream, const StreamSpec& spec) = 0;
   virtual void close_stream(SessionHandle session, StreamId stream) = 0;

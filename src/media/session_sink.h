@@ -30,6 +30,11 @@ class SessionSink {
   // when they change (at most about once a second) and when the stream closes.
   virtual void on_stream_counters(std::int64_t /*at_us*/, std::uint8_t /*stream*/,
                                   std::uint64_t /*wrong_source*/, std::uint64_t /*kernel_drops*/) {}
+  // SRTP streams only: packets of stream `stream` (m-line index) that failed
+  // authentication and packets refused as replays, cumulative over the
+  // session; none of them reached on_rtp(). Called like on_stream_counters.
+  virtual void on_srtp_counters(std::int64_t /*at_us*/, std::uint8_t /*stream*/,
+                                std::uint64_t /*auth_failures*/, std::uint64_t /*replays*/) {}
   // Called about every 100 ms: a chance to flush buffers.
   virtual void on_tick(std::int64_t now_us) = 0;
   // Last call: the session ended (end_json says how); flush and close.

@@ -71,6 +71,7 @@ struct StreamHistory {
   std::vector<std::string> pause_causes;              // "hold" or "pause", per change
   bool recorded = false;
   std::string codec;
+  std::string srtp;  // SRTP suite of the last "streams" event ("" = plain RTP)
 };
 
 struct Collected {
@@ -105,6 +106,7 @@ void apply_streams_event(Collected& c, std::int64_t at_us, const nlohmann::json&
     if (recorded) {
       h.recorded = true;
       h.codec = get_or<std::string>(s, "codec", h.codec);
+      if (auto sr = s.find("srtp"); sr != s.end()) h.srtp = sr->is_string() ? sr->get<std::string>() : "";
       PayloadMap m;
       if (auto p = s.find("payloads"); p != s.end() && p->is_array())
         for (const auto& pl : *p) {
@@ -136,6 +138,8 @@ void count_warnings(const Integrity& in, common::LabelledCounter* out) {
     if (s.packets_undecodable) kinds.insert("undecodable");
     if (s.packets_late) kinds.insert("late");
     if (s.packets_kernel_dropped.value_or(0)) kinds.insert("kernel_drops");
+    if (s.srtp_auth_failures.value_or(0)) kinds.insert("srtp_auth_failure");
+    if (s.srtp_replays.value_or(0)) kinds.insert("srtp_replay");
   }
   if (in.finalize_failures) kinds.insert("finalize_retry");
   for (const auto& k : kinds) out->with(k).inc();
@@ -647,6 +651,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     e.index = index;
     e.label = h.label;
     e.codec = h.codec;
+    e.srtp = h.srtp;
     e.ssrcs = st.ssrcs;
     e.packets_received = st.received;
     e.packets_lost = st.lost;
@@ -686,6 +691,8 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
     if (auto sc = c.counters.streams.find(index); sc != c.counters.streams.end()) {
       si.packets_wrong_source = sc->second.wrong_source;
       si.packets_kernel_dropped = sc->second.kernel_drops;
+      si.srtp_auth_failures = sc->second.srtp_auth_failures;
+      si.srtp_replays = sc->second.srtp_replays;
     }
     in.integrity.streams.push_back(std::move(si));
   }

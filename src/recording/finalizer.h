@@ -118,7 +118,8 @@ struct FinalizerMetrics {
   common::Gauge* queue_depth = nullptr;       // queued + running + waiting for a retry
   common::Gauge* recovery_pending = nullptr;  // spools of a previous run not yet finished
   // Recordings published with a warning, by kind: silence, wrong_source,
-  // unexpected_payload_type, undecodable, late, kernel_drops, spool_damage, finalize_retry.
+  // unexpected_payload_type, undecodable, late, kernel_drops, srtp_auth_failure, srtp_replay,
+  // spool_damage, finalize_retry.
   common::LabelledCounter* warnings = nullptr;
 };
 

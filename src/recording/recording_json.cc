@@ -40,6 +40,7 @@ json to_json(const StreamEntry& s) {
   return json{{"index", s.index},
               {"label", s.label},
               {"codec", s.codec},
+              {"srtp", str_or_null(s.srtp)},
               {"ssrcs", s.ssrcs},
               {"packets_received", s.packets_received},
               {"packets_lost", s.packets_lost},
@@ -79,6 +80,8 @@ json to_json(const StreamIntegrity& s) {
               {"packets_undecodable", s.packets_undecodable},
               {"packets_wrong_source", opt(s.packets_wrong_source)},
               {"packets_kernel_dropped", opt(s.packets_kernel_dropped)},
+              {"srtp_auth_failures", opt(s.srtp_auth_failures)},
+              {"srtp_replays", opt(s.srtp_replays)},
               {"silences", std::move(silences)}};
 }
 
@@ -223,6 +226,11 @@ std::vector<std::string> integrity_warnings(const Integrity& in) {
     if (s.packets_wrong_source && *s.packets_wrong_source)
       out.push_back(stream_name(s) + ": " + std::to_string(*s.packets_wrong_source) +
                     " packet(s) from an unexpected source dropped");
+    if (s.srtp_auth_failures && *s.srtp_auth_failures)
+      out.push_back(stream_name(s) + ": " + std::to_string(*s.srtp_auth_failures) +
+                    " SRTP packet(s) failed authentication, dropped");
+    if (s.srtp_replays && *s.srtp_replays)
+      out.push_back(stream_name(s) + ": " + std::to_string(*s.srtp_replays) + " replayed SRTP packet(s) dropped");
     if (s.packets_unexpected_payload_type)
       out.push_back(stream_name(s) + ": " + std::to_string(s.packets_unexpected_payload_type) +
                     " packet(s) in a payload type that was not negotiated");

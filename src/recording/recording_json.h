@@ -57,6 +57,7 @@ struct StreamEntry {
   std::optional<std::string> file;  // where it was written (see place_streams)
   std::optional<unsigned> channel;
   std::optional<std::string> participant;  // sending participant id
+  std::string srtp = "";  // SDES-SRTP suite, e.g. "AEAD_AES_128_GCM"; "" (null) for plain RTP. Never keys.
 };
 
 struct GapEntry {
@@ -113,6 +114,10 @@ struct StreamIntegrity {
   std::uint64_t packets_undecodable = 0;
   std::optional<std::uint64_t> packets_wrong_source;    // nullopt: not measured
   std::optional<std::uint64_t> packets_kernel_dropped;  // SO_RXQ_OVFL; nullopt: not measured
+  // SRTP streams: packets that failed authentication / were replays, dropped (never audio).
+  // nullopt: not an SRTP stream.
+  std::optional<std::uint64_t> srtp_auth_failures;
+  std::optional<std::uint64_t> srtp_replays;
   std::vector<SilenceEntry> silences;  // active stretches without RTP over the threshold
 };
 

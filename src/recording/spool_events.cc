@@ -68,6 +68,8 @@ void StreamCounters::merge(const StreamCounters& b) {
     auto& mine = streams[index];
     take_max(mine.wrong_source, c.wrong_source);
     take_max(mine.kernel_drops, c.kernel_drops);
+    take_max(mine.srtp_auth_failures, c.srtp_auth_failures);
+    take_max(mine.srtp_replays, c.srtp_replays);
   }
 }
 
@@ -77,6 +79,8 @@ std::string StreamCounters::encode() const {
     json s{{"index", index}};
     if (c.wrong_source) s["wrong_source"] = *c.wrong_source;
     if (c.kernel_drops) s["kernel_drops"] = *c.kernel_drops;
+    if (c.srtp_auth_failures) s["srtp_auth_failures"] = *c.srtp_auth_failures;
+    if (c.srtp_replays) s["srtp_replays"] = *c.srtp_replays;
     list.push_back(std::move(s));
   }
   return dump(json{{"event", kStreamCountersEvent}, {"streams", std::move(list)}});
@@ -111,10 +115,13 @@ std::optional<StreamCounters> decode_stream_counters(std::string_view text) {
     if (!s.is_object()) continue;
     auto index = opt_u64(s, "index");
     if (!index || *index >= 256) continue;  // a stream index is a u8 in the spool
-    StreamCounter c{opt_u64(s, "wrong_source"), opt_u64(s, "kernel_drops")};
+    StreamCounter c{opt_u64(s, "wrong_source"), opt_u64(s, "kernel_drops"), opt_u64(s, "srtp_auth_failures"),
+                    opt_u64(s, "srtp_replays")};
     auto& mine = out.streams[static_cast<std::size_t>(*index)];
     take_max(mine.wrong_source, c.wrong_source);
     take_max(mine.kernel_drops, c.kernel_drops);
+    take_max(mine.srtp_auth_failures, c.srtp_auth_failures);
+    take_max(mine.srtp_replays, c.srtp_replays);
   }
   return out;
 }

@@ -43,6 +43,8 @@ struct FinalizeFailure {
 struct StreamCounter {
   std::optional<std::uint64_t> wrong_source;
   std::optional<std::uint64_t> kernel_drops;
+  std::optional<std::uint64_t> srtp_auth_failures = std::nullopt;  // SRTP streams only
+  std::optional<std::uint64_t> srtp_replays = std::nullopt;
   bool operator==(const StreamCounter&) const = default;
 };
 struct StreamCounters {

@@ -87,7 +87,15 @@ void SpoolSink::on_event(std::int64_t at_us, std::string_view json) {
 void SpoolSink::on_stream_counters(std::int64_t at_us, std::uint8_t stream, std::uint64_t wrong_source,
                                    std::uint64_t kernel_drops) {
   StreamCounters c;
-  c.streams[stream] = {wrong_source, kernel_drops};
+  c.streams[stream] = {wrong_source, kernel_drops, std::nullopt, std::nullopt};
+  on_event(at_us, c.encode());
+}
+
+void SpoolSink::on_srtp_counters(std::int64_t at_us, std::uint8_t stream, std::uint64_t auth_failures,
+                                 std::uint64_t replays) {
+  StreamCounters c;
+  c.streams[stream].srtp_auth_failures = auth_failures;
+  c.streams[stream].srtp_replays = replays;
   on_event(at_us, c.encode());
 }
 

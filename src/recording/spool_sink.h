@@ -66,6 +66,8 @@ class SpoolSink final : public media::SessionSink {
   // Written as a "stream_counters" event (spool_events.h) for the finaliser's integrity.
   void on_stream_counters(std::int64_t at_us, std::uint8_t stream, std::uint64_t wrong_source,
                           std::uint64_t kernel_drops) override;
+  void on_srtp_counters(std::int64_t at_us, std::uint8_t stream, std::uint64_t auth_failures,
+                        std::uint64_t replays) override;
   void on_tick(std::int64_t now_us) override;
   void finish(std::int64_t at_us, std::string_view end_json) override;
 

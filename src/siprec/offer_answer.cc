@@ -4,6 +4,7 @@
 
 #include "common/strings.h"
 #include "siprec/parse_util.h"
+#include "siprec/sdes.h"
 
 namespace sgw::siprec {
 
@@ -103,9 +104,7 @@ bool has_attribute(const MediaDescription& m, std::string_view name) {
 }  // namespace
 
 bool is_supported_srtp_suite(std::string_view suite) {
-  return iequals(suite, "AES_CM_128_HMAC_SHA1_80") || iequals(suite, "AES_CM_128_HMAC_SHA1_32") ||
-         iequals(suite, "AES_256_CM_HMAC_SHA1_80") || iequals(suite, "AES_256_CM_HMAC_SHA1_32") ||
-         iequals(suite, "AEAD_AES_128_GCM") || iequals(suite, "AEAD_AES_256_GCM");
+  return media::srtp_suite_from_name(suite).has_value();
 }
 
 std::size_t OfferPlan::accepted_count() const {
@@ -130,6 +129,7 @@ common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const Cod
     return make_error("sdp.no_media", "offer has no m= line");  // RFC 7866 §6.1: nothing to record
   OfferPlan plan;
   std::string listing;  // for the no_recordable_codec message
+  bool any_srtp_policy = false;
   for (std::size_t i = 0; i < offer.media.size(); ++i) {
     const MediaDescription& m = offer.media[i];
     StreamPlan sp;
@@ -152,6 +152,7 @@ common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const Cod
     }
 
     bool codec_reason = false;
+    bool srtp_policy = false;  // refused by media.srtp itself
     if (m.port == 0) {
       sp.reason = "stream removed by offerer (port 0)";  // RFC 3264 §8.2
     } else if (m.media != "audio") {
@@ -162,16 +163,27 @@ common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const Cod
     } else if (m.is_srtp() && (common::istarts_with(m.proto, "UDP/TLS") ||
                                (m.crypto.empty() && has_attribute(m, "fingerprint")))) {
       sp.reason = "DTLS-SRTP not supported";
-    } else if (m.is_srtp() && !policy.srtp_supported) {
-      sp.reason = "SRTP not supported";
+    } else if (m.is_srtp() && policy.srtp == CodecPolicy::Srtp::kOff) {
+      sp.reason = "RTP/SAVP refused: media.srtp is off";
+      srtp_policy = true;
+    } else if (!m.is_srtp() && policy.srtp == CodecPolicy::Srtp::kRequire) {
+      sp.reason = "RTP/AVP refused: media.srtp is require";
+      srtp_policy = true;
     } else if (m.is_srtp()) {
+      // RFC 4568 §7.1.2: the first acceptable line in offer order; one we cannot use (unknown
+      // suite, bad key, unsupported session parameter) is skipped. Errors never carry key bytes.
+      std::string first_error;
       for (const auto& c : m.crypto) {
-        if (is_supported_srtp_suite(c.suite)) {
-          sp.srtp = c;  // RFC 4568 §7.1.2: take the first acceptable line in offer order
+        auto keys = parse_sdes_keys(c);
+        if (keys) {
+          sp.srtp = c;
+          sp.srtp_keys = std::make_shared<const media::SrtpKeys>(std::move(keys).value());
           break;
         }
+        if (first_error.empty()) first_error = keys.error().message;
       }
-      if (!sp.srtp) sp.reason = "no supported SRTP crypto suite";
+      if (!sp.srtp)
+        sp.reason = m.crypto.empty() ? "no a=crypto line" : "no usable a=crypto line (" + first_error + ")";
     }
 
     if (sp.reason.empty()) {
@@ -208,9 +220,17 @@ common::Result<OfferPlan> plan_answer(const SessionDescription& offer, const Cod
     if (!listing.empty()) listing += "; ";
     listing += "m=" + detail::printable(m.media, 32) + " " + describe_formats(m);
     if (!codec_reason && !sp.accepted) listing += " [" + sp.reason + "]";
+    any_srtp_policy |= srtp_policy;
     plan.streams.push_back(std::move(sp));
   }
   if (plan.accepted_count() == 0) {
+    if (any_srtp_policy) {
+      std::string msg = std::string(policy.srtp == CodecPolicy::Srtp::kRequire
+                                        ? "SRTP required (media.srtp: require): "
+                                        : "SRTP disabled (media.srtp: off): ") + listing;
+      if (msg.size() > kMaxReasonChars) msg = msg.substr(0, kMaxReasonChars - 3) + "...";
+      return make_error("sdp.srtp_policy", std::move(msg));
+    }
     std::string msg = "no recordable codec offered: " + listing;
     if (msg.size() > kMaxReasonChars) msg = msg.substr(0, kMaxReasonChars - 3) + "...";
     return make_error("sdp.no_recordable_codec", std::move(msg));

@@ -13,11 +13,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
+#include "media/srtp_session.h"
 #include "siprec/sdp.h"
 
 namespace sgw::siprec {
@@ -28,8 +30,11 @@ struct CodecPolicy {
   // known to the media layer: PCMA/8000, PCMU/8000, G722/8000 (RFC 3551 §4.5.2: 8000 in SDP although
   // sampled at 16 kHz), opus/48000/2 (RFC 7587 §7), G729/8000 (with or without annexb).
   std::vector<std::string> preference{"PCMA", "PCMU", "G722", "opus", "G729"};
-  // SDES-SRTP (RFC 4568 a=crypto) on RTP/SAVP[F]. DTLS-SRTP is never supported.
-  bool srtp_supported = false;
+  // SDES-SRTP (RFC 4568 a=crypto) on RTP/SAVP[F] (media.srtp). kOff: SAVP streams are refused;
+  // kAllow: each stream is answered in kind (AVP or SAVP); kRequire: AVP streams are refused.
+  // DTLS-SRTP is never supported.
+  enum class Srtp { kOff, kAllow, kRequire };
+  Srtp srtp = Srtp::kOff;
 };
 
 // SRTP crypto suites we can receive with (RFC 4568 §6.2, RFC 6188, RFC 7714).
@@ -64,6 +69,7 @@ struct StreamPlan {
   bool rtcp_mux = false;                     // offered a=rtcp-mux (we accept it)
   std::optional<std::uint32_t> ptime;        // offered a=ptime, echoed
   std::optional<Crypto> srtp;                // accepted SDES crypto line (offerer's key)
+  std::shared_ptr<const media::SrtpKeys> srtp_keys;  // srtp parsed: what the SRC encrypts with
   // Where the SRC sends from / expects RTCP, for symmetric RTCP and logging.
   std::string remote_address;
   std::uint16_t remote_port = 0;
@@ -83,6 +89,8 @@ bool is_paused(const MediaDescription& m);
 bool is_held(const MediaDescription& m);
 
 // Decides the answer. Error codes: "sdp.no_media" (offer has no m= line),
+// "sdp.srtp_policy" (no stream accepted and at least one refused by media.srtp: an RTP/AVP stream
+// under kRequire, an RTP/SAVP one under kOff; the message names the setting and lists the streams),
 // "sdp.no_recordable_codec" (no stream accepted; the message lists every offered m= line with its
 // codecs, e.g. "no recordable codec offered: m=video H264/90000; m=audio G726-32/8000", suitable
 // for a 488 Warning header: printable ASCII, no '"', bounded length).

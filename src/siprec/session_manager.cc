@@ -488,14 +488,23 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan, const char* w
       st.held = sp.held;
       st.remote_address = sp.remote_address;
       st.remote_port = sp.remote_port;
+      if (sp.srtp && sp.srtp_keys) {
+        if (auto ok = srtp_for_stream(sp, old, st); !ok) {
+          for (auto id : opened) media_->close_stream(s.media, id);
+          log_->error("{} [{}]: {}", s.recording_id, s.call_id, ok.error().message);
+          return false;
+        }
+      }
       media::StreamSpec spec{static_cast<std::uint8_t>(sp.index), sp.remote_address, sp.paused,
-                             sp.remote_port};
+                             sp.remote_port, st.srtp_keys};
       if (old && old->media_id) {
         st.media_id = old->media_id;
         st.port = old->port;
         if (old->paused != st.paused || old->remote_address != st.remote_address ||
-            old->remote_port != st.remote_port)
+            old->remote_port != st.remote_port || old->srtp_offer != st.srtp_offer)
           media_->update_stream(s.media, st.media_id, spec);
+        if (old->srtp_offer != st.srtp_offer && s.state != State::kAnswering)
+          log_event(s, "stream " + st.label + (st.srtp_suite.empty() ? " now plain RTP" : " rekeyed (" + st.srtp_suite + ")"));
       } else {
         auto o = media_->open_stream(s.media, spec);
         if (!o) {
@@ -552,12 +561,32 @@ bool SessionManager::apply_plan(Session& s, const OfferPlan& plan, const char* w
   return true;
 }
 
+// RFC 4568 §7.1.4: a re-offer with the same crypto line keeps our answer key; a new line
+// (rekey, other suite) gets a fresh one. Keys from the kernel's CSPRNG.
+common::Status SessionManager::srtp_for_stream(const StreamPlan& sp, const StreamState* old, StreamState& st) {
+  st.srtp_offer = std::to_string(sp.srtp->tag) + " " + sp.srtp->suite + " " + sp.srtp->key_params + " " +
+                  sp.srtp->session_params;
+  st.srtp_suite = std::string(media::srtp_suite_name(sp.srtp_keys->suite));
+  st.srtp_keys = sp.srtp_keys;
+  if (old && old->media_id && old->srtp_offer == st.srtp_offer && !old->srtp_answer_key.empty()) {
+    st.srtp_answer_key = old->srtp_answer_key;
+    st.srtp_keys = old->srtp_keys;  // same keys: the media engine sees no change
+    return common::Ok{};
+  }
+  auto ours = media::random_srtp_keys(sp.srtp_keys->suite);
+  if (!ours) return ours.error();
+  st.srtp_answer_key = media::sdes_key_params(*ours);
+  return common::Ok{};
+}
+
 nlohmann::json SessionManager::streams_json(const Session& s) const {
   nlohmann::json streams = nlohmann::json::array();
   for (const auto& st : s.streams) {
     nlohmann::json j = {{"index", st.mline}, {"label", st.label}, {"recorded", st.media_id != 0},
                         {"paused", st.paused}, {"held", st.held}, {"codec", st.codec},
                         {"payloads", st.payloads}};
+    // The suite only: keys never leave the session (docs/security.md "SRTP").
+    j["srtp"] = st.srtp_suite.empty() ? nlohmann::json(nullptr) : nlohmann::json(st.srtp_suite);
     j["telephone_event_pt"] = st.telephone_event_pt ? nlohmann::json(*st.telephone_event_pt)
                                                     : nlohmann::json(nullptr);
     streams.push_back(std::move(j));
@@ -575,11 +604,21 @@ void SessionManager::post_streams_event(Session& s, const std::string& why) {
   media_->post_event(s.media, streams_event(s, why));
 }
 
+// RFC 3261 §20.43: 302 Incompatible transport protocol (media.srtp refused RTP/AVP or RTP/SAVP),
+// 304 Media type not available, 305 Incompatible media format.
+std::string SessionManager::warning_for(const common::Error& e) const {
+  int code = e.code == "sdp.no_media" ? 304 : e.code == "sdp.srtp_policy" ? 302 : 305;
+  return std::to_string(code) + " " + policy_.node_name + " \"" + phrase_safe(e.message, 400) + "\"";
+}
+
 std::string SessionManager::build_sdp(Session& s, const SessionDescription& offer,
                                       const OfferPlan& plan) {
   AnswerParams params;
   params.media_address = policy_.media_address;
-  for (const auto& st : s.streams) params.ports.push_back(st.port);
+  for (const auto& st : s.streams) {
+    params.ports.push_back(st.port);
+    params.srtp_key_params.push_back(st.srtp_answer_key);
+  }
   params.session_id = s.sdp_session_id;
   params.session_version = ++s.sdp_version;
   s.last_answer = build_answer(offer, plan, params);
@@ -662,10 +701,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   }
   if (!plan) {
     sip::Response r;
-    // RFC 3261 §20.43: 305 Incompatible media format / 304 Media type not available.
-    int code = plan.error().code == "sdp.no_media" ? 304 : 305;
-    r.headers.emplace_back("Warning", std::to_string(code) + " " + policy_.node_name + " \"" +
-                                          phrase_safe(plan.error().message, 400) + "\"");
+    r.headers.emplace_back("Warning", warning_for(plan.error()));
     refuse(488, "Not Acceptable Here", r);
     return;
   }
@@ -903,8 +939,7 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
     if (!plan) {
       // RFC 3264 §8: a refused re-offer leaves the session as it was.
       sip::Response r = simple(488, "Not Acceptable Here");
-      r.headers.emplace_back("Warning", "305 " + policy_.node_name + " \"" +
-                                            phrase_safe(plan.error().message, 400) + "\"");
+      r.headers.emplace_back("Warning", warning_for(plan.error()));
       endpoint_->reply(tx, r);
       return;
     }

@@ -186,6 +186,13 @@ class SessionManager final : public sip::EndpointListener {
     std::uint16_t port = 0;
     bool paused = false;
     bool held = false;                 // paused by c=0.0.0.0
+    // SDES-SRTP (RTP/SAVP): the SRC's accepted crypto line ("<tag> <suite> <key-params>
+    // <session-params>", a rekey changes it), its keys, and our answer's key-params (a fresh
+    // random key per stream, new when the SRC's line changes). Secrets: never logged nor in JSON.
+    std::string srtp_offer;
+    std::string srtp_suite;            // "" for plain RTP
+    std::shared_ptr<const media::SrtpKeys> srtp_keys;
+    std::string srtp_answer_key;
   };
   // RFC 4028 session timer as the last INVITE/UPDATE negotiated it.
   struct SessionTimer {
@@ -256,6 +263,10 @@ class SessionManager final : public sip::EndpointListener {
   // The SRC's SDP answer in the ACK to our offer (null: none); "" when applied, else why not.
   std::string apply_ack_answer(Session& s, const std::string* sdp);
   std::string build_sdp(Session& s, const SessionDescription& offer, const OfferPlan& plan);
+  // SRTP state of an accepted RTP/SAVP stream: the SRC's line and keys, our answer key.
+  static common::Status srtp_for_stream(const StreamPlan& sp, const StreamState* old, StreamState& st);
+  // The Warning header of a 488 for a plan_answer error.
+  std::string warning_for(const common::Error& e) const;
   // RFC 4028 §9: adds Session-Expires (and Require: timer) to resp and fills
   // *timer; a status (422, 400) when the request must be refused.
   std::optional<int> check_session_timer(const sip::Request& req, sip::Response& resp,

@@ -114,12 +114,19 @@ struct CallEngine::Call {
   bool ka_outstanding = false;
   int error_code = 0;  // a mid-call problem reported at the end
   std::string error;
+  // --srtp, per leg: the keys RTP is encrypted with, the keys the next offer carries (new after
+  // a rekey action), and the keys of the offer in flight (in use once its 2xx arrives).
+  std::shared_ptr<const media::SrtpKeys> keys[2];
+  std::shared_ptr<const media::SrtpKeys> offer_keys[2];
+  std::shared_ptr<const media::SrtpKeys> inflight_keys[2];
 };
 
 common::Result<std::unique_ptr<CallEngine>> CallEngine::create(const Options& options) {
   std::unique_ptr<CallEngine> e(new CallEngine());
   e->opt_ = options;
   e->local_host_ = options.bind;
+  if (options.srtp)
+    if (auto st = media::srtp_library_init(); !st) return st.error();
   // Audio: a tone per leg (or sound files), encoded once for the whole run.
   auto legs = encode_legs(options.codec, options.wav_caller, options.wav_agent,
                           options.tone_caller, options.tone_agent);
@@ -316,10 +323,22 @@ std::string CallEngine::offer(Call& c, bool paused) {
   p.version = c.sdp_version;
   p.codec = opt_.codec;
   p.hold_by_zero_address = paused && c.held_by_zero;
-  for (int leg = 0; leg < 2; ++leg)
+  for (int leg = 0; leg < 2; ++leg) {
     p.streams.push_back({sender_->port_for(c.index * 2 + static_cast<std::size_t>(leg)),
                          std::to_string(leg + 1),
-                         p.hold_by_zero_address ? "" : paused ? "inactive" : "sendonly"});
+                         p.hold_by_zero_address ? "" : paused ? "inactive" : "sendonly", ""});
+    if (opt_.srtp) {
+      auto& k = c.offer_keys[leg];
+      if (!k) {
+        auto fresh = media::random_srtp_keys(*opt_.srtp);
+        if (fresh) k = std::make_shared<const media::SrtpKeys>(std::move(fresh).value());
+      }
+      if (k)
+        p.streams.back().crypto = "1 " + std::string(media::srtp_suite_name(*opt_.srtp)) + " " +
+                                  media::sdes_key_params(*k);
+      c.inflight_keys[leg] = k;
+    }
+  }
   return build_offer(p);
 }
 
@@ -474,6 +493,12 @@ void CallEngine::on_established(Call& c, const sip::ClientResponse& r) {
     end_call(c);
     return;
   }
+  if (std::string why = srtp_answer_problem(*ans); !why.empty()) {
+    c.error_code = 0;
+    c.error = why;
+    end_call(c);
+    return;
+  }
   bool silent = c.paused || c.held;
   if (!c.streams) {
     if (free_slots_.size() < 2) {
@@ -487,14 +512,20 @@ void CallEngine::on_established(Call& c, const sip::ClientResponse& r) {
       c.slot[leg] = slot;
       std::uint64_t tag = (static_cast<std::uint64_t>(c.index) << (kSlotBits + 1)) |
                           (static_cast<std::uint64_t>(slot) << 1) | static_cast<std::uint64_t>(leg);
+      c.keys[leg] = c.inflight_keys[leg];
       sender_->add(&c.slot[leg], tag, audio_[leg].get(), dest[leg], c.index * 2 + static_cast<std::size_t>(leg),
-                   opt_.seed * 1000003ULL + c.index * 2 + static_cast<std::uint64_t>(leg), silent);
+                   opt_.seed * 1000003ULL + c.index * 2 + static_cast<std::uint64_t>(leg), silent,
+                   c.keys[leg]);
       ++streams_live_;
     }
     c.streams = true;
   } else {
     for (int leg = 0; leg < 2; ++leg) {
       sender_->set_destination(c.slot[leg], dest[leg]);
+      if (c.keys[leg] != c.inflight_keys[leg]) {
+        c.keys[leg] = c.inflight_keys[leg];
+        sender_->set_keys(c.slot[leg], c.keys[leg]);
+      }
       if (!silent) sender_->set_paused(c.slot[leg], false);
     }
   }
@@ -635,6 +666,19 @@ void CallEngine::run_action(Call& c, std::size_t i) {
     case ActionKind::kBye:
       end_call(c);
       break;
+    case ActionKind::kRekey:
+      // RFC 4568 §7.1.4: new keys in a re-offer; RTP switches to them when the 2xx arrives.
+      if (!opt_.srtp || !active) break;
+      for (int leg = 0; leg < 2; ++leg) {
+        auto fresh = media::random_srtp_keys(*opt_.srtp);
+        if (fresh) c.offer_keys[leg] = std::make_shared<const media::SrtpKeys>(std::move(fresh).value());
+      }
+      send_reinvite(c, {}, false);
+      break;
+    case ActionKind::kTamper:
+      if (opt_.srtp && c.streams)
+        for (auto s : c.slot) sender_->tamper(s);
+      break;
   }
 }
 
@@ -677,6 +721,13 @@ void CallEngine::on_reinvite_response(Call& c, const sip::ClientResponse& r) {
         for (const auto& s : *ans)
           if (s.label == std::to_string(leg + 1) && s.port != 0)
             if (auto d = make_destination(s.address, s.port)) sender_->set_destination(c.slot[leg], *d);
+      // The offer's keys are accepted: encrypt with them from now on (a rekey).
+      for (int leg = 0; leg < 2; ++leg)
+        if (c.keys[leg] != c.inflight_keys[leg]) {
+          c.keys[leg] = c.inflight_keys[leg];
+          sender_->set_keys(c.slot[leg], c.keys[leg]);
+          note(c, "leg " + std::to_string(leg + 1) + ": SRTP keys changed");
+        }
     }
     if (c.resume_on_ok) {
       c.resume_on_ok = false;
@@ -692,6 +743,7 @@ void CallEngine::on_reinvite_response(Call& c, const sip::ClientResponse& r) {
     gateway_lost(c, "re-INVITE answered " + std::to_string(r.status) + (r.local ? " (no response)" : ""));
     return;
   } else {
+    for (int leg = 0; leg < 2; ++leg) c.offer_keys[leg] = c.keys[leg];  // refused: keys unchanged
     note(c, "re-INVITE answered " + std::to_string(r.status) + " " + r.reason);
     if (c.error_code == 0) {
       c.error_code = r.status;
@@ -703,6 +755,18 @@ void CallEngine::on_reinvite_response(Call& c, const sip::ClientResponse& r) {
     c.signals.erase(c.signals.begin());
     send_reinvite(c, s.metadata, s.update, s.headers);
   }
+}
+
+std::string CallEngine::srtp_answer_problem(const std::vector<AnsweredStream>& answer) const {
+  if (!opt_.srtp) return {};
+  for (const auto& s : answer) {
+    if (s.port == 0) continue;
+    if (s.proto.find("SAVP") == std::string::npos)
+      return "SRTP offered, answer has " + s.proto + " (RFC 4568 §7.1.2)";
+    if (media::srtp_suite_from_name(s.crypto_suite) != opt_.srtp)
+      return "SRTP offered, answer has no a=crypto line with " + std::string(media::srtp_suite_name(*opt_.srtp));
+  }
+  return {};
 }
 
 void CallEngine::keepalive(Call& c, std::uint32_t gen) {

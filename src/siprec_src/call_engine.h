@@ -24,6 +24,7 @@
 #include "siprec_src/options.h"
 #include "siprec_src/rate_scheduler.h"
 #include "siprec_src/rtp_sender.h"
+#include "siprec_src/sdp_offer.h"
 #include "siprec_src/stats.h"
 
 namespace sgw::siprec_src {
@@ -88,6 +89,8 @@ class CallEngine : public sip::ClientListener {
   void run_action(Call& c, std::size_t action);
   void send_reinvite(Call& c, const std::string& metadata, bool use_update, sip::HeaderList headers = {});
   void on_reinvite_response(Call& c, const sip::ClientResponse& r);
+  // --srtp: why an answer cannot be used (an accepted stream without RTP/SAVP and our suite); "" = fine.
+  std::string srtp_answer_problem(const std::vector<AnsweredStream>& answer) const;
   void keepalive(Call& c, std::uint32_t gen);
   void gateway_lost(Call& c, const std::string& why);
   void end_call(Call& c);

@@ -29,6 +29,10 @@ common::Result<Options> parse_options(int argc, char** argv) {
   app.add_option("--duration", o.duration_s, "seconds from each call's 200 OK to its BYE")
       ->check(CLI::Range(0.1, 86400.0));
   app.add_option("--codec", o.codec_name, "PCMU, PCMA, G722, G729 or opus");
+  app.add_option("--srtp", o.srtp_name,
+                 "offer RTP/SAVP with an a=crypto line (SDES) and encrypt RTP with this suite: "
+                 "AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32, AES_256_CM_HMAC_SHA1_80, "
+                 "AES_256_CM_HMAC_SHA1_32, AEAD_AES_128_GCM, AEAD_AES_256_GCM");
   app.add_option("--early-media", o.early_media_ms,
                  "send RTP for MS ms after the 200 OK before the ACK")
       ->check(CLI::Range(0, 60000));
@@ -85,6 +89,11 @@ common::Result<Options> parse_options(int argc, char** argv) {
   auto codec = parse_codec(o.codec_name);
   if (!codec) return common::make_error("cli.usage", "--codec: " + codec.error().message);
   o.codec = *codec;
+  if (!o.srtp_name.empty()) {
+    o.srtp = media::srtp_suite_from_name(o.srtp_name);
+    if (!o.srtp) return common::make_error("cli.usage", "--srtp: unknown crypto suite '" + o.srtp_name + "'");
+    if (!o.rtp_only.empty()) return common::make_error("cli.usage", "--srtp needs SIP (not with --rtp-only)");
+  }
   auto d = parse_dialect(o.dialect_name);
   if (!d) return common::make_error("cli.usage", "--dialect: " + d.error().message);
   o.dialect = *d;

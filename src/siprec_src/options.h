@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
 #include "media/codec.h"
+#include "media/srtp_session.h"
 #include "siprec_src/metadata_template.h"
 #include "siprec_src/timeline.h"
 
@@ -31,6 +33,8 @@ struct Options {
   std::uint32_t duration_ms = 5000;
 
   std::string codec_name = "PCMA";
+  std::string srtp_name;  // --srtp SUITE: RTP/SAVP with SDES keys (docs/siprec-src.md); "" = RTP/AVP
+  std::optional<media::SrtpSuite> srtp;
   media::CodecId codec = media::CodecId::kPcma;
   std::uint32_t early_media_ms = 0;
   bool delayed_offer = false;  // INVITE without SDP; our SDP goes in the ACK as the answer

@@ -72,10 +72,13 @@ struct RtpSender::Stream {
   std::size_t h_frame = 0;
   bool h_marker = false;
   StreamStats stats;
+  std::unique_ptr<media::SrtpSession> srtp;  // --srtp: encrypts every packet; null: plain RTP
+  bool tamper = false;                        // the next packet also goes out forged, first
+  std::vector<std::uint8_t> last;             // SRTP: the last protected packet (for --dup)
 };
 
 struct RtpSender::Command {
-  enum class Kind { kAdd, kDest, kPause, kResume, kSsrc, kRemove };
+  enum class Kind { kAdd, kDest, kPause, kResume, kSsrc, kRemove, kKeys, kTamper };
   Kind kind = Kind::kAdd;
   StreamId id = 0;
   std::uint64_t tag = 0;
@@ -84,12 +87,16 @@ struct RtpSender::Command {
   std::size_t leg = 0;
   std::uint64_t seed = 0;
   bool paused = false;
+  std::shared_ptr<const media::SrtpKeys> keys;  // kAdd, kKeys
 };
+
+constexpr std::size_t kEncBytes = 12 + 1500 + media::kSrtpMaxTrailer;  // one SRTP packet
 
 struct RtpSender::Batch {
   std::array<mmsghdr, kBatch> msgs{};
   std::array<std::array<iovec, 2>, kBatch> iov{};
   std::array<std::array<std::uint8_t, 12>, kBatch> hdr{};
+  std::vector<std::uint8_t> enc;  // SRTP packets, kEncBytes each (allocated on first use)
   std::size_t count = 0;
 };
 
@@ -156,7 +163,8 @@ void RtpSender::stop() {
 std::uint16_t RtpSender::port_for(std::size_t leg) const { return ports_[leg % ports_.size()]; }
 
 bool RtpSender::add(StreamId* id, std::uint64_t tag, const EncodedAudio* audio,
-                    const Destination& dest, std::size_t leg, std::uint64_t seed, bool paused) {
+                    const Destination& dest, std::size_t leg, std::uint64_t seed, bool paused,
+                    std::shared_ptr<const media::SrtpKeys> keys) {
   // The caller (engine) owns slot allocation: *id is a free slot it chose.
   if (*id >= streams_.size() || audio == nullptr || audio->frames() == 0) return false;
   Command c;
@@ -168,6 +176,7 @@ bool RtpSender::add(StreamId* id, std::uint64_t tag, const EncodedAudio* audio,
   c.leg = leg;
   c.seed = seed;
   c.paused = paused;
+  c.keys = std::move(keys);
   std::lock_guard lock(mu_);
   pending_.push_back(c);
   return true;
@@ -193,6 +202,23 @@ void RtpSender::set_paused(StreamId id, bool paused) {
 void RtpSender::change_ssrc(StreamId id) {
   Command c;
   c.kind = Command::Kind::kSsrc;
+  c.id = id;
+  std::lock_guard lock(mu_);
+  pending_.push_back(c);
+}
+
+void RtpSender::set_keys(StreamId id, std::shared_ptr<const media::SrtpKeys> keys) {
+  Command c;
+  c.kind = Command::Kind::kKeys;
+  c.id = id;
+  c.keys = std::move(keys);
+  std::lock_guard lock(mu_);
+  pending_.push_back(c);
+}
+
+void RtpSender::tamper(StreamId id) {
+  Command c;
+  c.kind = Command::Kind::kTamper;
   c.id = id;
   std::lock_guard lock(mu_);
   pending_.push_back(c);
@@ -232,9 +258,19 @@ void RtpSender::apply(const Command& c, std::int64_t now) {
       s.stats.ssrcs.push_back(s.ssrc);
       s.start_us = now;
       s.due_ms = -1;
+      set_srtp(s, c.keys);
       schedule(c.id, now, last_ms_ + 1);
       break;
     }
+    case Command::Kind::kKeys:
+      if (s.active) {
+        release_held(s);  // a held packet leaves with the keys it was due under
+        set_srtp(s, c.keys);
+      }
+      break;
+    case Command::Kind::kTamper:
+      if (s.active) s.tamper = true;
+      break;
     case Command::Kind::kDest:
       if (s.active) s.dest = c.dest;
       break;
@@ -272,6 +308,36 @@ void RtpSender::apply(const Command& c, std::int64_t now) {
   }
 }
 
+void RtpSender::set_srtp(Stream& s, const std::shared_ptr<const media::SrtpKeys>& keys) {
+  s.srtp.reset();
+  if (!keys) return;
+  auto made = media::SrtpSession::create(*keys, media::SrtpSession::Direction::kSend);
+  if (made) s.srtp = std::move(made).value();  // keys made by random_srtp_keys: never refused
+}
+
+// Adds one datagram (bytes copied) to the socket's batch; SRTP packets only.
+void RtpSender::queue_bytes(Stream& s, std::span<const std::uint8_t> bytes) {
+  Batch& b = batches_[s.sock];
+  if (b.count == kBatch) flush(s.sock);
+  if (b.enc.empty()) b.enc.resize(kBatch * kEncBytes);
+  std::size_t i = b.count++;
+  std::uint8_t* buf = b.enc.data() + i * kEncBytes;
+  std::memcpy(buf, bytes.data(), bytes.size());
+  b.iov[i][0] = {buf, bytes.size()};
+  msghdr& m = b.msgs[i].msg_hdr;
+  m = msghdr{};
+  m.msg_name = &s.dest.addr;
+  m.msg_namelen = s.dest.len;
+  m.msg_iov = b.iov[i].data();
+  m.msg_iovlen = 1;
+  ++s.stats.packets;
+}
+
+void RtpSender::send_duplicate(Stream& s) {
+  if (!s.srtp) return;  // plain RTP: the caller sends the packet again
+  if (!s.last.empty()) queue_bytes(s, s.last);
+}
+
 void RtpSender::send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std::uint32_t ssrc,
                             std::size_t frame, bool marker) {
   Batch& b = batches_[s.sock];
@@ -292,6 +358,28 @@ void RtpSender::send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std:
   h[10] = static_cast<std::uint8_t>(ssrc >> 8);
   h[11] = static_cast<std::uint8_t>(ssrc);
   auto payload = s.audio->frame(frame);
+  if (s.srtp) {
+    // RFC 3711 §3.3: encrypted payload + auth tag, built in one buffer.
+    --b.count;
+    if (payload.size() > kEncBytes - 12 - media::kSrtpMaxTrailer) return;
+    std::array<std::uint8_t, kEncBytes> pkt;
+    std::memcpy(pkt.data(), h.data(), 12);
+    std::memcpy(pkt.data() + 12, payload.data(), payload.size());
+    std::size_t len = 12 + payload.size();
+    if (s.srtp->protect_rtp(pkt.data(), &len, pkt.size()) != media::SrtpStatus::kOk) return;
+    s.last.assign(pkt.data(), pkt.data() + len);
+    if (s.tamper) {
+      // A forged copy first: one flipped bit in the encrypted payload fails authentication;
+      // if a receiver took it anyway, the real packet would be its duplicate and be lost.
+      s.tamper = false;
+      std::vector<std::uint8_t> forged = s.last;
+      forged[12] ^= 0x01;
+      queue_bytes(s, forged);
+      ++s.stats.tampered;
+    }
+    queue_bytes(s, s.last);
+    return;
+  }
   b.iov[i][0] = {h.data(), h.size()};
   b.iov[i][1] = {const_cast<std::uint8_t*>(payload.data()), payload.size()};
   msghdr& m = b.msgs[i].msg_hdr;
@@ -338,7 +426,14 @@ void RtpSender::emit(Stream& s) {
     return;
   }
   send_packet(s, seq, ts, s.ssrc, frame, marker);
-  if (opt_.dup > 0 && unit(s.rng) < opt_.dup) send_packet(s, seq, ts, s.ssrc, frame, marker);
+  if (opt_.dup > 0 && unit(s.rng) < opt_.dup) {
+    // SRTP: the same bytes again (a replay to the receiver); a sender never protects twice.
+    if (s.srtp) {
+      send_duplicate(s);
+    } else {
+      send_packet(s, seq, ts, s.ssrc, frame, marker);
+    }
+  }
 }
 
 void RtpSender::process_bucket(std::int64_t ms, std::int64_t now) {

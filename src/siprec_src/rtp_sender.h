@@ -23,11 +23,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/result.h"
+#include "media/srtp_session.h"
 #include "siprec_src/audio_source.h"
 
 namespace sgw::siprec_src {
@@ -51,6 +53,7 @@ struct SenderOptions {
 struct StreamStats {
   std::uint64_t packets = 0;  // datagrams sent (duplicates included)
   std::uint64_t lost = 0;     // dropped by loss injection
+  std::uint64_t tampered = 0; // forged SRTP packets sent (tamper)
   std::vector<std::uint32_t> ssrcs;
 };
 
@@ -74,8 +77,14 @@ class RtpSender {
 
   // Starts a stream now (first packet immediately). `audio` must outlive the stream. Returns
   // false when the table is full. `tag` comes back in on_removed.
+  // `keys` (--srtp): every packet is SRTP-protected with them; null: plain RTP.
   bool add(StreamId* id, std::uint64_t tag, const EncodedAudio* audio, const Destination& dest,
-           std::size_t leg, std::uint64_t seed, bool paused);
+           std::size_t leg, std::uint64_t seed, bool paused,
+           std::shared_ptr<const media::SrtpKeys> keys = nullptr);
+  // New SRTP keys from the next packet on (a rekey's 2xx arrived).
+  void set_keys(StreamId id, std::shared_ptr<const media::SrtpKeys> keys);
+  // SRTP: the next packet also leaves as a forged copy (one flipped bit), sent before it.
+  void tamper(StreamId id);
   void set_destination(StreamId id, const Destination& dest);
   void set_paused(StreamId id, bool paused);  // RTP clock keeps running while paused
   void change_ssrc(StreamId id);
@@ -96,6 +105,9 @@ class RtpSender {
   void send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std::uint32_t ssrc,
                    std::size_t frame, bool marker);
   void release_held(Stream& s);
+  void set_srtp(Stream& s, const std::shared_ptr<const media::SrtpKeys>& keys);
+  void queue_bytes(Stream& s, std::span<const std::uint8_t> bytes);
+  void send_duplicate(Stream& s);
   void flush(std::size_t sock);
   void schedule(std::uint32_t slot, std::int64_t due_us, std::int64_t now_ms);
 

@@ -66,7 +66,8 @@ std::string build_offer(const OfferParams& p) {
   std::uint8_t pt = payload_type(p.codec);
   std::string pts = std::to_string(pt);
   for (const auto& st : p.streams) {
-    s += "m=audio " + std::to_string(st.port) + " RTP/AVP " + pts + " 101\r\n";
+    s += "m=audio " + std::to_string(st.port) + (st.crypto.empty() ? " RTP/AVP " : " RTP/SAVP ") + pts +
+         " 101\r\n";
     switch (p.codec) {
       case media::CodecId::kPcmu: s += "a=rtpmap:0 PCMU/8000\r\n"; break;
       case media::CodecId::kPcma: s += "a=rtpmap:8 PCMA/8000\r\n"; break;
@@ -80,6 +81,7 @@ std::string build_offer(const OfferParams& p) {
     }
     s += "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
     s += "a=ptime:20\r\n";
+    if (!st.crypto.empty()) s += "a=crypto:" + st.crypto + "\r\n";  // RFC 4568 §9.1
     s += "a=label:" + st.label + "\r\n";
     if (!st.direction.empty()) s += "a=" + st.direction + "\r\n";
   }
@@ -103,6 +105,7 @@ common::Result<std::vector<AnsweredStream>> parse_answer(std::string_view sdp) {
       auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
       if (ec != std::errc() || p > 65535) p = 0;
       a.port = static_cast<std::uint16_t>(p);
+      a.proto = std::string(field(v, 2));
       a.address = session_addr;
       out.push_back(a);
       has_conn.push_back(false);
@@ -121,6 +124,8 @@ common::Result<std::vector<AnsweredStream>> parse_answer(std::string_view sdp) {
         out.back().direction = a;
       else if (a.rfind("label:", 0) == 0)
         out.back().label = std::string(v.substr(6));
+      else if (a.rfind("crypto:", 0) == 0 && out.back().crypto_suite.empty())
+        out.back().crypto_suite = std::string(field(v.substr(7), 1));  // "<tag> <suite> <key>"
     }
   }
   if (!saw_v || out.empty()) return common::make_error("sdp.answer", "answer has no m= line");

@@ -18,6 +18,7 @@ struct OfferStream {
   std::uint16_t port = 0;
   std::string label;
   std::string direction = "sendonly";  // "sendonly" or "inactive" (paused); "": no attribute
+  std::string crypto = "";  // SDES: the a=crypto value ("1 <suite> inline:..."): RTP/SAVP; "" = RTP/AVP
 };
 
 struct OfferParams {
@@ -42,6 +43,8 @@ struct AnsweredStream {
   std::uint16_t port = 0;  // 0: rejected
   std::string direction = "sendrecv";
   std::string label;
+  std::string proto;         // "RTP/AVP", "RTP/SAVP", ...
+  std::string crypto_suite;  // suite of the first a=crypto line; "" if none
 };
 
 // Errors: "sdp.answer" when there is no m-line or the text is not SDP.

@@ -9,7 +9,7 @@
 namespace sgw::siprec_src {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, ActionKind>, 12> kNames = {{
+constexpr std::array<std::pair<std::string_view, ActionKind>, 14> kNames = {{
     {"pause", ActionKind::kPause},
     {"resume", ActionKind::kResume},
     {"metadata-update", ActionKind::kMetadataUpdate},
@@ -22,6 +22,8 @@ constexpr std::array<std::pair<std::string_view, ActionKind>, 12> kNames = {{
     {"unhold", ActionKind::kUnhold},
     {"bye", ActionKind::kBye},
     {"ssrc", ActionKind::kSsrcChange},
+    {"rekey", ActionKind::kRekey},
+    {"tamper", ActionKind::kTamper},
 }};
 
 std::string_view trim(std::string_view s) {

@@ -24,6 +24,8 @@ enum class ActionKind {
   kHold,            // the recorded call is on hold: RTP stops, no signalling
   kUnhold,          // RTP resumes
   kBye,             // ends the call before --duration
+  kRekey,           // --srtp: re-INVITE with new keys; RTP switches to them on its 2xx (RFC 4568 §7.1.4)
+  kTamper,          // --srtp: one forged copy of the next packet (a flipped byte) before the real one
 };
 
 std::string_view action_name(ActionKind k);

@@ -40,7 +40,7 @@ media:
   max_paused_s: 7200
   latch: address_port
   codecs: [pcma, PCMU, g722, Opus]
-  srtp: false
+  srtp: require
 
 recording:
   dir: /var/lib/siprecd/recordings
@@ -91,7 +91,7 @@ TEST(DefaultConfig, MatchesDocumentedDefaults) {
   EXPECT_EQ(c.media_workers, 0u);
   EXPECT_EQ(c.media_timeout_s, 60u);
   EXPECT_EQ(c.codecs, (std::vector<std::string>{"PCMA", "PCMU", "G722", "opus", "G729"}));
-  EXPECT_FALSE(c.srtp);
+  EXPECT_EQ(c.srtp, "off");
   EXPECT_EQ(c.recordings_dir, "var/recordings");
   EXPECT_EQ(c.spool_dir, "var/spool");
   EXPECT_EQ(c.spool_sync, "filesystem");
@@ -137,7 +137,7 @@ TEST(LoadConfig, FullExample) {
   EXPECT_EQ(c.media_timeout_s, 30u);
   // Codec names are case-insensitive and stored in canonical spelling.
   EXPECT_EQ(c.codecs, (std::vector<std::string>{"PCMA", "PCMU", "G722", "opus"}));
-  EXPECT_FALSE(c.srtp);
+  EXPECT_EQ(c.srtp, "require");
   EXPECT_EQ(c.recordings_dir, "/var/lib/siprecd/recordings");
   EXPECT_EQ(c.spool_dir, "/var/lib/siprecd/spool");
   EXPECT_EQ(c.metadata_max_bytes, 131072u);
@@ -246,7 +246,9 @@ TEST(LoadConfig, WrongTypesNameKeyAndExpectedType) {
   EXPECT_THAT(error_of("sip:\n  max_sessions: [1]\n"),
               HasSubstr("sip.max_sessions: expected an unsigned integer, got a list"));
   EXPECT_THAT(error_of("media:\n  srtp: maybe\n"),
-              HasSubstr("media.srtp: expected a boolean (true or false), got 'maybe'"));
+              HasSubstr("media.srtp: expected off, allow or require, got 'maybe'"));
+  EXPECT_THAT(error_of("media:\n  srtp: true\n"),
+              HasSubstr("media.srtp: expected off, allow or require, got 'true'"));
   EXPECT_THAT(error_of("sip:\n  listen: udp:127.0.0.1:5060\n"),
               HasSubstr("sip.listen: expected a list"));
   EXPECT_THAT(error_of("media:\n  codecs: PCMA\n"), HasSubstr("media.codecs: expected a list of strings"));
@@ -262,9 +264,9 @@ TEST(LoadConfig, WrongTypesNameKeyAndExpectedType) {
 }
 
 TEST(LoadConfig, BooleansAcceptYamlSpellings) {
-  auto r = load_config_text("media:\n  srtp: yes\nlog:\n  redact_personal_data: On\n", "b.yaml");
+  auto r = load_config_text("recording:\n  keep_spool: yes\nlog:\n  redact_personal_data: On\n", "b.yaml");
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_TRUE(r->srtp);
+  EXPECT_TRUE(r->keep_spool);
   EXPECT_TRUE(r->redact_personal_data);
 }
 

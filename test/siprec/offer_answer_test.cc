@@ -488,13 +488,15 @@ TEST(OfferAnswer, SrtpRejectedWhenUnsupported) {
   auto offer = offer_from(load("srtp_sdes.sdp"));
   auto r = plan_answer(offer, CodecPolicy{});
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, "sdp.srtp_policy");
   EXPECT_EQ(r.error().message,
-            "no recordable codec offered: m=audio PCMU/8000 telephone-event/8000 [SRTP not supported]");
+            "SRTP disabled (media.srtp: off): m=audio PCMU/8000 telephone-event/8000 "
+            "[RTP/SAVP refused: media.srtp is off]");
 }
 
 TEST(OfferAnswer, SrtpAcceptedWithSdesWhenSupported) {
   CodecPolicy p;
-  p.srtp_supported = true;
+  p.srtp = CodecPolicy::Srtp::kAllow;
   auto offer = offer_from(load("srtp_sdes.sdp"));
   auto plan = plan_ok(offer, p);
   ASSERT_TRUE(plan.streams[0].srtp);
@@ -522,7 +524,7 @@ TEST(OfferAnswer, SrtpAcceptedWithSdesWhenSupported) {
 
 TEST(OfferAnswer, DtlsSrtpAlwaysRejected) {
   CodecPolicy p;
-  p.srtp_supported = true;
+  p.srtp = CodecPolicy::Srtp::kAllow;
   auto offer = offer_from(crlf("v=0\nc=IN IP4 1.2.3.4\nm=audio 1000 UDP/TLS/RTP/SAVPF 0\n"
                                "a=fingerprint:sha-256 AB:CD\nm=audio 1002 RTP/AVP 0\n"));
   auto plan = plan_ok(offer, p);
@@ -532,10 +534,11 @@ TEST(OfferAnswer, DtlsSrtpAlwaysRejected) {
 
 TEST(OfferAnswer, UnsupportedCryptoSuiteRejected) {
   CodecPolicy p;
-  p.srtp_supported = true;
+  p.srtp = CodecPolicy::Srtp::kAllow;
   auto offer = offer_from(crlf("v=0\nc=IN IP4 1.2.3.4\nm=audio 1000 RTP/SAVP 0\n"
                                "a=crypto:1 F8_128_HMAC_SHA1_80 inline:abc\nm=audio 1002 RTP/AVP 0\n"));
-  EXPECT_EQ(plan_ok(offer, p).streams[0].reason, "no supported SRTP crypto suite");
+  EXPECT_EQ(plan_ok(offer, p).streams[0].reason,
+            "no usable a=crypto line (crypto suite 'F8_128_HMAC_SHA1_80' not supported)");
 }
 
 TEST(OfferAnswer, MissingPortForAcceptedStreamWrittenAsRejected) {
