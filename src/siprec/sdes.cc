@@ -97,7 +97,7 @@ common::Result<media::SrtpKeys> parse_sdes_keys(const Crypto& crypto) {
     mk.key_salt = std::move(*decoded);
     if (mk.key_salt.size() != want) {
       std::size_t got = mk.key_salt.size();
-      explicit_bzero(mk.key_salt.data(), mk.key_salt.size());
+      if (got > 0) explicit_bzero(mk.key_salt.data(), got);
       return make_error("sdes.key_length", where + "key and salt of " + std::to_string(got) + " bytes, " +
                                                std::string(media::srtp_suite_name(*suite)) + " needs " +
                                                std::to_string(want));
