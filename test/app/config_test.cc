@@ -516,7 +516,7 @@ TEST(ApplyOverrides, ErrorsNameTheFlag) {
   EXPECT_THAT(err(o), HasSubstr("--rtp-ports: expected MIN-MAX"));
   o = {};
   o.listen = {"udp:127.0.0.1:5060", "bogus"};
-  EXPECT_THAT(err(o), HasSubstr("--listen: expected udp:ADDR:PORT or tcp:ADDR:PORT, got 'bogus'"));
+  EXPECT_THAT(err(o), HasSubstr("--listen: expected udp:ADDR:PORT, tcp:ADDR:PORT or tls:ADDR:PORT, got 'bogus'"));
   o = {};
   o.listen = {"udp:127.0.0.1:5060", "udp:127.0.0.1:5060"};
   EXPECT_THAT(err(o), HasSubstr("--listen: duplicate entry"));
