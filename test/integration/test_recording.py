@@ -445,7 +445,9 @@ class CrashRecoveryTest(unittest.TestCase):
                 with open(found[0]) as f:
                     doc = json.load(f)
                 self.assertFalse(doc["complete"], doc)
-                self.assertEqual(glob.glob(os.path.join(d.spool_dir, "*.spool")), [])
+                # The spool is removed after the recording is published: wait for it.
+                self.assertTrue(wait_until(lambda: not glob.glob(os.path.join(d.spool_dir, "*.spool")), 15),
+                                glob.glob(os.path.join(d.spool_dir, "*.spool")))
                 audio = os.path.join(os.path.dirname(found[0]), doc["audio"][0]["file"])
                 left, right = probe(audio)["channel_stats"]
                 # What reached the gateway before the kill, by its own clock (first packet's

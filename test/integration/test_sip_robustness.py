@@ -139,9 +139,11 @@ class MalformedRequestTest(DaemonTestCase):
                     self.assertTrue(data.startswith(b"SIP/2.0 400 "), f"{what}: {data[:200]!r}")
                 self.assertTrue(wait_until(lambda: self.malformed_count() >= before + 1, 5.0),
                                 self._diag(f"{what}: not counted"))
+                # The counter moves before the log line reaches our reader of the daemon's stderr.
+                line = f"malformed OPTIONS from tcp:127.0.0.1:{port}: "
+                wait_until(lambda: line in self.daemon.stderr_text(), 5.0)
                 log = self.daemon.stderr_text()
-                self.assertEqual(log.count(f"malformed OPTIONS from tcp:127.0.0.1:{port}: "), 1,
-                                 f"{what}: {log[-3000:]}")
+                self.assertEqual(log.count(line), 1, f"{what}: {log[-3000:]}")
                 self.assertStatus(other.options(), 200, f"OPTIONS of another caller after {what}")
 
 
