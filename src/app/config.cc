@@ -96,6 +96,14 @@ Status check_srtp(std::string_view v) {
   if (v == "off" || v == "allow" || v == "require") return Ok{};
   return make_error("config.invalid", "expected off, allow or require, got '" + std::string(v) + "'");
 }
+Status check_stream_url(std::string_view v) {
+  if (v.empty() || v.starts_with("ws://") || v.starts_with("wss://")) return Ok{};
+  return make_error("config.invalid", "expected a ws:// or wss:// URL, got '" + std::string(v) + "'");
+}
+Status check_stream_protocol(std::string_view v) {
+  if (v == "audiohook" || v == "plain") return Ok{};
+  return make_error("config.invalid", "expected audiohook or plain, got '" + std::string(v) + "'");
+}
 Status check_spool_sync(std::string_view v) {
   if (v == "filesystem" || v == "file") return Ok{};
   return make_error("config.invalid", "expected filesystem or file, got '" + std::string(v) + "'");
@@ -142,6 +150,10 @@ constexpr Range kMaxPaused{0, 2'592'000};         // 30 days
 constexpr Range kMinSessionExpires{1, 86'400};
 constexpr Range kMetadataMaxBytes{1024, 16 * 1024 * 1024};
 constexpr Range kMetadataMaxDepth{1, 1024};
+constexpr Range kStreamQueuePackets{16, 65536};
+constexpr Range kStreamQueuedFrames{1, 3000};
+constexpr Range kStreamDelay{20, 1000};
+constexpr Range kStreamPing{0, 3600};
 constexpr std::size_t kMaxNameLength = 63;
 
 std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
@@ -667,6 +679,16 @@ class Loader {
               {"ciphers", str(c.tls_ciphers)},
               {"min_version", str(c.tls_min_version, check_tls_min_version)},
               {"handshake_timeout_ms", uint(c.tls_handshake_timeout_ms, kTlsHandshakeTimeout)}};
+    if (section == "stream")
+      return {{"url", str(c.stream_url, check_stream_url)},
+              {"protocol", str(c.stream_protocol, check_stream_protocol)},
+              {"ca_file", str(c.stream_ca_file)},
+              {"api_key", str(c.stream_api_key)},
+              {"organization_id", str(c.stream_organization_id)},
+              {"queue_packets", uint(c.stream_queue_packets, kStreamQueuePackets)},
+              {"max_queued_frames", uint(c.stream_max_queued_frames, kStreamQueuedFrames)},
+              {"delay_ms", uint(c.stream_delay_ms, kStreamDelay)},
+              {"ping_interval_s", uint(c.stream_ping_interval_s, kStreamPing)}};
     if (section == "http")
       return {{"listen", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
                  if (n.IsNull()) {  // "listen:" with no value: disabled
@@ -701,9 +723,9 @@ class Loader {
     return {};
   }
 
-  static constexpr std::array<std::string_view, 12> kSections{"node",     "sip",  "media", "recording",
+  static constexpr std::array<std::string_view, 13> kSections{"node",     "sip",  "media", "recording",
                                                               "storage",  "s3",   "metadata", "http", "log",
-                                                              "drain", "recovery", "tls"};
+                                                              "drain", "recovery", "tls", "stream"};
 
   // "did you mean" for a typo within edit distance 2 of a known key.
   std::string suggestion(std::string_view dotted) {
@@ -978,6 +1000,16 @@ Status validate(const Config& c) {
     if (auto st = check_rule(c.conversation_id_rules[i]); !st)
       return keyed("metadata.conversation_id_rules[" + std::to_string(i) + "]", st.error());
   if (auto st = check("http.listen", check_http_listen(c.http_listen)); !st) return st;
+  if (auto st = check("stream.url", check_stream_url(c.stream_url)); !st) return st;
+  if (auto st = check("stream.protocol", check_stream_protocol(c.stream_protocol)); !st) return st;
+  if (auto st = check("stream.queue_packets", check_range(c.stream_queue_packets, kStreamQueuePackets)); !st)
+    return st;
+  if (auto st = check("stream.max_queued_frames", check_range(c.stream_max_queued_frames, kStreamQueuedFrames));
+      !st)
+    return st;
+  if (auto st = check("stream.delay_ms", check_range(c.stream_delay_ms, kStreamDelay)); !st) return st;
+  if (auto st = check("stream.ping_interval_s", check_range(c.stream_ping_interval_s, kStreamPing)); !st)
+    return st;
   {
     auto level = canonical_log_level(c.log_level);
     if (!level) return keyed("log.level", level.error());

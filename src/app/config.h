@@ -130,6 +130,17 @@ struct Config {
   std::string tls_min_version = "1.2";            // 1.2 | 1.3
   std::uint32_t tls_handshake_timeout_ms = 10000;
 
+  // stream.* (live audio over WebSocket, docs/integrations.md "Live audio")
+  std::string stream_url;                      // ws:// or wss://; empty: no streaming
+  std::string stream_protocol = "audiohook";   // audiohook | plain
+  std::string stream_ca_file;                  // wss://: CAs to verify the server; empty: system store
+  std::string stream_api_key;                  // sent as X-API-KEY
+  std::string stream_organization_id;          // AudioHook organizationId
+  std::uint32_t stream_queue_packets = 256;    // per call: RTP packets waiting for the streaming thread
+  std::uint32_t stream_max_queued_frames = 50; // per call: 20 ms frames waiting for the socket
+  std::uint32_t stream_delay_ms = 60;          // how late a packet may be and still be in its frame
+  std::uint32_t stream_ping_interval_s = 5;    // AudioHook ping; 0: none
+
   // http.*
   std::string http_listen;  // "ADDR:PORT"; empty: no HTTP server
 

@@ -34,6 +34,8 @@
 #include "recording/conversation.h"
 #include "recording/finalizer.h"
 #include "recording/spool_sink.h"
+#include "stream/stream_tap.h"
+#include "stream/streamer.h"
 #include "storage/delivery_queue.h"
 #include "storage/key_template.h"
 #include "storage/orphan_recovery.h"
@@ -787,15 +789,54 @@ int main(int argc, char** argv) {
   policy.admission.invite_burst_per_source = config.invite_burst_per_source;
   policy.admission.max_sessions_per_source = config.max_sessions_per_source;
   policy.admission.max_streams_per_session = config.max_streams_per_session;
+  // Live audio (docs/integrations.md "Live audio"): one streaming thread; each recording's spool
+  // sink is wrapped in a tap that copies its packets off the durability path.
+  std::unique_ptr<sgw::stream::Streamer> streamer;
+  sgw::common::Counter* stream_packets_dropped = nullptr;
+  if (!config.stream_url.empty()) {
+    sgw::stream::StreamerOptions so;
+    so.ca_file = config.stream_ca_file;
+    so.api_key = config.stream_api_key;
+    so.organization_id = config.stream_organization_id;
+    so.delay_ms = config.stream_delay_ms;
+    so.max_queued_frames = config.stream_max_queued_frames;
+    so.ping_interval_s = config.stream_ping_interval_s;
+    so.layout = layout;
+    so.metadata_limits.max_bytes = config.metadata_max_bytes;
+    so.metadata_limits.max_depth = config.metadata_max_depth;
+    so.metrics = {&registry.counter("sgw_stream_frames_sent_total", "Live-audio 20 ms frames written to WebSocket servers"),
+                  &registry.counter("sgw_stream_frames_dropped_total",
+                                    "Live-audio frames dropped: the server was slow or unreachable (never the recording)"),
+                  &registry.counter("sgw_stream_connect_failures_total", "Live-audio WebSocket connections that failed"),
+                  &registry.gauge("sgw_stream_active", "Recordings being streamed live")};
+    stream_packets_dropped = &registry.counter(
+        "sgw_stream_packets_dropped_total", "RTP packets the live-audio queue had no room for (never the recording)");
+    if (!sgw::stream::valid_stream_url(config.stream_url)) return fail("stream.url: not a ws:// or wss:// URL");
+    auto started = sgw::stream::Streamer::start(std::move(so));
+    if (!started) return fail(started.error().message);
+    streamer = std::move(started).value();
+    log->info("live audio: every recording streamed to {} ({})", sgw::stream::redact_url(config.stream_url),
+              config.stream_protocol);
+  }
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
       [&](sgw::siprec::SinkRequest r) -> sgw::common::Result<std::unique_ptr<sgw::media::SessionSink>> {
+        sgw::stream::StreamSetup setup;
+        if (streamer) setup = {r.recording_id, r.start_json, r.metadata_docs, r.streams_event_json};
         auto sink = sgw::recording::SpoolSink::create(
             {config.spool_dir, &syncer, spool_metrics, nullptr},
             {std::move(r.recording_id), std::move(r.start_json), std::move(r.metadata_docs),
              std::move(r.streams_event_json), std::move(r.on_durable), std::move(r.on_failure)});
         if (!sink) return sink.error();
-        return std::unique_ptr<sgw::media::SessionSink>(std::move(sink).value());
+        if (!streamer) return std::unique_ptr<sgw::media::SessionSink>(std::move(sink).value());
+        auto live = std::make_shared<sgw::stream::LiveStream>(
+            sgw::stream::StreamTarget{config.stream_url, config.stream_protocol == "plain"
+                                                             ? sgw::stream::Protocol::kPlain
+                                                             : sgw::stream::Protocol::kAudioHook},
+            std::move(setup), config.stream_queue_packets);
+        streamer->attach(live);
+        return std::unique_ptr<sgw::media::SessionSink>(std::make_unique<sgw::stream::StreamTap>(
+            std::move(sink).value(), std::move(live), stream_packets_dropped));
       },
       [&finalizer](const std::string& recording_id) {
         if (!finalizer.submit(recording_id))
@@ -1053,6 +1094,7 @@ int main(int argc, char** argv) {
   control.stop();
   sessions.shutdown();
   (*media)->stop();
+  if (streamer) streamer->stop();
   if (shipper) shipper->stop();
   adopt_stop.store(true);
   if (adopter.joinable()) adopter.join();

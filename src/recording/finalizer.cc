@@ -89,6 +89,7 @@ struct Collected {
   std::uint64_t finalize_failures = 0;
   std::string last_finalize_error;
   std::vector<metadata::CiscoHeadersEvent> cisco_updates;      // re-INVITE headers, in order
+  std::optional<LiveStreamReport> live_stream;  // the live-audio tap's report (last one wins)
   std::optional<NodeLost> node_lost;  // rebuilt from a lost node's partials (docs/failover.md)
   std::int64_t node_lost_us = 0;      // end of the window that node may have lost
 };
@@ -451,6 +452,10 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
           if (auto sc = decode_stream_counters(r.json)) c.counters.merge(*sc);
           break;
         }
+        if (what == kLiveStreamEvent) {
+          if (auto l = decode_live_stream(r.json)) c.live_stream = std::move(l);
+          break;
+        }
         if (what == kNodeLostEvent) {
           if (auto n = decode_node_lost(r.json)) {
             c.node_lost = std::move(n);
@@ -714,6 +719,12 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   const auto causes = integrity_causes(in.integrity);
   if (!causes.empty()) report.complete = false;
   in.warnings = integrity_warnings(in.integrity);
+  // The live stream is off the durability path: its drops never make the recording incomplete.
+  if (c.live_stream) {
+    auto j = parse_json(c.live_stream->encode());
+    j.erase("event");
+    in.live_stream = std::move(j);
+  }
   in.start_time = get_or<std::string>(c.start, "start_time", common::iso8601_from_unix_us(start_unix_us));
   in.end_time = common::iso8601_from_unix_us(start_unix_us + duration_us);
   in.duration_ms = duration_us / 1000;

@@ -171,6 +171,7 @@ json build_recording_json(const RecordingJsonInput& in) {
   j["audio"] = array_of(in.audio, [](const AudioFileInfo& a) { return to_json(a); });
   j["integrity"] = to_json(in.integrity);
   j["warnings"] = in.warnings;
+  if (in.live_stream) j["live_stream"] = *in.live_stream;
   return j;
 }
 

@@ -180,6 +180,9 @@ struct RecordingJsonInput {
   std::vector<AudioFileInfo> audio;  // one per output file, in ChannelLayout::files order
   Integrity integrity;
   std::vector<std::string> warnings;  // usually integrity_warnings(integrity) plus the finaliser's own
+  // The live-audio stream's report (spool_events.h LiveStreamReport without "event"); the key
+  // "live_stream" is present only for a streamed recording (docs/recording-json.md).
+  std::optional<nlohmann::json> live_stream;
 };
 
 nlohmann::json build_recording_json(const RecordingJsonInput& in);

@@ -152,4 +152,43 @@ std::optional<NodeLost> decode_node_lost(std::string_view text) {
   return n;
 }
 
+std::string LiveStreamReport::encode() const {
+  return dump(json{{"event", kLiveStreamEvent},
+                   {"url", url},
+                   {"protocol", protocol},
+                   {"state", state},
+                   {"connects", connects},
+                   {"connect_failures", connect_failures},
+                   {"frames_sent", frames_sent},
+                   {"frames_dropped", frames_dropped},
+                   {"packets_dropped", packets_dropped},
+                   {"latency_p50_ms", latency_p50_ms},
+                   {"latency_p99_ms", latency_p99_ms},
+                   {"latency_max_ms", latency_max_ms},
+                   {"error", error}});
+}
+
+std::optional<LiveStreamReport> decode_live_stream(std::string_view text) {
+  json j = parse_object(text, kLiveStreamEvent);
+  if (j.is_null()) return std::nullopt;
+  auto i64 = [&j](const char* k) -> std::int64_t {
+    auto it = j.find(k);
+    return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : -1;
+  };
+  LiveStreamReport r;
+  r.url = str(j, "url");
+  r.protocol = str(j, "protocol");
+  r.state = str(j, "state");
+  r.connects = u64(j, "connects");
+  r.connect_failures = u64(j, "connect_failures");
+  r.frames_sent = u64(j, "frames_sent");
+  r.frames_dropped = u64(j, "frames_dropped");
+  r.packets_dropped = u64(j, "packets_dropped");
+  r.latency_p50_ms = i64("latency_p50_ms");
+  r.latency_p99_ms = i64("latency_p99_ms");
+  r.latency_max_ms = i64("latency_max_ms");
+  r.error = str(j, "error");
+  return r;
+}
+
 }  // namespace sgw::recording

@@ -71,6 +71,26 @@ struct NodeLost {
   bool operator==(const NodeLost&) const = default;
 };
 
+// "live_stream": written by the live-audio tap (stream/stream_tap.h) when the call ends: how the
+// WebSocket stream of this recording fared up to then (docs/integrations.md "Live audio"). The
+// recording itself never depends on it; the finaliser copies it into the JSON's "stream".
+struct LiveStreamReport {
+  std::string url;       // scheme://host[:port]/path (no query: it may carry a token)
+  std::string protocol;  // "audiohook" | "plain"
+  std::string state;     // "streaming" | "connecting" | "failed" | "closed" at the end of the call
+  std::uint64_t connects = 0;         // WebSocket handshakes that succeeded
+  std::uint64_t connect_failures = 0;
+  std::uint64_t frames_sent = 0;      // 20 ms frames written to the socket
+  std::uint64_t frames_dropped = 0;   // frames the server was too slow (or absent) to take
+  std::uint64_t packets_dropped = 0;  // RTP packets the tap's queue had no room for
+  std::int64_t latency_p50_ms = -1;   // packet arrival -> frame written; -1: no frame
+  std::int64_t latency_p99_ms = -1;
+  std::int64_t latency_max_ms = -1;
+  std::string error;  // last connection error; may be empty
+  std::string encode() const;
+  bool operator==(const LiveStreamReport&) const = default;
+};
+
 // The "event" name of a kEvent JSON document ("" when it is not an object with one).
 std::string spool_event_name(std::string_view json);
 // nullopt unless json is an object with the matching "event" name. Wrong-typed
@@ -79,10 +99,12 @@ std::optional<SpoolFault> decode_spool_fault(std::string_view json);
 std::optional<FinalizeFailure> decode_finalize_failure(std::string_view json);
 std::optional<StreamCounters> decode_stream_counters(std::string_view json);
 std::optional<NodeLost> decode_node_lost(std::string_view json);
+std::optional<LiveStreamReport> decode_live_stream(std::string_view json);
 
 inline constexpr std::string_view kSpoolFaultEvent = "spool_fault";
 inline constexpr std::string_view kFinalizeFailedEvent = "finalize_failed";
 inline constexpr std::string_view kStreamCountersEvent = "stream_counters";
 inline constexpr std::string_view kNodeLostEvent = "node_lost";
+inline constexpr std::string_view kLiveStreamEvent = "live_stream";
 
 }  // namespace sgw::recording

@@ -59,6 +59,17 @@ metadata:
 http:
   listen: 127.0.0.1:8080
 
+stream:
+  url: wss://audiohook.example.com/api/v1/audiohook/ws
+  protocol: audiohook
+  ca_file: /etc/siprecd/stream-ca.pem
+  api_key: example-key
+  organization_id: d7934305-0972-4844-938e-9060eef73d05
+  queue_packets: 256
+  max_queued_frames: 50
+  delay_ms: 60
+  ping_interval_s: 5
+
 log:
   level: debug
   redact_personal_data: true
@@ -174,6 +185,23 @@ TEST(LoadConfig, DocsExampleMatchesTest) {
   auto r = load_config_text(doc.substr(start, end - start), "configuration.md");
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->node_name, "gw-eu-1");
+}
+
+TEST(LoadConfig, StreamKeys) {
+  Config d = default_config();
+  EXPECT_EQ(d.stream_url, "");
+  EXPECT_EQ(d.stream_protocol, "audiohook");
+  EXPECT_EQ(d.stream_max_queued_frames, 50u);
+  auto r = load_config_text("stream:\n  url: wss://ai.example/ws?k=1\n  protocol: plain\n  ca_file: /ca.pem\n"
+                            "  queue_packets: 64\n  max_queued_frames: 5\n  delay_ms: 40\n  ping_interval_s: 0\n");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->stream_url, "wss://ai.example/ws?k=1");
+  EXPECT_EQ(r->stream_protocol, "plain");
+  EXPECT_EQ(r->stream_queue_packets, 64u);
+  EXPECT_THAT(error_of("stream:\n  url: http://x/\n"), HasSubstr("stream.url"));
+  EXPECT_THAT(error_of("stream:\n  protocol: rtp\n"), HasSubstr("stream.protocol"));
+  EXPECT_THAT(error_of("stream:\n  delay_ms: 5\n"), HasSubstr("stream.delay_ms"));
+  EXPECT_THAT(error_of("stream:\n  queue_packets: 1\n"), HasSubstr("stream.queue_packets"));
 }
 
 TEST(LoadConfig, SessionTimerPauseAndLatchKeys) {
