@@ -76,6 +76,10 @@ def clone_spool(src: str, dst_dir: str) -> str:
     return path
 
 
+def spools(d):
+    return glob.glob(os.path.join(d.spool_dir, "*.spool"))
+
+
 def recordings(d):
     return glob.glob(os.path.join(d.recordings_dir, "**", "*.json"), recursive=True)
 
@@ -153,7 +157,7 @@ class BackgroundRecoveryTest(unittest.TestCase):
             m = d.metrics()
             self.assertEqual(m.get("sgw_recovery_pending"), 0)
             self.assertEqual(m.get("sgw_recordings_recovered_total"), n)
-            self.assertEqual(glob.glob(os.path.join(d.spool_dir, "*.spool")), [])
+            self.assertTrue(wait_until(lambda: not spools(d), 15), spools(d))  # removed after publication
         finally:
             self.assertEqual(d.stop(), 0)
             d.cleanup()
@@ -174,7 +178,7 @@ class QueueOverflowTest(unittest.TestCase):
             ok = wait_until(lambda: len(recordings(d)) == n + 1, 120, interval=0.5)
             self.assertTrue(ok, f"{len(recordings(d))} of {n + 1} published\n" + d.diagnostics())
             self.assertGreaterEqual(d.metrics().get("sgw_finalize_rescanned_total"), n - 1)
-            self.assertEqual(glob.glob(os.path.join(d.spool_dir, "*.spool")), [])
+            self.assertTrue(wait_until(lambda: not spools(d), 15), spools(d))  # removed after publication
         finally:
             self.assertEqual(d.stop(), 0)
             d.cleanup()
@@ -214,7 +218,7 @@ class DiskFullTest(unittest.TestCase):
             # The cause names the file the full folder refused (not "gateway stopped").
             self.assertIn(d.recordings_dir, doc["integrity"]["last_finalize_error"])
             self.assertTrue(any("failed finalisation attempt" in w for w in doc["warnings"]), doc["warnings"])
-            self.assertEqual(glob.glob(os.path.join(d.spool_dir, "*.spool")), [])
+            self.assertTrue(wait_until(lambda: not spools(d), 15), spools(d))  # removed after publication
         finally:
             if d.alive():
                 self.assertEqual(d.stop(), 0)
