@@ -140,6 +140,15 @@ Status check_endpoint(std::string_view v) {
   return make_error("config.invalid", "expected http://HOST[:PORT] or https://HOST[:PORT], got '" +
                                           std::string(v) + "'");
 }
+Status check_hook_url(std::string_view v) {
+  if (v.empty() || v.rfind("http://", 0) == 0 || v.rfind("https://", 0) == 0) return Ok{};
+  return make_error("config.invalid", "expected an http:// or https:// URL, got '" + std::string(v) + "'");
+}
+Status check_on_error(std::string_view v) {
+  if (v == "record" || v == "reject") return Ok{};
+  return make_error("config.invalid", "expected record or reject, got '" + std::string(v) + "'");
+}
+constexpr Range kHookTimeout{10, 60'000};
 Status check_prefix(std::string_view v) {
   if (!v.empty() && v.front() == '/') return make_error("config.invalid", "must not start with '/'");
   return Ok{};
@@ -720,12 +729,17 @@ class Loader {
                  c.log_format = std::move(*v);
                  return Ok{};
                }}};
+    if (section == "hooks")
+      return {{"invite_url", str(c.hooks_invite_url, check_hook_url)},
+              {"update_url", str(c.hooks_update_url, check_hook_url)},
+              {"timeout_ms", uint(c.hooks_timeout_ms, kHookTimeout)},
+              {"on_error", str(c.hooks_on_error, check_on_error)}};
     return {};
   }
 
-  static constexpr std::array<std::string_view, 13> kSections{"node",     "sip",  "media", "recording",
+  static constexpr std::array<std::string_view, 14> kSections{"node",     "sip",  "media", "recording",
                                                               "storage",  "s3",   "metadata", "http", "log",
-                                                              "drain", "recovery", "tls", "stream"};
+                                                              "drain", "recovery", "tls", "stream", "hooks"};
 
   // "did you mean" for a typo within edit distance 2 of a known key.
   std::string suggestion(std::string_view dotted) {

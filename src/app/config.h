@@ -148,6 +148,12 @@ struct Config {
   std::string log_level = "info";
   bool redact_personal_data = false;  // log.redact (or log.redact_personal_data)
   std::string log_format = "text";   // "text" | "json"
+
+  // hooks.* (call-control hook, docs/integrations.md)
+  std::string hooks_invite_url;       // empty: no hook
+  std::string hooks_update_url;       // empty: re-INVITE metadata updates are not sent
+  std::uint32_t hooks_timeout_ms = 300;
+  std::string hooks_on_error = "record";  // record | reject (480)
 };
 
 // The embedded default (what `siprecd` with no arguments runs): node_name is

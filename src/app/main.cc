@@ -29,6 +29,7 @@
 #include "common/metrics.h"
 #include "common/thread_name.h"
 #include "control/control_server.h"
+#include "control/hooks.h"
 #include "media/codec.h"
 #include "media/media_engine.h"
 #include "recording/conversation.h"
@@ -644,11 +645,14 @@ int main(int argc, char** argv) {
       k.node = pub.fields.node;
       k.call_id = pub.fields.call_id;
       std::string key_base = tpl.render(k);
+      // The call-control hook's key_prefix (docs/integrations.md), under s3.prefix.
+      if (!pub.fields.key_prefix.empty()) key_base = pub.fields.key_prefix + "/" + key_base;
       if (!config.s3_prefix.empty()) {
         std::string prefix = config.s3_prefix;
         while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
         key_base = prefix + "/" + key_base;
       }
+
       for (const auto& f : files) {
         sgw::storage::DeliveryObject o;
         o.path = f;
@@ -817,6 +821,23 @@ int main(int argc, char** argv) {
     streamer = std::move(started).value();
     log->info("live audio: every recording streamed to {} ({})", sgw::stream::redact_url(config.stream_url),
               config.stream_protocol);
+  }
+  // Call-control hook (docs/integrations.md): its own thread; stopped below
+  // before the session manager whose callbacks it holds.
+  std::unique_ptr<sgw::control::HookClient> hooks;
+  if (!config.hooks_invite_url.empty() || !config.hooks_update_url.empty()) {
+    hooks = std::make_unique<sgw::control::HookClient>(
+        sgw::control::HookOptions{config.hooks_timeout_ms, config.hooks_on_error == "reject"},
+        sgw::control::HookMetrics{&registry.labelled_counter(
+            "sgw_hook_requests_total", "Call-control hook requests by outcome", "outcome")});
+    auto bind = [&hooks](const std::string& url) -> sgw::siprec::Policy::HookCall {
+      if (url.empty()) return nullptr;
+      return [client = hooks.get(), url](std::string body, std::function<void(sgw::recording::CallDecision)> done) {
+        client->call(url, std::move(body), std::move(done));
+      };
+    };
+    policy.invite_hook = bind(config.hooks_invite_url);
+    policy.update_hook = bind(config.hooks_update_url);
   }
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
@@ -1083,6 +1104,7 @@ int main(int argc, char** argv) {
     });
   }
   waiter.join();
+  if (hooks) hooks->stop();  // pending decisions are posted to the stopped SIP thread and dropped
   // Shutdown order (docs/architecture.md): the SIP thread has stopped, so
   // nothing new reaches the sessions or the media engine. Every session
   // still open is closed (complete:false, "gateway stopped") while the

@@ -1,5 +1,7 @@
 #include "recording/finalizer.h"
 
+#include "recording/call_decision.h"
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -613,7 +615,26 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
 
   std::vector<RecordedStream> recorded;
   for (const auto& [index, t] : tracks) recorded.push_back({index, c.streams[index].label});
-  ChannelLayout layout = build_channel_layout(md ? &*md : nullptr, recorded, options_.layout);
+  // The call-control hook's overrides (docs/integrations.md), kept in the start record.
+  std::optional<CallDecision> decision;
+  if (auto d = c.start.find("decision"); d != c.start.end()) {
+    if (auto dd = decode_decision(*d))
+      decision = std::move(dd).value();
+    else
+      report.problems.push_back("call-control decision unreadable, configuration used: " + dd.error().message);
+  }
+  AudioFormat format = options_.format;
+  LayoutConfig layout_config = options_.layout;
+  if (decision && decision->format)
+    if (auto f = parse_audio_format(*decision->format)) format = *f;
+  if (decision && decision->channel_layout) {
+    const std::string& cl = *decision->channel_layout;
+    if (cl == "caller-left") layout_config.caller_channel = CallerChannel::kLeft;
+    if (cl == "caller-right") layout_config.caller_channel = CallerChannel::kRight;
+    if (cl == "multichannel") layout_config.multi_stream_mode = MultiStreamMode::kMultichannel;
+    if (cl == "mono-files") layout_config.multi_stream_mode = MultiStreamMode::kMonoFiles;
+  }
+  ChannelLayout layout = build_channel_layout(md ? &*md : nullptr, recorded, layout_config);
 
   PathFields pf;
   pf.start_unix_us = start_unix_us;
@@ -623,11 +644,12 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   pf.region = get_or<std::string>(c.start, "region", "");
   pf.node = get_or<std::string>(c.start, "node", "");
   pf.call_id = get_or<std::string>(c.start, "call_id", "");
-  std::string base = (std::filesystem::path(options_.recordings_dir) /
+  if (decision && decision->key_prefix) pf.key_prefix = *decision->key_prefix;
+  std::string base = (std::filesystem::path(options_.recordings_dir) / pf.key_prefix /
                       (options_.relative_path ? options_.relative_path(pf) : recording_id)).string();
 
   // Pass 2: the audio, in arrival order, streamed into the files (docs/timeline.md "Streaming").
-  auto audio = render_audio(spool_path, tracks, layout, base, options_.format, rate, options_.fs,
+  auto audio = render_audio(spool_path, tracks, layout, base, format, rate, options_.fs,
                             [&](const RtpRecordView& r) {
                               if (auto a = accounting.find(r.stream); a != accounting.end())
                                 a->second.on_packet(r.ssrc, r.seq, r.arrival_us);
@@ -753,6 +775,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
                          "end: " + get_or<std::string>(c.end, "cause", "")});
 
   nlohmann::json doc = build_recording_json(in);
+  if (decision) doc["decision"] = encode_decision(*decision);
   if (!report.problems.empty()) doc["spool_problems"] = report.problems;
   report.json_path = base + ".json";
   auto st = common::write_file_atomically(report.json_path, render_recording_json(doc));

@@ -51,6 +51,7 @@ struct PathFields {
   std::string region;
   std::string node;
   std::string call_id;
+  std::string key_prefix;  // the call-control hook's key_prefix (already checked), or empty
 };
 
 // A published recording, as handed to FinalizerOptions::enqueue.

@@ -14,4 +14,5 @@ sgw_layer(recording_output
     ${CMAKE_CURRENT_LIST_DIR}/audio_writer.cc
     ${CMAKE_CURRENT_LIST_DIR}/channel_layout.cc
     ${CMAKE_CURRENT_LIST_DIR}/recording_json.cc
+    ${CMAKE_CURRENT_LIST_DIR}/call_decision.cc
   DEPS sgw_common sgw_metadata PkgConfig::SNDFILE OpenSSL::Crypto nlohmann_json::nlohmann_json)

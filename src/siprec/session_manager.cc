@@ -67,6 +67,13 @@ sip::Response simple(int status, std::string reason) {
 
 }  // namespace
 
+struct SessionManager::PendingInvite {
+  std::unique_ptr<Session> s;
+  SessionDescription offer;
+  OfferPlan plan;
+  sip::Response resp;
+};
+
 SessionManager::SessionManager(Policy policy, media::MediaEngine* media, SessionMetrics metrics,
                                SinkFactory make_sink, ClosedCallback on_closed)
     : policy_(std::move(policy)),
@@ -83,6 +90,7 @@ void SessionManager::shutdown() {
   draining_ = true;
   on_drained_ = nullptr;
   pending_answers_.clear();
+  hook_pending_.clear();
   std::vector<std::uint64_t> keys;
   for (auto& [key, s] : sessions_) keys.push_back(key);
   for (auto key : keys) {
@@ -209,7 +217,7 @@ bool SessionManager::can_accept(std::string* why) const {
   } else if (set(Unfit::kBacklog)) {
     reason = Unfit::kBacklog;
     *why = "Delivery backlog too old";
-  } else if (sessions_.size() >= policy_.max_sessions) {
+  } else if (sessions_.size() + hook_pending_.size() >= policy_.max_sessions) {
     reason = Unfit::kMaxSessions;
     *why = "Session limit reached";
   } else {
@@ -653,11 +661,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     return;
   }
   auto refuse = [&](int status, const std::string& reason, sip::Response r = {}) {
-    r.status = status;
-    r.reason = phrase_safe(reason);
-    count_invite(status);
-    endpoint_->reply(tx, r);
-    log_->info("INVITE {} refused: {} {}", req.call_id, status, r.reason);
+    refuse_invite(tx, req.call_id, status, reason, std::move(r));
   };
   // No body, or metadata alone: a delayed offer (RFC 3261 §13.2.1). We offer in the 200 OK and
   // take the SRC's answer from the ACK (on_ack); everything else is as for an offer.
@@ -720,13 +724,6 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   s->src = req.from;
   s->transport = req.transport;
   s->invite_tx = tx;
-  // Time zero of the recording: the same instant on both clocks, so the
-  // JSON's start_time is the time of the audio's first sample.
-  const std::int64_t start_mono_us = media::monotonic_us();
-  const std::int64_t start_unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                                         std::chrono::system_clock::now().time_since_epoch())
-                                         .count();
-  s->start_time = common::iso8601_from_unix_us(start_unix_us);
   s->sdp_session_id = common::random_u64() >> 2;
   s->invite_headers = req.headers;
   s->timer = timer;
@@ -748,6 +745,108 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   }
   // JSON log lines about this call carry its ids (docs/operations.md).
   common::log_register_call(s->recording_id, s->call_id, s->conversation_id);
+  auto p = std::make_unique<PendingInvite>(
+      PendingInvite{std::move(s), std::move(*offer), std::move(*plan), std::move(resp)});
+  if (policy_.invite_hook) {
+    // The INVITE waits for the hook's decision (docs/integrations.md); the
+    // SIP thread does not: 100 Trying now, the request on the hook's thread.
+    endpoint_->reply(tx, simple(100, "Trying"));
+    auto doc = hook_request(*p->s, req, p->offer, p->plan, "invite");
+    hook_pending_[tx] = std::move(p);
+    policy_.invite_hook(doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        [this, tx](recording::CallDecision d) {
+                          if (!endpoint_->post([this, tx, d = std::move(d)]() mutable {
+                                on_hook_decision(tx, std::move(d));
+                              }))
+                            log_->error("INVITE tx {}: SIP thread queue full or stopped: hook decision lost", tx);
+                        });
+    return;
+  }
+  admit_invite(tx, std::move(p), std::nullopt);
+}
+
+void SessionManager::refuse_invite(sip::TransactionId tx, const std::string& call_id, int status,
+                                   const std::string& reason, sip::Response r) {
+  r.status = status;
+  r.reason = phrase_safe(reason);
+  count_invite(status);
+  endpoint_->reply(tx, r);
+  log_->info("INVITE {} refused: {} {}", call_id, status, r.reason);
+}
+
+nlohmann::json SessionManager::hook_request(const Session& s, const sip::Request& req,
+                                            const SessionDescription& offer, const OfferPlan& plan,
+                                            const char* event) const {
+  nlohmann::json headers = nlohmann::json::object();
+  for (const auto& [n, v] : req.headers)
+    if (common::istarts_with(n, "X-") || common::iequals(n, "Session-ID") || common::iequals(n, "User-Agent") ||
+        common::iequals(n, "Via") || common::iequals(n, "Contact"))
+      headers[n].push_back(v);
+  nlohmann::json streams = nlohmann::json::array();
+  for (const auto& sp : plan.streams) {
+    nlohmann::json offered = nlohmann::json::array();
+    if (sp.index < offer.media.size())
+      for (const auto& pf : offer.media[sp.index].payloads)
+        offered.push_back({{"pt", pf.payload_type}, {"encoding", pf.encoding}, {"clock_rate", pf.clock_rate}});
+    nlohmann::json st = {{"index", sp.index}, {"label", sp.label ? nlohmann::json(*sp.label) : nlohmann::json(nullptr)},
+                         {"media", sp.media}, {"recordable", sp.accepted}, {"paused", sp.paused},
+                         {"codecs_offered", offered}};
+    if (sp.accepted) st["codec"] = sp.codecs.front().encoding + "/" + std::to_string(sp.codecs.front().clock_rate);
+    streams.push_back(std::move(st));
+  }
+  return {{"event", event},
+          {"time", common::utc_now_iso8601()},
+          {"gateway", {{"node", policy_.node_name}, {"region", policy_.region}}},
+          {"recording_id", s.recording_id},
+          {"call_id", s.call_id},
+          {"from", req.from},
+          {"to", req.to},
+          {"request_uri", req.request_uri},
+          {"transport", req.transport},
+          {"source", req.header("Via")},
+          {"headers", headers},
+          {"conversation_id", s.conversation_id},
+          {"conversation_id_rule", s.conversation_id_rule},
+          {"metadata", s.metadata ? metadata::to_json(*s.metadata) : nlohmann::json(nullptr)},
+          {"metadata_errors", s.metadata_errors},
+          {"streams", streams}};
+}
+
+void SessionManager::on_hook_decision(sip::TransactionId tx, recording::CallDecision d) {
+  auto it = hook_pending_.find(tx);
+  if (it == hook_pending_.end()) return;  // cancelled or drained meanwhile
+  auto p = std::move(it->second);
+  hook_pending_.erase(it);
+  const auto& s = *p->s;
+  if (d.action == "reject") {
+    log_->info("{} [{}]: call-control hook ({}): reject {}{}", s.recording_id, s.call_id, d.source, d.sip_code,
+               d.error.empty() ? "" : " (" + d.error + ")");
+    refuse_invite(tx, s.call_id, d.sip_code,
+                  d.source == "hook" ? (d.sip_code == 403   ? "Forbidden"
+                                        : d.sip_code == 480 ? "Temporarily Unavailable"
+                                                            : "Decline")
+                                     : "Call-control hook failed");
+    return;
+  }
+  admit_invite(tx, std::move(p), std::move(d));
+}
+
+void SessionManager::admit_invite(sip::TransactionId tx, std::unique_ptr<PendingInvite> p,
+                                  std::optional<recording::CallDecision> decision) {
+  auto s = std::move(p->s);
+  const auto& offer = p->offer;
+  const auto& plan = p->plan;
+  sip::Response resp = std::move(p->resp);
+  auto refuse = [&](int status, const std::string& reason, sip::Response r = {}) {
+    refuse_invite(tx, s->call_id, status, reason, std::move(r));
+  };
+  // Time zero of the recording: the same instant on both clocks, so the
+  // JSON's start_time is the time of the audio's first sample.
+  const std::int64_t start_mono_us = media::monotonic_us();
+  const std::int64_t start_unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count();
+  s->start_time = common::iso8601_from_unix_us(start_unix_us);
   // The spool's first record: enough to finish the recording from the spool alone.
   nlohmann::json start = {
       {"recording_id", s->recording_id}, {"call_id", s->call_id}, {"start_time", s->start_time},
@@ -756,9 +855,10 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
       {"conversation_id", s->conversation_id}, {"conversation_id_rule", s->conversation_id_rule},
       {"src", s->src}, {"transport", s->transport}};
   nlohmann::json headers = nlohmann::json::object();
-  for (const auto& [n, v] : req.headers)
+  for (const auto& [n, v] : s->invite_headers)
     if (common::istarts_with(n, "X-") || common::iequals(n, "Session-ID")) headers[n].push_back(v);
   start["headers"] = headers;
+  if (decision) start["decision"] = recording::encode_decision(*decision);
   // Ports first, then the spool (docs/guarantees.md): a call refused for
   // want of ports or workers leaves nothing on disk.
   s->media = media_->reserve_session(s->recording_id);
@@ -767,7 +867,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     return;
   }
   // RFC 7866 §6.1: ports are bound before the 200 OK so early media is kept.
-  if (!apply_plan(*s, *plan)) {
+  if (!apply_plan(*s, plan)) {
     media_->close_session(s->media, {}, nullptr);  // never started: releases the ports only
     refuse(503, "No media ports available", service_unavailable("No media ports available"));
     return;
@@ -799,16 +899,19 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   resp.status = 200;
   resp.reason = "OK";
   resp.content_type = "application/sdp";
-  resp.body = build_sdp(*s, *offer, *plan);
+  resp.body = build_sdp(*s, offer, plan);
 
   s->key = key;
-  log_event(*s, std::string(delayed_offer ? "recording session (delayed offer: ours in the 200 OK) requested by "
-                                          : "recording session offered by ") +
-                    phrase_safe(req.from) + " over " + req.transport +
+  log_event(*s, std::string(s->awaiting_answer ? "recording session (delayed offer: ours in the 200 OK) requested by "
+                                               : "recording session offered by ") +
+                    phrase_safe(s->src) + " over " + s->transport +
                     (s->conversation_id.empty() ? "" : ", conversation " + s->conversation_id +
-                                                           " (" + s->conversation_id_rule + ")"));
+                                                           " (" + s->conversation_id_rule + ")") +
+                    (decision ? "; call-control hook (" + decision->source + "): record" +
+                                    (decision->error.empty() ? "" : " (" + decision->error + ")")
+                              : ""));
   by_invite_tx_[tx] = key;
-  admission_.session_opened(source);
+  admission_.session_opened(s->source_address);
   sessions_[key] = std::move(s);
   publish();
   pending_answers_[key] = std::make_shared<sip::Response>(std::move(resp));
@@ -959,6 +1062,16 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
   if (body && !body->metadata_docs.empty()) {
     apply_metadata(s, body->metadata_docs);
     log_event(s, "metadata updated (" + std::to_string(body->metadata_docs.size()) + " document(s))");
+    if (policy_.update_hook) {
+      // Informational (docs/integrations.md): the session goes on whatever the answer.
+      nlohmann::json doc = hook_request(s, req, {}, {}, "update");
+      doc.erase("streams");
+      policy_.update_hook(doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                          [log = log_, id = s.recording_id](recording::CallDecision d) {
+                            log->info("{}: update hook answered ({}){}", id, d.source,
+                                      d.error.empty() ? "" : ": " + d.error);
+                          });
+    }
   }
   // Cisco CUBE names the parties in headers, also on the re-INVITE after a transfer: a metadata
   // update like an XML partial one (docs/metadata.md), replayed by the finaliser from the spool.
@@ -1091,6 +1204,10 @@ void SessionManager::on_malformed(const sip::Request& req, int status) {
 }
 
 void SessionManager::on_cancelled(sip::TransactionId tx) {
+  if (hook_pending_.erase(tx) > 0) {  // still waiting for the hook: nothing was written
+    count_invite(487);
+    return;
+  }
   auto it = by_invite_tx_.find(tx);
   if (it == by_invite_tx_.end()) return;
   std::uint64_t key = it->second;
@@ -1164,6 +1281,11 @@ void SessionManager::drain(std::function<void()> on_drained, std::uint32_t max_s
   const bool sooner = !draining_ || deadline < drain_deadline_;
   draining_ = true;
   on_drained_ = std::move(on_drained);
+  for (auto& [tx, p] : hook_pending_) {
+    count_invite(503);
+    endpoint_->reply(tx, service_unavailable("Draining"));
+  }
+  hook_pending_.clear();
   std::vector<std::uint64_t> keys;
   for (auto& [key, s] : sessions_) keys.push_back(key);
   for (auto key : keys) {

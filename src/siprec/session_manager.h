@@ -32,6 +32,7 @@
 #include "metadata/conversation_id.h"
 #include "metadata/metadata_parser.h"
 #include "metadata/recording_metadata.h"
+#include "recording/call_decision.h"
 #include "sip/endpoint.h"
 #include "siprec/admission.h"
 #include "siprec/offer_answer.h"
@@ -53,6 +54,13 @@ struct Policy {
   std::vector<metadata::ConversationIdRule> conversation_id_rules;
   std::string recordings_dir;  // finished sessions' metadata JSON goes here
   AdmissionLimits admission;   // per-source limits (docs/security.md)
+  // Call-control hook (docs/integrations.md). Null: no hook, every call is
+  // recorded with the configuration's settings. Called on the SIP thread with
+  // the request document; must not block; `done` is called once, on any thread.
+  using HookCall = std::function<void(std::string request_json,
+                                      std::function<void(recording::CallDecision)> done)>;
+  HookCall invite_hook;
+  HookCall update_hook;  // re-INVITE/UPDATE with new metadata (hooks.update_url); answer only logged
 };
 
 struct SessionMetrics {
@@ -238,6 +246,8 @@ class SessionManager final : public sip::EndpointListener {
     std::string end_cause;             // why the gateway sent BYE (the recording's end cause)
   };
 
+  struct PendingInvite;  // an INVITE between its checks and its admission (session_manager.cc)
+
   // The first reason (in Unfit order) that refuses a new session; counted in
   // unfit_refusals. *why is the 503's reason phrase.
   bool can_accept(std::string* why) const;
@@ -245,6 +255,15 @@ class SessionManager final : public sip::EndpointListener {
   sip::Response service_unavailable(const std::string& why) const;
   void answer_options(sip::TransactionId tx);
   void handle_invite(sip::TransactionId tx, const sip::Request& req);
+  // An INVITE that passed the checks (hook decided, or no hook): ports, spool, 200 OK.
+  void admit_invite(sip::TransactionId tx, std::unique_ptr<PendingInvite> p,
+                    std::optional<recording::CallDecision> decision);
+  void refuse_invite(sip::TransactionId tx, const std::string& call_id, int status,
+                     const std::string& reason, sip::Response r = {});
+  // The call-control hook (docs/integrations.md): request document, decision on the SIP thread.
+  nlohmann::json hook_request(const Session& s, const sip::Request& req, const SessionDescription& offer,
+                              const OfferPlan& plan, const char* event) const;
+  void on_hook_decision(sip::TransactionId tx, recording::CallDecision d);
   void handle_reoffer(Session& s, sip::TransactionId tx, const sip::Request& req, bool is_invite);
   void finish_invite(std::uint64_t key);
   // SIP thread: the spool's start records of session key are durable (or not).
@@ -310,6 +329,8 @@ class SessionManager final : public sip::EndpointListener {
   std::map<sip::DialogId, std::uint64_t> by_dialog_;
   // Answers (200 OK) waiting for their session's spool start to be durable.
   std::map<std::uint64_t, std::shared_ptr<sip::Response>> pending_answers_;
+  // INVITEs waiting for the call-control hook's decision (100 Trying sent), by transaction.
+  std::map<sip::TransactionId, std::unique_ptr<PendingInvite>> hook_pending_;
   std::shared_ptr<spdlog::logger> log_;
   Admission admission_;
 

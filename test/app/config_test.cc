@@ -712,5 +712,25 @@ TEST(LoadConfig, TlsSectionAndItsRules) {
   EXPECT_THAT(error_of("sip:\n  listen: [dtls:127.0.0.1:5061]\n"), HasSubstr("udp, tcp or tls"));
 }
 
+TEST(LoadConfig, HooksSection) {
+  auto r = load_config_text("hooks:\n  invite_url: http://127.0.0.1:9000/i\n  timeout_ms: 250\n  on_error: reject\n",
+                            "h.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->hooks_invite_url, "http://127.0.0.1:9000/i");
+  EXPECT_EQ(r->hooks_timeout_ms, 250u);
+  EXPECT_EQ(r->hooks_on_error, "reject");
+  auto d = load_config_text("", "d.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->hooks_timeout_ms, 300u);
+  EXPECT_EQ(d->hooks_on_error, "record");
+  EXPECT_TRUE(d->hooks_invite_url.empty());
+  for (const char* bad : {"hooks:\n  on_error: maybe\n", "hooks:\n  invite_url: ftp://x\n",
+                          "hooks:\n  timeout_ms: 0\n", "hooks:\n  update_url: localhost:80\n"}) {
+    auto e = load_config_text(bad, "b.yaml");
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_THAT(e.error().message, ::testing::HasSubstr("hooks.")) << e.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace sgw::app
