@@ -62,14 +62,35 @@ def tone_power(samples: list[int], hz: float, rate: int = 8000) -> float:
     return (s1 * s1 + s2 * s2 - k * s1 * s2) / len(samples)
 
 
+def make_ca(folder: str, name: str, san: str = "IP:127.0.0.1") -> tuple[str, str, str]:
+    """A CA and a server certificate for `san` (127.0.0.1) signed by it (openssl CLI): (ca, cert, key)."""
+    ca_key, ca = os.path.join(folder, f"{name}-ca.key"), os.path.join(folder, f"{name}-ca.pem")
+    key, csr, cert = (os.path.join(folder, f"{name}.{x}") for x in ("key", "csr", "pem"))
+    ext = os.path.join(folder, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={san}\n")
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True, timeout=60)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+        "-subj", f"/CN={name} test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+        "-days", "2", "-extfile", ext)
+    return ca, cert, key
+
+
 class AudioHookServer:
     """The server side of AudioHook (and of the plain mode) on 127.0.0.1, in its own thread.
 
     stall_after_open: after "opened" the handler stops reading, so the gateway's socket fills up
     (small receive buffer, websockets' own queue of one message)."""
 
-    def __init__(self, stall_after_open: bool = False):
+    def __init__(self, stall_after_open: bool = False, tls: tuple[str, str] | None = None):
         self.stall = stall_after_open
+        self.ssl = None
+        if tls is not None:  # (certificate, key): wss://
+            import ssl
+            self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ssl.load_cert_chain(*tls)
         self.sessions: list[dict] = []
         self.lock = threading.Lock()
         self.loop = asyncio.new_event_loop()
@@ -89,7 +110,7 @@ class AudioHookServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{LOOPBACK}:{self.port}/audiohook"
+        return f"{'wss' if self.ssl else 'ws'}://{LOOPBACK}:{self.port}/audiohook"
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
@@ -98,7 +119,7 @@ class AudioHookServer:
     async def _main(self):
         self.stop_event = asyncio.Event()
         kwargs = {"max_queue": 1, "read_limit": 1024} if self.stall else {}
-        async with websockets.server.serve(self._handler, sock=self.sock, **kwargs):
+        async with websockets.server.serve(self._handler, sock=self.sock, ssl=self.ssl, **kwargs):
             self.ready.set()
             await self.stop_event.wait()
 
@@ -201,6 +222,22 @@ class StreamTestBase(unittest.TestCase):
         self.assertTrue(ok, self.diag("the stream's WebSocket connection did not close"))
 
 
+    def assert_tones(self, ext: list[int], internal: list[int], duration_ms: int):
+        """The caller's 440 Hz on external and the agent's 1000 Hz on internal wherever a channel
+        sounds (100 ms windows), and sounding for most of the call."""
+        for name, ch, want, other in (("external", ext, CALLER_HZ, AGENT_HZ),
+                                      ("internal", internal, AGENT_HZ, CALLER_HZ)):
+            sounding = 0
+            for i in range(0, len(ch) - 800, 800):
+                w = list(ch[i:i + 800])
+                pw, po = tone_power(w, want), tone_power(w, other)
+                if pw + po < 1e5:
+                    continue  # silence (start of the call)
+                self.assertGreater(pw, 20 * po, f"{name} window {i // 8} ms: {want} Hz expected")
+                sounding += 1
+            self.assertGreaterEqual(sounding * 100, duration_ms - 800, f"{name}: sounding windows")
+
+
 class TestAudioHook(StreamTestBase):
     def test_tones_on_their_channels_in_order(self):
         server = AudioHookServer()
@@ -234,22 +271,10 @@ class TestAudioHook(StreamTestBase):
         self.assertLessEqual(len(frames) * 20, doc["duration_ms"] + 100)
         close = msgs[-1][2]
         self.assertAlmostEqual(position_ms(close["position"]), len(frames) * 20, delta=1)
-        # Tones: decode both channels, 100 ms windows; the caller's 440 Hz on "external" and the
-        # agent's 1000 Hz on "internal" wherever a channel sounds, and sounding for most of the call.
+        # Tones: decode both channels.
         pcm = audioop.ulaw2lin(b"".join(frames), 2)
         samples = struct.unpack(f"<{len(pcm) // 2}h", pcm)
-        ext, internal = samples[0::2], samples[1::2]
-        for name, ch, want, other in (("external", ext, CALLER_HZ, AGENT_HZ),
-                                      ("internal", internal, AGENT_HZ, CALLER_HZ)):
-            sounding = 0
-            for i in range(0, len(ch) - 800, 800):
-                w = list(ch[i:i + 800])
-                pw, po = tone_power(w, want), tone_power(w, other)
-                if pw + po < 1e5:
-                    continue  # silence (start of the call)
-                self.assertGreater(pw, 20 * po, f"{name} window {i // 8} ms: {want} Hz expected")
-                sounding += 1
-            self.assertGreaterEqual(sounding * 100, doc["duration_ms"] - 800, f"{name}: sounding windows")
+        self.assert_tones(samples[0::2], samples[1::2], doc["duration_ms"])
         # The recording reports the stream; the latency is printed (a benchmark figure, not asserted).
         ls = doc["live_stream"]
         self.assertEqual((ls["protocol"], ls["connects"], ls["frames_dropped"], ls["packets_dropped"]),
@@ -284,6 +309,55 @@ class TestAudioHook(StreamTestBase):
         self.assertAlmostEqual(position_ms(resumed["parameters"]["discarded"]), 1500, delta=250)
         self.assertAlmostEqual(position_ms(resumed["position"]), before * 20, delta=1)
         self.assertGreater(after * 20, 1500)
+
+
+class TestPlainAndTls(StreamTestBase):
+    def test_plain_mode_over_verified_wss(self):
+        ca, cert, key = make_ca(self.tmp, "good")
+        server = AudioHookServer(tls=(cert, key))
+        self.servers.append(server)
+        d = self.start_daemon({"stream": {"url": server.url + "?token=secret", "protocol": "plain", "ca_file": ca}})
+        self.run_src(d, "--calls", "1", "--duration", "3")
+        _, doc = self.recording(d)
+        self.wait_closed(server)
+        msgs = server.sessions[0]["messages"]
+        kinds = [k for _, k, _ in msgs]
+        self.assertEqual((kinds[0], kinds[-1]), ("start", "end"), kinds)
+        start = msgs[0][2]
+        self.assertEqual((start["recording_id"], start["conversation_id"]), (doc["recording_id"], doc["conversation_id"]))
+        self.assertEqual(start["format"], {"encoding": "s16le", "rate": 8000, "channels": 2,
+                                           "channel_names": ["external", "internal"], "frame_ms": 20})
+        self.assertEqual(start["metadata"]["participants"][0]["aors"], doc["metadata"]["participants"][0]["aors"])
+        frames = [m for _, k, m in msgs if k == "audio"]
+        self.assertTrue(all(len(f) == 640 for f in frames), {len(f) for f in frames})
+        raw = b"".join(frames)
+        samples = struct.unpack(f"<{len(raw) // 2}h", raw)
+        self.assert_tones(samples[0::2], samples[1::2], doc["duration_ms"])
+        ls = doc["live_stream"]
+        self.assertEqual((ls["protocol"], ls["connects"], ls["url"]), ("plain", 1, server.url), ls)
+
+    def test_wss_with_an_untrusted_certificate_streams_nothing_and_records_everything(self):
+        _, cert, key = make_ca(self.tmp, "server")
+        other_ca, _, _ = make_ca(self.tmp, "other")
+        self.check_refused(cert, key, other_ca)
+
+    def test_wss_with_a_certificate_for_another_host_streams_nothing(self):
+        ca, cert, key = make_ca(self.tmp, "elsewhere", san="DNS:ai.example.com,IP:127.0.0.2")
+        self.check_refused(cert, key, ca)
+
+    def check_refused(self, cert: str, key: str, ca: str):
+        server = AudioHookServer(tls=(cert, key))
+        self.servers.append(server)
+        d = self.start_daemon({"stream": {"url": server.url, "ca_file": ca}})
+        self.run_src(d, "--calls", "1", "--duration", "2")
+        _, doc = self.recording(d)
+        ls = doc["live_stream"]
+        self.assertEqual(ls["connects"], 0, ls)
+        self.assertGreaterEqual(ls["connect_failures"], 1, ls)
+        self.assertTrue(ls["error"], ls)
+        self.assertEqual(server.session_count(), 0, "no WebSocket session past a failed verification")
+        self.assertTrue(doc["complete"], doc["warnings"])
+        self.assertGreater(d.metrics().get("sgw_stream_connect_failures_total"), 0)
 
 
 class TestSlowServer(StreamTestBase):
