@@ -124,6 +124,7 @@ constexpr Range kMultipartThresholdMb{1, 5120};
 constexpr Range kPartSizeMb{5, 5120};  // S3: parts are at least 5 MiB (but the last)
 constexpr Range kParallelUploads{1, 64};
 constexpr Range kMaxBackoff{1, 86'400};
+constexpr Range kFallbackAfter{1, 86'400};  // s3.fallback_after_s
 
 Status check_retention_mode(std::string_view v) {
   if (v.empty() || v == "COMPLIANCE" || v == "GOVERNANCE") return Ok{};
@@ -650,7 +651,28 @@ class Loader {
               {"session_token", str(c.s3_session_token)},
               {"profile", str(c.s3_profile)},
               {"ca_file", str(c.s3_ca_file)},
-              {"partials_bucket", str(c.s3_partials_bucket)}};
+              {"partials_bucket", str(c.s3_partials_bucket)},
+              {"zone", str(c.s3_zone)},
+              {"fallback_after_s", uint(c.s3_fallback_after_s, kFallbackAfter)},
+              {"fallback_buckets", [this, &c](const std::string& key, const YAML::Node& n) -> Status {
+                 c.s3_fallback_buckets.clear();
+                 if (n.IsNull()) return Ok{};
+                 if (!n.IsSequence()) return type_error(n, key, "a list of {bucket: NAME, zone: ZONE}");
+                 for (std::size_t i = 0; i < n.size(); ++i) {
+                   const YAML::Node& b = n[i];
+                   std::string at = key + "[" + std::to_string(i) + "]";
+                   if (!b.IsMap()) return type_error(b, at, "a map {bucket: NAME, zone: ZONE}");
+                   Config::S3FallbackBucket fb;
+                   for (auto it = b.begin(); it != b.end(); ++it) {
+                     std::string name = it->first.Scalar();
+                     if (name != "bucket" && name != "zone") return fail(it->first, at + "." + name, "config.unknown_key", "unknown key (bucket, zone)");
+                     if (!it->second.IsScalar()) return type_error(it->second, at + "." + name, "a string");
+                     (name == "bucket" ? fb.bucket : fb.zone) = it->second.Scalar();
+                   }
+                   c.s3_fallback_buckets.push_back(std::move(fb));
+                 }
+                 return Ok{};
+               }}};
     if (section == "recovery")
       return {{"adopt", boolean(c.recovery_adopt)},
               {"orphan_after_s", uint(c.recovery_orphan_after_s, kOrphanAfter)},
@@ -905,6 +927,24 @@ static Status s3_checks(const Config& c) {
   if (c.s3_partials_bucket == c.s3_bucket && !c.s3_bucket.empty() && !c.s3_retention_mode.empty())
     return bad("s3.partials_bucket", "is s3.bucket, which has Object Lock (s3.retention_mode " + c.s3_retention_mode +
                                          "): partials would be undeletable; name a bucket without Object Lock");
+  // Residency (docs/failover.md): a fallback bucket never leaves the primary's zone.
+  if (auto st = check_range(c.s3_fallback_after_s, kFallbackAfter); !st) return keyed("s3.fallback_after_s", st.error());
+  if (!c.s3_fallback_buckets.empty() && c.s3_bucket.empty())
+    return bad("s3.fallback_buckets", "needs s3.bucket (fallbacks use its endpoint and credentials)");
+  if (!c.s3_fallback_buckets.empty() && c.s3_zone.empty())
+    return bad("s3.zone", "required with s3.fallback_buckets: the residency zone of s3.bucket");
+  for (std::size_t i = 0; i < c.s3_fallback_buckets.size(); ++i) {
+    const auto& fb = c.s3_fallback_buckets[i];
+    const std::string at = "s3.fallback_buckets[" + std::to_string(i) + "]";
+    if (fb.bucket.empty()) return bad(at + ".bucket", "required");
+    if (fb.zone.empty()) return bad(at + ".zone", "required: the bucket's residency zone");
+    if (fb.bucket == c.s3_bucket) return bad(at + ".bucket", "is s3.bucket itself");
+    for (std::size_t j = 0; j < i; ++j)
+      if (c.s3_fallback_buckets[j].bucket == fb.bucket) return bad(at + ".bucket", "listed twice");
+    if (fb.zone != c.s3_zone)
+      return bad(at + ".zone", "bucket " + fb.bucket + " is in zone '" + fb.zone + "', not s3.zone '" + c.s3_zone +
+                                   "': recordings must not leave their residency zone");
+  }
   if (auto st = check_range(c.segment_s, kSegment); !st) return keyed("recording.segment_s", st.error());
   if (auto st = check_range(c.recovery_orphan_after_s, kOrphanAfter); !st)
     return keyed("recovery.orphan_after_s", st.error());

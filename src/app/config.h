@@ -105,6 +105,17 @@ struct Config {
   std::string s3_profile;  // shared credentials file profile (else AWS_PROFILE, else default)
   std::string s3_ca_file;
   std::string s3_partials_bucket;  // partials (no Object Lock); empty: s3.bucket when it has no retention_mode
+  // Residency (docs/failover.md): the primary bucket's zone, the fallback
+  // buckets (same endpoint and credentials; each in the same zone), and how
+  // long the primary must fail before deliveries go to a fallback.
+  struct S3FallbackBucket {
+    std::string bucket;
+    std::string zone;
+    bool operator==(const S3FallbackBucket&) const = default;
+  };
+  std::string s3_zone;
+  std::vector<S3FallbackBucket> s3_fallback_buckets;
+  std::uint32_t s3_fallback_after_s = 300;
 
   // recovery.* (orphan adoption, docs/failover.md)
   bool recovery_adopt = false;              // adopt other nodes' orphaned partials periodically

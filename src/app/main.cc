@@ -38,6 +38,7 @@
 #include "stream/stream_tap.h"
 #include "stream/streamer.h"
 #include "storage/delivery_queue.h"
+#include "storage/fallback_sink.h"
 #include "storage/key_template.h"
 #include "storage/orphan_recovery.h"
 #include "storage/partials.h"
@@ -177,7 +178,7 @@ int deliveries_command(const sgw::app::CliOptions& cli) {
                                                       {"version_id", o.version_id}, {"etag", o.etag}, {"sha256", o.sha256},
                                                       {"upload_id", o.upload_id}, {"parts", o.parts.size()},
                                                       {"verified", o.verified}});
-      out.push_back({{"recording_id", e.recording_id}, {"sink", e.sink},
+      out.push_back({{"recording_id", e.recording_id}, {"sink", e.sink}, {"bucket", e.bucket},
                      {"state", std::string(sgw::storage::to_string(e.state))}, {"attempts", e.attempts},
                      {"last_error", e.last_error}, {"last_error_code", e.last_error_code},
                      {"next_attempt", iso_ms(e.next_attempt_unix_ms)}, {"delivered", iso_ms(e.delivered_unix_ms)},
@@ -560,11 +561,39 @@ int main(int argc, char** argv) {
       log->error("{}; recordings are kept locally and queued for S3", broken);
       (*queue)->add_sink("s3", [broken_code, broken] { return std::make_unique<BrokenSink>(broken_code, broken); });
     } else {
-      (*queue)->add_sink("s3", [s3]() -> std::unique_ptr<sgw::storage::DeliverySink> {
-        auto sink = sgw::storage::S3Sink::create(s3);
-        if (!sink) return std::make_unique<BrokenSink>(sink.error().code, sink.error().message);
-        return std::move(sink).value();
-      });
+      if (config.s3_zone.empty()) {
+        (*queue)->add_sink("s3", [s3]() -> std::unique_ptr<sgw::storage::DeliverySink> {
+          auto sink = sgw::storage::S3Sink::create(s3);
+          if (!sink) return std::make_unique<BrokenSink>(sink.error().code, sink.error().message);
+          return std::move(sink).value();
+        });
+      } else {
+        // Residency (docs/failover.md): the primary and its same-zone fallbacks, one S3 sink each.
+        std::vector<std::pair<std::string, std::string>> buckets{{config.s3_bucket, config.s3_zone}};
+        for (const auto& fb : config.s3_fallback_buckets) buckets.emplace_back(fb.bucket, fb.zone);
+        sgw::storage::FallbackSinkOptions fo;
+        fo.fallback_after_ms = static_cast<std::int64_t>(config.s3_fallback_after_s) * 1000;
+        fo.probe_interval_ms = std::min<std::int64_t>(60'000, fo.fallback_after_ms);
+        fo.fallback_deliveries = &registry.counter("sgw_deliveries_fallback_total",
+                                                   "Recordings delivered to a fallback bucket (s3.fallback_buckets)");
+        auto state = std::make_shared<sgw::storage::ResidencyState>();
+        (*queue)->add_sink("s3", [s3, buckets, fo, state]() -> std::unique_ptr<sgw::storage::DeliverySink> {
+          std::vector<sgw::storage::ResidencyBucket> sinks;
+          for (const auto& [bucket, zone] : buckets) {
+            auto o = s3;
+            o.client.bucket = bucket;
+            o.extra_metadata = sgw::storage::residency_metadata(zone, bucket, buckets.front().first);
+            auto sink = sgw::storage::S3Sink::create(o);
+            if (!sink) return std::make_unique<BrokenSink>(sink.error().code, sink.error().message);
+            sinks.push_back({bucket, zone, std::move(sink).value()});
+          }
+          return std::make_unique<sgw::storage::FallbackSink>(fo, state, std::move(sinks));
+        });
+        std::string list;
+        for (const auto& fb : config.s3_fallback_buckets) list += (list.empty() ? "" : ", ") + fb.bucket;
+        log->info("s3 residency: zone {}, fallback bucket(s) {} after {} s of failure of {}", config.s3_zone,
+                  list.empty() ? "none" : list, config.s3_fallback_after_s, config.s3_bucket);
+      }
       log->info("s3 sink: bucket {} at {} ({}), key template {}{}{}, retention {}", config.s3_bucket,
                 config.s3_endpoint.empty() ? "AWS" : config.s3_endpoint, config.s3_region,
                 config.s3_prefix, config.s3_prefix.empty() ? "" : "/", config.s3_key_template,

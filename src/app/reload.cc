@@ -23,6 +23,11 @@ std::string text_of(const std::vector<ListenAddress>& v) {
   for (const auto& x : v) s += x.to_string() + ",";
   return s;
 }
+std::string text_of(const std::vector<Config::S3FallbackBucket>& v) {
+  std::string s;
+  for (const auto& x : v) s += x.bucket + "@" + x.zone + ",";
+  return s;
+}
 std::string text_of(const std::map<std::string, std::string>& v) {
   std::string s;
   for (const auto& [k, x] : v) s += k + "=" + x + ",";
@@ -98,6 +103,9 @@ std::vector<std::string> changed_keys(const Config& a, const Config& b) {
   SGW_CMP("s3.retention_mode", s3_retention_mode);
   SGW_CMP("s3.tags", s3_tags);
   SGW_CMP("s3.access_key", s3_access_key);
+  SGW_CMP("s3.zone", s3_zone);
+  SGW_CMP("s3.fallback_buckets", s3_fallback_buckets);
+  SGW_CMP("s3.fallback_after_s", s3_fallback_after_s);
   SGW_CMP("metadata.max_bytes", metadata_max_bytes);
   SGW_CMP("metadata.max_depth", metadata_max_depth);
   SGW_CMP("metadata.conversation_id_rules", conversation_id_rules);

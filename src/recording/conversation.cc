@@ -136,6 +136,7 @@ common::Result<Fragment> parse_fragment(const std::string& ref, const nlohmann::
   std::map<std::string, std::vector<TimeSpan>> by_label;
   std::vector<TimeSpan> all;
   std::vector<FragmentGapInfo> every_gap;  // any stream's, for the shared gaps' causes
+  std::size_t n_recording_gaps = 0;        // the first ones: gaps without a stream label
   if (auto g = j.find("gaps"); g != j.end() && g->is_array())
     for (const auto& gap : *g) {
       auto s = get_or<std::int64_t>(gap, "start_ms", -1), l = get_or<std::int64_t>(gap, "length_ms", -1);
@@ -147,7 +148,11 @@ common::Result<Fragment> parse_fragment(const std::string& ref, const nlohmann::
         all.push_back(span);
       else
         by_label[lab->is_string() ? lab->get<std::string>() : lab->dump()].push_back(span);
-      every_gap.push_back({span, cause});
+      // A gap of the whole recording (node_lost, pause...) names the cause before a stream's own.
+      if (lab == gap.end() || lab->is_null())
+        every_gap.insert(every_gap.begin() + static_cast<std::ptrdiff_t>(n_recording_gaps++), {span, cause});
+      else
+        every_gap.push_back({span, cause});
     }
   std::vector<TimeSpan> shared;
   if (labels.empty()) {
@@ -160,13 +165,18 @@ common::Result<Fragment> parse_fragment(const std::string& ref, const nlohmann::
   shared = normalise(shared);
   f.covered = subtract({f.span}, shared);
   for (const auto& s : shared) {
-    // The cause of the first gap (of any stream) that holds the shared gap's start.
+    // The cause: a gap of the whole recording that overlaps the shared gap (node_lost, pause:
+    // stream gaps may start a ms apart from it), else the first stream gap holding its start.
     std::string cause = "unknown";
-    for (const auto& g : every_gap)
-      if (g.span.start <= s.start && s.start < g.span.end) {
+    for (std::size_t i = 0; i < every_gap.size(); ++i) {
+      const auto& g = every_gap[i];
+      bool hit = i < n_recording_gaps ? g.span.start < s.end && s.start < g.span.end
+                                      : g.span.start <= s.start && s.start < g.span.end;
+      if (hit) {
         cause = g.cause;
         break;
       }
+    }
     f.gaps.push_back({s, cause});
   }
 

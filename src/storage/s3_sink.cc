@@ -252,7 +252,8 @@ DeliveryOutcome S3Sink::deliver(DeliveryEntry& entry,
     if (doc.is_discarded() || !doc.is_object())
       return fail(DeliveryOutcome::Kind::kPermanent, "Client.Json", o.path + " is not a recording JSON");
   }
-  auto metadata = user_metadata(doc);
+  auto metadata = user_metadata(doc, user_metadata_size(options_.extra_metadata));
+  metadata.insert(options_.extra_metadata.begin(), options_.extra_metadata.end());
   for (auto& o : entry.objects) {
     if (o.delivered) continue;
     auto out = deliver_object(entry, o, metadata, checkpoint);

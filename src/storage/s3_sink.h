@@ -33,6 +33,8 @@ struct S3SinkOptions {
   std::map<std::string, std::string> tags;
   std::uint64_t multipart_threshold = 16ull << 20;  // bytes; larger objects go by multipart
   std::uint64_t part_size = 8ull << 20;             // bytes (S3: at least 5 MiB but the last)
+  // Added to every object's user metadata (residency: storage-zone, storage-bucket, ...).
+  std::map<std::string, std::string> extra_metadata;
 };
 
 // retain-until of a recording that started at start_unix_ms. Years are

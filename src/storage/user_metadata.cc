@@ -50,7 +50,7 @@ std::size_t user_metadata_size(const std::map<std::string, std::string>& metadat
   return n;
 }
 
-std::map<std::string, std::string> user_metadata(const nlohmann::json& doc) {
+std::map<std::string, std::string> user_metadata(const nlohmann::json& doc, std::size_t reserve) {
   std::map<std::string, std::string> m;
   auto put = [&](const char* name, const std::string& value) {
     m[name] = cut(metadata_escape(value), kUserMetadataValueMax);
@@ -83,7 +83,7 @@ std::map<std::string, std::string> user_metadata(const nlohmann::json& doc) {
       if (!aor.empty() && seen.insert(aor).second) aors.push_back(aor);
     }
   const std::string name = "participants";
-  std::size_t used = user_metadata_size(m) + name.size() + kObjectSha256Bytes;
+  std::size_t used = user_metadata_size(m) + name.size() + kObjectSha256Bytes + reserve;
   std::size_t budget = kUserMetadataLimit > used ? kUserMetadataLimit - used : 0;
   std::string all;
   for (const auto& a : aors) all += (all.empty() ? "" : ",") + a;

@@ -34,7 +34,8 @@ std::string metadata_escape(std::string_view value);
 // document order joined with ',', and when they do not all fit in what is left
 // of the 2 KB (less kObjectSha256Bytes), as many whole AoRs as fit followed
 // by ",+N" (N left out).
-std::map<std::string, std::string> user_metadata(const nlohmann::json& recording);
+// `reserve`: bytes left free for metadata the caller adds (residency).
+std::map<std::string, std::string> user_metadata(const nlohmann::json& recording, std::size_t reserve = 0);
 
 // Sum of the bytes of names and values (S3's measure).
 std::size_t user_metadata_size(const std::map<std::string, std::string>& metadata);

@@ -732,5 +732,33 @@ TEST(LoadConfig, HooksSection) {
   }
 }
 
+TEST(LoadConfig, ResidencyFallbackBucketsStayInTheirZone) {
+  const std::string base = "s3:\n  bucket: recs-a\n";
+  auto r = load_config_text(base + "  zone: uk\n  fallback_after_s: 30\n  fallback_buckets:\n"
+                                   "    - {bucket: recs-b, zone: uk}\n    - {bucket: recs-c, zone: uk}\n",
+                            "test.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->s3_zone, "uk");
+  EXPECT_EQ(r->s3_fallback_after_s, 30u);
+  ASSERT_EQ(r->s3_fallback_buckets.size(), 2u);
+  EXPECT_EQ(r->s3_fallback_buckets[1].bucket, "recs-c");
+  EXPECT_EQ(r->s3_fallback_buckets[1].zone, "uk");
+  EXPECT_EQ(Config{}.s3_fallback_after_s, 300u);
+
+  const std::string cross = error_of(base + "  zone: uk\n  fallback_buckets:\n    - {bucket: recs-b, zone: uk}\n"
+                                            "    - {bucket: recs-fra, zone: eu}\n");
+  EXPECT_THAT(cross, HasSubstr("s3.fallback_buckets[1].zone"));
+  EXPECT_THAT(cross, HasSubstr("recs-fra is in zone 'eu'"));
+  EXPECT_THAT(error_of(base + "  fallback_buckets:\n    - {bucket: recs-b, zone: uk}\n"), HasSubstr("s3.zone: required"));
+  EXPECT_THAT(error_of(base + "  zone: uk\n  fallback_buckets:\n    - {bucket: recs-b}\n"),
+              HasSubstr("s3.fallback_buckets[0].zone: required"));
+  EXPECT_THAT(error_of(base + "  zone: uk\n  fallback_buckets:\n    - {bucket: recs-a, zone: uk}\n"),
+              HasSubstr("s3.fallback_buckets[0].bucket: is s3.bucket"));
+  EXPECT_THAT(error_of(base + "  zone: uk\n  fallback_buckets:\n    - {bucket: recs-b, zone: uk, region: x}\n"),
+              HasSubstr("s3.fallback_buckets[0].region"));
+  EXPECT_THAT(error_of(base + "  zone: uk\n  fallback_buckets: recs-b\n"), HasSubstr("s3.fallback_buckets"));
+  EXPECT_THAT(error_of(base + "  fallback_after_s: 0\n"), HasSubstr("s3.fallback_after_s"));
+}
+
 }  // namespace
 }  // namespace sgw::app

@@ -184,7 +184,10 @@ def to_yaml(value, indent: int = 0) -> str:
                 out.append(f"{pad}{k}: {_yaml_scalar(v)}")
     elif isinstance(value, list):
         for v in value:
-            out.append(f"{pad}- {_yaml_scalar(v)}")
+            if isinstance(v, dict):  # a flow map of scalars: - {bucket: "b", zone: "uk"}
+                out.append(f"{pad}- {{" + ", ".join(f"{k}: {_yaml_scalar(x)}" for k, x in v.items()) + "}")
+            else:
+                out.append(f"{pad}- {_yaml_scalar(v)}")
     return "\n".join(x for x in out if x != "")
 
 
