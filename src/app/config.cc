@@ -150,6 +150,8 @@ Status check_on_error(std::string_view v) {
   return make_error("config.invalid", "expected record or reject, got '" + std::string(v) + "'");
 }
 constexpr Range kHookTimeout{10, 60'000};
+constexpr Range kEventTimeout{100, 60'000};
+constexpr Range kEventBackoff{1, 3600};
 Status check_prefix(std::string_view v) {
   if (!v.empty() && v.front() == '/') return make_error("config.invalid", "must not start with '/'");
   return Ok{};
@@ -756,12 +758,17 @@ class Loader {
               {"update_url", str(c.hooks_update_url, check_hook_url)},
               {"timeout_ms", uint(c.hooks_timeout_ms, kHookTimeout)},
               {"on_error", str(c.hooks_on_error, check_on_error)}};
+    if (section == "events")
+      return {{"url", str(c.events_url, check_hook_url)},
+              {"secret", str(c.events_secret)},
+              {"timeout_ms", uint(c.events_timeout_ms, kEventTimeout)},
+              {"max_backoff_s", uint(c.events_max_backoff_s, kEventBackoff)}};
     return {};
   }
 
-  static constexpr std::array<std::string_view, 14> kSections{"node",     "sip",  "media", "recording",
+  static constexpr std::array<std::string_view, 15> kSections{"node",     "sip",  "media", "recording",
                                                               "storage",  "s3",   "metadata", "http", "log",
-                                                              "drain", "recovery", "tls", "stream", "hooks"};
+                                                              "drain", "recovery", "tls", "stream", "hooks", "events"};
 
   // "did you mean" for a typo within edit distance 2 of a known key.
   std::string suggestion(std::string_view dotted) {
@@ -953,6 +960,8 @@ static Status s3_checks(const Config& c) {
   if (c.segment_s > 0 && c.recovery_orphan_after_s <= 2 * c.segment_s)
     return bad("recovery.orphan_after_s", "must be more than twice recording.segment_s (" +
                                               std::to_string(c.segment_s) + " s): a live call ships every segment");
+  if (!c.events_url.empty() && c.events_secret.size() < 16)
+    return bad("events.secret", "required when events.url is set: at least 16 characters (the signing key)");
   if (c.recovery_adopt && partials_bucket(c).empty())
     return bad("recovery.adopt", "needs s3.partials_bucket (or an s3.bucket without Object Lock)");
   return Ok{};

@@ -165,6 +165,12 @@ struct Config {
   std::string hooks_update_url;       // empty: re-INVITE metadata updates are not sent
   std::uint32_t hooks_timeout_ms = 300;
   std::string hooks_on_error = "record";  // record | reject (480)
+
+  // events.* (event webhooks, docs/integrations.md)
+  std::string events_url;                  // empty: no events
+  std::string events_secret;               // HMAC-SHA256 key of X-Siprec-Signature
+  std::uint32_t events_timeout_ms = 5000;  // one POST
+  std::uint32_t events_max_backoff_s = 60;
 };
 
 // The embedded default (what `siprecd` with no arguments runs): node_name is

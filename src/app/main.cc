@@ -29,6 +29,7 @@
 #include "common/metrics.h"
 #include "common/thread_name.h"
 #include "control/control_server.h"
+#include "control/events.h"
 #include "control/hooks.h"
 #include "media/codec.h"
 #include "media/media_engine.h"
@@ -501,12 +502,48 @@ int main(int argc, char** argv) {
   dq_options.backoff.max_ms = static_cast<std::int64_t>(config.s3_max_backoff_s) * 1000;
   dq_options.backoff.initial_ms = std::min<std::int64_t>(1000, dq_options.backoff.max_ms);
   if (s3_on) dq_options.local_retention_ms = static_cast<std::int64_t>(config.local_retention_days) * 86'400'000;
+  // Event webhooks (docs/integrations.md): a delivery queue of their own in
+  // <queue_dir>/events, its webhook sink, and the publisher every event goes through.
+  std::unique_ptr<sgw::storage::DeliveryQueue> event_queue;
+  std::unique_ptr<sgw::control::EventPublisher> events;
+  if (!config.events_url.empty()) {
+    sgw::storage::DeliveryQueueOptions eo;
+    eo.dir = sgw::app::delivery_queue_dir(config) + "/events";
+    eo.threads = 2;
+    eo.backoff.max_ms = static_cast<std::int64_t>(config.events_max_backoff_s) * 1000;
+    eo.backoff.initial_ms = std::min<std::int64_t>(1000, eo.backoff.max_ms);
+    auto eq = sgw::storage::DeliveryQueue::open(
+        eo, {&registry.counter("sgw_events_delivered_total", "Webhook events delivered (2xx from events.url)"),
+             &registry.counter("sgw_event_attempt_failures_total", "Webhook event POSTs that failed (retried)"),
+             nullptr,
+             &registry.counter("sgw_event_corrupt_entries_total", "Event queue entry files that were torn or corrupt (skipped)"),
+             nullptr, &registry.gauge("sgw_events_pending", "Webhook events queued, not yet delivered"), nullptr});
+    if (!eq) return fail("events: " + eq.error().message);
+    event_queue = std::move(eq).value();
+    sgw::control::WebhookOptions wo{config.events_url, config.events_secret, config.events_timeout_ms};
+    event_queue->add_sink(std::string(sgw::storage::kWebhookSink),
+                          [wo] { return std::make_unique<sgw::control::WebhookSink>(wo); });
+    events = std::make_unique<sgw::control::EventPublisher>(
+        event_queue.get(), config.node_name, config.region,
+        sgw::control::EventPublisherMetrics{
+            &registry.counter("sgw_events_published_total", "Webhook events written into the event queue"),
+            &registry.counter("sgw_events_dropped_total", "Webhook events lost before the queue (buffer full, write error)")});
+    for (const auto& p : event_queue->problems()) log->error("event queue: {}", p);
+    event_queue->start();
+    log->info("events: POSTed to {} from queue {}", config.events_url, eo.dir);
+  }
+  sgw::control::EventPublisher* ev = events.get();
   // Partials (docs/failover.md): shipped while calls run, deleted once the final recording is verified.
   const bool partials_on = s3_on && !sgw::app::partials_bucket(config).empty();
   sgw::storage::DeliveryQueue* queue_for_hook = nullptr;
-  if (partials_on)
-    dq_options.on_delivered = [&queue_for_hook](const sgw::storage::DeliveryEntry& e) {
-      if (e.sink != "s3" || e.partials_prefix.empty() || !queue_for_hook) return;
+  if (ev)
+    dq_options.on_failed = [ev](const sgw::storage::DeliveryEntry& e) {
+      if (e.sink == "s3") ev->publish(sgw::storage::failed_event(e));
+    };
+  if (partials_on || ev)
+    dq_options.on_delivered = [&queue_for_hook, partials_on, ev](const sgw::storage::DeliveryEntry& e) {
+      if (ev && e.sink == "s3") ev->publish(sgw::storage::delivered_event(e));
+      if (!partials_on || e.sink != "s3" || e.partials_prefix.empty() || !queue_for_hook) return;
       if (auto r = queue_for_hook->enqueue(sgw::storage::partials_delete_entry(e)); !r)
         sgw::common::logger("delivery")->error("{}: cannot queue the deletion of its partials: {}", e.recording_id,
                                                r.error().message);
@@ -628,8 +665,13 @@ int main(int argc, char** argv) {
     log->warn("recording.segment_s: s3.bucket has Object Lock and no s3.partials_bucket is set: recordings are "
               "not shipped during calls (a node lost with its disk loses its calls in progress)");
   }
-  fin_options.enqueue = [&config, q = queue->get(), s3_on, partials_on, tpl = *s3_template](
+  fin_options.enqueue = [&config, q = queue->get(), s3_on, partials_on, tpl = *s3_template, ev](
                             const sgw::recording::PublishedRecording& pub) -> sgw::common::Status {
+    // Before the S3 entry exists, so it goes out before recording.delivered (a
+    // second finalisation after a crash raises the same event id: queued once).
+    if (ev)
+      ev->publish(sgw::storage::published_event(pub.recording_id, pub.fields.conversation_id, pub.fields.call_id,
+                                                pub.json_path));
     std::vector<std::string> files = pub.audio_paths;
     files.push_back(pub.json_path);
     std::int64_t start_ms = pub.fields.start_unix_us / 1000;
@@ -868,6 +910,7 @@ int main(int argc, char** argv) {
     policy.invite_hook = bind(config.hooks_invite_url);
     policy.update_hook = bind(config.hooks_update_url);
   }
+  if (ev) policy.on_event = [ev](sgw::storage::WebhookEvent e) { ev->publish(std::move(e)); };
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
       [&](sgw::siprec::SinkRequest r) -> sgw::common::Result<std::unique_ptr<sgw::media::SessionSink>> {
@@ -1152,6 +1195,9 @@ int main(int argc, char** argv) {
   syncer.stop();
   finalizer.stop();
   (*queue)->stop();
+  // Last: every event raised above is written to the event queue (delivered at the next start if not now).
+  if (events) events->stop();
+  if (event_queue) event_queue->stop();
   log->info("stopped");
   sgw::common::flush_logging();
   return 0;

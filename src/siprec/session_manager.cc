@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <future>
 
 #include "common/ids.h"
@@ -162,6 +163,25 @@ void SessionManager::log_event(Session& s, std::string what) {
   if (s.media)
     media_->post_event(s.media, nlohmann::json{{"event", what}}.dump(
                                     -1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+namespace {
+// The participants of the metadata model as in the recording JSON (events' data).
+nlohmann::json participants_json(const std::optional<metadata::RecordingMetadata>& md) {
+  return md ? metadata::to_json(*md).value("participants", nlohmann::json::array()) : nlohmann::json::array();
+}
+}  // namespace
+
+void SessionManager::raise_event(Session& s, const char* type, nlohmann::json data, std::string sub) {
+  if (!policy_.on_event) return;
+  storage::WebhookEvent e;
+  e.type = type;
+  e.recording_id = s.recording_id;
+  e.conversation_id = s.conversation_id;
+  e.call_id = s.call_id;
+  e.sub = std::move(sub);
+  e.data = std::move(data);
+  policy_.on_event(std::move(e));
 }
 
 const char* unfit_label(Unfit reason) {
@@ -950,6 +970,11 @@ void SessionManager::on_start_durable(std::uint64_t key, const common::Status& s
     by_dialog_[d] = key;
     arm_session_timer(sess);
     watch_pause(sess);
+    sess.started_event = true;
+    raise_event(sess, "session.started",
+                {{"start_time", sess.start_time}, {"from", sess.src}, {"transport", sess.transport},
+                 {"conversation_id_rule", sess.conversation_id_rule}, {"streams", streams_json(sess)},
+                 {"participants", participants_json(sess.metadata)}});
     publish();
   };
   if (policy_.answer_delay_ms > 0) {
@@ -1004,6 +1029,17 @@ void SessionManager::on_storage_failed(const std::string& recording_id, const st
 
 void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip::Request& req,
                                     bool is_invite) {
+  // What session.updated reports: paused/resumed streams, streams added, metadata (participants).
+  auto counts = [&s] {
+    std::pair<std::size_t, std::size_t> c{0, 0};  // recorded, paused or held
+    for (const auto& st : s.streams)
+      if (st.media_id) {
+        ++c.first;
+        if (st.paused || st.held) ++c.second;
+      }
+    return c;
+  };
+  const auto before = counts();
   sip::Response resp = simple(200, "OK");
   auto timer_resp = contact_response(req);
   SessionTimer timer;
@@ -1089,6 +1125,21 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
   s.timer = timer;
   arm_session_timer(s);
   watch_pause(s);
+  const auto after = counts();
+  nlohmann::json changes = nlohmann::json::array();
+  if (after.second > before.second) changes.push_back("paused");
+  if (after.second < before.second) changes.push_back("resumed");
+  if (after.first > before.first) changes.push_back("streams_added");
+  if (after.first < before.first) changes.push_back("streams_removed");
+  if (body && !body->metadata_docs.empty()) changes.push_back("metadata");
+  if (s.started_event && !changes.empty()) {
+    char sub[16];
+    std::snprintf(sub, sizeof sub, "%06u", ++s.update_events);
+    raise_event(s, "session.updated",
+                {{"changes", changes}, {"streams", streams_json(s)},
+                 {"participants", participants_json(s.metadata)}},
+                sub);
+  }
   publish();
 }
 
@@ -1239,6 +1290,10 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
   if (it == sessions_.end()) return;
   Session& s = *it->second;
   log_event(s, "ended: " + cause);
+  if (s.started_event)
+    raise_event(s, "session.ended",
+                {{"cause", s.storage_error.empty() ? cause : s.storage_error}, {"end_time", common::utc_now_iso8601()},
+                 {"complete", !s.cut_short && s.storage_error.empty()}});
   if (s.dialog) {
     by_dialog_.erase(s.dialog);
     endpoint_->release_dialog(s.dialog);

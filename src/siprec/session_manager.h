@@ -37,6 +37,7 @@
 #include "siprec/admission.h"
 #include "siprec/offer_answer.h"
 #include "siprec/sdp.h"
+#include "storage/webhook_event.h"
 
 namespace sgw::siprec {
 
@@ -61,6 +62,9 @@ struct Policy {
                                       std::function<void(recording::CallDecision)> done)>;
   HookCall invite_hook;
   HookCall update_hook;  // re-INVITE/UPDATE with new metadata (hooks.update_url); answer only logged
+  // Event webhooks (docs/integrations.md): session.started/updated/ended of
+  // answered sessions, on the SIP thread; must not block. Null: none.
+  std::function<void(storage::WebhookEvent)> on_event;
 };
 
 struct SessionMetrics {
@@ -244,6 +248,8 @@ class SessionManager final : public sip::EndpointListener {
     bool all_paused = false;           // every recorded stream paused or held
     std::uint64_t pause_epoch = 0;     // bumped when all_paused changes
     std::string end_cause;             // why the gateway sent BYE (the recording's end cause)
+    bool started_event = false;        // session.started was raised (then session.ended will be)
+    std::uint32_t update_events = 0;   // session.updated raised so far (their ids' number)
   };
 
   struct PendingInvite;  // an INVITE between its checks and its admission (session_manager.cc)
@@ -254,6 +260,8 @@ class SessionManager final : public sip::EndpointListener {
   void bye_remaining_after_drain(std::uint64_t epoch);
   sip::Response service_unavailable(const std::string& why) const;
   void answer_options(sip::TransactionId tx);
+  // Raises a session.* event (Policy::on_event) with the session's ids.
+  void raise_event(Session& s, const char* type, nlohmann::json data, std::string sub = {});
   void handle_invite(sip::TransactionId tx, const sip::Request& req);
   // An INVITE that passed the checks (hook decided, or no hook): ports, spool, 200 OK.
   void admit_invite(sip::TransactionId tx, std::unique_ptr<PendingInvite> p,

@@ -77,6 +77,8 @@ std::string encode_entry(const DeliveryEntry& e) {
             {"conversation_id", e.conversation_id},
             {"bucket", e.bucket},
             {"partials_prefix", e.partials_prefix},
+            {"order_key", e.order_key},
+            {"payload", e.payload},
             {"objects", objects},
             {"attempts", e.attempts},
             {"last_error", e.last_error},
@@ -123,6 +125,8 @@ common::Result<DeliveryEntry> decode_entry(std::string_view bytes, const std::st
   read(j, "conversation_id", &e.conversation_id);
   read(j, "bucket", &e.bucket);
   read(j, "partials_prefix", &e.partials_prefix);
+  read(j, "order_key", &e.order_key);
+  read(j, "payload", &e.payload);
   read(j, "attempts", &e.attempts);
   read(j, "last_error", &e.last_error);
   read(j, "last_error_code", &e.last_error_code);

@@ -59,6 +59,13 @@ struct DeliveryEntry {
   // s3: the prefix of the recording's shipped partials ("london/partial/<id>/"),
   // deleted once this entry is delivered (docs/failover.md); empty: none shipped.
   std::string partials_prefix;
+  // Entries with the same non-empty order_key are attempted one at a time, in
+  // the order of their file names (event webhooks: the recording id, so a
+  // recording's events go out in order; docs/integrations.md).
+  std::string order_key;
+  // A document delivered as is (event webhooks: the event's JSON); empty for
+  // file sinks. Not kept in the catalogue.
+  std::string payload;
   std::vector<DeliveryObject> objects;
   std::uint32_t attempts = 0;  // failed attempts since the last success / requeue
   std::string last_error;      // one line, naming bucket, key and code

@@ -226,9 +226,13 @@ common::Result<bool> DeliveryQueue::enqueue(DeliveryEntry entry) {
 std::optional<std::string> DeliveryQueue::pick_locked(std::int64_t t, std::int64_t* wait_ms) {
   const std::string* best = nullptr;
   std::int64_t best_at = 0;
+  // order_key: only the first undelivered entry of each key (file-name order) may go.
+  std::set<std::string> ordered_seen;
   for (const auto& [name, item] : items_) {
     const auto& e = item.entry;
-    if (item.in_flight || e.state == DeliveryState::kDelivered || !factories_.count(e.sink)) continue;
+    if (e.state == DeliveryState::kDelivered) continue;
+    if (!e.order_key.empty() && !ordered_seen.insert(e.order_key).second) continue;
+    if (item.in_flight || !factories_.count(e.sink)) continue;
     std::int64_t at = e.next_attempt_unix_ms;
     if (auto p = sink_paused_until_.find(e.sink); p != sink_paused_until_.end()) at = std::max(at, p->second);
     if (!best || at < best_at) {
@@ -267,6 +271,7 @@ void DeliveryQueue::attempt(const std::string& file,
     item.entry.state = DeliveryState::kUploading;
     (void)persist_locked(item);
   };
+  const bool was_failed = e.state == DeliveryState::kFailed;
   DeliveryOutcome out = sink->deliver(e, checkpoint);
 
   std::unique_lock lock(mutex_);
@@ -320,15 +325,17 @@ void DeliveryQueue::attempt(const std::string& file,
   item.entry = std::move(e);
   item.in_flight = false;
   (void)persist_locked(item);
-  std::optional<DeliveryEntry> delivered;
+  std::optional<DeliveryEntry> delivered, failed;
   if (out.kind == DeliveryOutcome::Kind::kDelivered) {
     if (options_.on_delivered) delivered = item.entry;
     compact_locked({file});
   }
+  if (out.kind == DeliveryOutcome::Kind::kPermanent && !was_failed && options_.on_failed) failed = item.entry;
   update_gauges_locked();
   lock.unlock();
   // Outside the lock: the hook may enqueue (e.g. the deletion of the recording's partials).
   if (delivered) options_.on_delivered(*delivered);
+  if (failed) options_.on_failed(*failed);
 }
 
 bool DeliveryQueue::compact_locked(const std::vector<std::string>& names) {

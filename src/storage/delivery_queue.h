@@ -82,6 +82,9 @@ struct DeliveryQueueOptions {
   // Called on the delivery thread after an entry is delivered, verified and
   // durable (not under the queue's lock; may call enqueue()). Null: none.
   std::function<void(const DeliveryEntry&)> on_delivered;
+  // Likewise when an attempt fails permanently and the entry enters state
+  // failed (not again while it stays failed). Null: none.
+  std::function<void(const DeliveryEntry&)> on_failed;
 };
 
 struct DeliveryQueueMetrics {

@@ -712,6 +712,29 @@ TEST(LoadConfig, TlsSectionAndItsRules) {
   EXPECT_THAT(error_of("sip:\n  listen: [dtls:127.0.0.1:5061]\n"), HasSubstr("udp, tcp or tls"));
 }
 
+TEST(LoadConfig, EventsSection) {
+  auto r = load_config_text("events:\n  url: https://h.example/e\n  secret: 0123456789abcdef\n  timeout_ms: 800\n"
+                            "  max_backoff_s: 5\n",
+                            "e.yaml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->events_url, "https://h.example/e");
+  EXPECT_EQ(r->events_secret, "0123456789abcdef");
+  EXPECT_EQ(r->events_timeout_ms, 800u);
+  EXPECT_EQ(r->events_max_backoff_s, 5u);
+  auto d = load_config_text("", "d.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->events_url.empty());
+  EXPECT_EQ(d->events_timeout_ms, 5000u);
+  EXPECT_EQ(d->events_max_backoff_s, 60u);
+  for (const char* bad : {"events:\n  url: http://h/e\n", "events:\n  url: http://h/e\n  secret: short\n",
+                          "events:\n  url: ftp://h/e\n  secret: 0123456789abcdef\n",
+                          "events:\n  timeout_ms: 5\n", "events:\n  max_backoff_s: 0\n", "events:\n  urll: x\n"}) {
+    auto e = load_config_text(bad, "b.yaml");
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_THAT(e.error().message, ::testing::HasSubstr("events.")) << e.error().message;
+  }
+}
+
 TEST(LoadConfig, HooksSection) {
   auto r = load_config_text("hooks:\n  invite_url: http://127.0.0.1:9000/i\n  timeout_ms: 250\n  on_error: reject\n",
                             "h.yaml");

@@ -16,6 +16,7 @@
 #include "storage/delivery_entry.h"
 #include "storage/s3_sink.h"
 #include "storage/user_metadata.h"
+#include "storage/webhook_event.h"
 
 namespace sgw::storage {
 namespace {
@@ -609,6 +610,114 @@ TEST(S3SinkHelpers, MultipartEtagOfAFile) {
   EXPECT_EQ(multi->part_md5_hex[0], "fb0e22c79ac75679e9881e6ba183b354");  // md5 of "xxxxx"
   EXPECT_EQ(multi->multipart_etag.substr(multi->multipart_etag.size() - 2), "-3");
   EXPECT_FALSE(digest_file(d.path() + "/missing", 5, false).ok());
+}
+
+
+TEST(DeliveryQueue, EntriesOfOneOrderKeyGoOneAtATimeInFileNameOrder) {
+  Fixture f;
+  auto q = f.open();
+  auto ordered = [](const std::string& id, const std::string& key) {
+    DeliveryEntry e = entry(id);
+    e.order_key = key;
+    return e;
+  };
+  // Queued out of order; "r1.10" must go first, and "r1.30" may not overtake
+  // "r1.20" while that one waits for its retry. "r2.10" is independent.
+  ASSERT_TRUE(*q->enqueue(ordered("r1.30", "r1")));
+  ASSERT_TRUE(*q->enqueue(ordered("r1.10", "r1")));
+  ASSERT_TRUE(*q->enqueue(ordered("r1.20", "r1")));
+  ASSERT_TRUE(*q->enqueue(ordered("r2.10", "r2")));
+  f.script = {DeliveryOutcome::delivered(), retry()};
+  ASSERT_TRUE(q->run_once());  // r1.10
+  ASSERT_TRUE(q->run_once());  // r1.20: fails, retry in 500 ms
+  ASSERT_TRUE(q->run_once());  // r2.10 (r1.30 is held back)
+  EXPECT_FALSE(q->run_once());
+  EXPECT_EQ(f.calls, (std::vector<std::string>{"r1.10", "r1.20", "r2.10"}));
+  f.now += 500;
+  ASSERT_TRUE(q->run_once());
+  ASSERT_TRUE(q->run_once());
+  EXPECT_EQ(f.calls, (std::vector<std::string>{"r1.10", "r1.20", "r2.10", "r1.20", "r1.30"}));
+  q.reset();
+  auto q2 = f.open();  // all delivered, in the catalogue: queued again, they are refused
+  EXPECT_FALSE(*q2->enqueue(ordered("r1.20", "r1")));
+}
+
+TEST(DeliveryQueue, OnFailedIsCalledOnceWhenAnEntryEntersFailed) {
+  Fixture f;
+  std::vector<std::string> failed;
+  DeliveryQueueOptions o;
+  o.dir = f.dir.path() + "/q";
+  o.now_ms = [&f] { return f.now; };
+  o.jitter = [] { return 0.0; };
+  o.backoff = {1000, 8000, 5000};
+  o.on_failed = [&failed](const DeliveryEntry& e) { failed.push_back(e.recording_id + " " + e.last_error_code); };
+  auto q = DeliveryQueue::open(o);
+  ASSERT_TRUE(q.ok());
+  (*q)->add_sink("s3", [&f] {
+    auto s = std::make_unique<ScriptedSink>();
+    s->script = &f.script;
+    s->calls = &f.calls;
+    return s;
+  });
+  f.script = {permanent("AccessDenied"), permanent("AccessDenied")};
+  ASSERT_TRUE(*(*q)->enqueue(entry("a")));
+  ASSERT_TRUE((*q)->run_once());
+  f.now += 8000;
+  ASSERT_TRUE((*q)->run_once());  // still failed: not reported again
+  EXPECT_EQ(failed, std::vector<std::string>{"a AccessDenied"});
+}
+
+TEST(WebhookEvent, IdsFollowTheLifecycleAndTheEntryCarriesTheDocument) {
+  WebhookEvent e;
+  e.type = "session.updated";
+  e.recording_id = "63de3bc1-ca33-44d6-9d34-a0841468ac43";
+  e.conversation_id = "conv-1";
+  e.call_id = "c1@h";
+  e.sub = "000002";
+  e.time = "2026-12-04T10:00:00.000Z";
+  e.data = {{"changes", {"paused"}}};
+  EXPECT_EQ(event_id(e), e.recording_id + ".20.000002");
+  auto entry = event_entry(e, "gw-1", "eu");
+  ASSERT_TRUE(entry.ok()) << entry.error().message;
+  EXPECT_EQ(entry->recording_id, event_id(e));
+  EXPECT_EQ(entry->sink, "webhook");
+  EXPECT_EQ(entry->order_key, e.recording_id);
+  auto doc = nlohmann::json::parse(entry->payload);
+  EXPECT_EQ(doc["id"], event_id(e));
+  EXPECT_EQ(doc["type"], "session.updated");
+  EXPECT_EQ(doc["time"], e.time);
+  EXPECT_EQ(doc["conversation_id"], "conv-1");
+  EXPECT_EQ(doc["gateway"]["node"], "gw-1");
+  EXPECT_EQ(doc["data"]["changes"][0], "paused");
+  // The entry (with its payload and order key) round-trips through the queue's file format.
+  auto back = decode_entry(encode_entry(*entry), "f");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->payload, entry->payload);
+  EXPECT_EQ(back->order_key, e.recording_id);
+
+  // File names of one recording's events sort in lifecycle order.
+  std::vector<std::string> names;
+  for (const char* type : {"recording.delivered", "session.ended", "recording.failed", "session.started",
+                           "recording.published", "session.updated"}) {
+    WebhookEvent x = e;
+    x.type = type;
+    x.sub = x.type == "session.updated" ? "000001" : x.type.starts_with("recording.") && x.type != "recording.published" ? "s3" : "";
+    names.push_back(entry_file_name(event_id(x), "webhook"));
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_NE(names[0].find(".10."), std::string::npos);
+  EXPECT_NE(names[1].find(".20."), std::string::npos);
+  EXPECT_NE(names[2].find(".30."), std::string::npos);
+  EXPECT_NE(names[3].find(".40."), std::string::npos);
+  EXPECT_NE(names[4].find(".45."), std::string::npos);
+  EXPECT_NE(names[5].find(".50."), std::string::npos);
+
+  WebhookEvent bad = e;
+  bad.type = "session.exploded";
+  EXPECT_FALSE(event_entry(bad, "n", "r").ok());
+  bad = e;
+  bad.recording_id = "../x";
+  EXPECT_FALSE(event_entry(bad, "n", "r").ok());
 }
 
 }  // namespace

@@ -1,0 +1,246 @@
+"""Event webhooks (events.*, docs/integrations.md), end to end: a real siprecd
+and a real HTTP receiver (http.server on loopback) that verifies the
+X-Siprec-Signature of every request it gets.
+
+- every event of a call (started, updated by a pause, ended, published)
+  arrives signed, with its ids, in order;
+- the receiver down (connection refused) while calls are recorded: the calls
+  are answered and published meanwhile, and once it is back every event
+  arrives (at least once), the ids dedupe to exactly the expected set, in
+  lifecycle order per recording;
+- siprecd killed (SIGKILL) with the events of a call queued but not
+  delivered: after a restart on the same folders they are delivered.
+"""
+
+import glob
+import hashlib
+import hmac
+import json
+import os
+import signal
+import threading
+import time
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness import (Call, Daemon, describe, free_tcp_port, metadata_xml, multipart, recording_for_call, sdp,
+                     siprec_headers, siprec_streams, wait_until)
+from test_finalizer import send_tones
+
+SECRET = "test-secret-0123456789abcdef"
+BOUNDARY = "OSS-unique-boundary-42"
+CTYPE = f'multipart/mixed;boundary="{BOUNDARY}"'
+# The events of a call paused once and ended by BYE, in the order they happen.
+LIFECYCLE = ["session.started", "session.updated", "session.ended", "recording.published"]
+
+
+def verify(secret: str, header: str, body: bytes, now: float, tolerance_s: int = 300) -> bool:
+    """What a receiver does (docs/integrations.md): t=...,v1=... over "<t>.<body>"."""
+    fields = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    t, v1 = fields.get("t", ""), fields.get("v1", "")
+    if not t.isdigit() or abs(now - int(t)) > tolerance_s:
+        return False
+    want = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want, v1)
+
+
+class Receiver:
+    """An event receiver on a loopback port; stop() closes the port (connection
+    refused), start() listens again on the same port."""
+
+    def __init__(self):
+        self.port = free_tcp_port()
+        self.lock = threading.Lock()
+        self.received = []      # documents with a valid signature, in arrival order
+        self.bad = []           # (header, body) whose signature did not verify
+        self.httpd = None
+
+    def start(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sig = self.headers.get("X-Siprec-Signature", "")
+                ok = verify(SECRET, sig, body, time.time())
+                with receiver.lock:
+                    if ok:
+                        doc = json.loads(body)
+                        doc["_header_id"] = self.headers.get("X-Siprec-Event-Id")
+                        receiver.received.append(doc)
+                    else:
+                        receiver.bad.append((sig, body))
+                self.send_response(204 if ok else 401)
+                self.end_headers()
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def events(self):
+        with self.lock:
+            return list(self.received)
+
+    def ids(self):
+        return {e["id"] for e in self.events()}
+
+
+def record_call(test, daemon, pause=True):
+    """An answered call with tones, paused once by a re-INVITE, ended by BYE;
+    returns its Call-ID once its recording is published."""
+    with daemon.client("udp") as c:
+        call = Call(c)
+        body = multipart([("application/sdp", sdp(siprec_streams(2))),
+                          ("application/rs-metadata+xml", metadata_xml(2))], BOUNDARY)
+        r = call.invite(body, CTYPE, siprec_headers())
+        test.assertEqual(r.status if r else None, 200, describe(r) + daemon.diagnostics())
+        send_tones([m.port for m in call.answer.media], 400, [440, 1000])
+        if pause:
+            r = call.invite(sdp(siprec_streams(2, "inactive"), version=2), "application/sdp")
+            test.assertEqual(r.status if r else None, 200, describe(r))
+        bye = call.bye()
+        test.assertEqual(bye.status if bye else None, 200, describe(bye))
+    found = recording_for_call(daemon.recordings_dir, call.call_id, 30)
+    test.assertIsNotNone(found, daemon.diagnostics())
+    return call.call_id, found[1]
+
+
+def expected_ids(recording_id):
+    return {f"{recording_id}.10", f"{recording_id}.20.000001", f"{recording_id}.30", f"{recording_id}.40"}
+
+
+class EventsCase(unittest.TestCase):
+    def setUp(self):
+        self.receiver = Receiver()
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            if d.alive():
+                d.kill()
+            d.cleanup()
+        self.receiver.stop()
+
+    def daemon(self, **kw):
+        d = Daemon(config={"events": {"url": self.receiver.url, "secret": SECRET, "timeout_ms": 2000,
+                                      "max_backoff_s": 2}}, **kw)
+        self.daemons.append(d)
+        return d
+
+    def check_recording_events(self, recording_id, call_id, doc):
+        """Every expected event of one recording arrived (deduped by id), in
+        lifecycle order by first arrival, with its ids and data."""
+        mine = [e for e in self.receiver.events() if e["recording_id"] == recording_id]
+        self.assertEqual({e["id"] for e in mine}, expected_ids(recording_id), [e["id"] for e in mine])
+        first = []
+        for e in mine:
+            if e["type"] not in first:
+                first.append(e["type"])
+        self.assertEqual(first, LIFECYCLE)
+        for e in mine:
+            self.assertEqual(e["_header_id"], e["id"])
+            self.assertEqual(e["call_id"], call_id)
+            self.assertEqual(e["conversation_id"], doc["conversation_id"])
+            self.assertTrue(e["time"].endswith("Z"), e)
+            self.assertIn("node", e["gateway"])
+        by_type = {e["type"]: e for e in mine}
+        self.assertEqual(by_type["session.updated"]["data"]["changes"], ["paused"])
+        self.assertEqual(by_type["session.ended"]["data"]["cause"], "BYE from SRC")
+        self.assertTrue(all(s["paused"] or s["held"] for s in by_type["session.updated"]["data"]["streams"]))
+        pub = by_type["recording.published"]["data"]
+        self.assertEqual(pub["complete"], doc["complete"])
+        self.assertEqual([a["sha256"] for a in pub["audio"]], [a["sha256"] for a in doc["audio"]])
+        with open(pub["json"]["path"], "rb") as f:
+            self.assertEqual(pub["json"]["sha256"], hashlib.sha256(f.read()).hexdigest())
+
+
+class EventsDeliveredTest(EventsCase):
+    def test_every_event_signed_with_ids_in_order(self):
+        self.receiver.start()
+        d = self.daemon().start()
+        call_id, doc = record_call(self, d)
+        rid = doc["recording_id"]
+        self.assertTrue(wait_until(lambda: expected_ids(rid) <= self.receiver.ids(), 30),
+                        f"{sorted(self.receiver.ids())}\n" + d.diagnostics())
+        self.assertEqual(self.receiver.bad, [])
+        self.check_recording_events(rid, call_id, doc)
+        self.assertEqual(d.stop(), 0)
+
+
+class EventsReceiverDownTest(EventsCase):
+    CALLS = 3
+
+    def test_receiver_down_loses_nothing(self):
+        d = self.daemon().start()   # the receiver is not listening yet: connection refused
+        calls = [record_call(self, d) for _ in range(self.CALLS)]
+        # Every call was answered and published while nobody took events; they wait on disk
+        # and are retried (backoff capped at 2 s here).
+        want = set().union(*(expected_ids(doc["recording_id"]) for _, doc in calls))
+        self.assertTrue(wait_until(lambda: d.metrics().get("sgw_events_pending") == len(want), 30),
+                        d.diagnostics())
+        self.assertTrue(wait_until(lambda: d.metrics().get("sgw_event_attempt_failures_total") >= 6, 30))
+        self.receiver.start()
+        self.assertTrue(wait_until(lambda: want <= self.receiver.ids(), 60),
+                        f"missing {sorted(want - self.receiver.ids())}\n" + d.diagnostics())
+        self.assertEqual(self.receiver.ids(), want)  # nothing else, whatever was repeated
+        self.assertEqual(self.receiver.bad, [])
+        for call_id, doc in calls:
+            self.check_recording_events(doc["recording_id"], call_id, doc)
+        self.assertTrue(wait_until(lambda: d.metrics().get("sgw_events_pending") == 0, 10))
+        self.assertEqual(d.stop(), 0)
+
+
+class EventsKillTest(EventsCase):
+    def test_kill_between_publish_and_delivery(self):
+        d = self.daemon().start()
+        call_id, doc = record_call(self, d)
+        rid = doc["recording_id"]
+        queue = os.path.join(d.tmp, "deliveries", "events")
+        # recording.published is durably queued (its entry file), nothing delivered.
+        self.assertTrue(wait_until(lambda: os.path.exists(os.path.join(queue, f"{rid}.40.webhook.dq")), 30),
+                        d.diagnostics())
+        self.assertEqual(self.receiver.events(), [])
+        # The recording is finished (its spool gone): only the event queue has work left.
+        self.assertTrue(wait_until(lambda: glob.glob(os.path.join(d.spool_dir, "*.spool")) == [], 30))
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10)
+        self.receiver.start()
+        d2 = self.daemon()
+        d2.recordings_dir, d2.spool_dir = d.recordings_dir, d.spool_dir
+        d2.start()
+        self.assertTrue(wait_until(lambda: expected_ids(rid) <= self.receiver.ids(), 30),
+                        f"{sorted(self.receiver.ids())}\n" + d2.diagnostics())
+        self.assertEqual(self.receiver.ids(), expected_ids(rid))
+        self.assertEqual(self.receiver.bad, [])
+        self.check_recording_events(rid, call_id, doc)
+        self.assertEqual(d2.stop(), 0)
+
+
+class SignatureTest(unittest.TestCase):
+    def test_verify_refuses_tampering_and_old_timestamps(self):
+        body = b'{"id": "x"}'
+        t = int(time.time())
+        v1 = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        self.assertTrue(verify(SECRET, f"t={t},v1={v1}", body, time.time()))
+        self.assertFalse(verify(SECRET, f"t={t},v1={v1}", body + b" ", time.time()))
+        self.assertFalse(verify("another-secret-0123456", f"t={t},v1={v1}", body, time.time()))
+        self.assertFalse(verify(SECRET, f"t={t},v1={v1}", body, time.time() + 1000))
+
+
+if __name__ == "__main__":
+    unittest.main()
