@@ -968,6 +968,8 @@ int main(int argc, char** argv) {
       "TLS handshakes on tls: listeners that failed or did not finish within tls.handshake_timeout_ms");
   sip_options.tls_counters.accepted = &registry.counter(
       "sgw_sip_tls_connections_total", "TLS connections accepted on tls: listeners (handshake completed)");
+  sip_options.tls.allowed_sources = policy.admission.allowed_sources;
+  sip_options.tls_counters.refused_sources = &session_metrics.limits_hit->with("allowed_sources");
   sip_options.tls_forbidden = &registry.counter(
       "sgw_sip_tls_forbidden_total",
       "SIP requests over TLS answered 403: client certificate subject outside tls.allowed_subjects");

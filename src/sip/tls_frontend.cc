@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "common/logging.h"
 #include "sip/tls_via_rewriter.h"
@@ -32,6 +33,7 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kMaxBuffered = 4 * 1024 * 1024;  // per direction; a peer beyond it waits
 constexpr auto kIdentityGrace = std::chrono::seconds(60);  // a closed connection's identity is kept
 constexpr int kMaxEvents = 64;
+constexpr std::size_t kMaxRefusedSources = 4096;  // refused sources remembered for the log limit
 
 struct CtxDeleter {
   void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
@@ -318,6 +320,11 @@ class FrontendImpl final : public TlsFrontend {
       int fd = accept4(listen_fds_[listener], reinterpret_cast<sockaddr*>(&ss), &len,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;  // EAGAIN, or out of descriptors (retried on the next event)
+      if (!settings_.allowed_sources.allows(reinterpret_cast<sockaddr*>(&ss), len)) {
+        refuse_source(ss);
+        close(fd);
+        continue;
+      }
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       auto c = std::make_unique<Conn>();
@@ -342,6 +349,29 @@ class FrontendImpl final : public TlsFrontend {
       conns_.emplace(c->id, std::move(c));
       pump(ref);
     }
+  }
+
+  // sip.allowed_sources refused the peer: counted every time, logged the first
+  // time per source address and minute (docs/security.md "How a limit that
+  // was hit is reported"). The remembered sources are bounded.
+  void refuse_source(const sockaddr_storage& ss) {
+    if (counters_.refused_sources) counters_.refused_sources->inc();
+    std::string peer = ip_port(ss);
+    std::string address = peer.front() == '[' ? peer.substr(1, peer.find(']') - 1)
+                                              : peer.substr(0, peer.rfind(':'));
+    auto now = Clock::now();
+    auto it = refused_logged_.find(address);
+    if (it != refused_logged_.end() && now - it->second < std::chrono::minutes(1)) return;
+    if (it == refused_logged_.end() && refused_logged_.size() >= kMaxRefusedSources) {
+      std::erase_if(refused_logged_,
+                    [now](const auto& e) { return now - e.second >= std::chrono::minutes(1); });
+      if (refused_logged_.size() >= kMaxRefusedSources) return;  // a flood of sources: counted only
+    }
+    refused_logged_[address] = now;
+    log_->warn("limit allowed_sources hit by {}: TLS connection from {} closed before the handshake "
+               "(further hits of it from this source in this minute are counted in "
+               "sgw_limits_hit_total, not logged)",
+               address, peer);
   }
 
   // One line per failed handshake, naming the peer and OpenSSL's reason; a
@@ -575,6 +605,7 @@ class FrontendImpl final : public TlsFrontend {
   mutable std::mutex ids_mutex_;
   std::map<std::uint16_t, Identity> ids_;  // by our local port on the backend connection
 
+  std::unordered_map<std::string, Clock::time_point> refused_logged_;  // frontend thread only
   Clock::time_point log_window_{};
   std::uint32_t logged_ = 0;
   std::uint64_t suppressed_ = 0;

@@ -23,6 +23,7 @@
 
 #include "common/metrics.h"
 #include "common/result.h"
+#include "sip/source_policy.h"
 
 namespace sgw::sip {
 
@@ -38,6 +39,9 @@ struct TlsSettings {
   std::string ciphers;             // TLS 1.2 cipher list (OpenSSL syntax); empty: OpenSSL's default
   std::string min_version = "1.2";  // "1.2" or "1.3"; the highest both sides have is used
   std::uint32_t handshake_timeout_ms = 10000;  // no finished handshake by then: closed, counted
+  // sip.allowed_sources: a connection from an address outside it is closed
+  // right after accept, before any TLS byte is read (no handshake cost).
+  SourceAllowList allowed_sources;
 };
 
 struct TlsListen {
@@ -58,6 +62,9 @@ struct TlsPeer {
 struct TlsCounters {
   common::Counter* handshake_failures = nullptr;  // failed or timed-out handshakes
   common::Counter* accepted = nullptr;            // handshakes completed
+  // connections closed at accept: source outside TlsSettings::allowed_sources
+  // (sgw_limits_hit_total{cap="allowed_sources"})
+  common::Counter* refused_sources = nullptr;
 };
 
 class TlsFrontend {

@@ -698,6 +698,19 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     return;
   }
   const bool delayed_offer = !body->sdp;
+  if (delayed_offer && policy_.codecs.srtp == CodecPolicy::Srtp::kRequire) {
+    // Our delayed-offer SDP is RTP/AVP only (we make no SDES offer): under media.srtp: require
+    // nothing could be recorded. Refused before any port or spool, saying why (RFC 3261 §20.43:
+    // 302 Incompatible transport protocol), instead of "RTP/AVP refused" about an offer the SRC
+    // never made. docs/security.md "SRTP".
+    sip::Response r;
+    r.headers.emplace_back("Warning", "302 " + policy_.node_name +
+                                          " \"SRTP required (media.srtp: require): an INVITE without SDP "
+                                          "(delayed offer) is not accepted, send the SDP offer with "
+                                          "RTP/SAVP and a=crypto in the INVITE\"");
+    refuse(488, "Not Acceptable Here", r);
+    return;
+  }
   auto offer = delayed_offer ? delayed_offer_template(policy_.codecs, delayed_offer_labels(*body, policy_.metadata_limits))
                              : parse_sdp(*body->sdp);
   if (!offer) {

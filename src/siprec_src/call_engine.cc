@@ -90,6 +90,9 @@ struct CallEngine::Call {
   std::int64_t invite_sent_us = 0;
   bool got_response = false;
   std::int64_t answered_ms = -1;
+  std::int64_t session_invite_us = -1;  // INVITE sent, of the attempt that was answered 2xx
+  std::int64_t session_ok_us = -1;      // its 200 OK received
+  std::int64_t bye_sent_us = -1;
   std::uint64_t sdp_session = 0;
   std::uint64_t sdp_version = 1;
   bool paused = false;
@@ -433,6 +436,11 @@ void CallEngine::on_response(sip::CallHandle handle, const std::string& method,
     if (r.status < 200) return;
     note(*c, "BYE answered " + std::to_string(r.status) + (r.local ? " (local)" : ""));
     if (c->state != Call::State::kEnding) return;
+    if (!r.local && r.status < 300 && c->session_ok_us >= 0 && c->bye_sent_us >= c->session_ok_us) {
+      auto& rec = records_[c->index];
+      rec.call_min_ms = (c->bye_sent_us - c->session_ok_us) / 1000;       // rounded down
+      rec.call_max_ms = (mono_us() - c->session_invite_us + 999) / 1000;  // rounded up
+    }
     // A 481 means the recorder lost the call: a failure, never "ok" (docs/siprec-src.md).
     if (std::string why = bye_failure(r.status, r.local); !why.empty()) {
       fail_ending(*c, r.local ? 0 : r.status, why);
@@ -457,7 +465,9 @@ void CallEngine::on_invite_response(Call& c, const sip::ClientResponse& r) {
 
 void CallEngine::on_established(Call& c, const sip::ClientResponse& r) {
   auto& rec = records_[c.index];
-  double setup = static_cast<double>(mono_us() - c.invite_sent_us) / 1000.0;
+  c.session_ok_us = mono_us();
+  c.session_invite_us = c.invite_sent_us;
+  double setup = static_cast<double>(c.session_ok_us - c.invite_sent_us) / 1000.0;
   if (!c.established_once) {
     setup_samples_.push_back(setup);
     rec.setup_ms = setup;
@@ -850,6 +860,7 @@ void CallEngine::end_call(Call& c) {
 void CallEngine::send_bye(Call& c) {
   if (c.state != Call::State::kEnding) return;
   note(c, "BYE");
+  c.bye_sent_us = mono_us();
   if (!ep_->bye(c.handle)) {
     fail_ending(c, 0, "BYE not sent: no dialog");
     return;
@@ -1027,6 +1038,8 @@ nlohmann::json CallEngine::to_json(const RunSummary& s) const {
     c["fragments"] = r.fragments;
     c["duration_ms"] = r.duration_ms;
     c["silent_ms"] = r.silent_ms;
+    c["call_ms"] = r.call_max_ms < 0 ? nlohmann::json(nullptr)
+                                     : nlohmann::json::array({r.call_min_ms, r.call_max_ms});
     c["caller"] = {{"aor", r.id.caller.aor}, {"tone_hz", opt_.wav_caller.empty() ? opt_.tone_caller : 0.0},
                    {"packets", r.packets[0]}, {"lost_injected", r.lost_injected[0]}, {"ssrcs", r.ssrcs[0]}};
     c["agent"] = {{"aor", r.id.agent.aor},

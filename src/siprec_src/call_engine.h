@@ -45,6 +45,11 @@ struct CallRecord {
   std::vector<std::uint32_t> ssrcs[2];
   std::uint32_t fragments = 0;   // recording sessions established (>1 after re-establishing)
   std::uint32_t duration_ms = 0; // 200 OK -> BYE as planned
+  // The session as this client saw it end (-1: it did not end with our BYE answered 2xx): the
+  // recorder's session lies inside INVITE sent -> BYE answered and contains 200 OK received ->
+  // BYE sent, so its length is within [call_min_ms, call_max_ms] whatever the scheduling delays.
+  std::int64_t call_min_ms = -1;
+  std::int64_t call_max_ms = -1;
   std::uint32_t silent_ms = 0;   // paused or on hold
   std::vector<std::string> events;
 };

@@ -91,6 +91,8 @@ int run(int argc, char** argv) {
       e.agent_hz = opt->wav_caller.empty() && opt->wav_agent.empty() ? opt->tone_agent : 0;
       e.duration_ms = r.duration_ms;
       e.silent_ms = r.silent_ms;
+      e.call_min_ms = r.call_min_ms;
+      e.call_max_ms = r.call_max_ms;
       e.fragments_allowed = r.fragments > 1;
       ex.push_back(e);
       which.push_back(i);

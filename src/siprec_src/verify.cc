@@ -112,9 +112,20 @@ std::string check_recording(const VerifyExpectation& e, const nlohmann::json& do
     return "caller or agent has no channel";
   if (cch.get<int>() == ach.get<int>()) return "caller and agent share channel " + std::to_string(cch.get<int>());
   std::int64_t dur = doc.value("duration_ms", std::int64_t{-1});
-  if (check_duration && std::llabs(dur - static_cast<std::int64_t>(e.duration_ms)) > 200)
+  if (check_duration && e.call_max_ms >= 0) {
+    // The recorder starts its clock before sending the 200 OK and stops it when its media
+    // worker closes the session after the BYE: never shorter than 200 OK received -> BYE sent
+    // (1 ms for the two roundings to ms), and longer than INVITE sent -> BYE answered only by
+    // that close and the last packet's duration (kCloseSlackMs).
+    constexpr std::int64_t kCloseSlackMs = 200;
+    const std::int64_t lo = e.call_min_ms - 1, hi = e.call_max_ms + kCloseSlackMs;
+    if (dur < lo || dur > hi)
+      return "duration " + std::to_string(dur) + " ms, expected " + std::to_string(lo) + ".." + std::to_string(hi) +
+             " ms (200 OK received -> BYE sent .. INVITE sent -> BYE answered + " + std::to_string(kCloseSlackMs) + ")";
+  } else if (check_duration && std::llabs(dur - static_cast<std::int64_t>(e.duration_ms)) > 200) {
     return "duration " + std::to_string(dur) + " ms, expected " + std::to_string(e.duration_ms) +
            " ms (+-200)";
+  }
   std::string file = (*caller).value("file", std::string());
   if (file.empty() || (*agent).value("file", std::string()) != file)
     return "caller and agent are not in one audio file";

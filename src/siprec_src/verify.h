@@ -20,7 +20,12 @@ struct VerifyExpectation {
   std::string agent_aor;
   double caller_hz = 0;  // 0: leg carries a sound file; tone not checked
   double agent_hz = 0;
-  std::uint32_t duration_ms = 0;     // expected recording length
+  std::uint32_t duration_ms = 0;     // expected recording length (as planned)
+  // Measured bounds of the session (CallRecord::call_min_ms/call_max_ms); when known (>= 0)
+  // the recording's length is checked against them instead of duration_ms +-200 ms, so a busy
+  // machine's scheduling delays between the two processes cannot fail a correct recording.
+  std::int64_t call_min_ms = -1;
+  std::int64_t call_max_ms = -1;
   std::uint32_t silent_ms = 0;       // of which paused/held (no RTP)
   bool fragments_allowed = false;    // --reestablish: several recordings may share the id
 };

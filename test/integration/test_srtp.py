@@ -15,8 +15,8 @@ import os
 import random
 import unittest
 
-from harness import (Call, DaemonTestCase, describe, recording_for_call, siprec_body, siprec_headers,
-                     siprec_streams, wait_until)
+from harness import (Call, DaemonTestCase, describe, metadata_xml, recording_for_call, siprec_body,
+                     siprec_headers, siprec_streams, wait_until)
 from test_siprec_src import SrcTestCase, audio_path
 
 SUITES = ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AES_256_CM_HMAC_SHA1_80",
@@ -113,6 +113,27 @@ class SrtpRequireTest(SrcTestCase, SrtpMixin):
         self.assertRegex(warning, r'^302 \S+ "SRTP required \(media\.srtp: require\)', describe(r))
         self.assertIn("RTP/AVP refused", warning, describe(r))
         self.assertEqual(self.daemon.metrics().get("sgw_invites_total", code="488") - before, 1)
+
+    def test_delayed_offer_488_says_why_and_leaves_nothing(self):
+        """An INVITE without SDP (metadata only, or no body): our offer would be RTP/AVP, which
+        media.srtp: require cannot record, so the INVITE is refused with a Warning that names the
+        delayed offer, before any port or spool (docs/security.md "SRTP")."""
+        before = self.daemon.metrics().get("sgw_invites_total", code="488")
+        spool_before = set(os.listdir(self.daemon.spool_dir))
+        for body, ctype in ((metadata_xml(2), "application/rs-metadata+xml"), (b"", None)):
+            with self.daemon.client("udp") as c:
+                call = Call(c)
+                r = call.invite(body, ctype, siprec_headers())
+                if r is not None and 200 <= r.status < 300:
+                    call.bye(timeout=2)
+            self.assertStatus(r, 488, f"delayed offer ({ctype}) under media.srtp: require")
+            warning = " ".join(r.header_all("warning"))
+            self.assertRegex(warning, r'^302 \S+ "SRTP required \(media\.srtp: require\): an INVITE '
+                                      r'without SDP \(delayed offer\) is not accepted', describe(r))
+            self.assertEqual(r.body_text(), "", describe(r))  # no offer of ours
+            self.assertIsNone(recording_for_call(self.daemon.recordings_dir, call.call_id, timeout=0.5))
+        self.assertEqual(self.daemon.metrics().get("sgw_invites_total", code="488") - before, 2)
+        self.assertEqual(set(os.listdir(self.daemon.spool_dir)) - spool_before, set())  # no spool made
 
     def test_srtp_call_recorded(self):
         run, rec = self.call("--srtp", "AES_256_CM_HMAC_SHA1_80")

@@ -15,7 +15,12 @@ import unittest
 
 from harness import (LOOPBACK, Call, Daemon, DaemonTestCase, SipClient, SipMessage, siprec_body,
                      siprec_headers, wait_until)
-from test_siprec_src import SrcMixin, audio_path
+from test_siprec_src import AGENT_HZ, CALLER_HZ, TOL_MS, Dnsmasq, SrcMixin, audio_path, dns_query, probe
+
+FRAME_MS = 20  # siprec-src's packet duration (PCMU/PCMA)
+# How long siprec-src --verify waits for the recording to be published: a bound on a condition
+# (the finaliser's turn on a busy machine), not a timing assertion.
+VERIFY_WAIT_S = "60"
 
 # ---------------------------------------------------------------------------
 # Test PKI
@@ -93,6 +98,7 @@ class TlsDaemonCase(SrcMixin, DaemonTestCase):
     """One siprecd per class listening on udp: and tls: (same port number), a fresh PKI."""
 
     TLS: dict = {}
+    CONFIG: dict = {}  # more config sections ({"sip": {...}, "media": {...}})
 
     @classmethod
     def setUpClass(cls):
@@ -107,7 +113,8 @@ class TlsDaemonCase(SrcMixin, DaemonTestCase):
                "key_file": os.path.join(cls.pki, "live.key")}
         for k, v in cls.TLS.items():
             tls[k] = v.format(pki=cls.pki) if isinstance(v, str) else v
-        cls.daemon = Daemon(config={"node": {"name": "gw-tls"}, "tls": tls}, transports=("udp", "tls"))
+        config = {"node": {"name": "gw-tls"}, "tls": tls, **cls.CONFIG}
+        cls.daemon = Daemon(config=config, transports=("udp", "tls"))
         try:
             cls.daemon.start()
         except BaseException:
@@ -131,16 +138,31 @@ class TlsDaemonCase(SrcMixin, DaemonTestCase):
     def pki_file(self, name: str) -> str:
         return os.path.join(self.pki, name)
 
-    def src_call(self, *args: str, duration: str = "1.5"):
-        run = self.run_src(self.target(), "--tls-ca", self.pki_file("ca.pem"), "--duration", duration,
-                           "--verify", self.daemon.recordings_dir, *args)
+    def src_call(self, *args: str, duration: str = "1.5", target: str | None = None):
+        run = self.run_src(target or self.target(), "--tls-ca", self.pki_file("ca.pem"), "--duration", duration,
+                           "--verify", self.daemon.recordings_dir, "--verify-timeout", VERIFY_WAIT_S, *args)
         self.assertVerified(run, 1)
         rec = run.records[0]
         self.assertEqual(rec["target"], f"tls:{LOOPBACK}:{self.daemon.sip_port}")
         path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)
         self.assertTrue(any(" over tls," in e["what"] for e in doc["events"]), doc["events"])
-        self.assertTones(audio_path(path, doc), float(duration) * 1000, "tls call")
+        self.assertSentAudio(path, doc, rec, "tls call")
         return run, doc
+
+    def assertSentAudio(self, path: str, doc: dict, rec: dict, what: str):
+        """What siprec-src sent is what was recorded: every packet of each leg received, none
+        lost, and the leg's tone on its channel for as long as its packets last (siprec-src
+        sends 20 ms frames and catches up after a late wake-up, so on a busy machine a call may
+        carry more packets than its planned duration; the recording must have them all)."""
+        for s, leg in zip(doc["streams"], ("caller", "agent")):
+            self.assertEqual(s["packets_received"], rec[leg]["packets"], f"{what}: {s}")
+            self.assertEqual(s["packets_lost"], 0, f"{what}: {s}")
+        p = probe(audio_path(path, doc))
+        self.assertEqual(p["channels"], 2, f"{what}: {p}")
+        for ch, leg, hz in zip(p["channel_stats"], ("caller", "agent"), (CALLER_HZ, AGENT_HZ)):
+            self.assertAlmostEqual(ch["dominant_hz"], hz, delta=15, msg=f"{what}: {ch}")
+            self.assertAlmostEqual(ch["active_ms"], rec[leg]["packets"] * FRAME_MS, delta=2 * TOL_MS,
+                                   msg=f"{what}: {ch}, {rec[leg]['packets']} packets sent")
 
     def tls_client(self, cert: str | None = None, **ctx_args) -> TlsSipClient:
         ctx = client_context(self.pki, cert)
@@ -246,6 +268,92 @@ class MutualTlsTest(TlsDaemonCase):
         self.assertHandshakeRefused(None, "peer did not return a certificate")
 
 
+class AllowedSourcesTlsTest(TlsDaemonCase):
+    """sip.allowed_sources on a tls: listener: a connection from an address outside the list
+    is closed right after accept, before the handshake (docs/security.md "TLS"); allowed
+    addresses call as usual. Loopback has all of 127/8, so the refused client binds 127.0.0.7."""
+
+    CONFIG = {"sip": {"allowed_sources": [f"{LOOPBACK}/32"]}}
+    REFUSED = "127.0.0.7"
+
+    def limit_hits(self) -> float:
+        return self.daemon.metrics().get("sgw_limits_hit_total", cap="allowed_sources")
+
+    def test_allowed_source_records_over_tls(self):
+        self.src_call()
+
+    def test_source_outside_the_list_is_closed_before_the_handshake(self):
+        hits = self.limit_hits()
+        handshakes = self.metric("sgw_sip_tls_connections_total")
+        failures = self.metric("sgw_sip_tls_handshake_failures_total")
+        for _ in range(3):
+            raw = socket.create_connection(self.daemon.sip_addr, timeout=5, source_address=(self.REFUSED, 0))
+            try:
+                # The gateway closes the socket without reading: the ClientHello gets EOF or RST.
+                with self.assertRaises((ssl.SSLError, OSError)):
+                    client_context(self.pki).wrap_socket(raw, server_hostname="localhost")
+            finally:
+                raw.close()
+        self.assertTrue(wait_until(lambda: self.limit_hits() == hits + 3, timeout=5),
+                        self._diag(f"sgw_limits_hit_total{{cap=allowed_sources}}: {self.limit_hits()}, "
+                                   f"expected {hits + 3}"))
+        # Refused before the handshake: none completed, none counted as a failed handshake.
+        self.assertEqual(self.metric("sgw_sip_tls_connections_total"), handshakes)
+        self.assertEqual(self.metric("sgw_sip_tls_handshake_failures_total"), failures)
+        lines = [ln for ln in self.daemon.stderr_text().splitlines()
+                 if f"limit allowed_sources hit by {self.REFUSED}: TLS connection" in ln]
+        self.assertEqual(len(lines), 1, lines)  # once per source and minute
+        self.assertIn("closed before the handshake", lines[0])
+        # The allowed address is still served on the same listener.
+        with self.tls_client() as c:
+            resp = c.options()
+            self.assertEqual(resp.status if resp else None, 200, resp)
+
+
+class TlsSrtpSrvTest(TlsDaemonCase):
+    """The issue's done-when: a TLS+SRTP SIPREC call from siprec-src to sips:recorder.test, found
+    by its _sips._tcp SRV record (dnsmasq on loopback), recorded with the right audio (each
+    leg's tone on its participant's channel) and metadata (participants, roles, conversation
+    id), with media.srtp: require so nothing unencrypted could have been recorded."""
+
+    CONFIG = {"media": {"srtp": "require"}}
+    DOMAIN = "recorder.test"  # in the server certificate's subjectAltName
+    SUITE = "AES_256_CM_HMAC_SHA1_80"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # RFC 3263 §4.2 / RFC 5922: the domain's SRV names the gateway; its target is the
+        # certificate's name, resolved by the same server.
+        cls.dns = Dnsmasq([f"--srv-host=_sips._tcp.{cls.DOMAIN},{cls.DOMAIN},{cls.daemon.sip_port},10,100",
+                           f"--host-record={cls.DOMAIN},{LOOPBACK}"])
+        cls.addClassCleanup(cls.dns.stop)  # runs after tearDownClass, also when setUpClass fails
+        try:
+            cls.dns.start(f"_sips._tcp.{cls.DOMAIN}")
+        except BaseException:
+            cls.tearDownClass()  # the daemon
+            raise
+
+    def test_srtp_call_to_a_sips_srv_domain_is_recorded(self):
+        self.assertEqual(dns_query(self.dns.port, f"_sips._tcp.{self.DOMAIN}", 33),
+                         [(10, 100, self.daemon.sip_port, self.DOMAIN)])
+        run, doc = self.src_call("--dns-server", f"{LOOPBACK}:{self.dns.port}", "--srtp", self.SUITE,
+                                 target=f"sips:{self.DOMAIN}")
+        # siprec-src looked the SRV up (not an A record of the URI's host with a default port).
+        self.assertIn(f"_sips._tcp.{self.DOMAIN}", self.dns.log())
+        rec = run.records[0]
+        # Metadata: the SRC's participants, with their roles and channels, and its conversation.
+        self.assertEqual(doc["conversation_id"], rec["conversation_id"])
+        self.assertEqual({(p["aor"], p["role"], p["channel"]) for p in doc["participants"]},
+                         {(rec["caller"]["aor"], "caller", 0), (rec["agent"]["aor"], "agent", 1)},
+                         doc["participants"])
+        # Media: both streams decrypted with the offered suite (src_call checked that every
+        # packet sent is recorded with its tone on its participant's channel).
+        self.assertEqual([s["srtp"] for s in doc["streams"]], [self.SUITE, self.SUITE], doc["streams"])
+        self.assertEqual([(i["srtp_auth_failures"], i["srtp_replays"]) for i in doc["integrity"]["streams"]],
+                         [(0, 0), (0, 0)], doc["integrity"])
+
+
 class TlsReloadTest(TlsDaemonCase):
 
     def test_sighup_reload_serves_the_new_certificate_while_a_call_continues(self):
@@ -253,19 +361,19 @@ class TlsReloadTest(TlsDaemonCase):
             self.assertEqual(c.sock.getpeercert()["subject"], ((("commonName", "recorder.test"),),))
         duration = "5"
         argv_extra = ("--tls-ca", self.pki_file("ca.pem"), "--duration", duration,
-                      "--verify", self.daemon.recordings_dir)
+                      "--verify", self.daemon.recordings_dir, "--verify-timeout", VERIFY_WAIT_S)
         result = {}
         t = threading.Thread(target=lambda: result.setdefault(
             "run", self.run_src(self.target(), *argv_extra)))
         t.start()
         try:
-            established = wait_until(lambda: "established (ACK)" in self.daemon.stderr_text(), timeout=10)
+            established = wait_until(lambda: "established (ACK)" in self.daemon.stderr_text(), timeout=30)
             self.assertTrue(established, self._diag("the call was not established"))
             shutil.copy(self.pki_file("server2.pem"), self.pki_file("live.pem"))
             shutil.copy(self.pki_file("server2.key"), self.pki_file("live.key"))
             self.daemon.send_signal(signal.SIGHUP)
             self.assertTrue(wait_until(lambda: "TLS certificate files reloaded" in self.daemon.stderr_text(),
-                                       timeout=5), self._diag("no reload line"))
+                                       timeout=15), self._diag("no reload line"))
             with self.tls_client() as c:
                 self.assertEqual(c.sock.getpeercert()["subject"], ((("commonName", "recorder-2.test"),),))
                 resp = c.options()
@@ -276,7 +384,7 @@ class TlsReloadTest(TlsDaemonCase):
         self.assertIsNotNone(run, "siprec-src did not finish")
         self.assertVerified(run, 1)
         path, doc = self.only_recording(self.daemon.recordings_dir, run.records[0], run)
-        self.assertTones(audio_path(path, doc), float(duration) * 1000, "call across the reload")
+        self.assertSentAudio(path, doc, run.records[0], "call across the reload")
 
     def test_bad_reload_keeps_the_old_certificate(self):
         with open(self.pki_file("live.key"), "w") as f:

@@ -143,9 +143,9 @@ std::string header(const sip::Response& r, const std::string& name) {
 }
 
 struct Harness {
-  Harness() {
+  explicit Harness(Policy policy = {}) {
     manager = std::make_unique<SessionManager>(
-        Policy{}, &media,
+        std::move(policy), &media,
         SessionMetrics{&active, &invites, &requests, &metadata_errors, &storage_failures, nullptr, &unfit},
         [this](SinkRequest r) -> common::Result<std::unique_ptr<media::SessionSink>> {
           ++sinks_asked;
@@ -376,4 +376,47 @@ TEST(SessionManagerTest, DrainWithMaxSLetsCallsRunUntilTheDeadlineAndResumeCance
   EXPECT_EQ(end["complete"], false);
 }
 
+}  // namespace sgw::siprec
+
+namespace sgw::siprec {
+namespace {
+
+// Our delayed-offer SDP is RTP/AVP only: under media.srtp: require an INVITE without SDP is
+// refused before any media session or spool, with a Warning about the delayed offer (not about
+// an RTP/AVP offer the SRC never made). Under allow it is offered and answered as usual.
+TEST(SessionManagerTest, DelayedOfferUnderSrtpRequireIs488WithAClearWarningAndNothingTaken) {
+  Policy policy;
+  policy.codecs.srtp = CodecPolicy::Srtp::kRequire;
+  Harness h(policy);
+  sip::Request metadata_only = invite("c1");
+  metadata_only.content_type = "application/rs-metadata+xml";
+  metadata_only.body = kMetadata;
+  sip::Request no_body = invite("c2");
+  no_body.content_type.clear();
+  no_body.body.clear();
+  h.manager->on_request(1, metadata_only);
+  h.manager->on_request(2, no_body);
+  ASSERT_EQ(h.endpoint.replies.size(), 2u);
+  for (const auto& [tx, r] : h.endpoint.replies) {
+    EXPECT_EQ(r.status, 488) << tx;
+    EXPECT_NE(header(r, "Warning").find("302 "), std::string::npos) << header(r, "Warning");
+    EXPECT_NE(header(r, "Warning").find("SRTP required (media.srtp: require): an INVITE without SDP (delayed offer)"),
+              std::string::npos)
+        << header(r, "Warning");
+    EXPECT_TRUE(r.body.empty());
+  }
+  EXPECT_TRUE(h.endpoint.accepted.empty());
+  EXPECT_TRUE(h.media.sessions.empty());  // no media session reserved, no port
+  EXPECT_EQ(h.sinks_asked, 0);            // no spool
+  EXPECT_EQ(h.invites.with("488").value(), 2u);
+
+  Policy allow;
+  allow.codecs.srtp = CodecPolicy::Srtp::kAllow;
+  Harness a(allow);
+  a.manager->on_request(1, no_body);
+  EXPECT_TRUE(a.endpoint.replies.empty());  // offered: waits for the spool, then 200 with our offer
+  EXPECT_EQ(a.sinks_asked, 1);
+}
+
+}  // namespace
 }  // namespace sgw::siprec

@@ -95,6 +95,30 @@ TEST_F(Verify, FailsOnDurationRoleAndMissingRecording) {
   EXPECT_EQ(r.line, "FAIL call-1 no recording with conversation_id conv-1");
 }
 
+// A busy machine: the client's timer fired late and the BYE took a while, so the session was
+// 3350 ms long although 3000 were planned. With the measured bounds the check is about the
+// session that happened: inside [200 OK received -> BYE sent, INVITE sent -> BYE answered + 200].
+TEST_F(Verify, DurationIsCheckedAgainstTheMeasuredSessionWhenKnown) {
+  auto late = write("rec1", 440, 1000, 3350);
+  EXPECT_FALSE(verify_call(e_, {late}).pass);  // planned 3000 +-200 only
+  e_.call_min_ms = 3300;
+  e_.call_max_ms = 3380;
+  auto r = verify_call(e_, {late});
+  EXPECT_TRUE(r.pass) << r.line;
+  // Shorter than 200 OK -> BYE: the recorder lost the end of the session.
+  e_.call_min_ms = 3400;
+  e_.call_max_ms = 3450;
+  r = verify_call(e_, {late});
+  EXPECT_FALSE(r.pass);
+  EXPECT_NE(r.line.find("duration 3350 ms, expected 3399..3650 ms"), std::string::npos) << r.line;
+  // Far longer than the client's whole transaction span: recorded past the BYE.
+  e_.call_min_ms = 2900;
+  e_.call_max_ms = 3000;
+  r = verify_call(e_, {late});
+  EXPECT_FALSE(r.pass);
+  EXPECT_NE(r.line.find("expected 2899..3200 ms"), std::string::npos) << r.line;
+}
+
 TEST_F(Verify, SilenceBeyondWhatWasPausedFails) {
   auto p = write("rec1", 440, 1000, 3000, "caller", 1000);  // 2 s of silence
   EXPECT_FALSE(verify_call(e_, {p}).pass);
