@@ -8,6 +8,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <future>
 
 namespace sgw::siprec_src {
 namespace {
@@ -78,7 +79,7 @@ struct RtpSender::Stream {
 };
 
 struct RtpSender::Command {
-  enum class Kind { kAdd, kDest, kPause, kResume, kSsrc, kRemove, kKeys, kTamper };
+  enum class Kind { kAdd, kDest, kPause, kResume, kSsrc, kRemove, kKeys, kTamper, kStall };
   Kind kind = Kind::kAdd;
   StreamId id = 0;
   std::uint64_t tag = 0;
@@ -88,6 +89,8 @@ struct RtpSender::Command {
   std::uint64_t seed = 0;
   bool paused = false;
   std::shared_ptr<const media::SrtpKeys> keys;  // kAdd, kKeys
+  std::uint32_t stall_ms = 0;                   // kStall
+  std::shared_ptr<std::promise<void>> asleep;   // kStall: set when the sender starts sleeping
 };
 
 constexpr std::size_t kEncBytes = 12 + 1500 + media::kSrtpMaxTrailer;  // one SRTP packet
@@ -232,6 +235,19 @@ void RtpSender::remove(StreamId id) {
   pending_.push_back(c);
 }
 
+bool RtpSender::stall(std::uint32_t ms) {
+  Command c;
+  c.kind = Command::Kind::kStall;
+  c.stall_ms = ms;
+  c.asleep = std::make_shared<std::promise<void>>();
+  auto asleep = c.asleep->get_future();
+  {
+    std::lock_guard lock(mu_);
+    pending_.push_back(c);
+  }
+  return asleep.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+}
+
 void RtpSender::schedule(std::uint32_t slot, std::int64_t due_us, std::int64_t min_ms) {
   std::int64_t ms = (due_us - epoch_us_) / 1000;
   if (ms < min_ms) ms = min_ms;
@@ -240,6 +256,11 @@ void RtpSender::schedule(std::uint32_t slot, std::int64_t due_us, std::int64_t m
 }
 
 void RtpSender::apply(const Command& c, std::int64_t now) {
+  if (c.kind == Command::Kind::kStall) {
+    c.asleep->set_value();
+    std::this_thread::sleep_for(std::chrono::milliseconds(c.stall_ms));
+    return;
+  }
   if (c.id >= streams_.size()) return;
   Stream& s = streams_[c.id];
   switch (c.kind) {
@@ -295,6 +316,8 @@ void RtpSender::apply(const Command& c, std::int64_t now) {
         s.marker = true;
         s.stats.ssrcs.push_back(s.ssrc);
       }
+      break;
+    case Command::Kind::kStall:  // handled above
       break;
     case Command::Kind::kRemove:
       if (s.active) {
@@ -441,10 +464,20 @@ void RtpSender::process_bucket(std::int64_t ms, std::int64_t now) {
   // Index loop: schedule() may append to this bucket only for entries due now (catch-up), and
   // those are handled by the next ms, never this one (min_ms = ms + 1).
   const std::size_t n = bucket.size();
+  std::size_t kept = 0;
   for (std::size_t i = 0; i < n; ++i) {
     std::uint32_t slot = bucket[i];
     Stream& s = streams_[slot];
-    if (!s.active || s.due_ms != ms) continue;  // removed or rescheduled: stale entry
+    if (!s.active || s.due_ms < ms || (s.due_ms - ms) % static_cast<std::int64_t>(kWheel) != 0)
+      continue;  // removed or rescheduled: stale entry
+    if (s.due_ms > ms) {
+      // Due on a later turn of the wheel. Happens after a wake-up more than kWheel ms late: a
+      // stream added (or rescheduled) in that tick is due at the current ms, and the catch-up
+      // visits its bucket one turn earlier first. Dropping the entry here would silence the
+      // stream for good (siprec-src sent no RTP on a starved machine).
+      bucket[kept++] = slot;
+      continue;
+    }
     emit(s);
     ++s.n;
     std::int64_t due = s.start_us + static_cast<std::int64_t>(s.n) * kPeriodUs;
@@ -453,7 +486,7 @@ void RtpSender::process_bucket(std::int64_t ms, std::int64_t now) {
     (void)now;
     schedule(slot, due, ms + 1);
   }
-  bucket.erase(bucket.begin(), bucket.begin() + static_cast<long>(n));
+  bucket.erase(bucket.begin() + static_cast<long>(kept), bucket.begin() + static_cast<long>(n));
 }
 
 void RtpSender::flush(std::size_t sock) {

@@ -89,6 +89,11 @@ class RtpSender {
   void set_paused(StreamId id, bool paused);  // RTP clock keeps running while paused
   void change_ssrc(StreamId id);
   void remove(StreamId id);  // on_removed(tag, stats) follows on the sender thread
+  // Tests: the sender thread sleeps `ms` in its next tick, as a thread starved on a busy
+  // machine would; the tick after it catches up on every millisecond missed. Returns once the
+  // sender is asleep (false if it did not get there within 10 s), so what is queued next is
+  // applied after the sleep.
+  bool stall(std::uint32_t ms);
 
   std::uint64_t packets_sent() const { return total_sent_.load(std::memory_order_relaxed); }
   std::uint64_t late_ticks() const { return late_ticks_.load(std::memory_order_relaxed); }

@@ -151,6 +151,37 @@ TEST(RtpSender, PacesTwentyMsPacketsWithConsecutiveHeaders) {
   EXPECT_EQ(st.ssrcs[0], pkts[0].ssrc);
 }
 
+// A wake-up later than the timing wheel is long (256 ms; a starved thread on a busy machine):
+// a stream added meanwhile is due in the first tick after it, and the catch-up passes its
+// bucket one turn of the wheel earlier. It must still be sent (it used to be dropped from the
+// wheel: no packet ever, a call recorded silent), and a stream already running keeps its
+// sequence without a gap.
+TEST(RtpSender, StreamAddedDuringAWakeUpLaterThanTheWheelIsSent) {
+  Rx rx_old, rx_new;
+  Removed removed;
+  auto s = make_sender(removed);
+  auto audio = pcma();
+  s->start();
+  StreamId running = 1, added = 2;
+  ASSERT_TRUE(s->add(&running, 10, audio.get(), *make_destination("127.0.0.1", rx_old.port), 0, 1, false));
+  ASSERT_EQ(rx_old.wait_for(3).size(), 3u);
+  ASSERT_TRUE(s->stall(600));  // the sender is asleep now: the stream below is added after it
+  ASSERT_TRUE(s->add(&added, 20, audio.get(), *make_destination("127.0.0.1", rx_new.port), 1, 2, false));
+  auto pkts = rx_new.wait_for(10);
+  EXPECT_EQ(pkts.size(), 10u) << "the stream added during the stall was never sent";
+  for (std::size_t i = 1; i < pkts.size(); ++i)
+    EXPECT_EQ(pkts[i].seq, static_cast<std::uint16_t>(pkts[0].seq + i));
+  auto old = rx_old.drain(100);
+  s->remove(running);
+  s->remove(added);
+  removed.wait(10);
+  removed.wait(20);
+  s->stop();
+  ASSERT_GT(old.size(), 30u);  // 600 ms of stall caught up, then 10 x 20 ms and more
+  for (std::size_t i = 1; i < old.size(); ++i)
+    EXPECT_EQ(old[i].seq, static_cast<std::uint16_t>(old[0].seq + i));
+}
+
 TEST(RtpSender, PauseKeepsTheClockAndSsrcChangeRestarts) {
   Rx rx;
   Removed removed;
