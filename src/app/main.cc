@@ -455,6 +455,16 @@ int main(int argc, char** argv) {
       "OPTIONS and new INVITEs answered 503 because the node is unfit, by reason "
       "(draining, max_sessions, storage, spool_disk_low, delivery_backlog)",
       "reason");
+  // Operator metrics (docs/operations.md): setup latency, readiness, storage, delivery backlog.
+  session_metrics.setup_latency_s = &registry.histogram(
+      "sgw_setup_latency_seconds", "INVITE taken -> 200 OK sent (ports bound, spool durable)",
+      {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+  auto& ready_gauge = registry.gauge("sgw_ready", "1 when /readyz is 200 (accepting calls), else 0");
+  auto& spool_free = registry.gauge("sgw_spool_free_bytes", "Free bytes (for unprivileged users) in recording.spool_dir's file system");
+  auto& recordings_free = registry.gauge("sgw_recordings_free_bytes", "Free bytes in recording.dir's file system");
+  auto& spool_bytes = registry.gauge("sgw_spool_bytes", "Bytes in recording.spool_dir (open and unfinished spools)");
+  auto& oldest_pending = registry.gauge("sgw_deliveries_oldest_pending_age_seconds",
+                                        "Age of the oldest queued or uploading delivery (0: none)");
 
   sgw::recording::SpoolSinkMetrics spool_metrics{
       &registry.counter("sgw_spool_write_errors_total", "Spool files that could not be created or written"),
@@ -556,7 +566,9 @@ int main(int argc, char** argv) {
        &registry.counter("sgw_delivery_corrupt_entries_total", "Delivery queue entry files that were torn or corrupt (skipped)"),
        &registry.counter("sgw_local_copies_deleted_total", "Local recordings deleted after verified delivery and retention"),
        &registry.gauge("sgw_deliveries_pending", "Deliveries queued or uploading"),
-       &registry.gauge("sgw_deliveries_failed", "Deliveries in state failed")});
+       &registry.gauge("sgw_deliveries_failed", "Deliveries in state failed"),
+       &registry.histogram("sgw_delivery_lag_seconds", "Recording finished (queued) -> delivered and verified",
+                           {0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400})});
   if (!queue) return fail(queue.error().message);
   if (s3_on) {
     sgw::storage::S3SinkOptions s3;
@@ -754,7 +766,17 @@ int main(int argc, char** argv) {
        &registry.gauge("sgw_finalize_pending", "Finalisations queued, running or waiting for a retry"),
        &registry.gauge("sgw_recovery_pending", "Spools left by a previous run not yet finalised"),
        &registry.labelled_counter("sgw_recording_warnings_total", "Recordings published with a warning, by kind",
-                                  "kind")});
+                                  "kind"),
+       {&registry.counter("sgw_recorded_packets_expected_total", "Published recordings: RTP packets expected (sequence numbers)"),
+        &registry.counter("sgw_recorded_packets_received_total", "Published recordings: RTP packets received"),
+        &registry.counter("sgw_recorded_packets_lost_total", "Published recordings: RTP packets never received"),
+        &registry.counter("sgw_recorded_packets_late_total", "Published recordings: RTP packets too late for the audio"),
+        &registry.counter("sgw_recorded_packets_duplicated_total", "Published recordings: duplicate RTP packets"),
+        &registry.histogram("sgw_recorded_stream_loss_ratio", "Published recordings: lost/expected per stream",
+                            {0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1}),
+        &registry.labelled_counter("sgw_recorded_gap_milliseconds_total",
+                                   "Published recordings: gap milliseconds by cause (loss, no_media, timestamp_jump, late_start, end, ...)", "cause"),
+        &registry.counter("sgw_recorded_ssrc_changes_total", "Published recordings: SSRC changes (SSRCs seen per stream beyond the first)")}});
   // Spools left by a crash or power loss are finalised in the background
   // while new calls are taken (listed now, before any session exists).
   if (std::size_t n = finalizer.recover_in_background(); n > 0)
@@ -1026,11 +1048,20 @@ int main(int argc, char** argv) {
   };
   std::function<void()> check_storage = [&] {
     auto writable = [&](const std::string& dir) { return ::access(dir.c_str(), W_OK) == 0; };
-    auto free_mb = [&](const std::string& dir) -> std::optional<unsigned long long> {
+    auto free_bytes = [&](const std::string& dir) -> std::optional<unsigned long long> {
       struct statvfs vfs{};
       if (::statvfs(dir.c_str(), &vfs) != 0) return std::nullopt;
-      return static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize / (1024 * 1024);
+      return static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize;
     };
+    auto free_mb = [&](const std::string& dir) -> std::optional<unsigned long long> {
+      if (auto b = free_bytes(dir)) return *b / (1024 * 1024);
+      return std::nullopt;
+    };
+    // Age of the oldest queued or uploading delivery (0: none).
+    auto oldest = (*queue)->oldest_undelivered_unix_ms();
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+    std::int64_t age_s = oldest && now_ms > *oldest ? (now_ms - *oldest) / 1000 : 0;
     bool ok = writable(config.recordings_dir) && writable(config.spool_dir) &&
               (sessions.storage_ok() || probe_write());
     if (ok != sessions.storage_ok())
@@ -1053,10 +1084,6 @@ int main(int argc, char** argv) {
     }
     // storage.max_backlog_age_s: a recording not delivered for that long.
     if (config.max_backlog_age_s > 0) {
-      auto oldest = (*queue)->oldest_undelivered_unix_ms();
-      auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch()).count();
-      std::int64_t age_s = oldest ? (now_ms - *oldest) / 1000 : 0;
       bool late = oldest && age_s >= static_cast<std::int64_t>(config.max_backlog_age_s);
       std::string detail = late ? "oldest undelivered recording queued " + std::to_string(age_s) +
                                       " s ago, storage.max_backlog_age_s " + std::to_string(config.max_backlog_age_s)
@@ -1067,6 +1094,18 @@ int main(int argc, char** argv) {
       if (!late && was) log->info("delivery backlog below storage.max_backlog_age_s again");
       sessions.set_unfit(sgw::siprec::Unfit::kBacklog, late, detail);
     }
+    ready_gauge.set(sessions.unfit_reasons().empty() ? 1 : 0);
+    spool_free.set(static_cast<std::int64_t>(free_bytes(config.spool_dir).value_or(0)));
+    recordings_free.set(static_cast<std::int64_t>(free_bytes(config.recordings_dir).value_or(0)));
+    std::int64_t bytes = 0;
+    std::error_code ec;
+    for (const auto& f : std::filesystem::directory_iterator(config.spool_dir, ec))
+      if (std::error_code fe; f.is_regular_file(fe)) {
+        auto size = f.file_size(fe);
+        if (!fe) bytes += static_cast<std::int64_t>(size);
+      }
+    spool_bytes.set(bytes);
+    oldest_pending.set(age_s);
     (*endpoint)->after(kHealthCheckMs, check_storage);
   };
   (*endpoint)->post(check_storage);
@@ -1164,6 +1203,7 @@ int main(int argc, char** argv) {
     }
     draining = true;
     sd_notify(0, "STOPPING=1\nSTATUS=draining");
+    ready_gauge.set(0);
     log->info("signal {}: draining", sig);
     ep->post([ep, &sessions, &config, log] {
       sessions.drain(

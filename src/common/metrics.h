@@ -48,6 +48,23 @@ class LabelledCounter {
   std::map<std::string, Counter> children_;
 };
 
+// A histogram with fixed upper bounds (Prometheus "le" buckets, +Inf added).
+// observe() is lock-free (relaxed atomics); any thread.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double v);
+  const std::vector<double>& bounds() const { return bounds_; }
+  // Cumulative counts per bound (+Inf last), the sum and the count.
+  std::vector<std::uint64_t> cumulative() const;
+  double sum() const;
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> counts_;  // bounds_.size() + 1
+  std::atomic<std::uint64_t> sum_micro_{0};               // sum in millionths
+};
+
 // Registry: names and help texts, registered once at start-up.
 class MetricsRegistry {
  public:
@@ -55,6 +72,7 @@ class MetricsRegistry {
   Gauge& gauge(const std::string& name, const std::string& help);
   LabelledCounter& labelled_counter(const std::string& name, const std::string& help,
                                     const std::string& label);
+  Histogram& histogram(const std::string& name, const std::string& help, std::vector<double> bounds);
   // Prometheus text exposition format 0.0.4.
   std::string render() const;
 
@@ -64,12 +82,14 @@ class MetricsRegistry {
     Counter* counter = nullptr;
     Gauge* gauge = nullptr;
     LabelledCounter* labelled = nullptr;
+    Histogram* histogram = nullptr;
   };
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;
   std::vector<std::unique_ptr<Counter>> counters_;
   std::vector<std::unique_ptr<Gauge>> gauges_;
   std::vector<std::unique_ptr<LabelledCounter>> labelled_;
+  std::vector<std::unique_ptr<Histogram>> histograms_;
 };
 
 }  // namespace sgw::common

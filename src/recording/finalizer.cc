@@ -35,8 +35,8 @@ namespace sgw::recording {
 
 namespace {
 
-void bump(common::Counter* c) {
-  if (c) c->inc();
+void bump(common::Counter* c, std::uint64_t n = 1) {
+  if (c) c->inc(n);
 }
 
 nlohmann::json parse_json(std::string_view text) {
@@ -146,6 +146,23 @@ void count_warnings(const Integrity& in, common::LabelledCounter* out) {
   }
   if (in.finalize_failures) kinds.insert("finalize_retry");
   for (const auto& k : kinds) out->with(k).inc();
+}
+
+void count_integrity(const RecordingJsonInput& in, const FinalizerMetrics::Integrity& m) {
+  for (const auto& s : in.integrity.streams) {
+    bump(m.packets_expected, s.packets_expected);
+    bump(m.packets_received, s.packets_received);
+    bump(m.packets_lost, s.packets_lost);
+    bump(m.packets_late, s.packets_late);
+    bump(m.packets_duplicated, s.packets_duplicated);
+    if (m.stream_loss_ratio && s.packets_expected > 0)
+      m.stream_loss_ratio->observe(static_cast<double>(s.packets_lost) / static_cast<double>(s.packets_expected));
+  }
+  for (const auto& s : in.streams)
+    if (s.ssrcs.size() > 1) bump(m.ssrc_changes, s.ssrcs.size() - 1);
+  if (m.gap_ms)
+    for (const auto& g : in.gaps)
+      if (g.length_ms > 0) m.gap_ms->with(g.cause.empty() ? "unknown" : g.cause).inc(static_cast<std::uint64_t>(g.length_ms));
 }
 
 // Decoders (and telephone-event, CN payload types) for one payload map.
@@ -791,6 +808,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   bump(metrics_.published);
   if (!report.complete) bump(metrics_.incomplete);
   count_warnings(in.integrity, metrics_.warnings);
+  count_integrity(in, metrics_.integrity);
   if (!in.warnings.empty())
     log->warn("{}: published with {} warning(s): {}", recording_id, in.warnings.size(), in.warnings.front());
   log->info("{}: published {} ({} audio file(s), {} ms, complete={})", recording_id, report.json_path,

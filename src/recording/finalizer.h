@@ -122,6 +122,17 @@ struct FinalizerMetrics {
   // unexpected_payload_type, undecodable, late, kernel_drops, srtp_auth_failure, srtp_replay,
   // spool_damage, finalize_retry.
   common::LabelledCounter* warnings = nullptr;
+  // Integrity of each published recording (may be null): docs/operations.md.
+  struct Integrity {
+    common::Counter* packets_expected = nullptr;  // per stream, summed
+    common::Counter* packets_received = nullptr;
+    common::Counter* packets_lost = nullptr;
+    common::Counter* packets_late = nullptr;
+    common::Counter* packets_duplicated = nullptr;
+    common::Histogram* stream_loss_ratio = nullptr;   // lost / expected, one sample per stream
+    common::LabelledCounter* gap_ms = nullptr;        // gap milliseconds by cause
+    common::Counter* ssrc_changes = nullptr;          // per stream: SSRCs seen beyond the first
+  } integrity;
 };
 
 struct FinalizeReport {

@@ -757,6 +757,7 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   s->src = req.from;
   s->transport = req.transport;
   s->invite_tx = tx;
+  s->setup_start_us = media::monotonic_us();  // INVITE taken (sgw_setup_latency_seconds)
   s->sdp_session_id = common::random_u64() >> 2;
   s->invite_headers = req.headers;
   s->timer = timer;
@@ -978,6 +979,8 @@ void SessionManager::on_start_durable(std::uint64_t key, const common::Status& s
       return;
     }
     count_invite(200);
+    if (metrics_.setup_latency_s && sess.setup_start_us > 0)
+      metrics_.setup_latency_s->observe(static_cast<double>(media::monotonic_us() - sess.setup_start_us) / 1e6);
     sess.dialog = d;
     sess.state = State::kEstablished;
     by_dialog_[d] = key;

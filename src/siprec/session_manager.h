@@ -81,6 +81,8 @@ struct SessionMetrics {
   // reason (unfit_label; may be null).
   common::LabelledCounter* unfit_refusals = nullptr;
   common::LabelledCounter* limits_hit = nullptr;  // sgw_limits_hit_total{cap} (may be null)
+  // INVITE received -> 200 OK sent, seconds (may be null).
+  common::Histogram* setup_latency_s = nullptr;
 };
 
 // Why a node refuses new recording sessions: OPTIONS and new INVITEs get 503 +
@@ -213,6 +215,7 @@ class SessionManager final : public sip::EndpointListener {
   };
   enum class State { kAnswering, kEstablished, kEnding };
   struct Session {
+    std::int64_t setup_start_us = 0;   // media::monotonic_us() when the INVITE was taken (setup latency)
     std::string recording_id;
     std::string call_id;
     std::string source_address;        // the INVITE's sender (per-source limits)

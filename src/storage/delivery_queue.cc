@@ -287,6 +287,8 @@ void DeliveryQueue::attempt(const std::string& file,
       e.next_attempt_unix_ms = 0;
       sink_errors_[e.sink].clear();
       bump(metrics_.delivered);
+      if (metrics_.lag_s && e.created_unix_ms > 0 && t >= e.created_unix_ms)
+        metrics_.lag_s->observe(static_cast<double>(t - e.created_unix_ms) / 1000.0);
       log->info("{}: delivered to {} and verified ({} object(s), first key {})", e.recording_id, e.sink,
                 e.objects.size(), e.objects.empty() ? "" : e.objects.front().key);
       break;

@@ -95,6 +95,7 @@ struct DeliveryQueueMetrics {
   common::Counter* local_deleted = nullptr;
   common::Gauge* pending = nullptr;  // queued + uploading
   common::Gauge* failed = nullptr;   // in state failed
+  common::Histogram* lag_s = nullptr;  // enqueued (recording finished) -> delivered and verified, seconds
 };
 
 class DeliveryQueue {

@@ -22,5 +22,26 @@ TEST(MetricsRegistryTest, RendersPrometheusText) {
   EXPECT_NE(text.find("sgw_invites_total{code=\"200\"} 1\n"), std::string::npos);
 }
 
+// Prometheus histogram: cumulative le buckets (a value equal to a bound is in
+// that bucket), +Inf, _sum and _count.
+TEST(MetricsRegistryTest, RendersHistogramBuckets) {
+  MetricsRegistry r;
+  auto& h = r.histogram("sgw_setup_latency_seconds", "Setup latency", {0.01, 0.1, 1});
+  h.observe(0.005);
+  h.observe(0.1);
+  h.observe(0.5);
+  h.observe(7);
+  std::string text = r.render();
+  EXPECT_NE(text.find("# TYPE sgw_setup_latency_seconds histogram\n"
+                      "sgw_setup_latency_seconds_bucket{le=\"0.01\"} 1\n"
+                      "sgw_setup_latency_seconds_bucket{le=\"0.1\"} 2\n"
+                      "sgw_setup_latency_seconds_bucket{le=\"1\"} 3\n"
+                      "sgw_setup_latency_seconds_bucket{le=\"+Inf\"} 4\n"
+                      "sgw_setup_latency_seconds_sum 7.605\n"
+                      "sgw_setup_latency_seconds_count 4\n"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace sgw::common

@@ -90,6 +90,9 @@ struct Env {
   common::Counter published, recovered, failed, queue_full, retries, incomplete, rescanned;
   common::Gauge depth, recovery;
   common::LabelledCounter warnings{"kind"};
+  common::Counter expected, received, lost, late, duplicated, ssrc_changes;
+  common::Histogram loss_ratio{{0, 0.01, 0.05}};
+  common::LabelledCounter gap_ms{"cause"};
 
   FinalizerOptions options() {
     FinalizerOptions o;
@@ -102,7 +105,8 @@ struct Env {
   }
   FinalizerMetrics metrics() {
     return {&published, &recovered, &failed, &queue_full, &retries, &incomplete, &rescanned,
-            &depth,     &recovery,  &warnings};
+            &depth,     &recovery,  &warnings,
+            {&expected, &received, &lost, &late, &duplicated, &loss_ratio, &gap_ms, &ssrc_changes}};
   }
   json doc(const std::string& id) const {
     std::ifstream in(out.file(id + ".json"));
@@ -162,6 +166,24 @@ TEST(FinalizerIntegrity, SequenceHolesAreLossNotDamage) {
   EXPECT_EQ(s["packets_received"], 97);
   EXPECT_EQ(s["packets_lost"], 3);
   EXPECT_EQ(d["complete"], true) << d["incomplete_reason"];
+  // The operator metrics carry the same figures (sgw_recorded_*, docs/operations.md).
+  EXPECT_EQ(env.expected.value(), 100U);
+  EXPECT_EQ(env.received.value(), 97U);
+  EXPECT_EQ(env.lost.value(), 3U);
+  EXPECT_EQ(env.loss_ratio.cumulative(), (std::vector<std::uint64_t>{0, 0, 1, 1}));  // 3 % <= 0.05
+}
+
+// A new SSRC mid-stream (the SRC restarted its media): listed in the JSON and counted.
+TEST(FinalizerIntegrity, SsrcChangeIsCounted) {
+  Env env;
+  SpoolBuilder b(env.spool.path(), "r1");
+  b.streams(0, {{0, "1", false}}).packets(0, 0, 50, 0, {}, 0x1111).packets(0, 1'000'000, 50, 7000, {}, 0x2222)
+      .end(2'000'000).close();
+  Finalizer f(env.options(), env.metrics());
+  ASSERT_TRUE(f.finalize_file(env.spool.file("r1.spool")).ok());
+  json d = env.doc("r1");
+  EXPECT_EQ(d["streams"][0]["ssrcs"], json({0x1111, 0x2222})) << d["streams"];
+  EXPECT_EQ(env.ssrc_changes.value(), 1U);
 }
 
 TEST(FinalizerIntegrity, SpoolFaultRecordMakesTheRecordingIncomplete) {
