@@ -332,6 +332,11 @@ common::Result<Conversation> load_conversation(FragmentStore& store, const std::
   spans = normalise(spans);
   if (spans.empty()) return c;
   c.wall = {spans.front().start, spans.back().end};
+  // normalise() drops empty spans, but a fragment with no audio still says when its gateway
+  // took the call (a node lost before its spool was synced): the wall starts there, and the
+  // time until the next fragment is a between_fragments gap, not unstated.
+  for (const auto& f : c.fragments) c.wall.start = std::min(c.wall.start, f.span.start);
+  for (const auto& f : unusable) c.wall.start = std::min(c.wall.start, f.span.start);
   c.covered = normalise(covered);
   c.covered_ms = total(c.covered);
   c.coverage_percent = c.wall.length() > 0 ? 100.0 * static_cast<double>(c.covered_ms) /

@@ -76,7 +76,7 @@ int run(int argc, char** argv) {
 
   bool all_ok = s.failed == 0 && s.ok == s.calls;
   nlohmann::json j = engine.value()->to_json(s);
-  if (!opt->verify_dir.empty()) {
+  if (!opt->verify_dirs.empty()) {
     std::vector<VerifyExpectation> ex;
     std::vector<std::size_t> which;
     for (std::size_t i = 0; i < records.size(); ++i) {
@@ -93,11 +93,12 @@ int run(int argc, char** argv) {
       e.silent_ms = r.silent_ms;
       e.call_min_ms = r.call_min_ms;
       e.call_max_ms = r.call_max_ms;
+      e.setup_ms = r.setup_ms;
       e.fragments_allowed = r.fragments > 1;
       ex.push_back(e);
       which.push_back(i);
     }
-    auto results = verify_all(opt->verify_dir, ex, opt->verify_timeout_s);
+    auto results = verify_all(opt->verify_dirs, ex, opt->verify_timeout_s);
     std::size_t pass = 0;
     for (std::size_t k = 0; k < results.size(); ++k) {
       std::printf("%s\n", results[k].line.c_str());

@@ -62,7 +62,11 @@ common::Result<Options> parse_options(int argc, char** argv) {
   app.add_option("--invite-timeout-ms", o.invite_timeout_ms,
                  "no response at all from a target within this: try the next")
       ->check(CLI::Range(100, 64000));
-  app.add_option("--verify", o.verify_dir, "recordings directory to verify each call against");
+  // Each --verify takes one folder (repeatable: the recordings of every gateway behind a load
+  // balancer); allow_extra_args(false) keeps `--verify DIR TARGET` from eating the target.
+  app.add_option("--verify", o.verify_dirs,
+                 "recordings directory to verify each call against (repeatable: several gateways)")
+      ->allow_extra_args(false);
   app.add_option("--verify-timeout", o.verify_timeout_s, "seconds to wait for recordings to appear")
       ->check(CLI::Range(0.0, 3600.0));
   app.add_option("--json", o.json_file, "write the summary and per-call records as JSON");

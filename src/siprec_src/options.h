@@ -57,7 +57,7 @@ struct Options {
   std::uint32_t keepalive_ms = 0;       // 0: none (1000 by default with --reestablish)
   std::uint32_t invite_timeout_ms = 4000;  // no response at all from a target: try the next
 
-  std::string verify_dir;
+  std::vector<std::string> verify_dirs;  // --verify, repeatable: one recordings folder per gateway
   double verify_timeout_s = 10;
   std::string json_file;
   double max_wall_s = 0;  // hard limit for the whole run; 0 = computed

@@ -27,6 +27,7 @@ struct VerifyExpectation {
   std::int64_t call_min_ms = -1;
   std::int64_t call_max_ms = -1;
   std::uint32_t silent_ms = 0;       // of which paused/held (no RTP)
+  double setup_ms = 0;               // INVITE -> 200 OK: the recording may start this much early
   bool fragments_allowed = false;    // --reestablish: several recordings may share the id
 };
 
@@ -47,8 +48,12 @@ VerifyResult verify_call(const VerifyExpectation& e, const std::vector<std::stri
 std::string check_recording(const VerifyExpectation& e, const nlohmann::json& doc,
                             const std::string& dir, bool check_duration, std::string* details);
 
-// Waits up to timeout_s for a recording of every expectation, then checks each.
-std::vector<VerifyResult> verify_all(const std::string& dir,
+// index_recordings over every folder of `dirs` (the gateways behind one load balancer), merged.
+std::multimap<std::string, std::string> index_recordings(const std::vector<std::string>& dirs);
+
+// Waits up to timeout_s for a recording of every expectation in any of `dirs`, then checks each
+// (a re-established call's fragments may be on different gateways).
+std::vector<VerifyResult> verify_all(const std::vector<std::string>& dirs,
                                      const std::vector<VerifyExpectation>& expectations,
                                      double timeout_s);
 

@@ -89,6 +89,29 @@ TEST(Conversation, CoverageIsTheSpanMinusGapsEveryStreamSharesAndGapsBetweenFrag
   EXPECT_NEAR(c->coverage_percent, 100.0 * 4500 / 6000, 1e-9);
 }
 
+// A gateway killed right after it answered publishes a fragment with no audio: the time from
+// its start to the next fragment is lost and must be stated (seen in the Kamailio drill).
+TEST(Conversation, AFragmentWithNoAudioStillStartsTheWall) {
+  TempDir t;
+  auto a = write_wav(t.path + "/a.wav", 0, [](int) { return true; });
+  auto b = write_wav(t.path + "/b.wav", 2000, [](int) { return true; });
+  auto lost = fragment_json("A", "gw-c", "2026-01-01T00:00:00.000Z", 0, a, nlohmann::json::array());
+  lost["complete"] = false;
+  put(t.path + "/a.json", lost);
+  put(t.path + "/b.json", fragment_json("B", "gw-a", "2026-01-01T00:00:02.000Z", 2000, b, nlohmann::json::array()));
+  auto store = store_of(t.path);
+  auto c = load_conversation(store, "CONV", t.path + "/scratch");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->fragments.size(), 2u) << (c->skipped.empty() ? "" : c->skipped[0].reason);
+  EXPECT_EQ(c->wall.length(), 4000);
+  EXPECT_EQ(c->covered_ms, 2000);
+  ASSERT_EQ(c->gaps.size(), 1u);
+  EXPECT_EQ(c->gaps[0].span.start - c->wall.start, 0);
+  EXPECT_EQ(c->gaps[0].span.length(), 2000);
+  EXPECT_EQ(c->gaps[0].cause, "between_fragments");
+  EXPECT_NEAR(c->coverage_percent, 50.0, 1e-9);
+}
+
 TEST(Conversation, OverlapTakesPerIntervalTheFragmentWithAudioAndSaysWhich) {
   TempDir t;
   // Dual-forked: both cover 0-4 s; A lost 2-4 s (gap), B lost 0-1 s.

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -30,8 +31,11 @@ class Verify : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // A recording as the gateway publishes it: stereo WAV + JSON next to it.
+  // lead_silence_ms: zeros first (a late start); noise_windows: 100 ms windows whose caller
+  // channel carries white noise instead of the tone.
   std::string write(const std::string& name, double left_hz, double right_hz, int ms,
-                    const std::string& caller_role = "caller", int silent_from_ms = -1) {
+                    const std::string& caller_role = "caller", int silent_from_ms = -1,
+                    int lead_silence_ms = 0, std::vector<int> noise_windows = {}) {
     fs::path sub = dir_ / "2024" / "06";
     std::string wav = name + ".wav";
     SF_INFO info{};
@@ -43,9 +47,15 @@ class Verify : public ::testing::Test {
     std::size_t n = static_cast<std::size_t>(ms) * 8;
     auto l = make_tone(left_hz, 8000, n), r = make_tone(right_hz, 8000, n);
     std::vector<std::int16_t> inter;
+    std::uint32_t noise = 12345;
     for (std::size_t i = 0; i < n; ++i) {
-      bool silent = silent_from_ms >= 0 && i >= static_cast<std::size_t>(silent_from_ms) * 8;
-      inter.push_back(silent ? 0 : l[i]);
+      bool silent = (silent_from_ms >= 0 && i >= static_cast<std::size_t>(silent_from_ms) * 8) ||
+                    i < static_cast<std::size_t>(lead_silence_ms) * 8;
+      bool noisy = std::find(noise_windows.begin(), noise_windows.end(), static_cast<int>(i / 800)) !=
+                   noise_windows.end();
+      noise = noise * 1103515245u + 12345u;
+      std::int16_t left = noisy ? static_cast<std::int16_t>(static_cast<int>(noise >> 16) - 32768) : l[i];
+      inter.push_back(silent ? 0 : left);
       inter.push_back(silent ? 0 : r[i]);
     }
     sf_writef_short(f, inter.data(), static_cast<sf_count_t>(n));
@@ -70,7 +80,7 @@ TEST_F(Verify, PassesWhenTonesRolesAndDurationMatch) {
   std::ofstream(dir_ / "other.json") << "{not json";
   auto idx = index_recordings(dir_.string());
   ASSERT_EQ(idx.count("conv-1"), 1u);
-  auto r = verify_all(dir_.string(), {e_}, 0);
+  auto r = verify_all({dir_.string()}, {e_}, 0);
   ASSERT_EQ(r.size(), 1u);
   EXPECT_TRUE(r[0].pass) << r[0].line;
   EXPECT_EQ(r[0].line.rfind("PASS call-1 ", 0), 0u) << r[0].line;
@@ -136,6 +146,83 @@ TEST_F(Verify, FragmentsOnlyWhenReestablished) {
   r = verify_call(e_, {a, b});
   EXPECT_TRUE(r.pass) << r.line;
   EXPECT_NE(r.line.find("fragments=2 total=2900ms"), std::string::npos) << r.line;
+}
+
+// The gateway records from the INVITE and we send RTP from its 200 OK: a slow setup (a busy
+// proxy on the way) is a late start at the head of the recording, allowed up to the setup time.
+TEST_F(Verify, ASlowSetupLengthensTheRecordingByAtMostTheSetupTime) {
+  auto p = write("rec1", 440, 1000, 3700, "caller", -1, 700);
+  auto r = verify_call(e_, {p});
+  EXPECT_FALSE(r.pass) << r.line;
+  EXPECT_NE(r.line.find("duration 3700 ms, expected 3000 ms (+-200)"), std::string::npos) << r.line;
+  e_.setup_ms = 650;
+  r = verify_call(e_, {p});
+  EXPECT_TRUE(r.pass) << r.line;
+  e_.setup_ms = 400;  // 300 ms more than the setup explains
+  r = verify_call(e_, {p});
+  EXPECT_FALSE(r.pass) << r.line;
+  EXPECT_NE(r.line.find("+ setup 400 ms"), std::string::npos) << r.line;
+}
+
+// The windows where the sound starts and stops may hold less tone than noise; only those two
+// are forgiven: a third window without the tone fails a short recording.
+TEST_F(Verify, OnlyTheEdgeWindowsMayMissTheTone) {
+  e_.fragments_allowed = true;  // a 500 ms fragment: no duration check
+  auto p = write("rec1", 440, 1000, 500, "caller", -1, 0, {0, 4});
+  auto r = verify_call(e_, {p});
+  EXPECT_TRUE(r.pass) << r.line;
+  p = write("rec2", 440, 1000, 500, "caller", -1, 0, {0, 2, 4});
+  r = verify_call(e_, {p});
+  EXPECT_FALSE(r.pass) << r.line;
+  EXPECT_NE(r.line.find("dominates only 2 of 5"), std::string::npos) << r.line;
+}
+
+// A fragment its gateway published incomplete with (almost) no audio (lost before its spool was
+// synced) passes as a fragment; a call whose fragments hold no audio at all does not.
+TEST_F(Verify, AnEmptyIncompleteFragmentPassesOnlyBesideOneWithAudio) {
+  auto lost = write("rec1", 440, 1000, 0);
+  {
+    std::ifstream in(lost);
+    auto j = nlohmann::json::parse(in);
+    j["complete"] = false;
+    std::ofstream(lost) << j.dump(2);
+  }
+  auto b = write("rec2", 440, 1000, 1400);
+  EXPECT_FALSE(verify_call(e_, {lost, b}).pass);  // not re-established: two recordings
+  e_.fragments_allowed = true;
+  auto r = verify_call(e_, {lost, b});
+  EXPECT_TRUE(r.pass) << r.line;
+  EXPECT_NE(r.line.find("duration=0ms (incomplete, too short to check)"), std::string::npos) << r.line;
+  r = verify_call(e_, {lost});
+  EXPECT_FALSE(r.pass) << r.line;
+  EXPECT_NE(r.line.find("no fragment with audio"), std::string::npos) << r.line;
+  e_.fragments_allowed = false;
+  EXPECT_FALSE(verify_call(e_, {lost}).pass);  // a whole call: checked for sound and duration
+}
+
+// --verify DIR --verify DIR2: the gateways behind a load balancer each publish into their own
+// folder; a re-established call's fragments are found across them, and a call that was not
+// re-established but has a recording in two folders (a duplicate) fails.
+TEST_F(Verify, LooksInEveryFolderGiven) {
+  write("rec1", 440, 1000, 1500);
+  write("rec2", 440, 1000, 1400);
+  fs::path gw_b = dir_ / "gw-b";
+  fs::create_directories(gw_b);
+  for (const char* f : {"rec2.wav", "rec2.json"}) fs::rename(dir_ / "2024" / "06" / f, gw_b / f);
+  std::string gw_a = (dir_ / "2024").string();
+  e_.fragments_allowed = true;
+  auto one = verify_all({gw_a}, {e_}, 0);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_TRUE(one[0].pass) << one[0].line;
+  EXPECT_EQ(one[0].line.find("fragments="), std::string::npos) << one[0].line;
+  auto both = verify_all({gw_a, gw_b.string()}, {e_}, 0);
+  ASSERT_EQ(both.size(), 1u);
+  EXPECT_TRUE(both[0].pass) << both[0].line;
+  EXPECT_NE(both[0].line.find("fragments=2 total=2900ms"), std::string::npos) << both[0].line;
+  e_.fragments_allowed = false;
+  auto dup = verify_all({gw_a, gw_b.string()}, {e_}, 0);
+  EXPECT_FALSE(dup[0].pass) << dup[0].line;
+  EXPECT_NE(dup[0].line.find("2 recordings"), std::string::npos) << dup[0].line;
 }
 
 }  // namespace
