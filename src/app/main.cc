@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -224,6 +225,25 @@ int drain_command(const sgw::app::CliOptions& cli) {
   return 0;
 }
 
+// The process's S3 credentials (docs/s3.md "Credentials"): the AWS SDK chain,
+// resolved once and shared by every S3 client (temporary ones refresh themselves).
+sgw::common::Result<std::shared_ptr<sgw::storage::CredentialProvider>> s3_credentials(const Config& config) {
+  static std::mutex mu;
+  static std::shared_ptr<sgw::storage::CredentialProvider> provider;
+  std::lock_guard lock(mu);
+  if (provider) return provider;
+  sgw::storage::CredentialSources sources;
+  if (!config.s3_access_key.empty())
+    sources.configured = sgw::storage::SigV4Credentials{config.s3_access_key, config.s3_secret_key,
+                                                        config.s3_session_token};
+  sources.profile = config.s3_profile;
+  sources.region = config.s3_region;
+  auto made = sgw::storage::make_credential_provider(sources);
+  if (!made) return made.error();
+  provider = *made;
+  return provider;
+}
+
 // The S3 client settings of the partials bucket (docs/failover.md), with
 // credentials resolved; an error names what is missing.
 sgw::common::Result<sgw::storage::S3ClientConfig> partials_client(const Config& config) {
@@ -235,14 +255,9 @@ sgw::common::Result<sgw::storage::S3ClientConfig> partials_client(const Config& 
   c.ca_file = config.s3_ca_file;
   if (c.bucket.empty())
     return sgw::common::make_error("config.invalid", "no partials bucket: set s3.partials_bucket (a bucket without Object Lock)");
-  sgw::storage::CredentialSources sources;
-  if (!config.s3_access_key.empty())
-    sources.configured = sgw::storage::SigV4Credentials{config.s3_access_key, config.s3_secret_key,
-                                                        config.s3_session_token};
-  sources.profile = config.s3_profile;
-  auto creds = sgw::storage::resolve_credentials(sources);
+  auto creds = s3_credentials(config);
   if (!creds) return creds.error();
-  c.credentials = *creds;
+  c.credential_provider = *creds;
   return c;
 }
 
@@ -302,13 +317,9 @@ int conversation_command(const sgw::app::CliOptions& cli) {
     client.region = config.s3_region;
     client.path_style = config.s3_path_style;
     client.ca_file = config.s3_ca_file;
-    sgw::storage::CredentialSources sources;
-    if (!config.s3_access_key.empty())
-      sources.configured = {config.s3_access_key, config.s3_secret_key, config.s3_session_token};
-    sources.profile = config.s3_profile;
-    auto creds = sgw::storage::resolve_credentials(sources);
+    auto creds = s3_credentials(config);
     if (!creds) return fail("conversation --s3: " + creds.error().message);
-    client.credentials = *creds;
+    client.credential_provider = *creds;
     std::vector<sgw::storage::S3FragmentStore::Bucket> buckets;
     for (const auto& name : names) {
       client.bucket = name;
@@ -588,15 +599,10 @@ int main(int argc, char** argv) {
     s3.tags = config.s3_tags;
     s3.multipart_threshold = static_cast<std::uint64_t>(config.s3_multipart_threshold_mb) << 20;
     s3.part_size = static_cast<std::uint64_t>(config.s3_part_size_mb) << 20;
-    sgw::storage::CredentialSources sources;
-    if (!config.s3_access_key.empty())
-      sources.configured = sgw::storage::SigV4Credentials{config.s3_access_key, config.s3_secret_key,
-                                                          config.s3_session_token};
-    sources.profile = config.s3_profile;
-    auto creds = sgw::storage::resolve_credentials(sources);
+    auto creds = s3_credentials(config);
     std::string broken_code, broken;
     if (creds) {
-      s3.client.credentials = *creds;
+      s3.client.credential_provider = *creds;
       auto probe = sgw::storage::S3Client::create(s3.client);
       if (!probe) {
         broken_code = probe.error().code;

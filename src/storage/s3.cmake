@@ -3,4 +3,6 @@ pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 find_package(OpenSSL REQUIRED)
 sgw_layer(s3
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/sigv4.cc ${CMAKE_CURRENT_LIST_DIR}/s3_client.cc
-  DEPS sgw_common PkgConfig::CURL OpenSSL::Crypto pugixml::pugixml)
+          ${CMAKE_CURRENT_LIST_DIR}/aws_credentials.cc
+  DEPS sgw_common PkgConfig::CURL OpenSSL::Crypto pugixml::pugixml
+       nlohmann_json::nlohmann_json)

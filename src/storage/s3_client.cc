@@ -344,7 +344,8 @@ const std::string* S3Client::Response::header(std::string_view name) const {
 common::Result<std::unique_ptr<S3Client>> S3Client::create(S3ClientConfig config) {
   if (config.region.empty()) return make_error("s3.config.region", "S3 region is empty");
   if (config.bucket.empty()) return make_error("s3.config.bucket", "S3 bucket is empty");
-  if (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty())
+  if (!config.credential_provider &&
+      (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty()))
     return make_error("s3.config.credentials", "S3 credentials are not set");
   if (config.endpoint.empty()) config.endpoint = "https://s3." + config.region + ".amazonaws.com";
   std::string_view ep = config.endpoint;
@@ -431,9 +432,16 @@ S3Result<S3Client::Response> S3Client::perform(std::string_view operation, std::
   req.headers.emplace_back("host", host);
   req.headers.emplace_back("x-amz-date", date);
   req.headers.emplace_back("x-amz-content-sha256", body.sha256_hex);
-  if (!config_.credentials.session_token.empty())
-    req.headers.emplace_back("x-amz-security-token", config_.credentials.session_token);
-  SigV4Signature sig = sign(req, config_.credentials, SigV4Scope{config_.region, "s3"}, date);
+  SigV4Credentials provided;
+  if (config_.credential_provider) {
+    auto got = config_.credential_provider->get();
+    if (!got) return fail(0, "Client.Credentials", got.error().message, true);
+    provided = std::move(got).value();
+  }
+  const SigV4Credentials& creds = config_.credential_provider ? provided : config_.credentials;
+  // Temporary credentials: the token is sent and signed (SigV4 test suite post-sts-header-before).
+  if (!creds.session_token.empty()) req.headers.emplace_back("x-amz-security-token", creds.session_token);
+  SigV4Signature sig = sign(req, creds, SigV4Scope{config_.region, "s3"}, date);
 
   std::string url = scheme_ + "://" + host + canonical_uri(req.path);
   if (std::string q = canonical_query(req.query); !q.empty()) url += "?" + q;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "storage/aws_credentials.h"
 #include "storage/sigv4.h"
 
 namespace sgw::storage {
@@ -30,12 +31,15 @@ namespace sgw::storage {
 // AWS_SESSION_TOKEN, then the shared credentials file
 // ($AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, profile $AWS_PROFILE or
 // "default"). Secrets never appear in an error message or a log line.
+// make_credential_provider() (storage/aws_credentials.h) continues this chain
+// with web identity, container and instance-profile credentials.
 
 struct CredentialSources {
   std::optional<SigV4Credentials> configured;  // from the config file / CLI
   std::string profile;                         // overrides AWS_PROFILE when set
   // Environment lookup; defaults to ::getenv. Tests pass a map.
   std::function<std::optional<std::string>(const char*)> getenv;
+  std::string region;  // s3.region: the STS region for web identity (else AWS_REGION)
 };
 
 // Errors: s3.credentials.{none, file, profile, incomplete}, naming the source
@@ -56,7 +60,10 @@ struct S3ClientConfig {
   std::string region = "us-east-1";
   std::string bucket;
   bool path_style = false;  // https://host/bucket/key rather than https://bucket.host/key
-  SigV4Credentials credentials;  // resolved (resolve_credentials())
+  SigV4Credentials credentials;  // resolved (resolve_credentials()); unused with a provider
+  // When set, asked before every request (temporary credentials, refreshed);
+  // shared by every client of the process.
+  std::shared_ptr<CredentialProvider> credential_provider;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds request_timeout{600'000};  // whole request; 0 = none
   // Abort a transfer slower than low_speed_bytes/s for low_speed_time (0 = off).

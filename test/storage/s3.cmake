@@ -3,6 +3,9 @@
 # the s3_server_start/stop fixture starts once for all client tests unless the
 # caller gives one in S3_ENDPOINT/S3_ACCESS_KEY/S3_SECRET_KEY. See docs/s3.md.
 sgw_test(s3_tests SOURCES ${CMAKE_CURRENT_LIST_DIR}/sigv4_test.cc DEPS sgw_s3)
+# AWS credential providers (offline: fake HTTP seam and a local httplib server).
+sgw_test(aws_credentials_tests SOURCES ${CMAKE_CURRENT_LIST_DIR}/aws_credentials_test.cc
+  DEPS sgw_s3 PkgConfig::HTTPLIB Threads::Threads)
 
 add_executable(s3_client_tests ${CMAKE_CURRENT_LIST_DIR}/s3_client_test.cc)
 target_link_libraries(s3_client_tests PRIVATE sgw_s3 PkgConfig::HTTPLIB Threads::Threads
