@@ -144,6 +144,7 @@ common::Result<std::unique_ptr<CallEngine>> CallEngine::create(const Options& op
   so.dup = options.dup;
   so.jitter_ms = options.jitter_ms;
   so.seed = options.seed;
+  so.threads = options.sender_threads;
   CallEngine* self = e.get();
   auto sender = RtpSender::create(so, [self](std::uint64_t tag, const StreamStats& st) {
     auto apply = [self, tag, st] {
@@ -167,6 +168,8 @@ common::Result<std::unique_ptr<CallEngine>> CallEngine::create(const Options& op
     if (self->sip_running_.load()) {
       if (!self->ep_->post(apply)) apply();  // queue full: we are the only writer left anyway
     } else {
+      // The SIP loop has ended; several sender threads may still remove streams at once.
+      std::lock_guard lock(self->removed_mu_);
       apply();
     }
   });
@@ -995,6 +998,9 @@ RunSummary CallEngine::summary() const {
   s.setup = summarize(setup_samples_);
   s.rtp_packets = sender_ ? sender_->packets_sent() : 0;
   s.late_ticks = sender_ ? sender_->late_ticks() : 0;
+  s.late_packets = sender_ ? sender_->late_packets() : 0;
+  s.max_late_ms = sender_ ? sender_->max_late_ms() : 0;
+  s.sender_threads = sender_ ? sender_->threads() : 1;
   s.wall_s = wall_s_;
   s.wall_limit_hit = wall_hit_;
   return s;
@@ -1020,6 +1026,9 @@ nlohmann::json CallEngine::to_json(const RunSummary& s) const {
                    {"p99", s.setup.p99},     {"max", s.setup.max},  {"mean", s.setup.mean}};
   j["rtp_packets_sent"] = s.rtp_packets;
   j["sender_late_ticks"] = s.late_ticks;
+  j["sender_late_packets"] = s.late_packets;
+  j["sender_max_late_ms"] = s.max_late_ms;
+  j["sender_threads"] = s.sender_threads;
   j["wall_s"] = s.wall_s;
   j["t0_unix_ms"] = t0_unix_ms_;  // events' times ("<ms>ms ...") count from this instant
   j["wall_limit_hit"] = s.wall_limit_hit;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -60,6 +61,9 @@ struct RunSummary {
   LatencySummary setup;
   std::uint64_t rtp_packets = 0;
   std::uint64_t late_ticks = 0;
+  std::uint64_t late_packets = 0;  // sent more than 2 ms after due (RtpSender::late_packets)
+  std::uint64_t max_late_ms = 0;
+  std::size_t sender_threads = 1;
   double wall_s = 0;
   bool wall_limit_hit = false;
 };
@@ -128,6 +132,7 @@ class CallEngine : public sip::ClientListener {
   std::int64_t t0_unix_ms_ = 0;  // wall clock at t0_us_: events' "<ms>ms" are from here
   std::int64_t wall_limit_ms_ = 0;
   bool stopping_ = false;
+  std::mutex removed_mu_;  // on_removed after the SIP loop ended: one sender thread at a time
   std::atomic<bool> sip_running_{false};  // ep_->run() in progress (read by the sender thread)
   bool wall_hit_ = false;
   double wall_s_ = 0;

@@ -31,11 +31,16 @@ int run(int argc, char** argv) {
     }
     std::printf("rtp-only: calls %llu  wall: %.1f s%s\n", static_cast<unsigned long long>(r->calls),
                 r->wall_s, r->wall_limit_hit ? "  (wall-clock limit reached)" : "");
-    std::printf("rtp packets sent: %llu  (sender late ticks: %llu)\n",
-                static_cast<unsigned long long>(r->rtp_packets), static_cast<unsigned long long>(r->late_ticks));
+    std::printf("rtp packets sent: %llu  (sender: %zu thread(s), late ticks %llu, packets sent >2 ms late %llu, "
+                "worst %llu ms)\n",
+                static_cast<unsigned long long>(r->rtp_packets), r->sender_threads,
+                static_cast<unsigned long long>(r->late_ticks), static_cast<unsigned long long>(r->late_packets),
+                static_cast<unsigned long long>(r->max_late_ms));
     if (!opt->json_file.empty()) {
       nlohmann::json j = {{"mode", "rtp-only"}, {"calls", r->calls}, {"rtp_packets_sent", r->rtp_packets},
-                          {"sender_late_ticks", r->late_ticks}, {"wall_s", r->wall_s},
+                          {"sender_late_ticks", r->late_ticks}, {"sender_late_packets", r->late_packets},
+                          {"sender_max_late_ms", r->max_late_ms}, {"sender_threads", r->sender_threads},
+                          {"wall_s", r->wall_s},
                           {"wall_limit_hit", r->wall_limit_hit}};
       std::ofstream out(opt->json_file + ".tmp");
       out << j.dump(2) << "\n";
@@ -70,8 +75,11 @@ int run(int argc, char** argv) {
     for (const auto& [k, v] : s.failures) std::printf(" %s=%llu", k.c_str(), static_cast<unsigned long long>(v));
     std::printf("\n");
   }
-  std::printf("rtp packets sent: %llu  (sender late ticks: %llu)\n",
-              static_cast<unsigned long long>(s.rtp_packets), static_cast<unsigned long long>(s.late_ticks));
+  std::printf("rtp packets sent: %llu  (sender: %zu thread(s), late ticks %llu, packets sent >2 ms late %llu, "
+              "worst %llu ms)\n",
+              static_cast<unsigned long long>(s.rtp_packets), s.sender_threads,
+              static_cast<unsigned long long>(s.late_ticks), static_cast<unsigned long long>(s.late_packets),
+              static_cast<unsigned long long>(s.max_late_ms));
   std::fflush(stdout);
 
   bool all_ok = s.failed == 0 && s.ok == s.calls;

@@ -51,6 +51,9 @@ common::Result<Options> parse_options(int argc, char** argv) {
   app.add_option("--dup", o.dup, "probability a packet is sent twice")->check(CLI::Range(0.0, 1.0));
   app.add_option("--jitter-ms", o.jitter_ms, "uniform extra delay 0..N ms per packet")
       ->check(CLI::Range(0, 200));
+  app.add_option("--sender-threads", o.sender_threads,
+                 "RTP sender threads (streams spread over them; one thread tops out near 175k packets/s)")
+      ->check(CLI::Range(1, 64));
   app.add_option("--seed", o.seed, "seed for loss/reorder/dup/jitter and target choice");
   app.add_option("--timeline", o.timeline_text,
                  "mid-call actions, e.g. pause@2s,resume@4s,metadata-update@5s,transfer@6s,"
@@ -77,6 +80,9 @@ common::Result<Options> parse_options(int argc, char** argv) {
   app.add_option("--rtp-only", o.rtp_only,
                  "send the calls' RTP without SIP to HOST:BASEPORT, BASEPORT+2, ... (benchmark floor; "
                  "no TARGET)");
+  app.add_option("--rtp-only-ports", o.rtp_only_ports,
+                 "with --rtp-only: a file of destination ports, two per call place (leg 1, leg 2), used "
+                 "instead of BASEPORT + 2k (a peer's allocated ports: bench/run --peer)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -87,6 +93,8 @@ common::Result<Options> parse_options(int argc, char** argv) {
     return common::make_error("cli.usage", e.what());
   }
   if (o.target.empty() && o.rtp_only.empty()) return common::make_error("cli.usage", "target is required");
+  if (!o.rtp_only_ports.empty() && o.rtp_only.empty())
+    return common::make_error("cli.usage", "--rtp-only-ports needs --rtp-only");
   if (!o.target.empty() && !o.rtp_only.empty())
     return common::make_error("cli.usage", "--rtp-only takes no TARGET");
   o.duration_ms = static_cast<std::uint32_t>(std::llround(o.duration_s * 1000));

@@ -50,6 +50,7 @@ struct Options {
   double loss = 0, reorder = 0, dup = 0;
   std::uint32_t jitter_ms = 0;
   std::uint64_t seed = 1;
+  std::size_t sender_threads = 1;  // --sender-threads: RTP sender threads (RtpSender lanes)
 
   std::string timeline_text;
   std::vector<TimelineAction> timeline;
@@ -64,6 +65,7 @@ struct Options {
   std::string log_level = "warn";
   bool quiet = false;  // no per-call lines
   std::string rtp_only;  // --rtp-only HOST:BASEPORT: RTP without SIP (benchmark floor); no TARGET
+  std::string rtp_only_ports;  // --rtp-only-ports FILE: destination ports (two per place) instead of BASEPORT + 2k
 
   bool exit_now = false;  // --help / --version handled
   int exit_code = 0;

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cmath>
 #include <memory>
 #include <mutex>
@@ -50,9 +51,24 @@ common::Result<RtpOnlySummary> run_rtp_only(const Options& o) {
   const std::size_t places = static_cast<std::size_t>(std::min<std::uint64_t>(o.calls, o.concurrency));
   if (static_cast<std::uint64_t>(hp->second) + 4 * (places - 1) + 2 > 65535)
     return common::make_error("cli.usage", "--rtp-only: BASEPORT + 4 x concurrency goes past 65535");
+  std::vector<std::uint16_t> ports(places * 2);
+  for (std::size_t k = 0; k < ports.size(); ++k) ports[k] = static_cast<std::uint16_t>(hp->second + 2 * k);
+  if (!o.rtp_only_ports.empty()) {
+    // Ports a peer allocated (bench/run --peer rtpengine): two per place, leg 0 then leg 1.
+    std::ifstream in(o.rtp_only_ports);
+    std::size_t k = 0;
+    unsigned long p = 0;
+    while (k < ports.size() && in >> p) {
+      if (p < 1 || p > 65535) return common::make_error("cli.usage", "--rtp-only-ports: bad port " + std::to_string(p));
+      ports[k++] = static_cast<std::uint16_t>(p);
+    }
+    if (k < ports.size())
+      return common::make_error("cli.usage", "--rtp-only-ports " + o.rtp_only_ports + ": " + std::to_string(k) +
+                                                 " ports, " + std::to_string(ports.size()) + " needed");
+  }
   std::vector<Destination> dest(places * 2);
   for (std::size_t k = 0; k < dest.size(); ++k) {
-    auto d = make_destination(hp->first, static_cast<std::uint16_t>(hp->second + 2 * k));
+    auto d = make_destination(hp->first, ports[k]);
     if (!d) return common::make_error("cli.usage", "--rtp-only: " + d.error().message);
     dest[k] = *d;
   }
@@ -75,6 +91,7 @@ common::Result<RtpOnlySummary> run_rtp_only(const Options& o) {
   so.dup = o.dup;
   so.jitter_ms = o.jitter_ms;
   so.seed = o.seed;
+  so.threads = o.sender_threads;
   auto sender = RtpSender::create(so, [&](std::uint64_t tag, const StreamStats&) {
     std::lock_guard lock(mu);
     free_slots.push_back(static_cast<StreamId>(tag));
@@ -144,6 +161,9 @@ common::Result<RtpOnlySummary> run_rtp_only(const Options& o) {
   (*sender)->stop();
   sum.rtp_packets = (*sender)->packets_sent();
   sum.late_ticks = (*sender)->late_ticks();
+  sum.late_packets = (*sender)->late_packets();
+  sum.max_late_ms = (*sender)->max_late_ms();
+  sum.sender_threads = (*sender)->threads();
   sum.wall_s = static_cast<double>(mono_us() - t0) / 1e6;
   return sum;
 }

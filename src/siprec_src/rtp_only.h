@@ -21,6 +21,9 @@ struct RtpOnlySummary {
   std::uint64_t calls = 0;
   std::uint64_t rtp_packets = 0;
   std::uint64_t late_ticks = 0;
+  std::uint64_t late_packets = 0;  // sent more than 2 ms after due (RtpSender::late_packets)
+  std::uint64_t max_late_ms = 0;
+  std::size_t sender_threads = 1;
   double wall_s = 0;
   bool wall_limit_hit = false;
 };

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -103,6 +104,19 @@ struct RtpSender::Batch {
   std::size_t count = 0;
 };
 
+struct RtpSender::Lane {
+  std::vector<std::vector<std::uint32_t>> wheel;
+  std::vector<Batch> batches;  // one per socket
+  std::mutex mu;
+  std::vector<Command> pending;  // guarded by mu
+  std::vector<Command> work;     // this lane's thread only
+  std::thread thread;
+  std::int64_t last_ms = -1;  // this lane's thread: last wheel bucket processed
+  std::atomic<std::uint64_t> late_ticks{0};
+  std::atomic<std::uint64_t> late_packets{0};
+  std::atomic<std::uint64_t> max_late_ms{0};
+};
+
 common::Result<std::unique_ptr<RtpSender>> RtpSender::create(const SenderOptions& options,
                                                               RemovedFn on_removed) {
   std::unique_ptr<RtpSender> s(new RtpSender());
@@ -132,11 +146,16 @@ common::Result<std::unique_ptr<RtpSender>> RtpSender::create(const SenderOptions
     s->ports_.push_back(port);
   }
   s->streams_.resize(options.max_streams);
-  s->wheel_.resize(kWheel);
-  for (auto& b : s->wheel_) b.reserve(options.max_streams / 16 + 16);
-  s->batches_.resize(s->fds_.size());
-  s->pending_.reserve(1024);
-  s->work_.reserve(1024);
+  const std::size_t lanes = std::clamp<std::size_t>(options.threads, 1, 64);
+  for (std::size_t i = 0; i < lanes; ++i) {
+    auto l = std::make_unique<Lane>();
+    l->wheel.resize(kWheel);
+    for (auto& b : l->wheel) b.reserve(options.max_streams / (16 * lanes) + 16);
+    l->batches.resize(s->fds_.size());
+    l->pending.reserve(1024);
+    l->work.reserve(1024);
+    s->lanes_.push_back(std::move(l));
+  }
   return s;
 }
 
@@ -148,19 +167,46 @@ RtpSender::~RtpSender() {
 void RtpSender::start() {
   if (running_.exchange(true)) return;
   epoch_us_ = now_us();
-  thread_ = std::thread([this] { run(); });
+  for (auto& l : lanes_) l->thread = std::thread([this, lane = l.get()] { run(*lane); });
 }
 
 void RtpSender::stop() {
   if (!running_.exchange(false)) return;
-  if (thread_.joinable()) thread_.join();
-  for (auto& s : streams_) {
+  for (auto& l : lanes_)
+    if (l->thread.joinable()) l->thread.join();
+  for (std::size_t id = 0; id < streams_.size(); ++id) {
+    Stream& s = streams_[id];
     if (!s.active) continue;
-    release_held(s);
-    for (std::size_t i = 0; i < batches_.size(); ++i) flush(i);
+    Lane& l = lane_of(static_cast<StreamId>(id));
+    release_held(l, s);
+    for (std::size_t i = 0; i < l.batches.size(); ++i) flush(l, i);
     s.active = false;
     if (on_removed_) on_removed_(s.tag, s.stats);
   }
+}
+
+std::uint64_t RtpSender::late_ticks() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->late_ticks.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t RtpSender::late_packets() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->late_packets.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t RtpSender::max_late_ms() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n = std::max(n, l->max_late_ms.load(std::memory_order_relaxed));
+  return n;
+}
+
+void RtpSender::push(StreamId id, Command c) {
+  Lane& l = lane_of(id);
+  std::lock_guard lock(l.mu);
+  l.pending.push_back(std::move(c));
 }
 
 std::uint16_t RtpSender::port_for(std::size_t leg) const { return ports_[leg % ports_.size()]; }
@@ -180,8 +226,7 @@ bool RtpSender::add(StreamId* id, std::uint64_t tag, const EncodedAudio* audio,
   c.seed = seed;
   c.paused = paused;
   c.keys = std::move(keys);
-  std::lock_guard lock(mu_);
-  pending_.push_back(c);
+  push(c.id, std::move(c));
   return true;
 }
 
@@ -190,24 +235,21 @@ void RtpSender::set_destination(StreamId id, const Destination& dest) {
   c.kind = Command::Kind::kDest;
   c.id = id;
   c.dest = dest;
-  std::lock_guard lock(mu_);
-  pending_.push_back(c);
+  push(c.id, std::move(c));
 }
 
 void RtpSender::set_paused(StreamId id, bool paused) {
   Command c;
   c.kind = paused ? Command::Kind::kPause : Command::Kind::kResume;
   c.id = id;
-  std::lock_guard lock(mu_);
-  pending_.push_back(c);
+  push(c.id, std::move(c));
 }
 
 void RtpSender::change_ssrc(StreamId id) {
   Command c;
   c.kind = Command::Kind::kSsrc;
   c.id = id;
-  std::lock_guard lock(mu_);
-  pending_.push_back(c);
+  push(c.id, std::move(c));
 }
 
 void RtpSender::set_keys(StreamId id, std::shared_ptr<const media::SrtpKeys> keys) {
@@ -215,24 +257,21 @@ void RtpSender::set_keys(StreamId id, std::shared_ptr<const media::SrtpKeys> key
   c.kind = Command::Kind::kKeys;
   c.id = id;
   c.keys = std::move(keys);
-  std::lock_guard lock(mu_);
-  pending_.push_back(c);
+  push(c.id, std::move(c));
 }
 
 void RtpSender::tamper(StreamId id) {
   Command c;
   c.kind = Command::Kind::kTamper;
   c.id = id;
-  std::lock_guard lock(mu_);
-  pending_.push_back(c);
+  push(c.id, std::move(c));
 }
 
 void RtpSender::remove(StreamId id) {
   Command c;
   c.kind = Command::Kind::kRemove;
   c.id = id;
-  std::lock_guard lock(mu_);
-  pending_.push_back(c);
+  push(c.id, std::move(c));
 }
 
 bool RtpSender::stall(std::uint32_t ms) {
@@ -241,21 +280,18 @@ bool RtpSender::stall(std::uint32_t ms) {
   c.stall_ms = ms;
   c.asleep = std::make_shared<std::promise<void>>();
   auto asleep = c.asleep->get_future();
-  {
-    std::lock_guard lock(mu_);
-    pending_.push_back(c);
-  }
+  push(0, std::move(c));  // lane 0's thread (the only one with --sender-threads 1)
   return asleep.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
 }
 
-void RtpSender::schedule(std::uint32_t slot, std::int64_t due_us, std::int64_t min_ms) {
+void RtpSender::schedule(Lane& l, std::uint32_t slot, std::int64_t due_us, std::int64_t min_ms) {
   std::int64_t ms = (due_us - epoch_us_) / 1000;
   if (ms < min_ms) ms = min_ms;
   streams_[slot].due_ms = ms;
-  wheel_[static_cast<std::size_t>(ms) % kWheel].push_back(slot);
+  l.wheel[static_cast<std::size_t>(ms) % kWheel].push_back(slot);
 }
 
-void RtpSender::apply(const Command& c, std::int64_t now) {
+void RtpSender::apply(Lane& l, const Command& c, std::int64_t now) {
   if (c.kind == Command::Kind::kStall) {
     c.asleep->set_value();
     std::this_thread::sleep_for(std::chrono::milliseconds(c.stall_ms));
@@ -280,12 +316,12 @@ void RtpSender::apply(const Command& c, std::int64_t now) {
       s.start_us = now;
       s.due_ms = -1;
       set_srtp(s, c.keys);
-      schedule(c.id, now, last_ms_ + 1);
+      schedule(l, c.id, now, l.last_ms + 1);
       break;
     }
     case Command::Kind::kKeys:
       if (s.active) {
-        release_held(s);  // a held packet leaves with the keys it was due under
+        release_held(l, s);  // a held packet leaves with the keys it was due under
         set_srtp(s, c.keys);
       }
       break;
@@ -297,7 +333,7 @@ void RtpSender::apply(const Command& c, std::int64_t now) {
       break;
     case Command::Kind::kPause:
       if (s.active) {
-        release_held(s);
+        release_held(l, s);
         s.paused = true;
       }
       break;
@@ -309,7 +345,7 @@ void RtpSender::apply(const Command& c, std::int64_t now) {
       break;
     case Command::Kind::kSsrc:
       if (s.active) {
-        release_held(s);
+        release_held(l, s);
         s.ssrc = static_cast<std::uint32_t>(next_rand(s.rng));
         s.seq = static_cast<std::uint16_t>(next_rand(s.rng));
         s.ts = static_cast<std::uint32_t>(next_rand(s.rng));
@@ -321,8 +357,8 @@ void RtpSender::apply(const Command& c, std::int64_t now) {
       break;
     case Command::Kind::kRemove:
       if (s.active) {
-        release_held(s);
-        flush(s.sock);
+        release_held(l, s);
+        flush(l, s.sock);
         s.active = false;
         s.due_ms = -1;
         if (on_removed_) on_removed_(s.tag, s.stats);
@@ -339,9 +375,9 @@ void RtpSender::set_srtp(Stream& s, const std::shared_ptr<const media::SrtpKeys>
 }
 
 // Adds one datagram (bytes copied) to the socket's batch; SRTP packets only.
-void RtpSender::queue_bytes(Stream& s, std::span<const std::uint8_t> bytes) {
-  Batch& b = batches_[s.sock];
-  if (b.count == kBatch) flush(s.sock);
+void RtpSender::queue_bytes(Lane& l, Stream& s, std::span<const std::uint8_t> bytes) {
+  Batch& b = l.batches[s.sock];
+  if (b.count == kBatch) flush(l, s.sock);
   if (b.enc.empty()) b.enc.resize(kBatch * kEncBytes);
   std::size_t i = b.count++;
   std::uint8_t* buf = b.enc.data() + i * kEncBytes;
@@ -356,15 +392,15 @@ void RtpSender::queue_bytes(Stream& s, std::span<const std::uint8_t> bytes) {
   ++s.stats.packets;
 }
 
-void RtpSender::send_duplicate(Stream& s) {
+void RtpSender::send_duplicate(Lane& l, Stream& s) {
   if (!s.srtp) return;  // plain RTP: the caller sends the packet again
-  if (!s.last.empty()) queue_bytes(s, s.last);
+  if (!s.last.empty()) queue_bytes(l, s, s.last);
 }
 
-void RtpSender::send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std::uint32_t ssrc,
+void RtpSender::send_packet(Lane& l, Stream& s, std::uint16_t seq, std::uint32_t ts, std::uint32_t ssrc,
                             std::size_t frame, bool marker) {
-  Batch& b = batches_[s.sock];
-  if (b.count == kBatch) flush(s.sock);
+  Batch& b = l.batches[s.sock];
+  if (b.count == kBatch) flush(l, s.sock);
   std::size_t i = b.count++;
   auto& h = b.hdr[i];
   // RFC 3550 §5.1, written byte by byte (network order).
@@ -397,10 +433,10 @@ void RtpSender::send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std:
       s.tamper = false;
       std::vector<std::uint8_t> forged = s.last;
       forged[12] ^= 0x01;
-      queue_bytes(s, forged);
+      queue_bytes(l, s, forged);
       ++s.stats.tampered;
     }
-    queue_bytes(s, s.last);
+    queue_bytes(l, s, s.last);
     return;
   }
   b.iov[i][0] = {h.data(), h.size()};
@@ -414,13 +450,13 @@ void RtpSender::send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std:
   ++s.stats.packets;
 }
 
-void RtpSender::release_held(Stream& s) {
+void RtpSender::release_held(Lane& l, Stream& s) {
   if (!s.held) return;
   s.held = false;
-  send_packet(s, s.h_seq, s.h_ts, s.h_ssrc, s.h_frame, s.h_marker);
+  send_packet(l, s, s.h_seq, s.h_ts, s.h_ssrc, s.h_frame, s.h_marker);
 }
 
-void RtpSender::emit(Stream& s) {
+void RtpSender::emit(Lane& l, Stream& s) {
   const std::size_t frame = s.frame;
   s.frame = (s.frame + 1) % s.audio->frames();
   const std::uint32_t ts = s.ts;
@@ -435,8 +471,8 @@ void RtpSender::emit(Stream& s) {
   }
   if (s.held) {
     // The held packet leaves right after its successor: one swap.
-    send_packet(s, seq, ts, s.ssrc, frame, marker);
-    release_held(s);
+    send_packet(l, s, seq, ts, s.ssrc, frame, marker);
+    release_held(l, s);
     return;
   }
   if (opt_.reorder > 0 && unit(s.rng) < opt_.reorder) {
@@ -448,19 +484,22 @@ void RtpSender::emit(Stream& s) {
     s.h_marker = marker;
     return;
   }
-  send_packet(s, seq, ts, s.ssrc, frame, marker);
+  send_packet(l, s, seq, ts, s.ssrc, frame, marker);
   if (opt_.dup > 0 && unit(s.rng) < opt_.dup) {
     // SRTP: the same bytes again (a replay to the receiver); a sender never protects twice.
     if (s.srtp) {
-      send_duplicate(s);
+      send_duplicate(l, s);
     } else {
-      send_packet(s, seq, ts, s.ssrc, frame, marker);
+      send_packet(l, s, seq, ts, s.ssrc, frame, marker);
     }
   }
 }
 
-void RtpSender::process_bucket(std::int64_t ms, std::int64_t now) {
-  auto& bucket = wheel_[static_cast<std::size_t>(ms) % kWheel];
+void RtpSender::process_bucket(Lane& l, std::int64_t ms, std::int64_t now) {
+  auto& bucket = l.wheel[static_cast<std::size_t>(ms) % kWheel];
+  // How late this bucket's packets leave: its millisecond to the tick that sends them.
+  const std::int64_t late_ms = (now - epoch_us_) / 1000 - ms;
+  std::uint64_t sent_late = 0;
   // Index loop: schedule() may append to this bucket only for entries due now (catch-up), and
   // those are handled by the next ms, never this one (min_ms = ms + 1).
   const std::size_t n = bucket.size();
@@ -478,19 +517,24 @@ void RtpSender::process_bucket(std::int64_t ms, std::int64_t now) {
       bucket[kept++] = slot;
       continue;
     }
-    emit(s);
+    emit(l, s);
+    if (late_ms > 2) ++sent_late;
     ++s.n;
     std::int64_t due = s.start_us + static_cast<std::int64_t>(s.n) * kPeriodUs;
     if (opt_.jitter_ms > 0)
       due += static_cast<std::int64_t>(unit(s.rng) * opt_.jitter_ms * 1000.0);
-    (void)now;
-    schedule(slot, due, ms + 1);
+    schedule(l, slot, due, ms + 1);
   }
   bucket.erase(bucket.begin() + static_cast<long>(kept), bucket.begin() + static_cast<long>(n));
+  if (sent_late > 0) {
+    l.late_packets.fetch_add(sent_late, std::memory_order_relaxed);
+    const auto late = static_cast<std::uint64_t>(late_ms);
+    if (late > l.max_late_ms.load(std::memory_order_relaxed)) l.max_late_ms.store(late, std::memory_order_relaxed);
+  }
 }
 
-void RtpSender::flush(std::size_t sock) {
-  Batch& b = batches_[sock];
+void RtpSender::flush(Lane& l, std::size_t sock) {
+  Batch& b = l.batches[sock];
   std::size_t done = 0;
   while (done < b.count) {
     int r = sendmmsg(fds_[sock], b.msgs.data() + done, static_cast<unsigned>(b.count - done), 0);
@@ -505,22 +549,22 @@ void RtpSender::flush(std::size_t sock) {
   b.count = 0;
 }
 
-void RtpSender::run() {
-  std::int64_t& last_ms = last_ms_;
+void RtpSender::run(Lane& l) {
+  std::int64_t& last_ms = l.last_ms;
   while (running_.load(std::memory_order_relaxed)) {
     {
-      std::lock_guard lock(mu_);
-      work_.swap(pending_);
+      std::lock_guard lock(l.mu);
+      l.work.swap(l.pending);
     }
     std::int64_t now = now_us();
     std::int64_t cur_ms = (now - epoch_us_) / 1000;
-    for (const auto& c : work_) apply(c, now);
-    work_.clear();
-    if (cur_ms - last_ms > 2 && last_ms >= 0) late_ticks_.fetch_add(1, std::memory_order_relaxed);
+    for (const auto& c : l.work) apply(l, c, now);
+    l.work.clear();
+    if (cur_ms - last_ms > 2 && last_ms >= 0) l.late_ticks.fetch_add(1, std::memory_order_relaxed);
     // Never skip a bucket: a late wake-up processes every millisecond it missed.
-    for (std::int64_t ms = last_ms + 1; ms <= cur_ms; ++ms) process_bucket(ms, now);
+    for (std::int64_t ms = last_ms + 1; ms <= cur_ms; ++ms) process_bucket(l, ms, now);
     last_ms = cur_ms;
-    for (std::size_t i = 0; i < batches_.size(); ++i) flush(i);
+    for (std::size_t i = 0; i < l.batches.size(); ++i) flush(l, i);
     std::int64_t next = epoch_us_ + (cur_ms + 1) * 1000;
     timespec ts{static_cast<time_t>(next / 1000000), static_cast<long>((next % 1000000) * 1000)};
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);

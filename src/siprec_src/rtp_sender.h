@@ -1,4 +1,5 @@
-// RtpSender: ONE thread that sends every RTP stream of every call, paced at 20 ms on absolute
+// RtpSender: sender threads (SenderOptions::threads, one by default) that send every RTP stream
+// of every call, paced at 20 ms on absolute
 // time (stream start + n × 20 ms, so no drift however late a wake-up is), batched with
 // sendmmsg over a small pool of UDP sockets. Payloads come pre-encoded (EncodedAudio); a packet
 // is a 12-byte header written in place plus an iovec pointing at the shared payload, so the
@@ -10,9 +11,16 @@
 // sequence number consumed), duplication (sent twice), reordering (held back and sent after its
 // successor), jitter (due time + uniform 0..jitter ms, which also reorders when > 20 ms).
 //
-// Threading: control calls (add/remove/set_*) come from one other thread (the SIP thread) and
-// are queued under a mutex taken once per tick by the sender; on_removed runs on the sender
-// thread. packets_sent() may be read from anywhere.
+// Threading: a stream belongs to the sender thread `id % threads` (its lane: own wheel, batches
+// and command queue; the sockets are shared, sendmmsg is thread-safe). Control calls
+// (add/remove/set_*) come from one other thread (the SIP thread) and are queued under the lane's
+// mutex, taken once per tick by its thread; on_removed runs on the stream's sender thread, so
+// with several threads it must be thread-safe. packets_sent() and the lateness figures may be
+// read from anywhere.
+//
+// Lateness (docs/siprec-src.md): a packet is late when the tick that sends it runs more than
+// 2 ms after its due millisecond; late_packets() and max_late_ms() say whether the sender kept up
+// (a benchmark whose sender was late measured the sender, not the receiver).
 #pragma once
 
 #include <netinet/in.h>
@@ -48,6 +56,7 @@ struct SenderOptions {
   double loss = 0, reorder = 0, dup = 0;  // probabilities 0..1
   std::uint32_t jitter_ms = 0;            // at most 200
   std::uint64_t seed = 1;
+  std::size_t threads = 1;  // sender threads (lanes), 1..64
 };
 
 struct StreamStats {
@@ -96,42 +105,43 @@ class RtpSender {
   bool stall(std::uint32_t ms);
 
   std::uint64_t packets_sent() const { return total_sent_.load(std::memory_order_relaxed); }
-  std::uint64_t late_ticks() const { return late_ticks_.load(std::memory_order_relaxed); }
+  // Ticks (all threads) that woke more than 2 ms after the previous one.
+  std::uint64_t late_ticks() const;
+  // Packets sent more than 2 ms after they were due, and the worst lateness seen (ms).
+  std::uint64_t late_packets() const;
+  std::uint64_t max_late_ms() const;
+  std::size_t threads() const { return lanes_.size(); }
 
  private:
   RtpSender() = default;
   struct Stream;
   struct Command;
   struct Batch;
-  void run();
-  void apply(const Command& c, std::int64_t now_us);
-  void process_bucket(std::int64_t ms, std::int64_t now_us);
-  void emit(Stream& s);
-  void send_packet(Stream& s, std::uint16_t seq, std::uint32_t ts, std::uint32_t ssrc,
+  struct Lane;
+  void run(Lane& l);
+  void push(StreamId id, Command c);
+  void apply(Lane& l, const Command& c, std::int64_t now_us);
+  void process_bucket(Lane& l, std::int64_t ms, std::int64_t now_us);
+  void emit(Lane& l, Stream& s);
+  void send_packet(Lane& l, Stream& s, std::uint16_t seq, std::uint32_t ts, std::uint32_t ssrc,
                    std::size_t frame, bool marker);
-  void release_held(Stream& s);
+  void release_held(Lane& l, Stream& s);
   void set_srtp(Stream& s, const std::shared_ptr<const media::SrtpKeys>& keys);
-  void queue_bytes(Stream& s, std::span<const std::uint8_t> bytes);
-  void send_duplicate(Stream& s);
-  void flush(std::size_t sock);
-  void schedule(std::uint32_t slot, std::int64_t due_us, std::int64_t now_ms);
+  void queue_bytes(Lane& l, Stream& s, std::span<const std::uint8_t> bytes);
+  void send_duplicate(Lane& l, Stream& s);
+  void flush(Lane& l, std::size_t sock);
+  void schedule(Lane& l, std::uint32_t slot, std::int64_t due_us, std::int64_t now_ms);
+  Lane& lane_of(StreamId id) { return *lanes_[id % lanes_.size()]; }
 
   SenderOptions opt_;
   RemovedFn on_removed_;
   std::vector<int> fds_;
   std::vector<std::uint16_t> ports_;
-  std::vector<Stream> streams_;
-  std::vector<std::vector<std::uint32_t>> wheel_;
-  std::vector<Batch> batches_;
-  std::mutex mu_;
-  std::vector<Command> pending_;  // guarded by mu_
-  std::vector<Command> work_;     // sender thread only
+  std::vector<Stream> streams_;  // slot id belongs to lane id % lanes_.size(), touched only by it
+  std::vector<std::unique_ptr<Lane>> lanes_;
   std::atomic<bool> running_{false};
-  std::thread thread_;
   std::int64_t epoch_us_ = 0;
-  std::int64_t last_ms_ = -1;  // sender thread: last wheel bucket processed
   std::atomic<std::uint64_t> total_sent_{0};
-  std::atomic<std::uint64_t> late_ticks_{0};
 };
 
 }  // namespace sgw::siprec_src

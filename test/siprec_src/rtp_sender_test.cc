@@ -293,6 +293,49 @@ TEST(RtpSender, ManyStreamsShareTheThread) {
   EXPECT_LE(static_cast<double>(total), 400 * ((ms_between(t_add, t_removed) + kWheelSlackMs) / 20 + 1));
 }
 
+TEST(RtpSender, SeveralThreadsSplitTheStreamsAndKeepEachInOrder) {
+  Rx rx;
+  Removed removed;
+  SenderOptions o;
+  o.max_streams = 256;
+  o.threads = 3;
+  auto s = make_sender(removed, o);
+  EXPECT_EQ(s->threads(), 3u);
+  auto audio = pcma();
+  s->start();
+  auto t_add = Clock::now();
+  constexpr StreamId kStreams = 200;
+  for (StreamId i = 0; i < kStreams; ++i) {
+    StreamId id = i;
+    ASSERT_TRUE(s->add(&id, i, audio.get(), *make_destination("127.0.0.1", rx.port), i, i, false));
+  }
+  auto got = rx.wait_for(kStreams * 12);
+  ASSERT_EQ(got.size(), kStreams * 12u);
+  for (StreamId i = 0; i < kStreams; ++i) s->remove(i);
+  std::uint64_t total = 0;
+  for (StreamId i = 0; i < kStreams; ++i) total += removed.wait(i).packets;
+  auto t_removed = Clock::now();
+  auto more = rx.drain(200);
+  got.insert(got.end(), more.begin(), more.end());
+  s->stop();
+  EXPECT_EQ(total, s->packets_sent());
+  EXPECT_EQ(total, got.size());
+  EXPECT_LE(static_cast<double>(total), kStreams * ((ms_between(t_add, t_removed) + kWheelSlackMs) / 20 + 1));
+  // Every stream (one SSRC each) came from one thread: consecutive sequence numbers and timestamps.
+  std::map<std::uint32_t, std::vector<Rx::Pkt>> by_ssrc;
+  for (const auto& p : got) by_ssrc[p.ssrc].push_back(p);
+  EXPECT_EQ(by_ssrc.size(), kStreams);
+  for (const auto& [ssrc, pkts] : by_ssrc) {
+    ASSERT_GE(pkts.size(), 12u);
+    for (std::size_t i = 1; i < pkts.size(); ++i) {
+      EXPECT_EQ(pkts[i].seq, static_cast<std::uint16_t>(pkts[0].seq + i)) << "ssrc " << ssrc;
+      EXPECT_EQ(pkts[i].ts, pkts[0].ts + 160 * i) << "ssrc " << ssrc;
+    }
+  }
+  // Lateness is counted, never negative; with nothing late the worst is 0.
+  EXPECT_TRUE(s->late_packets() > 0 || s->max_late_ms() == 0);
+}
+
 TEST(RtpSender, BadAddressIsAnError) {
   EXPECT_EQ(make_destination("example.com", 1).error().code, "rtp.address");
   EXPECT_TRUE(make_destination("::1", 1).ok());
