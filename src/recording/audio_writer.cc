@@ -91,6 +91,140 @@ struct SndfileCloser {
   void operator()(SNDFILE* f) const { sf_close(f); }
 };
 
+// ---- WAV written directly (docs/recording-json.md "audio") ----
+//
+// The three WAV formats are written here rather than through libsndfile: the header is known up
+// front (the frame count is given to open()), samples are converted straight into one buffer
+// that is written sequentially, and the SHA-256 is taken from that buffer on its way to the file
+// instead of reading the file back. The bytes are exactly libsndfile's (audio_writer_test proves
+// it for every format, channel count and odd/even length): the same header chunks (PCM: RIFF,
+// fmt of 16 bytes, data; G.711: fmt of 18 bytes, a fact chunk with the frame count, data, a pad
+// byte after odd data), and G.711 codes from libsndfile's own encoder, tabulated once.
+
+constexpr std::size_t kWavBufferBytes = 256 * 1024;
+
+// libsndfile's G.711 encoding of every 16-bit sample (65536 codes), obtained once by encoding
+// all of them through libsndfile into memory: bit-identical to what sf_writef_short wrote.
+struct G711EncodeTable {
+  bool ok = false;
+  std::vector<std::uint8_t> code;  // index: sample + 32768
+};
+
+struct MemoryFile {
+  std::vector<std::uint8_t> bytes;
+  sf_count_t pos = 0;
+};
+
+G711EncodeTable build_g711_table(int sf_subformat) {
+  G711EncodeTable t;
+  MemoryFile mf;
+  SF_VIRTUAL_IO io{};
+  io.get_filelen = [](void* u) -> sf_count_t { return static_cast<sf_count_t>(static_cast<MemoryFile*>(u)->bytes.size()); };
+  io.seek = [](sf_count_t off, int whence, void* u) -> sf_count_t {
+    auto* m = static_cast<MemoryFile*>(u);
+    const auto size = static_cast<sf_count_t>(m->bytes.size());
+    sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? m->pos : size;
+    m->pos = std::max<sf_count_t>(0, base + off);
+    return m->pos;
+  };
+  io.read = [](void* ptr, sf_count_t n, void* u) -> sf_count_t {
+    auto* m = static_cast<MemoryFile*>(u);
+    const auto size = static_cast<sf_count_t>(m->bytes.size());
+    const sf_count_t got = std::max<sf_count_t>(0, std::min(n, size - m->pos));
+    if (got > 0) std::memcpy(ptr, m->bytes.data() + m->pos, static_cast<std::size_t>(got));
+    m->pos += got;
+    return got;
+  };
+  io.write = [](const void* ptr, sf_count_t n, void* u) -> sf_count_t {
+    auto* m = static_cast<MemoryFile*>(u);
+    const auto end = static_cast<std::size_t>(m->pos + n);
+    if (m->bytes.size() < end) m->bytes.resize(end);
+    std::memcpy(m->bytes.data() + m->pos, ptr, static_cast<std::size_t>(n));
+    m->pos += n;
+    return n;
+  };
+  io.tell = [](void* u) -> sf_count_t { return static_cast<MemoryFile*>(u)->pos; };
+  SF_INFO info{};
+  info.samplerate = 8000;
+  info.channels = 1;
+  info.format = SF_FORMAT_RAW | sf_subformat;
+  SNDFILE* f = sf_open_virtual(&io, SFM_WRITE, &info, &mf);
+  if (f == nullptr) return t;
+  std::vector<std::int16_t> all(65536);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::int16_t>(static_cast<int>(i) - 32768);
+  const bool wrote = sf_write_short(f, all.data(), static_cast<sf_count_t>(all.size())) == 65536;
+  sf_close(f);
+  if (!wrote || mf.bytes.size() != 65536) return t;
+  t.code = std::move(mf.bytes);
+  t.ok = true;
+  return t;
+}
+
+// Null when libsndfile would not encode into memory (never seen): the caller uses libsndfile.
+const std::uint8_t* g711_encode_table(AudioFormat f) {
+  static const G711EncodeTable ulaw = build_g711_table(SF_FORMAT_ULAW);
+  static const G711EncodeTable alaw = build_g711_table(SF_FORMAT_ALAW);
+  const G711EncodeTable& t = f == AudioFormat::kWavUlaw ? ulaw : alaw;
+  return t.ok ? t.code.data() : nullptr;
+}
+
+// Little-endian fields into a fixed header (at most 58 bytes); pos advances.
+struct HeaderBytes {
+  std::array<std::uint8_t, 64> b{};
+  std::size_t pos = 0;
+  void le16(std::uint32_t v) {
+    b[pos++] = static_cast<std::uint8_t>(v);
+    b[pos++] = static_cast<std::uint8_t>(v >> 8);
+  }
+  void le32(std::uint32_t v) {
+    le16(v & 0xFFFF);
+    le16(v >> 16);
+  }
+  void tag(const char (&t)[5]) {
+    for (int i = 0; i < 4; ++i) b[pos++] = static_cast<std::uint8_t>(t[i]);
+  }
+};
+
+// The header libsndfile writes for these formats (RIFF/WAVE; Microsoft's WAVEFORMATEX).
+std::vector<std::uint8_t> wav_header(AudioFormat f, std::uint32_t rate, std::uint32_t channels, std::uint64_t frames) {
+  const bool pcm = f == AudioFormat::kWavPcm16;
+  const std::uint32_t bytes_per_sample = pcm ? 2 : 1;
+  const auto data = static_cast<std::uint32_t>(frames * channels * bytes_per_sample);  // < 4 GiB: validate()
+  const std::uint32_t padded = data + (data & 1);
+  HeaderBytes h;
+  h.tag("RIFF");
+  h.le32(pcm ? 36 + padded : 50 + padded);
+  h.tag("WAVE");
+  h.tag("fmt ");
+  h.le32(pcm ? 16 : 18);
+  h.le16(pcm ? 1 : f == AudioFormat::kWavUlaw ? 7 : 6);  // PCM, MULAW, ALAW
+  h.le16(channels);
+  h.le32(rate);
+  h.le32(rate * channels * bytes_per_sample);
+  h.le16(channels * bytes_per_sample);
+  h.le16(bytes_per_sample * 8);
+  if (!pcm) {
+    h.le16(0);  // cbSize
+    h.tag("fact");
+    h.le32(4);
+    h.le32(static_cast<std::uint32_t>(frames));
+  }
+  h.tag("data");
+  h.le32(data);
+  return std::vector<std::uint8_t>(h.b.begin(), h.b.begin() + static_cast<std::ptrdiff_t>(h.pos));
+}
+
+std::string hex_of(const unsigned char* md, unsigned len) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(len * 2);
+  for (unsigned i = 0; i < len; ++i) {
+    hex.push_back(kHex[md[i] >> 4]);
+    hex.push_back(kHex[md[i] & 0x0f]);
+  }
+  return hex;
+}
+
 // SHA-256 of the whole file behind fd (read with pread, so the file offset does not matter).
 common::Result<std::string> sha256_of_fd(int fd, const std::string& path, std::uint64_t size) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
@@ -113,14 +247,7 @@ common::Result<std::string> sha256_of_fd(int fd, const std::string& path, std::u
   unsigned int len = 0;
   if (EVP_DigestFinal_ex(ctx.get(), md.data(), &len) != 1)
     return make_error("audio.sha256", "sha256 " + path + ": EVP_DigestFinal_ex failed");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(len * 2);
-  for (unsigned i = 0; i < len; ++i) {
-    hex.push_back(kHex[md[i] >> 4]);
-    hex.push_back(kHex[md[i] & 0x0f]);
-  }
-  return hex;
+  return hex_of(md.data(), len);
 }
 
 common::Status fsync_directory(const std::string& dir) {
@@ -210,12 +337,39 @@ struct AudioFileWriter::Impl {
   std::string dir;
   TempFile tmp;
   std::unique_ptr<SNDFILE, SndfileCloser> sf;
+  // Direct WAV (sf is null): bytes not yet written, running SHA-256, G.711 codes (null: PCM16).
+  bool direct = false;
+  bool open_for_write = false;
+  std::vector<std::uint8_t> out;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{nullptr, &EVP_MD_CTX_free};
+  const std::uint8_t* g711 = nullptr;
+  std::uint64_t file_bytes = 0;
+  common::Status flush_out();
   std::uint32_t sample_rate = 0;
   std::size_t nch = 0;
   std::uint64_t frames = 0;
   std::uint64_t written = 0;
   std::vector<std::int16_t> buf;  // one interleaved chunk
 };
+
+// Writes and hashes the buffered bytes (retrying EINTR and short writes).
+common::Status AudioFileWriter::Impl::flush_out() {
+  if (out.empty()) return common::Ok{};
+  if (EVP_DigestUpdate(sha.get(), out.data(), out.size()) != 1)
+    return make_error("audio.sha256", "sha256 " + tmp.path() + ": EVP_DigestUpdate failed");
+  std::size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::write(tmp.fd(), out.data() + done, out.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("write", tmp.path(), errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  file_bytes += out.size();
+  out.clear();
+  return common::Ok{};
+}
 
 AudioFileWriter::AudioFileWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AudioFileWriter::~AudioFileWriter() = default;
@@ -233,6 +387,20 @@ common::Result<std::unique_ptr<AudioFileWriter>> AudioFileWriter::open(const std
   std::filesystem::create_directories(impl->dir, ec);
   if (ec) return make_error("io.mkdir", "mkdir " + impl->dir + ": " + ec.message());
   if (auto st = impl->tmp.open(); !st) return st.error();
+  impl->sample_rate = sample_rate;
+  impl->nch = channels;
+  impl->frames = frames;
+  if (fe.bytes_per_sample != 0 && (format == AudioFormat::kWavPcm16 || g711_encode_table(format) != nullptr)) {
+    impl->direct = true;
+    impl->open_for_write = true;
+    impl->g711 = format == AudioFormat::kWavPcm16 ? nullptr : g711_encode_table(format);
+    impl->sha.reset(EVP_MD_CTX_new());
+    if (!impl->sha || EVP_DigestInit_ex(impl->sha.get(), EVP_sha256(), nullptr) != 1)
+      return make_error("audio.sha256", "sha256 " + impl->tmp.path() + ": EVP_DigestInit_ex failed");
+    impl->out = wav_header(format, sample_rate, channels, frames);
+    impl->out.reserve(kWavBufferBytes + kChunkFrames * channels * 2);
+    return std::unique_ptr<AudioFileWriter>(new AudioFileWriter(std::move(impl)));
+  }
   SF_INFO info{};
   info.samplerate = static_cast<int>(sample_rate);
   info.channels = static_cast<int>(channels);
@@ -242,16 +410,13 @@ common::Result<std::unique_ptr<AudioFileWriter>> AudioFileWriter::open(const std
   if (!impl->sf)
     return make_error("audio.open", "open " + impl->tmp.path() + " as " + std::string(fe.name) + ": " +
                                         sf_strerror(nullptr));
-  impl->sample_rate = sample_rate;
-  impl->nch = channels;
-  impl->frames = frames;
   impl->buf.resize(static_cast<std::size_t>(std::min<std::uint64_t>(frames, kChunkFrames)) * channels);
   return std::unique_ptr<AudioFileWriter>(new AudioFileWriter(std::move(impl)));
 }
 
 common::Status AudioFileWriter::write(std::span<const std::span<const std::int16_t>> channels) {
   Impl& w = *impl_;
-  if (!w.sf) return invalid(w.final_path, "write after commit");
+  if (!w.sf && !w.open_for_write) return invalid(w.final_path, "write after commit");
   if (channels.size() != w.nch)
     return invalid(w.final_path, std::to_string(channels.size()) + " channels given, the file has " +
                                      std::to_string(w.nch));
@@ -259,6 +424,37 @@ common::Status AudioFileWriter::write(std::span<const std::span<const std::int16
   const std::size_t frames = channels[0].size();
   if (w.written + frames > w.frames)
     return invalid(w.final_path, "more than the " + std::to_string(w.frames) + " frames announced");
+  if (w.direct) {
+    // Interleaved straight into the output bytes: little-endian PCM16, or one G.711 code each.
+    for (std::size_t start = 0; start < frames; start += kChunkFrames) {
+      const std::size_t n = std::min(kChunkFrames, frames - start);
+      const std::size_t at = w.out.size();
+      if (w.g711 != nullptr) {
+        w.out.resize(at + n * w.nch);
+        std::uint8_t* o = w.out.data() + at;
+        for (std::size_t c = 0; c < w.nch; ++c) {
+          const std::int16_t* in = channels[c].data() + start;
+          for (std::size_t f = 0; f < n; ++f)
+            o[f * w.nch + c] = w.g711[static_cast<std::uint16_t>(in[f]) ^ 0x8000u];
+        }
+      } else {
+        w.out.resize(at + n * w.nch * 2);
+        std::uint8_t* o = w.out.data() + at;
+        for (std::size_t c = 0; c < w.nch; ++c) {
+          const std::int16_t* in = channels[c].data() + start;
+          for (std::size_t f = 0; f < n; ++f) {
+            const auto v = static_cast<std::uint16_t>(in[f]);
+            o[(f * w.nch + c) * 2] = static_cast<std::uint8_t>(v);
+            o[(f * w.nch + c) * 2 + 1] = static_cast<std::uint8_t>(v >> 8);
+          }
+        }
+      }
+      if (w.out.size() >= kWavBufferBytes)
+        if (auto st = w.flush_out(); !st) return st;
+    }
+    w.written += frames;
+    return common::Ok{};
+  }
   for (std::size_t start = 0; start < frames; start += kChunkFrames) {
     const std::size_t n = std::min(kChunkFrames, frames - start);
     for (std::size_t f = 0; f < n; ++f)
@@ -273,18 +469,34 @@ common::Status AudioFileWriter::write(std::span<const std::span<const std::int16
 
 common::Result<AudioFileInfo> AudioFileWriter::commit() {
   Impl& w = *impl_;
-  if (!w.sf) return invalid(w.final_path, "committed twice");
+  if (!w.sf && !w.open_for_write) return invalid(w.final_path, "committed twice");
   if (w.written != w.frames)
     return invalid(w.final_path, std::to_string(w.written) + " frames written of " + std::to_string(w.frames));
-  // sf_close writes the final header (WAV sizes, FLAC STREAMINFO, the last Ogg page).
-  SNDFILE* raw = w.sf.release();
-  if (int rc = sf_close(raw); rc != 0)
-    return make_error("audio.close", "close " + w.tmp.path() + ": " + sf_error_number(rc));
-  if (::fsync(w.tmp.fd()) != 0) return io_error("fsync", w.tmp.path(), errno);
-  struct stat stbuf {};
-  if (::fstat(w.tmp.fd(), &stbuf) != 0) return io_error("stat", w.tmp.path(), errno);
-  const auto size = static_cast<std::uint64_t>(stbuf.st_size);
-  auto sha = sha256_of_fd(w.tmp.fd(), w.tmp.path(), size);
+  common::Result<std::string> sha = std::string();
+  std::uint64_t size = 0;
+  if (w.direct) {
+    w.open_for_write = false;
+    // RIFF: a chunk of odd size is followed by a pad byte (G.711 with an odd sample count).
+    if ((w.frames * w.nch) % 2 != 0 && w.g711 != nullptr) w.out.push_back(0);
+    if (auto st = w.flush_out(); !st) return st.error();
+    if (::fsync(w.tmp.fd()) != 0) return io_error("fsync", w.tmp.path(), errno);
+    std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(w.sha.get(), md.data(), &len) != 1)
+      return make_error("audio.sha256", "sha256 " + w.tmp.path() + ": EVP_DigestFinal_ex failed");
+    sha = hex_of(md.data(), len);
+    size = w.file_bytes;
+  } else {
+    // sf_close writes the final header (WAV sizes, FLAC STREAMINFO, the last Ogg page).
+    SNDFILE* raw = w.sf.release();
+    if (int rc = sf_close(raw); rc != 0)
+      return make_error("audio.close", "close " + w.tmp.path() + ": " + sf_error_number(rc));
+    if (::fsync(w.tmp.fd()) != 0) return io_error("fsync", w.tmp.path(), errno);
+    struct stat stbuf {};
+    if (::fstat(w.tmp.fd(), &stbuf) != 0) return io_error("stat", w.tmp.path(), errno);
+    size = static_cast<std::uint64_t>(stbuf.st_size);
+    sha = sha256_of_fd(w.tmp.fd(), w.tmp.path(), size);
+  }
   if (!sha) return sha.error();
   if (auto st = w.tmp.close(); !st) return st.error();
 

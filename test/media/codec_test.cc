@@ -9,6 +9,11 @@
 
 #include <gtest/gtest.h>
 
+// The G.711 arithmetic the decoders used before their tables (the reference).
+#include <spandsp/telephony.h>
+#include <spandsp/bit_operations.h>
+#include <spandsp/g711.h>
+
 namespace sgw::media {
 namespace {
 
@@ -322,6 +327,24 @@ TEST(CodecTest, G711KnownValues) {
   ASSERT_TRUE((*a)->decode(a_in, out).ok());
   EXPECT_EQ(out[0], 8);
   EXPECT_EQ(out[1], -8);
+}
+
+// The decoders look codes up in a table: every one of the 256 codes must expand exactly as
+// spandsp's G.711 arithmetic (the previous decoder) does, so recordings are bit-identical.
+TEST(CodecTest, G711TableDecodeIsBitIdenticalToTheArithmetic) {
+  std::vector<std::uint8_t> all(256);
+  for (int b = 0; b < 256; ++b) all[static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(b);
+  for (CodecId id : {CodecId::kPcmu, CodecId::kPcma}) {
+    auto dec = make_decoder(id);
+    ASSERT_TRUE(dec.ok());
+    std::vector<std::int16_t> out(256);
+    ASSERT_EQ(*(*dec)->decode(all, out), 256u);
+    for (int b = 0; b < 256; ++b) {
+      const auto u = static_cast<std::uint8_t>(b);
+      const std::int16_t want = id == CodecId::kPcmu ? ulaw_to_linear(u) : alaw_to_linear(u);
+      EXPECT_EQ(out[static_cast<std::size_t>(b)], want) << codec_name(id) << " code " << b;
+    }
+  }
 }
 
 TEST(CodecTest, EncoderRejectsBadFrameSizes) {

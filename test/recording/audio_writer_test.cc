@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -195,6 +196,60 @@ TEST_F(AudioWriterTest, StereoWavRoundTripsExactlyAndReportsWhatWasPublished) {
   EXPECT_EQ(j["file"], "rec.wav");
   EXPECT_EQ(j["sha256"], r->sha256);
   EXPECT_EQ(j["frames"], n);
+}
+
+// The WAV formats are written without libsndfile (one sequential buffer, hashed on the way):
+// the files must be byte for byte what libsndfile writes for the same samples, whatever the
+// channel count, length (odd G.711 data gets a pad byte) and the size of the pieces written.
+TEST_F(AudioWriterTest, WavIsByteIdenticalToLibsndfile) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> any(-32768, 32767);
+  for (AudioFormat f : {AudioFormat::kWavPcm16, AudioFormat::kWavUlaw, AudioFormat::kWavAlaw}) {
+    for (unsigned nch : {1u, 2u, 3u}) {
+      for (std::size_t frames : {std::size_t{0}, std::size_t{1}, std::size_t{11}, std::size_t{70001}}) {
+        std::vector<Samples> chans(nch, Samples(frames));
+        for (auto& c : chans)
+          for (std::size_t i = 0; i < frames; ++i) c[i] = static_cast<std::int16_t>(i < 65536 ? static_cast<int>(i) - 32768 : any(rng));
+        const std::string label = std::string(audio_format_name(f)) + " " + std::to_string(nch) + "ch " +
+                                  std::to_string(frames) + " frames";
+        // Ours, in pieces of varying size.
+        const std::string ours = path("ours-" + std::to_string(nch) + "-" + std::to_string(frames) + ".wav");
+        auto w = AudioFileWriter::open(ours, f, 8000, nch, frames);
+        ASSERT_TRUE(w.ok()) << w.error().message;
+        for (std::size_t at = 0, piece = 1; at < frames; at += piece, piece = piece * 3 + 1) {
+          piece = std::min(piece, frames - at);
+          std::vector<std::span<const std::int16_t>> spans;
+          for (const auto& c : chans) spans.push_back(std::span<const std::int16_t>(c).subspan(at, piece));
+          ASSERT_TRUE((*w)->write(spans).ok()) << label;
+        }
+        auto info = (*w)->commit();
+        ASSERT_TRUE(info.ok()) << info.error().message;
+        // libsndfile's, all at once.
+        const std::string theirs = path("sndfile.wav");
+        SF_INFO si{};
+        si.samplerate = 8000;
+        si.channels = static_cast<int>(nch);
+        si.format = SF_FORMAT_WAV | (f == AudioFormat::kWavPcm16 ? SF_FORMAT_PCM_16
+                                     : f == AudioFormat::kWavUlaw ? SF_FORMAT_ULAW
+                                                                  : SF_FORMAT_ALAW);
+        SNDFILE* sf = sf_open(theirs.c_str(), SFM_WRITE, &si);
+        ASSERT_NE(sf, nullptr) << sf_strerror(nullptr);
+        Samples inter(frames * nch);
+        for (std::size_t i = 0; i < frames; ++i)
+          for (unsigned c = 0; c < nch; ++c) inter[i * nch + c] = chans[c][i];
+        ASSERT_EQ(sf_writef_short(sf, inter.data(), static_cast<sf_count_t>(frames)), static_cast<sf_count_t>(frames));
+        ASSERT_EQ(sf_close(sf), 0);
+        const std::string a = read_all(ours), b = read_all(theirs);
+        ASSERT_EQ(a.size(), b.size()) << label;
+        EXPECT_TRUE(a == b) << label << ": bytes differ";
+        auto digest = digest_file(ours);
+        ASSERT_TRUE(digest.ok());
+        EXPECT_EQ(info->sha256, digest->sha256) << label;
+        EXPECT_EQ(info->size_bytes, a.size()) << label;
+        EXPECT_EQ(info->frames, frames) << label;
+      }
+    }
+  }
 }
 
 TEST_F(AudioWriterTest, ReplacesAnExistingFile) {
