@@ -185,6 +185,9 @@ int deliveries_command(const sgw::app::CliOptions& cli) {
                      {"last_error", e.last_error}, {"last_error_code", e.last_error_code},
                      {"next_attempt", iso_ms(e.next_attempt_unix_ms)}, {"delivered", iso_ms(e.delivered_unix_ms)},
                      {"local_deleted", e.local_deleted_unix_ms != 0}, {"objects", keys}});
+      if (!e.overrides.empty())
+        out.back()["overrides"] = {{"retention_mode", e.overrides.retention_mode},
+                                   {"retention_days", e.overrides.retention_days}, {"tags", e.overrides.tags}};
     }
     for (const auto& p : problems) out.push_back({{"corrupt", p}});
     std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
@@ -726,6 +729,8 @@ int main(int argc, char** argv) {
       remote.end_unix_ms = local.end_unix_ms;
       remote.conversation_id = local.conversation_id;
       if (partials_on) remote.partials_prefix = sgw::storage::partials_prefix(pub.fields.region, pub.recording_id);
+      // The call-control hook's retention and tags (docs/integrations.md), kept in the entry.
+      if (pub.decision) remote.overrides = sgw::storage::object_overrides(*pub.decision);
       sgw::storage::KeyFields k;
       k.start_time = std::chrono::system_clock::time_point(std::chrono::microseconds(pub.fields.start_unix_us));
       k.conversation_id = pub.fields.conversation_id.empty() ? "no-conversation-id" : pub.fields.conversation_id;
@@ -896,11 +901,15 @@ int main(int argc, char** argv) {
   // sink is wrapped in a tap that copies its packets off the durability path.
   std::unique_ptr<sgw::stream::Streamer> streamer;
   sgw::common::Counter* stream_packets_dropped = nullptr;
-  if (!config.stream_url.empty()) {
+  // The configured target; the call-control hook may give each call its own (or none), so
+  // with an invite hook the streaming thread runs even without stream.url.
+  const sgw::stream::StreamTarget configured_stream{
+      config.stream_url,
+      config.stream_protocol == "plain" ? sgw::stream::Protocol::kPlain : sgw::stream::Protocol::kAudioHook,
+      config.stream_api_key, config.stream_organization_id};
+  if (!config.stream_url.empty() || !config.hooks_invite_url.empty()) {
     sgw::stream::StreamerOptions so;
     so.ca_file = config.stream_ca_file;
-    so.api_key = config.stream_api_key;
-    so.organization_id = config.stream_organization_id;
     so.delay_ms = config.stream_delay_ms;
     so.max_queued_frames = config.stream_max_queued_frames;
     so.ping_interval_s = config.stream_ping_interval_s;
@@ -914,19 +923,25 @@ int main(int argc, char** argv) {
                   &registry.gauge("sgw_stream_active", "Recordings being streamed live")};
     stream_packets_dropped = &registry.counter(
         "sgw_stream_packets_dropped_total", "RTP packets the live-audio queue had no room for (never the recording)");
-    if (!sgw::stream::valid_stream_url(config.stream_url)) return fail("stream.url: not a ws:// or wss:// URL");
+    if (!config.stream_url.empty() && !sgw::stream::valid_stream_url(config.stream_url))
+      return fail("stream.url: not a ws:// or wss:// URL");
     auto started = sgw::stream::Streamer::start(std::move(so));
     if (!started) return fail(started.error().message);
     streamer = std::move(started).value();
-    log->info("live audio: every recording streamed to {} ({})", sgw::stream::redact_url(config.stream_url),
-              config.stream_protocol);
+    if (!config.stream_url.empty())
+      log->info("live audio: every recording streamed to {} ({}){}", sgw::stream::redact_url(config.stream_url),
+                config.stream_protocol,
+                config.hooks_invite_url.empty() ? "" : " unless the call-control hook answers another stream");
+    else
+      log->info("live audio: to the stream the call-control hook answers, per call");
   }
   // Call-control hook (docs/integrations.md): its own thread; stopped below
   // before the session manager whose callbacks it holds.
   std::unique_ptr<sgw::control::HookClient> hooks;
   if (!config.hooks_invite_url.empty() || !config.hooks_update_url.empty()) {
     hooks = std::make_unique<sgw::control::HookClient>(
-        sgw::control::HookOptions{config.hooks_timeout_ms, config.hooks_on_error == "reject"},
+        sgw::control::HookOptions{config.hooks_timeout_ms, config.hooks_on_error == "reject", 4096,
+                                  {config.s3_tags, !config.s3_bucket.empty() && config.s3_retention_mode.empty()}},
         sgw::control::HookMetrics{&registry.labelled_counter(
             "sgw_hook_requests_total", "Call-control hook requests by outcome", "outcome")});
     auto bind = [&hooks](const std::string& url) -> sgw::siprec::Policy::HookCall {
@@ -942,19 +957,24 @@ int main(int argc, char** argv) {
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
       [&](sgw::siprec::SinkRequest r) -> sgw::common::Result<std::unique_ptr<sgw::media::SessionSink>> {
+        // docs/integrations.md "Live audio": the hook's stream for this call, else stream.*.
+        std::optional<sgw::stream::StreamTarget> target;
+        if (streamer) target = sgw::stream::stream_target_for(configured_stream, r.stream);
+        if (target && !sgw::stream::valid_stream_url(target->url)) {
+          sgw::common::logger("stream")->warn("{}: the call-control hook's stream url {} is not usable; not streamed",
+                                              r.recording_id, sgw::stream::redact_url(target->url));
+          target.reset();
+        }
         sgw::stream::StreamSetup setup;
-        if (streamer) setup = {r.recording_id, r.start_json, r.metadata_docs, r.streams_event_json};
+        if (target) setup = {r.recording_id, r.start_json, r.metadata_docs, r.streams_event_json};
         auto sink = sgw::recording::SpoolSink::create(
             {config.spool_dir, &syncer, spool_metrics, nullptr},
             {std::move(r.recording_id), std::move(r.start_json), std::move(r.metadata_docs),
              std::move(r.streams_event_json), std::move(r.on_durable), std::move(r.on_failure)});
         if (!sink) return sink.error();
-        if (!streamer) return std::unique_ptr<sgw::media::SessionSink>(std::move(sink).value());
-        auto live = std::make_shared<sgw::stream::LiveStream>(
-            sgw::stream::StreamTarget{config.stream_url, config.stream_protocol == "plain"
-                                                             ? sgw::stream::Protocol::kPlain
-                                                             : sgw::stream::Protocol::kAudioHook},
-            std::move(setup), config.stream_queue_packets);
+        if (!target) return std::unique_ptr<sgw::media::SessionSink>(std::move(sink).value());
+        auto live = std::make_shared<sgw::stream::LiveStream>(std::move(*target), std::move(setup),
+                                                              config.stream_queue_packets);
         streamer->attach(live);
         return std::unique_ptr<sgw::media::SessionSink>(std::make_unique<sgw::stream::StreamTap>(
             std::move(sink).value(), std::move(live), stream_packets_dropped));

@@ -172,7 +172,7 @@ void HookClient::run() {
         finish(*job, on_error(*job, std::string("request failed: ") + curl_easy_strerror(rc)), "down");
       } else if (status < 200 || status > 299) {
         finish(*job, on_error(*job, "answered HTTP " + std::to_string(status)), "http_error");
-      } else if (auto d = recording::parse_hook_answer(job->answer); !d) {
+      } else if (auto d = recording::parse_hook_answer(job->answer, options_.answer_rules); !d) {
         finish(*job, on_error(*job, "bad answer: " + d.error().message), "bad_answer");
       } else {
         d->source = "hook";

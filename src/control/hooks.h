@@ -32,6 +32,7 @@ struct HookOptions {
   std::uint32_t timeout_ms = 300;  // whole request (connect + answer)
   bool reject_on_error = false;    // hooks.on_error: reject (480) instead of record
   std::size_t max_pending = 4096;  // requests queued or running; beyond: on_error at once (counted)
+  recording::AnswerRules answer_rules;  // what the configuration lets an answer ask for
 };
 
 struct HookMetrics {

@@ -35,18 +35,59 @@ bool valid_key_prefix(std::string_view s) {
   return true;
 }
 
+// S3 object tags (docs/integrations.md): at most `max` characters of valid
+// UTF-8 (counted in code points, as S3 does), no control characters.
 bool valid_tag_text(std::string_view s, std::size_t max) {
-  if (s.size() > max) return false;
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
+  std::size_t chars = 0;
+  for (std::size_t i = 0; i < s.size(); ++chars) {
+    auto u = static_cast<unsigned char>(s[i]);
     if (u < 0x20 || u == 0x7f) return false;
+    std::size_t n = u < 0x80 ? 1 : (u >> 5) == 0x6 ? 2 : (u >> 4) == 0xe ? 3 : (u >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+    if (n == 2 && u < 0xc2) return false;  // overlong
+    i += n;
   }
-  return true;
+  return chars <= max;
+}
+
+// The URL without its query and fragment (a token may live there).
+std::string without_query(const std::string& url) { return url.substr(0, url.find_first_of("?#")); }
+
+// `stored`: a decision read back from a spool, whose stream object an older
+// version kept as answered (any field): fields other than ours are ignored.
+common::Result<StreamOverride> read_stream(const json& v, bool stored) {
+  StreamOverride s;
+  if (v.is_null()) return s;  // no live stream for this call
+  if (!v.is_object() || !v.contains("url") || !v["url"].is_string())
+    return bad("stream", "expected null or an object with a \"url\" string");
+  for (const auto& [k, f] : v.items()) {
+    if (k == "url") {
+      s.url = f.get<std::string>();
+      if (!s.url.empty() && !common::istarts_with(s.url, "wss://") && !common::istarts_with(s.url, "ws://"))
+        return bad("stream", "url must start with ws:// or wss:// (or be empty: no stream)");
+      if (s.url.size() > 2048) return bad("stream", "url longer than 2048 characters");
+    } else if (k == "protocol") {
+      if (!f.is_string() || (f != "audiohook" && f != "plain")) return bad("stream", "protocol: expected audiohook or plain");
+      s.protocol = f.get<std::string>();
+    } else if (k == "api_key" || k == "organization_id") {
+      if (!f.is_string() || f.get<std::string>().size() > 1024 || !valid_tag_text(f.get<std::string>(), 1024))
+        return bad("stream", k + ": expected a string of at most 1024 printable characters");
+      (k == "api_key" ? s.api_key : s.organization_id) = f.get<std::string>();
+    } else if (!stored) {
+      return bad("stream", k + ": unknown field (url, protocol, api_key, organization_id)");
+    }
+  }
+  if (s.url.empty() && (s.protocol || s.api_key || s.organization_id))
+    return bad("stream", "an empty url (no stream) with other fields");
+  return s;
 }
 
 // Reads the fields an answer and a stored decision share. Unknown keys are
-// refused unless `extra` lists them (the stored form adds source/error/elapsed).
-common::Result<CallDecision> read(const json& j, std::initializer_list<std::string_view> extra) {
+// refused, but for the ones the stored form adds (source/error/elapsed).
+common::Result<CallDecision> read(const json& j, bool stored) {
+  static constexpr std::string_view kStoredOnly[] = {"source", "error", "elapsed_ms"};
   if (!j.is_object()) return bad("answer", "expected a JSON object");
   CallDecision d;
   for (const auto& [k, v] : j.items()) {
@@ -75,6 +116,7 @@ common::Result<CallDecision> read(const json& j, std::initializer_list<std::stri
       for (const auto& [tk, tv] : v.items()) {
         if (!tv.is_string() || tk.empty() || !valid_tag_text(tk, 128) || !valid_tag_text(tv.get<std::string>(), 256))
           return bad(k, "tag \"" + tk.substr(0, 64) + "\": names 1-128, values 0-256 printable characters");
+        if (common::istarts_with(tk, "aws:")) return bad(k, "tag \"" + tk.substr(0, 64) + "\": the aws: prefix is reserved");
         d.tags[tk] = tv.get<std::string>();
       }
     } else if (k == "key_prefix") {
@@ -82,12 +124,10 @@ common::Result<CallDecision> read(const json& j, std::initializer_list<std::stri
         return bad(k, "expected path components of letters, digits, '.', '_' and '-' (at most 200 characters)");
       d.key_prefix = v.get<std::string>();
     } else if (k == "stream") {
-      if (!v.is_object() || !v.contains("url") || !v["url"].is_string()) return bad(k, "expected an object with a \"url\" string");
-      auto url = v["url"].get<std::string>();
-      if (!common::istarts_with(url, "wss://") && !common::istarts_with(url, "ws://"))
-        return bad(k, "url must start with ws:// or wss://");
-      d.stream = v;
-    } else if (std::find(extra.begin(), extra.end(), k) == extra.end()) {
+      auto st = read_stream(v, stored);
+      if (!st) return st.error();
+      d.stream = std::move(st).value();
+    } else if (!stored || std::find(std::begin(kStoredOnly), std::end(kStoredOnly), k) == std::end(kStoredOnly)) {
       return bad(k, "unknown field");
     }
   }
@@ -98,10 +138,20 @@ common::Result<CallDecision> read(const json& j, std::initializer_list<std::stri
 
 }  // namespace
 
-common::Result<CallDecision> parse_hook_answer(std::string_view body) {
+common::Result<CallDecision> parse_hook_answer(std::string_view body, const AnswerRules& rules) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return bad("answer", "not valid JSON");
-  return read(j, {});
+  auto d = read(j, false);
+  if (!d) return d;
+  if (rules.retention_refused && (d->retention_days || d->retention_mode))
+    return bad(d->retention_mode ? "retention_mode" : "retention_days",
+               "s3.retention_mode is not configured (the bucket is not known to have Object Lock)");
+  auto merged = rules.configured_tags;
+  for (const auto& [k, v] : d->tags) merged[k] = v;
+  if (merged.size() > kMaxTags)
+    return bad("tags", std::to_string(merged.size()) + " tags with s3.tags (" +
+                           std::to_string(rules.configured_tags.size()) + "); S3 takes at most 10");
+  return d;
 }
 
 json encode_decision(const CallDecision& d) {
@@ -113,13 +163,22 @@ json encode_decision(const CallDecision& d) {
   if (d.retention_mode) j["retention_mode"] = *d.retention_mode;
   if (!d.tags.empty()) j["tags"] = d.tags;
   if (d.key_prefix) j["key_prefix"] = *d.key_prefix;
-  if (!d.stream.is_null()) j["stream"] = d.stream;
+  if (d.stream) {
+    if (d.stream->url.empty()) {
+      j["stream"] = nullptr;
+    } else {
+      json st = {{"url", without_query(d.stream->url)}};
+      if (d.stream->protocol) st["protocol"] = *d.stream->protocol;
+      if (d.stream->organization_id) st["organization_id"] = *d.stream->organization_id;
+      j["stream"] = st;
+    }
+  }
   if (!d.error.empty()) j["error"] = d.error;
   return j;
 }
 
 common::Result<CallDecision> decode_decision(const json& j) {
-  auto d = read(j, {"source", "error", "elapsed_ms"});
+  auto d = read(j, true);
   if (!d) return d.error();
   if (auto s = j.find("source"); s != j.end() && s->is_string()) d->source = s->get<std::string>();
   if (auto e = j.find("error"); e != j.end() && e->is_string()) d->error = e->get<std::string>();

@@ -798,7 +798,7 @@ common::Result<FinalizeReport> Finalizer::finalize_file(const std::string& spool
   auto st = common::write_file_atomically(report.json_path, render_recording_json(doc));
   if (!st) return st.error();
   if (options_.enqueue) {
-    PublishedRecording pub{recording_id, pf, base, report.audio_paths, report.json_path};
+    PublishedRecording pub{recording_id, pf, base, report.audio_paths, report.json_path, decision};
     if (auto q = options_.enqueue(pub); !q)
       return common::make_error(q.error().code, "queue deliveries of " + recording_id + " (spool " + spool_path +
                                                      " kept): " + q.error().message);

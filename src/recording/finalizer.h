@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -37,6 +38,7 @@
 #include "common/result.h"
 #include "metadata/metadata_parser.h"
 #include "recording/audio_writer.h"
+#include "recording/call_decision.h"
 #include "recording/channel_layout.h"
 #include "recording/spool_file_system.h"
 
@@ -61,6 +63,9 @@ struct PublishedRecording {
   std::string base_path;  // recordings_dir / relative_path, without extension
   std::vector<std::string> audio_paths;
   std::string json_path;
+  // The call-control hook's decision (the spool's start record), when there
+  // was a hook: the delivery applies its retention and tags.
+  std::optional<CallDecision> decision;
 };
 
 struct FinalizerOptions {

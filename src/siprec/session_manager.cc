@@ -914,6 +914,7 @@ void SessionManager::admit_invite(sip::TransactionId tx, std::unique_ptr<Pending
   request.start_json = start.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   request.metadata_docs = s->metadata_raw;
   request.streams_event_json = streams_event(*s, "offer");
+  if (decision) request.stream = decision->stream;
   request.on_durable = [this, key, id = s->recording_id](common::Status st) {
     if (!endpoint_->post([this, key, st] { on_start_durable(key, st); }))
       log_->error("{}: SIP thread queue full or stopped: not answered", id);

@@ -105,6 +105,9 @@ struct SinkRequest {
   std::string start_json;                  // session-start record: enough to finish from the spool alone
   std::vector<std::string> metadata_docs;  // the INVITE's RFC 7865 documents
   std::string streams_event_json;          // the first "streams" event
+  // The call-control hook's live-audio target for this call (docs/integrations.md);
+  // unset: the configuration's stream.*; an empty url: no live stream.
+  std::optional<recording::StreamOverride> stream;
   // Any thread, once: the records above are durable (Ok) or cannot be made so.
   // The 200 OK is sent only after Ok.
   std::function<void(common::Status)> on_durable;

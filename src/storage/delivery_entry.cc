@@ -79,6 +79,9 @@ std::string encode_entry(const DeliveryEntry& e) {
             {"partials_prefix", e.partials_prefix},
             {"order_key", e.order_key},
             {"payload", e.payload},
+            {"overrides", {{"retention_mode", e.overrides.retention_mode},
+                           {"retention_days", e.overrides.retention_days},
+                           {"tags", e.overrides.tags}}},
             {"objects", objects},
             {"attempts", e.attempts},
             {"last_error", e.last_error},
@@ -135,6 +138,22 @@ common::Result<DeliveryEntry> decode_entry(std::string_view bytes, const std::st
   read(j, "next_attempt_unix_ms", &e.next_attempt_unix_ms);
   read(j, "delivered_unix_ms", &e.delivered_unix_ms);
   read(j, "local_deleted_unix_ms", &e.local_deleted_unix_ms);
+  // Absent in entries written before per-recording overrides existed: none.
+  if (auto ov = j.find("overrides"); ov != j.end()) {
+    if (!ov->is_object()) return corrupt(source, "overrides is not an object");
+    read(*ov, "retention_mode", &e.overrides.retention_mode);
+    read(*ov, "retention_days", &e.overrides.retention_days);
+    const auto& m = e.overrides.retention_mode;
+    if (!m.empty() && m != "COMPLIANCE" && m != "GOVERNANCE")
+      return corrupt(source, "overrides.retention_mode '" + m + "'");
+    if (auto t = ov->find("tags"); t != ov->end()) {
+      if (!t->is_object()) return corrupt(source, "overrides.tags is not an object");
+      for (const auto& [k, v] : t->items()) {
+        if (!v.is_string()) return corrupt(source, "overrides.tags." + k + " is not a string");
+        e.overrides.tags[k] = v.get<std::string>();
+      }
+    }
+  }
   auto objs = j.find("objects");
   if (objs == j.end() || !objs->is_array()) return corrupt(source, "objects missing");
   for (const auto& jo : *objs) {

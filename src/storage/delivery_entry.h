@@ -7,12 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/result.h"
+#include "recording/call_decision.h"
 
 namespace sgw::storage {
 
@@ -48,6 +50,27 @@ struct DeliveryObject {
   std::string verified;  // what was checked, e.g. "size etag metadata retention=COMPLIANCE@2031-..."
 };
 
+// Per-recording object settings that replace the sink's configured ones: the
+// call-control hook's answer (docs/integrations.md), carried in the entry so
+// they survive a restart. Empty: the configuration's.
+struct ObjectOverrides {
+  std::string retention_mode;        // "COMPLIANCE" | "GOVERNANCE"; empty: s3.retention_mode
+  std::uint32_t retention_days = 0;  // from the recording's start; 0: s3.retention_days/years
+  std::map<std::string, std::string> tags;  // added to s3.tags (same name: this value)
+  bool empty() const { return retention_mode.empty() && retention_days == 0 && tags.empty(); }
+  bool operator==(const ObjectOverrides&) const = default;
+};
+
+// The delivery's share of the call-control hook's decision (already validated
+// by recording::parse_hook_answer): retention and tags.
+inline ObjectOverrides object_overrides(const recording::CallDecision& d) {
+  ObjectOverrides o;
+  o.retention_mode = d.retention_mode.value_or("");
+  o.retention_days = d.retention_days.value_or(0);
+  o.tags = d.tags;
+  return o;
+}
+
 struct DeliveryEntry {
   std::string recording_id;
   std::string sink;  // "local", "s3"
@@ -66,6 +89,7 @@ struct DeliveryEntry {
   // A document delivered as is (event webhooks: the event's JSON); empty for
   // file sinks. Not kept in the catalogue.
   std::string payload;
+  ObjectOverrides overrides;  // s3: the hook's retention and tags for this recording
   std::vector<DeliveryObject> objects;
   std::uint32_t attempts = 0;  // failed attempts since the last success / requeue
   std::string last_error;      // one line, naming bucket, key and code

@@ -816,6 +816,36 @@ S3Result<S3Ok> S3Client::put_object_retention(std::string_view key, std::string_
   return S3Ok{};
 }
 
+S3Result<std::map<std::string, std::string>> S3Client::get_object_tagging(std::string_view key,
+                                                                          std::string_view version_id) {
+  Headers q{{"tagging", ""}};
+  if (!version_id.empty()) q.emplace_back("versionId", std::string(version_id));
+  auto r = perform("GetObjectTagging", "GET", key, std::move(q), {}, Body{});
+  if (!r) return r.error();
+  pugi::xml_document doc;
+  auto root = doc.load_buffer(r->body.data(), r->body.size()) ? doc.child("Tagging") : pugi::xml_node();
+  if (!root)
+    return S3Error{"GetObjectTagging", config_.bucket, std::string(key), static_cast<int>(r->status),
+                   "Client.BadResponse", "no Tagging in the response", "", false};
+  std::map<std::string, std::string> tags;
+  for (auto t : root.child("TagSet").children("Tag")) tags[child_text(t, "Key")] = child_text(t, "Value");
+  return tags;
+}
+
+S3Result<S3Ok> S3Client::put_object_tagging(std::string_view key, std::string_view version_id,
+                                            const std::map<std::string, std::string>& tags) {
+  Headers q{{"tagging", ""}};
+  if (!version_id.empty()) q.emplace_back("versionId", std::string(version_id));
+  std::string xml = "<Tagging xmlns=\"" + std::string(kS3Xmlns) + "\"><TagSet>";
+  for (const auto& [k, v] : tags)
+    xml += "<Tag><Key>" + common::xml_escape(k) + "</Key><Value>" + common::xml_escape(v) + "</Value></Tag>";
+  xml += "</TagSet></Tagging>";
+  Headers h{{"content-md5", md5_base64(xml)}, {"content-type", "application/xml"}};
+  auto r = perform("PutObjectTagging", "PUT", key, std::move(q), std::move(h), memory_body(xml));
+  if (!r) return r.error();
+  return S3Ok{};
+}
+
 S3Result<std::string> S3Client::create_multipart_upload(std::string_view key,
                                                         const PutObjectOptions& options) {
   Headers h;

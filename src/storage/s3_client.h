@@ -210,6 +210,11 @@ class S3Api {
   virtual S3Result<GetObjectResult> get_object(std::string_view key, std::string_view version_id = {}) = 0;
   virtual S3Result<S3Ok> put_object_retention(std::string_view key, std::string_view version_id,
                                               const ObjectLock& lock, bool bypass_governance = false) = 0;
+  // GetObjectTagging / PutObjectTagging of one version (empty: the latest).
+  virtual S3Result<std::map<std::string, std::string>> get_object_tagging(std::string_view key,
+                                                                          std::string_view version_id) = 0;
+  virtual S3Result<S3Ok> put_object_tagging(std::string_view key, std::string_view version_id,
+                                            const std::map<std::string, std::string>& tags) = 0;
   virtual S3Result<std::string> create_multipart_upload(std::string_view key, const PutObjectOptions& options) = 0;
   virtual S3Result<UploadPartResult> upload_part_file(std::string_view key, std::string_view upload_id,
                                                       int part_number, const std::filesystem::path& file,
@@ -253,6 +258,11 @@ class S3Client : public S3Api {
                                              bool bypass_governance = false);
   S3Result<S3Ok> put_object_retention(std::string_view key, std::string_view version_id,
                                       const ObjectLock& lock, bool bypass_governance = false) override;
+
+  S3Result<std::map<std::string, std::string>> get_object_tagging(std::string_view key,
+                                                                  std::string_view version_id) override;
+  S3Result<S3Ok> put_object_tagging(std::string_view key, std::string_view version_id,
+                                    const std::map<std::string, std::string>& tags) override;
 
   // Multipart. With checksum_sha256 the upload declares x-amz-checksum-algorithm
   // SHA256, every part sends its x-amz-checksum-sha256, and complete lists them.

@@ -63,6 +63,24 @@ Clock::time_point retain_until(std::int64_t start_unix_ms, std::uint32_t days, s
   return sys_days(target) + (start - day);
 }
 
+ObjectSettings object_settings(const S3SinkOptions& options, const DeliveryEntry& entry) {
+  ObjectSettings s;
+  const ObjectOverrides& o = entry.overrides;
+  s.lock_mode = options.lock_mode;
+  if (o.retention_mode == "COMPLIANCE") s.lock_mode = LockMode::kCompliance;
+  if (o.retention_mode == "GOVERNANCE") s.lock_mode = LockMode::kGovernance;
+  if (o.retention_days > 0) {
+    s.retain_until = retain_until(entry.start_unix_ms, o.retention_days, 0);
+  } else if (options.retention_days > 0 || options.retention_years > 0) {
+    s.retain_until = retain_until(entry.start_unix_ms, options.retention_days, options.retention_years);
+  } else {
+    s.lock_mode.reset();  // no period to lock for
+  }
+  s.tags = options.tags;
+  for (const auto& [k, v] : o.tags) s.tags[k] = v;
+  return s;
+}
+
 common::Result<FileDigest> digest_file(const std::string& path, std::uint64_t part_size, bool multipart) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return common::make_error("io.open", "open " + path + ": " + std::strerror(errno));
@@ -172,7 +190,7 @@ DeliveryOutcome S3Sink::check() {
 
 S3Sink::ObjectCheck S3Sink::check_object(const HeadObjectResult& h, const FileDigest& d, bool multipart,
                                          const std::map<std::string, std::string>& metadata,
-                                         Clock::time_point until) const {
+                                         const ObjectSettings& want) const {
   using Kind = ObjectCheck::Kind;
   auto result = [](Kind kind, std::string why) { return ObjectCheck{kind, std::move(why), ""}; };
   if (h.delete_marker) return result(Kind::kNotOurs, "the latest version is a delete marker");
@@ -217,16 +235,16 @@ S3Sink::ObjectCheck S3Sink::check_object(const HeadObjectResult& h, const FileDi
       return result(Kind::kOursDiffers, "user metadata " + k + " is '" + it->second + "', expected '" + v + "'");
   }
   checked += " metadata";
-  if (options_.lock_mode) {
+  if (want.lock_mode) {
     if (!h.lock_mode) return {Kind::kNeedsRetention, "no Object Lock retention", checked};
-    if (*h.lock_mode != *options_.lock_mode)
+    if (*h.lock_mode != *want.lock_mode)
       return result(Kind::kOursDiffers, "retention mode " + std::string(to_string(*h.lock_mode)) + ", expected " +
-                                            std::string(to_string(*options_.lock_mode)));
+                                            std::string(to_string(*want.lock_mode)));
     // ISO 8601 strings compare as times; a longer retention is fine, a shorter one is extended.
-    std::string want = iso8601(until).substr(0, 19);
-    if (h.retain_until.substr(0, 19) < want)
-      return {Kind::kNeedsRetention, "retain-until " + h.retain_until + ", expected " + want, checked};
-    checked += " retention=" + std::string(to_string(*options_.lock_mode)) + "@" + h.retain_until;
+    std::string until = iso8601(want.retain_until).substr(0, 19);
+    if (h.retain_until.substr(0, 19) < until)
+      return {Kind::kNeedsRetention, "retain-until " + h.retain_until + ", expected " + until, checked};
+    checked += " retention=" + std::string(to_string(*want.lock_mode)) + "@" + h.retain_until;
   }
   if (options_.legal_hold) {
     if (!h.legal_hold) return result(Kind::kOursDiffers, "no legal hold");
@@ -283,17 +301,17 @@ DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
     if (!md) return fail(DeliveryOutcome::Kind::kPermanent, "Client.File", md.error().message);
     d = *md;
   }
-  Clock::time_point until = retain_until(entry.start_unix_ms, options_.retention_days, options_.retention_years);
+  const ObjectSettings want = object_settings(options_, entry);
   auto metadata = recording_metadata;
   metadata[std::string(kObjectSha256Name)] = d.sha256_hex;
 
   PutObjectOptions put;
   put.content_type = o.content_type;
   put.metadata = metadata;
-  if (options_.lock_mode) put.lock = ObjectLock{*options_.lock_mode, until};
+  if (want.lock_mode) put.lock = ObjectLock{*want.lock_mode, want.retain_until};
   put.legal_hold = options_.legal_hold;
   put.sse = options_.sse;
-  put.tags = options_.tags;
+  put.tags = want.tags;
 
   auto mark = [&](const HeadObjectResult& h, const std::string& checked) {
     o.delivered = true;
@@ -316,21 +334,44 @@ DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
   auto settle = [&](HeadObjectResult h, ObjectCheck c) -> DeliveryOutcome {
     if (c.kind == Kind::kNeedsRetention) {
       log->info("{}: {} ({}): {}; setting it with PutObjectRetention", entry.recording_id, where, h.version_id, c.why);
-      auto r = client_->put_object_retention(o.key, h.version_id, ObjectLock{*options_.lock_mode, until});
+      auto r = client_->put_object_retention(o.key, h.version_id, ObjectLock{*want.lock_mode, want.retain_until});
       if (!r) return from_error(r.error());
       auto again = client_->head_object(o.key, h.version_id);
       if (!again) return from_error(again.error());
       h = *again;
-      c = check_object(h, d, multipart, metadata, until);
+      c = check_object(h, d, multipart, metadata, want);
     }
     if (c.kind != Kind::kVerified) return verify_failed(h, c.why);
+    // Tags are not in a HEAD: GetObjectTagging of the same version. Tags are
+    // not part of the object (Object Lock does not cover them), so missing or
+    // different ones (a crash, a server that ignored x-amz-tagging) are set.
+    if (!want.tags.empty()) {
+      auto describe = [](const std::map<std::string, std::string>& t) {
+        std::string out;
+        for (const auto& [k, v] : t) out += (out.empty() ? "" : ",") + k + "=" + v;
+        return out.empty() ? std::string("none") : out;
+      };
+      auto tags = client_->get_object_tagging(o.key, h.version_id);
+      if (!tags) return from_error(tags.error());
+      if (*tags != want.tags) {
+        log->info("{}: {} ({}): tags {}, expected {}; setting them with PutObjectTagging", entry.recording_id,
+                  where, h.version_id, describe(*tags), describe(want.tags));
+        auto p = client_->put_object_tagging(o.key, h.version_id, want.tags);
+        if (!p) return from_error(p.error());
+        tags = client_->get_object_tagging(o.key, h.version_id);
+        if (!tags) return from_error(tags.error());
+        if (*tags != want.tags)
+          return verify_failed(h, "tags " + describe(*tags) + ", expected " + describe(want.tags));
+      }
+      c.checked += " tags=" + std::to_string(want.tags.size());
+    }
     return mark(h, c.checked);
   };
   // After our own upload: HEAD exactly the version it made.
   auto finish = [&](const std::string& version_id) -> DeliveryOutcome {
     auto h = client_->head_object(o.key, version_id);
     if (!h) return from_error(h.error());
-    return settle(*h, check_object(*h, d, multipart, metadata, until));
+    return settle(*h, check_object(*h, d, multipart, metadata, want));
   };
   // Exactly once: before any upload starts (a first PUT, a new multipart
   // upload, one that starts over) the key is HEADed. A version we wrote is
@@ -347,7 +388,7 @@ DeliveryOutcome S3Sink::deliver_object(DeliveryEntry& entry, DeliveryObject& o,
         if (auto g = client_->get_object(o.key); !g) return from_error(g.error());
       return from_error(h.error());
     }
-    ObjectCheck c = check_object(*h, d, multipart, metadata, until);
+    ObjectCheck c = check_object(*h, d, multipart, metadata, want);
     switch (c.kind) {
       case Kind::kVerified:
       case Kind::kNeedsRetention:

@@ -42,6 +42,19 @@ struct S3SinkOptions {
 std::chrono::system_clock::time_point retain_until(std::int64_t start_unix_ms, std::uint32_t days,
                                                    std::uint32_t years);
 
+// What one recording's objects get: the sink's options with the entry's
+// per-recording overrides (the call-control hook, docs/integrations.md).
+// Lock: the override's mode, else the configured one; retain-until: start +
+// the override's days, else the configured days/years. A mode without any
+// period (nothing to count from) locks nothing. Tags: the configured ones,
+// the override's added (same name: the override's value).
+struct ObjectSettings {
+  std::optional<LockMode> lock_mode;
+  std::chrono::system_clock::time_point retain_until{};
+  std::map<std::string, std::string> tags;
+};
+ObjectSettings object_settings(const S3SinkOptions& options, const DeliveryEntry& entry);
+
 // The ETag S3 gives an object uploaded in parts of `part_size`: hex MD5 of the
 // concatenated raw part MD5s, "-", the number of parts. Computed from the file.
 // With multipart, also the parts' MD5s and SHA-256s and the composite
@@ -80,6 +93,7 @@ class S3Sink : public DeliverySink {
     enum class Kind {
       kVerified,        // ours, same bytes, metadata and retention: delivered
       kNeedsRetention,  // ours, same bytes, but no (or a shorter) retention: PutObjectRetention
+                        // (tags are checked after, with GetObjectTagging: settle())
       kOursDiffers,     // ours (our recording id) but not what we would write now: never re-uploaded
       kNotOurs,         // a delete marker, or an object another writer put there
     } kind = Kind::kNotOurs;
@@ -91,8 +105,7 @@ class S3Sink : public DeliverySink {
                                  const std::map<std::string, std::string>& metadata,
                                  const std::function<void(const DeliveryEntry&)>& checkpoint);
   ObjectCheck check_object(const HeadObjectResult& head, const FileDigest& digest, bool multipart,
-                           const std::map<std::string, std::string>& metadata,
-                           std::chrono::system_clock::time_point until) const;
+                           const std::map<std::string, std::string>& metadata, const ObjectSettings& want) const;
 
   S3SinkOptions options_;
   std::unique_ptr<S3Api> client_;

@@ -92,4 +92,19 @@ std::string redact_url(const std::string& url) {
   return out;
 }
 
+std::optional<StreamTarget> stream_target_for(const StreamTarget& configured,
+                                              const std::optional<recording::StreamOverride>& hook) {
+  if (!hook) {
+    if (configured.url.empty()) return std::nullopt;
+    return configured;
+  }
+  if (hook->url.empty()) return std::nullopt;
+  StreamTarget t = configured;
+  t.url = hook->url;
+  if (hook->protocol) t.protocol = *hook->protocol == "plain" ? Protocol::kPlain : Protocol::kAudioHook;
+  if (hook->api_key) t.api_key = *hook->api_key;
+  if (hook->organization_id) t.organization_id = *hook->organization_id;
+  return t;
+}
+
 }  // namespace sgw::stream

@@ -16,10 +16,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "recording/call_decision.h"
 #include "recording/spool_events.h"
 
 namespace sgw::stream {
@@ -31,7 +33,18 @@ std::string_view protocol_name(Protocol p);
 struct StreamTarget {
   std::string url;  // ws://host[:port]/path or wss://...
   Protocol protocol = Protocol::kAudioHook;
+  std::string api_key;          // sent as X-API-KEY when set
+  std::string organization_id;  // AudioHook organizationId / Audiohook-Organization-Id
 };
+
+// The target of one call (docs/integrations.md "Live audio"): the
+// call-control hook's `stream` over the configuration's (`configured`, whose
+// empty url means no stream.url). Without a hook stream: the configured one;
+// a hook stream with an empty url: none; otherwise the hook's url, and its
+// protocol / api_key / organization_id where given, else the configured ones.
+// nullopt: the call is not streamed.
+std::optional<StreamTarget> stream_target_for(const StreamTarget& configured,
+                                              const std::optional<recording::StreamOverride>& hook);
 
 // One RTP packet copied off the worker. 640 bytes hold 40 ms of G.711, 80 ms of G.722 and any
 // usual Opus packet; longer payloads are dropped (counted as packets_dropped).

@@ -140,7 +140,7 @@ struct StreamerAccess {
         if (!c || !self || !c->proto || in == nullptr) break;
         auto** p = static_cast<unsigned char**>(in);
         unsigned char* end = *p + len;
-        for (const auto& [name, value] : c->proto->handshake_headers(self->options_.api_key))
+        for (const auto& [name, value] : c->proto->handshake_headers(c->live->target().api_key))
           if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(name.c_str()),
                                           reinterpret_cast<const unsigned char*>(value.data()),
                                           static_cast<int>(value.size()), p, end))
@@ -348,7 +348,7 @@ void Streamer::adopt(std::shared_ptr<LiveStream> live) {
   // Who is on which channel: the recording's own channel layout rules, caller on channel 0.
   CallInfo call;
   call.recording_id = setup.recording_id;
-  call.organization_id = options_.organization_id;
+  call.organization_id = c->live->target().organization_id;
   auto start = nlohmann::json::parse(setup.start_json, nullptr, false);
   if (start.is_object()) {
     call.call_id = json_or<std::string>(start, "call_id", "");

@@ -41,8 +41,6 @@ struct StreamerMetrics {
 
 struct StreamerOptions {
   std::string ca_file;          // wss://: CA bundle to verify the server (empty: system store)
-  std::string api_key;          // sent as X-API-KEY when set
-  std::string organization_id;  // AudioHook organizationId / Audiohook-Organization-Id
   std::uint32_t delay_ms = 60;  // how late a packet may arrive and still be in its frame
   std::uint32_t max_queued_frames = 50;
   std::uint32_t ping_interval_s = 5;

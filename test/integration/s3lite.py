@@ -102,6 +102,16 @@ class S3:
         self._check(*self.request("PUT", bucket, key, {"retention": "", "versionId": version_id},
                                   {"content-md5": md5, "content-type": "application/xml"}, body))
 
+    def tagging(self, bucket: str, key: str, version_id: str | None = None) -> dict:
+        """GetObjectTagging: {name: value}."""
+        q = {"tagging": ""}
+        if version_id:
+            q["versionId"] = version_id
+        body = self._check(*self.request("GET", bucket, key, q))[2]
+        root = ET.fromstring(body)
+        return {t.findtext(f"{NS}Key", t.findtext("Key")): t.findtext(f"{NS}Value", t.findtext("Value")) or ""
+                for t in root.iter() if t.tag in (f"{NS}Tag", "Tag")}
+
     def versions(self, bucket: str, prefix: str = "") -> list[dict]:
         out, marker, vmarker = [], None, None
         while True:

@@ -27,7 +27,7 @@ from test_recording import streams_for
 
 OVERRIDES = {"action": "record", "format": "flac", "channel_layout": "caller-right",
              "retention_days": 30, "retention_mode": "GOVERNANCE", "tags": {"team": "sales", "tier": "gold"},
-             "key_prefix": "acme/eu", "stream": {"url": "wss://ai.example.test/audiohook"}}
+             "key_prefix": "acme/eu", "stream": {"url": "ws://127.0.0.1:9/audiohook"}}
 
 
 class HookServer:

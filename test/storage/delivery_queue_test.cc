@@ -164,6 +164,43 @@ TEST(DeliveryEntryFormat, RoundTripsAndRejectsTornOrEdited) {
   EXPECT_FALSE(decode_entry("SGWDQ1 x y\n{}", "f").ok());
 }
 
+// The call-control hook's retention and tags travel with the entry (docs/integrations.md).
+TEST(DeliveryEntryFormat, OverridesRoundTripAndSurviveARestart) {
+  recording::CallDecision d;
+  d.retention_mode = "GOVERNANCE";
+  d.retention_days = 2;
+  d.tags = {{"team", "sales"}, {"note", "a b&c=d/é"}};
+  DeliveryEntry e = entry("rec-o");
+  e.overrides = object_overrides(d);
+  EXPECT_EQ(e.overrides.retention_mode, "GOVERNANCE");
+  EXPECT_EQ(e.overrides.retention_days, 2u);
+  auto back = decode_entry(encode_entry(e), "f");
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->overrides, e.overrides);
+  EXPECT_TRUE(object_overrides(recording::CallDecision{}).empty());
+  // An entry written before overrides existed has none.
+  std::string old_entry = encode_entry(entry("rec-p"));
+  auto plain = decode_entry(old_entry, "f");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->overrides.empty());
+  // A mode that is not one is corruption, not a default.
+  DeliveryEntry bad = e;
+  bad.overrides.retention_mode = "FOREVER";
+  auto refused = decode_entry(encode_entry(bad), "f");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("retention_mode"), std::string::npos);
+
+  Fixture f;
+  {
+    auto q = f.open();
+    ASSERT_TRUE(q->enqueue(e).ok());
+  }
+  auto q2 = f.open();
+  const auto* again = f.find(*q2, "rec-o");
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->overrides, e.overrides);
+}
+
 TEST(DeliveryQueue, DeliversAndPersists) {
   Fixture f;
   auto q = f.open();

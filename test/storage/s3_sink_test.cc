@@ -80,6 +80,7 @@ struct FakeBucket {
     std::optional<LockMode> lock;
     std::string retain_until;
     bool legal_hold = false;
+    std::map<std::string, std::string> tags;
   };
   struct Part {
     std::string body, etag, sha_raw, md5_raw;
@@ -95,6 +96,7 @@ struct FakeBucket {
   bool kms_etags = false;            // ETags are not MD5s (SSE-KMS)
   bool keep_checksums = false;       // HEAD returns x-amz-checksum-sha256 (AWS, Ceph >= 18)
   bool ignore_multipart_lock = false;  // lock headers on CreateMultipartUpload ignored
+  bool ignore_tagging_header = false;  // x-amz-tagging ignored (only PutObjectTagging sets tags)
   std::function<Fault(const std::string& op, const std::string& key)> fault;
   std::vector<std::string> calls;  // "PutObject key"
 
@@ -119,6 +121,7 @@ struct FakeBucket {
   }
   void apply_lock(Version& v, const PutObjectOptions& o) {
     v.metadata = o.metadata;
+    if (!ignore_tagging_header) v.tags = o.tags;
     if (o.lock) {
       v.lock = o.lock->mode;
       v.retain_until = iso8601(o.lock->retain_until);
@@ -200,6 +203,24 @@ class FakeS3 : public S3Api {
         v.lock = lock.mode;
         v.retain_until = until;
       }
+    return S3Ok{};
+  }
+  S3Result<std::map<std::string, std::string>> get_object_tagging(std::string_view key,
+                                                                  std::string_view version_id) override {
+    std::string k(key);
+    auto f = before("GetObjectTagging", k);
+    if (f.what == Fault::What::kFail) return f.error;
+    for (const auto& v : b_->objects[k])
+      if (v.version_id == version_id) return v.tags;
+    return S3Error{"GetObjectTagging", "b", k, 404, "NoSuchVersion", "", "", false};
+  }
+  S3Result<S3Ok> put_object_tagging(std::string_view key, std::string_view version_id,
+                                    const std::map<std::string, std::string>& tags) override {
+    std::string k(key);
+    auto f = before("PutObjectTagging", k);
+    if (f.what == Fault::What::kFail) return f.error;
+    for (auto& v : b_->objects[k])
+      if (v.version_id == version_id) v.tags = tags;
     return S3Ok{};
   }
   S3Result<std::string> create_multipart_upload(std::string_view key, const PutObjectOptions& options) override {
@@ -642,6 +663,93 @@ TEST(S3Sink, RetriesWithBackoffThroughTheQueueAndLandsOnce) {
   EXPECT_EQ(snap[0].state, DeliveryState::kDelivered) << snap[0].last_error;
   EXPECT_EQ(f.bucket.versions("r/r1.wav"), 1u);
   EXPECT_EQ(f.bucket.versions("r/r1.json"), 1u);
+}
+
+
+// The call-control hook's retention and tags (docs/integrations.md), carried
+// in the entry, replace the configured ones for that recording only.
+TEST(S3Sink, EntryOverridesSetModeRetainUntilAndTagsAndAreVerified) {
+  Fixture f;
+  auto opts = f.options();
+  opts.tags = {{"source", "siprec"}, {"team", "config"}};
+  auto s = S3Sink::create(opts, std::make_unique<FakeS3>(&f.bucket));
+  auto e = f.recording("r1", 1000);  // multipart audio, single-PUT JSON
+  e.overrides.retention_mode = "GOVERNANCE";
+  e.overrides.retention_days = 2;
+  e.overrides.tags = {{"team", "sales"}, {"tier", "gold"}};
+  auto out = f.deliver(*s, e);
+  ASSERT_EQ(out.kind, Kind::kDelivered) << out.message;
+  const std::map<std::string, std::string> want_tags{{"source", "siprec"}, {"team", "sales"}, {"tier", "gold"}};
+  for (const auto& o : e.objects) {
+    const auto& v = f.bucket.objects[o.key][0];
+    EXPECT_EQ(v.lock, LockMode::kGovernance) << o.key;
+    EXPECT_EQ(v.retain_until, iso8601(retain_until(f.start_ms, 2, 0))) << o.key;
+    EXPECT_EQ(v.tags, want_tags) << o.key;
+    EXPECT_NE(o.verified.find("retention=GOVERNANCE@"), std::string::npos) << o.verified;
+    EXPECT_NE(o.verified.find("tags=3"), std::string::npos) << o.verified;
+  }
+  EXPECT_EQ(f.bucket.count("GetObjectTagging"), 2u);
+  EXPECT_EQ(f.bucket.count("PutObjectTagging"), 0u);
+  // An entry without overrides still gets the configuration's settings.
+  auto plain = f.recording("r2", 50);
+  ASSERT_EQ(f.deliver(*s, plain).kind, Kind::kDelivered);
+  const auto& v = f.bucket.objects["r/r2.wav"][0];
+  EXPECT_EQ(v.lock, LockMode::kCompliance);
+  EXPECT_EQ(v.retain_until, iso8601(retain_until(f.start_ms, 30, 0)));
+  EXPECT_EQ(v.tags, opts.tags);
+}
+
+TEST(S3Sink, TagsTheServerDroppedAreSetWithPutObjectTagging) {
+  Fixture f;
+  f.bucket.ignore_tagging_header = true;
+  auto s = f.sink();
+  auto e = f.recording("r1", 50);
+  e.overrides.tags = {{"team", "sales"}};
+  auto out = f.deliver(*s, e);
+  ASSERT_EQ(out.kind, Kind::kDelivered) << out.message;
+  EXPECT_EQ(f.bucket.count("PutObjectTagging"), 2u);
+  for (const auto& o : e.objects) EXPECT_EQ(f.bucket.objects[o.key][0].tags.at("team"), "sales");
+  expect_one_version_each(f.bucket, e);
+}
+
+TEST(S3Sink, AnObjectLockedInAnotherModeThanTheOverrideIsNotVerified) {
+  Fixture f;
+  auto s = f.sink();
+  auto e = f.recording("r1", 50);
+  ASSERT_EQ(f.deliver(*s, e).kind, Kind::kDelivered);  // COMPLIANCE (configured)
+  for (auto& o : e.objects) o.delivered = false;
+  e.overrides.retention_mode = "GOVERNANCE";
+  auto out = f.deliver(*s, e);
+  EXPECT_EQ(out.kind, Kind::kPermanent);
+  EXPECT_EQ(out.code, "VerifyFailed");
+  EXPECT_NE(out.message.find("retention mode COMPLIANCE, expected GOVERNANCE"), std::string::npos) << out.message;
+  expect_one_version_each(f.bucket, e);  // never a second version
+}
+
+TEST(ObjectSettingsTest, OverridesOverTheConfiguration) {
+  S3SinkOptions o;
+  o.lock_mode = LockMode::kCompliance;
+  o.retention_years = 7;
+  o.tags = {{"a", "1"}};
+  DeliveryEntry e;
+  e.start_unix_ms = 1'700'000'000'000;
+  auto plain = object_settings(o, e);
+  EXPECT_EQ(plain.lock_mode, LockMode::kCompliance);
+  EXPECT_EQ(plain.retain_until, retain_until(e.start_unix_ms, 0, 7));
+  e.overrides.retention_days = 1;  // shorter than configured: the hook decides (docs/integrations.md)
+  auto shorter = object_settings(o, e);
+  EXPECT_EQ(shorter.lock_mode, LockMode::kCompliance);
+  EXPECT_EQ(shorter.retain_until, retain_until(e.start_unix_ms, 1, 0));
+  e.overrides.retention_mode = "GOVERNANCE";
+  e.overrides.tags = {{"a", "2"}, {"b", "3"}};
+  auto both = object_settings(o, e);
+  EXPECT_EQ(both.lock_mode, LockMode::kGovernance);
+  EXPECT_EQ(both.tags, (std::map<std::string, std::string>{{"a", "2"}, {"b", "3"}}));
+  // A mode with no period anywhere locks nothing.
+  S3SinkOptions none;
+  DeliveryEntry m;
+  m.overrides.retention_mode = "COMPLIANCE";
+  EXPECT_FALSE(object_settings(none, m).lock_mode);
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ class RecordingSink : public media::SessionSink {
 TEST(StreamTap, TheRecordingGetsEverythingEvenWhenTheStreamQueueIsFull) {
   auto inner = std::make_unique<RecordingSink>();
   auto* seen = inner.get();
-  auto live = std::make_shared<LiveStream>(StreamTarget{"ws://h/p?token=secret", Protocol::kAudioHook},
+  auto live = std::make_shared<LiveStream>(StreamTarget{"ws://h/p?token=secret", Protocol::kAudioHook, "", ""},
                                            StreamSetup{}, 16);
   common::Counter dropped;
   StreamTap tap(std::move(inner), live, &dropped);
