@@ -202,10 +202,16 @@ common::Result<TimedCredentials> parse_assume_role_with_web_identity(std::string
   pugi::xml_document doc;
   if (!doc.load_buffer(body.data(), body.size()))
     return make_error("s3.credentials.response", "STS AssumeRoleWithWebIdentity: the response is not XML");
-  if (auto err = doc.child("ErrorResponse").child("Error"))
+  // AWS wraps the error in <ErrorResponse>; radosgw (Ceph 16) answers with an S3-style <Error>
+  // root, often without a Message.
+  auto err = doc.child("ErrorResponse").child("Error");
+  if (!err) err = doc.child("Error");
+  if (err) {
+    std::string message = err.child("Message").text().as_string();
     return make_error("s3.credentials.sts", std::string("STS AssumeRoleWithWebIdentity: ") +
-                                                err.child("Code").text().as_string() + ": " +
-                                                err.child("Message").text().as_string());
+                                                err.child("Code").text().as_string() +
+                                                (message.empty() ? "" : ": " + message));
+  }
   auto c = doc.child("AssumeRoleWithWebIdentityResponse").child("AssumeRoleWithWebIdentityResult").child("Credentials");
   TimedCredentials t;
   t.credentials.access_key_id = c.child("AccessKeyId").text().as_string();
@@ -305,10 +311,11 @@ common::Result<TimedCredentials> fetch_web_identity(const CredentialHttp& http, 
   auto r = http(req);
   if (!r) return r.error();
   if (r->status < 200 || r->status >= 300) {
-    auto parsed = parse_assume_role_with_web_identity(r->body);  // the ErrorResponse, if any
-    if (!parsed && parsed.error().code == "s3.credentials.sts") return parsed.error();
-    return make_error("s3.credentials.http",
-                      "STS AssumeRoleWithWebIdentity at " + url + " answered HTTP " + std::to_string(r->status));
+    auto parsed = parse_assume_role_with_web_identity(r->body);  // the error document, if any
+    std::string where = "HTTP " + std::to_string(r->status) + " from " + url + ", role " + w.role_arn;
+    if (!parsed && parsed.error().code == "s3.credentials.sts")
+      return make_error("s3.credentials.sts", parsed.error().message + " (" + where + ")");
+    return make_error("s3.credentials.http", "STS AssumeRoleWithWebIdentity: " + where);
   }
   return parse_assume_role_with_web_identity(r->body);
 }

@@ -164,6 +164,11 @@ DeliveryOutcome S3Sink::check() {
     if (head.error().http_status == 403 || head.error().http_status == 400)
       if (auto l = client_->list_object_versions("sgw-bucket-check/"); !l) head = l.error();
     auto o = from_error(head.error());
+    // No answer (transport error, or no credentials to sign with): the error's own text says why.
+    if (head.error().http_status == 0) {
+      o.message = "bucket check: " + head.error().describe();
+      return o;
+    }
     o.message = "bucket check: HEAD s3://" + bucket + ": HTTP " + std::to_string(head.error().http_status) +
                 " " + head.error().code +
                 (head.error().http_status == 403 ? " (credentials wrong, or no access to the bucket)"

@@ -28,11 +28,14 @@ def _enc(s: str, slash: bool) -> str:
 
 class S3:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1",
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, session_token: str = "", service: str = "s3"):
+        """session_token: temporary credentials (sent as x-amz-security-token, signed);
+        service: the SigV4 scope's service ("iam" for the IAM API on the same endpoint)."""
         u = urllib.parse.urlparse(endpoint)
         self.host, self.port = u.hostname, u.port or 80
         self.authority = u.netloc
         self.ak, self.sk, self.region, self.timeout = access_key, secret_key, region, timeout
+        self.session_token, self.service = session_token, service
 
     def request(self, method: str, bucket: str, key: str = "", query: dict | None = None,
                 headers: dict | None = None, body: bytes = b"") -> tuple[int, dict, bytes]:
@@ -45,13 +48,15 @@ class S3:
         amz = now.strftime("%Y%m%dT%H%M%SZ")
         payload = hashlib.sha256(body).hexdigest()
         headers.update({"host": self.authority, "x-amz-date": amz, "x-amz-content-sha256": payload})
+        if self.session_token:
+            headers["x-amz-security-token"] = self.session_token
         names = sorted(headers)
         creq = "\n".join([method, cpath, cq] + [f"{n}:{' '.join(str(headers[n]).split())}" for n in names]
                          + ["", ";".join(names), payload])
-        scope = f"{amz[:8]}/{self.region}/s3/aws4_request"
+        scope = f"{amz[:8]}/{self.region}/{self.service}/aws4_request"
         sts = "\n".join(["AWS4-HMAC-SHA256", amz, scope, hashlib.sha256(creq.encode()).hexdigest()])
         k = ("AWS4" + self.sk).encode()
-        for part in (amz[:8], self.region, "s3", "aws4_request"):
+        for part in (amz[:8], self.region, self.service, "aws4_request"):
             k = hmac.new(k, part.encode(), hashlib.sha256).digest()
         sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
         headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.ak}/{scope}, "
@@ -125,7 +130,8 @@ class S3:
             for v in root.findall(NS + "Version"):
                 out.append(dict(key=v.findtext(NS + "Key"), version_id=v.findtext(NS + "VersionId"),
                                 size=int(v.findtext(NS + "Size") or 0),
-                                etag=(v.findtext(NS + "ETag") or "").strip('"'), delete_marker=False))
+                                etag=(v.findtext(NS + "ETag") or "").strip('"'), delete_marker=False,
+                                owner=v.findtext(f"{NS}Owner/{NS}ID") or ""))
             for v in root.findall(NS + "DeleteMarker"):
                 out.append(dict(key=v.findtext(NS + "Key"), version_id=v.findtext(NS + "VersionId"),
                                 size=0, etag="", delete_marker=True))

@@ -621,6 +621,22 @@ TEST(S3Sink, ErrorsAreClassified) {
   }
 }
 
+// The start-up bucket check could not even sign its HEAD (the credential provider failed, e.g.
+// STS refused the web identity token): retried, and the provider's reason is in the message.
+TEST(S3Sink, BucketCheckWithoutCredentialsIsRetriedAndSaysWhy) {
+  Fixture f;
+  f.bucket.fault = on("HeadObject", {Fault::What::kFail,
+                                     S3Error{"HeadObject", "b", "", 0, "Client.Credentials",
+                                             "STS AssumeRoleWithWebIdentity: AccessDenied", "", true}});
+  auto out = f.sink()->check();
+  EXPECT_EQ(out.kind, Kind::kRetry);
+  EXPECT_EQ(out.code, "Client.Credentials");
+  EXPECT_EQ(out.message,
+            "bucket check: HeadObject s3://b: Client.Credentials: STS AssumeRoleWithWebIdentity: AccessDenied "
+            "[retryable]");
+  EXPECT_EQ(f.sink()->check().kind, Kind::kDelivered);  // the fault was for one call
+}
+
 // The queue and the sink together, on a fake clock: retryable failures back off
 // (1 s, 2 s, 4 s ...) and the recording lands exactly once.
 TEST(S3Sink, RetriesWithBackoffThroughTheQueueAndLandsOnce) {
