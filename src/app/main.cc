@@ -921,6 +921,10 @@ int main(int argc, char** argv) {
                                     "Live-audio frames dropped: the server was slow or unreachable (never the recording)"),
                   &registry.counter("sgw_stream_connect_failures_total", "Live-audio WebSocket connections that failed"),
                   &registry.gauge("sgw_stream_active", "Recordings being streamed live")};
+    so.metrics.connections_lost = &registry.counter(
+        "sgw_stream_connections_lost_total", "Live-audio WebSocket connections lost mid-call (retried)");
+    so.metrics.reconnects = &registry.counter(
+        "sgw_stream_reconnects_total", "Live-audio WebSocket connections made again after one was lost");
     stream_packets_dropped = &registry.counter(
         "sgw_stream_packets_dropped_total", "RTP packets the live-audio queue had no room for (never the recording)");
     if (!config.stream_url.empty() && !sgw::stream::valid_stream_url(config.stream_url))

@@ -159,8 +159,12 @@ std::string LiveStreamReport::encode() const {
                    {"state", state},
                    {"connects", connects},
                    {"connect_failures", connect_failures},
+                   {"reconnects", reconnects},
+                   {"connections_lost", connections_lost},
                    {"frames_sent", frames_sent},
                    {"frames_dropped", frames_dropped},
+                   {"outage_frames", outage_frames},
+                   {"outage_ms", outage_frames * 20},
                    {"packets_dropped", packets_dropped},
                    {"latency_p50_ms", latency_p50_ms},
                    {"latency_p99_ms", latency_p99_ms},
@@ -181,8 +185,11 @@ std::optional<LiveStreamReport> decode_live_stream(std::string_view text) {
   r.state = str(j, "state");
   r.connects = u64(j, "connects");
   r.connect_failures = u64(j, "connect_failures");
+  r.reconnects = u64(j, "reconnects");
+  r.connections_lost = u64(j, "connections_lost");
   r.frames_sent = u64(j, "frames_sent");
   r.frames_dropped = u64(j, "frames_dropped");
+  r.outage_frames = u64(j, "outage_frames");
   r.packets_dropped = u64(j, "packets_dropped");
   r.latency_p50_ms = i64("latency_p50_ms");
   r.latency_p99_ms = i64("latency_p99_ms");

@@ -80,8 +80,12 @@ struct LiveStreamReport {
   std::string state;     // "streaming" | "connecting" | "failed" | "closed" at the end of the call
   std::uint64_t connects = 0;         // WebSocket handshakes that succeeded
   std::uint64_t connect_failures = 0;
+  std::uint64_t reconnects = 0;        // handshakes after an earlier connection of the call was up
+  std::uint64_t connections_lost = 0;  // connections that ended before the call did (not by us)
   std::uint64_t frames_sent = 0;      // 20 ms frames written to the socket
   std::uint64_t frames_dropped = 0;   // frames the server was too slow (or absent) to take
+  std::uint64_t outage_frames = 0;    // of frames_dropped: lost while no session was open
+                                      // (connecting, lost with a connection, reconnecting)
   std::uint64_t packets_dropped = 0;  // RTP packets the tap's queue had no room for
   std::int64_t latency_p50_ms = -1;   // packet arrival -> frame written; -1: no frame
   std::int64_t latency_p99_ms = -1;

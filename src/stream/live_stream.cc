@@ -70,6 +70,9 @@ recording::LiveStreamReport LiveStream::report() const {
   }
   r.connects = stats_.connects.load(std::memory_order_relaxed);
   r.connect_failures = stats_.connect_failures.load(std::memory_order_relaxed);
+  r.reconnects = stats_.reconnects.load(std::memory_order_relaxed);
+  r.connections_lost = stats_.connections_lost.load(std::memory_order_relaxed);
+  r.outage_frames = stats_.outage_frames.load(std::memory_order_relaxed);
   r.frames_sent = stats_.frames_sent.load(std::memory_order_relaxed);
   r.frames_dropped = stats_.frames_dropped.load(std::memory_order_relaxed);
   r.packets_dropped = stats_.packets_dropped.load(std::memory_order_relaxed);

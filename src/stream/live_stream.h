@@ -120,6 +120,9 @@ struct LiveStreamStats {
   std::atomic<std::uint64_t> frames_dropped{0};
   std::atomic<std::uint64_t> connects{0};
   std::atomic<std::uint64_t> connect_failures{0};
+  std::atomic<std::uint64_t> reconnects{0};        // handshakes after a connection was up before
+  std::atomic<std::uint64_t> connections_lost{0};  // up connections that ended before the call did
+  std::atomic<std::uint64_t> outage_frames{0};     // of frames_dropped: no session was open
   std::atomic<int> state{0};  // State
   LatencyHistogram latency;
 };

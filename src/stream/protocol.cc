@@ -1,9 +1,11 @@
 #include "stream/protocol.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
 
+#include "common/ids.h"
 #include "media/codec.h"
 
 namespace sgw::stream {
@@ -63,21 +65,45 @@ std::vector<std::pair<std::string, std::string>> ProtocolSession::handshake_head
   return h;
 }
 
-std::string ProtocolSession::audiohook(std::string_view type, json parameters) {
+std::string ProtocolSession::audiohook(std::string_view type, json parameters,
+                                       std::optional<std::int64_t> position_ms) {
   json m = {{"version", "2"},
             {"type", type},
             {"seq", ++seq_},
             {"serverseq", server_seq_},
             {"id", session_id_},
-            {"position", iso_duration(position_ms_)},
+            {"position", iso_duration(position_ms.value_or(position_ms_))},
             {"parameters", std::move(parameters)}};
   return m.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string ProtocolSession::open_message() {
+void ProtocolSession::sent(std::uint64_t seq) {
+  any_sent_ = true;
+  sent_seq_ = std::max(sent_seq_, seq);
+}
+
+std::string ProtocolSession::open_message(std::int64_t position_ms) {
+  ++connections_;
+  if (protocol_ == Protocol::kAudioHook && any_sent_) {
+    // The server may have seen this session: continue it in a new one (AudioHook v2 open
+    // parameter continuedSessions; a session's seq starts at 1 and its serverseq at 0).
+    continued_.push_back({session_id_, server_seq_, sent_seq_});
+    // A flapping server must not grow the open without bound (AudioHook text messages are
+    // limited to 64 KiB): the most recent sessions are named.
+    if (continued_.size() > kMaxContinuedSessions) continued_.erase(continued_.begin());
+    session_id_ = common::uuid_v4();
+  }
+  // Nothing of the current session was written (first connection, or the last attempt never
+  // got its open out): it starts over.
+  seq_ = 0;
+  server_seq_ = 0;
+  sent_seq_ = 0;
+  any_sent_ = false;
   if (protocol_ == Protocol::kPlain) {
     ready_ = true;
     json m = {{"type", "start"},
+              {"connection", connections_},
+              {"position_ms", position_ms},
               {"recording_id", call_.recording_id},
               {"call_id", call_.call_id},
               {"conversation_id", call_.conversation_id},
@@ -96,7 +122,14 @@ std::string ProtocolSession::open_message() {
       {"media", json::array({{{"type", "audio"}, {"format", "PCMU"},
                               {"channels", {"external", "internal"}}, {"rate", kStreamRate}}})},
       {"language", "und"}};
-  return audiohook("open", std::move(params));
+  if (!continued_.empty()) {
+    json cs = json::array();
+    for (const auto& c : continued_)
+      cs.push_back({{"id", c.id}, {"serverseq", c.serverseq}, {"clientseq", c.clientseq}});
+    params["continuedSessions"] = std::move(cs);
+  }
+  ready_ = false;
+  return audiohook("open", std::move(params), position_ms);
 }
 
 std::string ProtocolSession::ping_message() { return audiohook("ping", json::object()); }

@@ -10,13 +10,20 @@
 // "external" (the caller), channel 1 "internal" (the agent). `position` is the stream position:
 // 20 ms per frame sent or discarded while not paused.
 //
+// A new connection after one whose open went out is a new AudioHook session that continues the
+// earlier ones (AudioHook v2 open parameter `continuedSessions`: id, serverseq and clientseq of
+// each earlier session): a fresh session id, seq from 1, serverseq from 0, and a position that
+// goes on from where the audio written to the earlier connection ended.
+//
 // Plain: one JSON text message {"type":"start", ...ids, metadata, format} then binary messages
 // of 20 ms, 16-bit signed little-endian PCM, 8 kHz, 2 channels interleaved (external, internal);
-// {"type":"paused"}/{"type":"resumed"} text messages; {"type":"end"} at the end.
+// {"type":"paused"}/{"type":"resumed"} text messages; {"type":"end"} at the end. Every
+// connection starts with "start" ("connection": 1, 2, ...; "position_ms").
 //
 // Thread: one instance per connection, streaming thread only.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -45,8 +52,17 @@ std::string iso_duration(std::int64_t ms);
 // Parses what iso_duration writes (and "PTnS"/"PTn.nS"); nullopt otherwise.
 std::optional<std::int64_t> parse_iso_duration(std::string_view text);
 
+// An earlier AudioHook session of the same stream (open's `continuedSessions`).
+struct ContinuedSession {
+  std::string id;
+  std::uint64_t serverseq = 0;  // the last seq the server sent in it
+  std::uint64_t clientseq = 0;  // the last seq we wrote in it
+};
+
 class ProtocolSession {
  public:
+  static constexpr std::size_t kMaxContinuedSessions = 64;  // the most recent, in the open
+
   ProtocolSession(Protocol protocol, std::string session_id, CallInfo call);
 
   Protocol protocol() const { return protocol_; }
@@ -54,7 +70,20 @@ class ProtocolSession {
   // Headers of the WebSocket handshake (name with the colon, value).
   std::vector<std::pair<std::string, std::string>> handshake_headers(const std::string& api_key) const;
 
-  std::string open_message();
+  // The first message of a connection (AudioHook "open", plain "start"), built before the
+  // connection is made (the handshake carries its session id). `position_ms`: the stream position
+  // of the audio that follows (where the audio written so far ended; 0 on the first connection).
+  // If a message of the current session was written (sent()), AudioHook starts a new session
+  // that continues it (continued()); otherwise the current session starts over (seq from 1).
+  // Either way audio waits for "opened" again.
+  std::string open_message(std::int64_t position_ms = 0);
+  // A message built by this session (its `seq`, or 0 for audio and plain) was written.
+  void sent(std::uint64_t seq);
+  // The seq of the last message built (0 before any; plain: always 0).
+  std::uint64_t last_seq() const { return protocol_ == Protocol::kAudioHook ? seq_ : 0; }
+  const std::vector<ContinuedSession>& continued() const { return continued_; }
+  // Connections this stream has been opened on (open_message() calls).
+  std::uint64_t connections() const { return connections_; }
   // AudioHook: audio may flow only after "opened"; plain: at once.
   bool ready() const { return ready_; }
   std::string ping_message();
@@ -78,13 +107,18 @@ class ProtocolSession {
   Incoming on_text(std::string_view text);
 
  private:
-  std::string audiohook(std::string_view type, nlohmann::json parameters);
+  std::string audiohook(std::string_view type, nlohmann::json parameters,
+                        std::optional<std::int64_t> position_ms = std::nullopt);
 
   Protocol protocol_;
   std::string session_id_;
   CallInfo call_;
   std::uint64_t seq_ = 0;
   std::uint64_t server_seq_ = 0;
+  std::uint64_t sent_seq_ = 0;  // the last seq written in the current session
+  bool any_sent_ = false;       // something of the current session was written
+  std::vector<ContinuedSession> continued_;
+  std::uint64_t connections_ = 0;
   std::int64_t position_ms_ = 0;
   bool ready_ = false;
 };

@@ -90,8 +90,11 @@ bool valid_stream_url(const std::string& url) { return parse_url(url).has_value(
 // One outgoing WebSocket message.
 struct Outgoing {
   bool binary = false;
+  bool open = false;                // the connection's first message (AudioHook open, plain start)
   std::vector<std::uint8_t> bytes;  // LWS_PRE bytes of headroom, then the payload
   std::int64_t first_arrival_us = -1;
+  std::uint64_t seq = 0;            // AudioHook text: its seq
+  std::int64_t end_position_ms = 0; // audio: the stream position after it
 };
 
 struct Streamer::Conn {
@@ -102,6 +105,10 @@ struct Streamer::Conn {
   lws* wsi = nullptr;
   bool connected = false;      // handshake done on the current wsi
   bool open_sent = false;      // first message of the current connection written
+  bool ever_connected = false; // a handshake succeeded before (the next one is a reconnect)
+  std::int64_t lost_at_mono = -1;  // when the last connection was lost (-1: none lost)
+  std::string close_reason;    // the server's WebSocket close frame on the current wsi, if any
+  std::int64_t sent_position_ms = 0;  // stream position after the last frame written
   bool close_queued = false;
   bool close_written = false;
   bool kill = false;           // close the wsi at the next writable
@@ -123,6 +130,18 @@ struct Streamer::Conn {
 
   explicit Conn(std::uint32_t delay_ms) : builder(delay_ms) {}
 };
+
+namespace {
+
+void push_text(Streamer::Conn& c, const std::string& m) {
+  Outgoing o;
+  o.bytes.assign(LWS_PRE, 0);
+  o.bytes.insert(o.bytes.end(), m.begin(), m.end());
+  o.seq = c.proto->last_seq();
+  c.out.push_back(std::move(o));
+}
+
+}  // namespace
 
 struct Streamer::Timer {
   lws_sorted_usec_list_t sul;  // first member: the callback gets its address
@@ -162,9 +181,33 @@ struct StreamerAccess {
         c->backoff_us = 1'000'000;
         c->live->stats().connects.fetch_add(1, std::memory_order_relaxed);
         c->live->stats().state.store(static_cast<int>(State::kStreaming), std::memory_order_relaxed);
-        log->info("{}: live stream connected to {} ({})", c->log_id, redact_url(c->live->target().url),
-                  protocol_name(c->live->target().protocol));
+        if (c->ever_connected) {
+          c->live->stats().reconnects.fetch_add(1, std::memory_order_relaxed);
+          if (self && self->options_.metrics.reconnects) self->options_.metrics.reconnects->inc();
+          log->info("{}: live stream reconnected to {} ({}) {} ms after the connection was lost; "
+                    "{} ms of audio not delivered so far",
+                    c->log_id, redact_url(c->live->target().url), protocol_name(c->live->target().protocol),
+                    c->lost_at_mono >= 0 ? (media::monotonic_us() - c->lost_at_mono) / 1000 : 0,
+                    c->live->stats().outage_frames.load(std::memory_order_relaxed) * 20);
+        } else {
+          log->info("{}: live stream connected to {} ({})", c->log_id, redact_url(c->live->target().url),
+                    protocol_name(c->live->target().protocol));
+        }
+        c->ever_connected = true;
         lws_callback_on_writable(wsi);
+        break;
+      case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        // RFC 6455 §5.5.1: a close frame's body is a 2-byte status code, then a UTF-8 reason.
+        if (!c) break;
+        if (in != nullptr && len >= 2) {
+          const auto* b = static_cast<const unsigned char*>(in);
+          const unsigned code = (static_cast<unsigned>(b[0]) << 8) | b[1];
+          std::string text(reinterpret_cast<const char*>(b + 2), std::min<std::size_t>(len - 2, 123));
+          c->close_reason = "closed by the server with WebSocket status " + std::to_string(code) +
+                            (text.empty() ? "" : " (" + text + ")");
+        } else {
+          c->close_reason = "closed by the server (WebSocket close without a status)";
+        }
         break;
       case LWS_CALLBACK_CLIENT_RECEIVE: {
         if (!c) break;
@@ -195,18 +238,13 @@ struct StreamerAccess {
           case A::kPauseRequested:
             if (!c->server_paused) {
               c->server_paused = true;
-              c->out.push_back({false, {}, -1});
-              auto m = c->proto->paused_message();
-              c->out.back().bytes.assign(LWS_PRE, 0);
-              c->out.back().bytes.insert(c->out.back().bytes.end(), m.begin(), m.end());
+              push_text(*c, c->proto->paused_message());
             }
             break;
           case A::kResumeRequested:
             if (c->server_paused) {
               c->server_paused = false;
-              auto m = c->proto->resumed_message(0);
-              c->out.push_back({false, std::vector<std::uint8_t>(LWS_PRE, 0), -1});
-              c->out.back().bytes.insert(c->out.back().bytes.end(), m.begin(), m.end());
+              push_text(*c, c->proto->resumed_message(0));
             }
             break;
           case A::kError:
@@ -231,30 +269,64 @@ struct StreamerAccess {
         if (self && self->options_.metrics.connect_failures) self->options_.metrics.connect_failures->inc();
         c->live->stats().state.store(static_cast<int>(State::kFailed), std::memory_order_relaxed);
         c->live->set_error(why);
-        log->warn("{}: live stream to {} failed: {}", c->log_id, redact_url(c->live->target().url), why);
-        c->wsi = nullptr;
-        c->connected = false;
+        if (self) gone(*self, *c);
+        log->warn("{}: live stream to {} failed: {}; retrying in {} ms", c->log_id,
+                  redact_url(c->live->target().url), why, c->backoff_us / 1000);
         c->reconnect_at_mono = media::monotonic_us() + c->backoff_us;
         c->backoff_us = std::min<std::int64_t>(c->backoff_us * 2, 10'000'000);
         break;
       }
       case LWS_CALLBACK_CLIENT_CLOSED:
         if (!c) break;
-        if (!c->close_written && !c->done) {
-          c->live->set_error("connection closed by the server");
-          c->live->stats().state.store(static_cast<int>(State::kConnecting), std::memory_order_relaxed);
-          log->warn("{}: live stream connection closed; reconnecting", c->log_id);
+        if (!c->close_written && !c->done && !(self && self->stopping_.load())) {
+          // Lost mid-call (a TCP reset, a WebSocket close frame of any status, a write error):
+          // retried, the frames not written are lost (docs/integrations.md "Lost connections").
+          std::string why = c->close_reason.empty() ? "connection lost (no WebSocket close from the server)"
+                                                    : c->close_reason;
+          c->live->set_error(why);
+          c->live->stats().state.store(static_cast<int>(State::kFailed), std::memory_order_relaxed);
+          c->live->stats().connections_lost.fetch_add(1, std::memory_order_relaxed);
+          if (self && self->options_.metrics.connections_lost) self->options_.metrics.connections_lost->inc();
+          const std::size_t unsent = c->queued_frames;
+          if (self) gone(*self, *c);
+          c->lost_at_mono = media::monotonic_us();
+          log->warn("{}: live stream connection to {} lost: {}; {} queued frames not delivered; reconnecting in {} ms",
+                    c->log_id, redact_url(c->live->target().url), why, unsent, c->backoff_us / 1000);
+          c->reconnect_at_mono = media::monotonic_us() + c->backoff_us;
+          c->backoff_us = std::min<std::int64_t>(c->backoff_us * 2, 10'000'000);
         } else {
           c->live->stats().state.store(static_cast<int>(State::kClosed), std::memory_order_relaxed);
+          if (self) gone(*self, *c);
         }
-        c->wsi = nullptr;
-        c->connected = false;
-        c->reconnect_at_mono = media::monotonic_us() + c->backoff_us;
         break;
       default:
         break;
     }
     return 0;
+  }
+
+  // The connection's wsi is gone (failed, lost or closed): what it had not written is not
+  // delivered. Frames count as dropped and as outage; the stream position they covered, from
+  // the last frame written on, becomes a run of discarded audio that the next connection
+  // reports (AudioHook `discarded`, plain {"type":"discarded"}) before its first frame.
+  static void gone(Streamer& self, Streamer::Conn& c) {
+    std::uint64_t frames = 0;
+    for (const auto& o : c.out)
+      if (o.binary) ++frames;
+    c.out.clear();
+    c.queued_frames = 0;
+    if (frames > 0) {
+      c.live->stats().frames_dropped.fetch_add(frames, std::memory_order_relaxed);
+      c.live->stats().outage_frames.fetch_add(frames, std::memory_order_relaxed);
+      if (self.options_.metrics.frames_dropped) self.options_.metrics.frames_dropped->inc(frames);
+    }
+    if (c.proto->position_ms() > c.sent_position_ms) {
+      c.drop_start_ms = c.sent_position_ms;
+      c.drop_ms = c.proto->position_ms() - c.sent_position_ms;
+    }
+    c.wsi = nullptr;
+    c.connected = false;
+    c.open_sent = false;
   }
 
   static void on_timer(lws_sorted_usec_list_t* sul) {
@@ -406,15 +478,36 @@ void Streamer::connect(Conn& c) {
   ci.local_protocol_name = kProtocols[0].name;
   ci.opaque_user_data = &c;
   ci.pwsi = &c.wsi;
+  // A fresh connection: nothing of the last one carries over (its unwritten messages went with
+  // it in gone()). Its first message is the open, built now: a continued AudioHook session gets
+  // its new id before the handshake sends it.
   c.connected = false;
   c.open_sent = false;
-  c.live->stats().state.store(static_cast<int>(State::kConnecting), std::memory_order_relaxed);
+  c.kill = false;
+  c.rx.clear();
+  c.close_reason.clear();
+  c.server_paused = false;
+  c.next_ping_mono = 0;
+  c.out.clear();
+  c.queued_frames = 0;
+  {
+    Outgoing o;
+    o.open = true;
+    const auto m = c.proto->open_message(c.sent_position_ms);
+    o.seq = c.proto->last_seq();
+    o.bytes.assign(LWS_PRE, 0);
+    o.bytes.insert(o.bytes.end(), m.begin(), m.end());
+    c.out.push_back(std::move(o));
+  }
+  if (c.paused) push_text(c, c.proto->paused_message());  // the SRC's pause goes on
   if (lws_client_connect_via_info(&ci) == nullptr) {
     c.wsi = nullptr;
     if (c.reconnect_at_mono <= media::monotonic_us()) {  // not already handled by the error callback
       c.live->stats().connect_failures.fetch_add(1, std::memory_order_relaxed);
       if (options_.metrics.connect_failures) options_.metrics.connect_failures->inc();
       c.live->set_error("cannot start a connection to " + c.url->host);
+      c.live->stats().state.store(static_cast<int>(State::kFailed), std::memory_order_relaxed);
+      c.out.clear();
       c.reconnect_at_mono = media::monotonic_us() + c.backoff_us;
       c.backoff_us = std::min<std::int64_t>(c.backoff_us * 2, 10'000'000);
     }
@@ -439,17 +532,6 @@ void Streamer::pump() {
   conns_.erase(gone, conns_.end());
 }
 
-namespace {
-
-void push_text(std::deque<Outgoing>& out, const std::string& m) {
-  Outgoing o;
-  o.bytes.assign(LWS_PRE, 0);
-  o.bytes.insert(o.bytes.end(), m.begin(), m.end());
-  out.push_back(std::move(o));
-}
-
-}  // namespace
-
 void Streamer::process(Conn& c, std::int64_t now) {
   // Events first, then the packets: every packet pushed before an event is in the ring now.
   for (auto& e : c.live->take_events()) c.events.push_back(std::move(e));
@@ -471,19 +553,22 @@ void Streamer::process(Conn& c, std::int64_t now) {
     const bool ended = c.live->ended();
     // After the end, the frames up to the end's time (the last packets may still be placed).
     if (ended) session_now = std::min<std::int64_t>(session_now, c.live->end_us() + 20'000 + options_.delay_ms * 1000LL);
+    // Without a connection (waiting to retry) nothing is queued: its messages would belong to
+    // no session. Frames are then lost to the outage; a connection being made queues them
+    // (bounded) for its session.
+    const bool linked = c.wsi != nullptr;
+    const bool up = c.connected && c.proto->ready();
     c.builder.advance(session_now, [&](const Frame& f) {
       if (ended && f.index * 20'000 >= c.live->end_us()) return;
       if (f.paused != c.paused) {
         c.paused = f.paused;
-        if (c.paused) {
-          c.paused_since_ms = f.index * 20;
-          push_text(c.out, c.proto->paused_message());
-        } else {
-          push_text(c.out, c.proto->resumed_message(f.index * 20 - c.paused_since_ms));
-        }
+        if (c.paused) c.paused_since_ms = f.index * 20;
+        if (linked)
+          push_text(c, c.paused ? c.proto->paused_message()
+                                : c.proto->resumed_message(f.index * 20 - c.paused_since_ms));
       }
       if (c.paused || c.server_paused) return;
-      if (c.queued_frames >= options_.max_queued_frames) {
+      if (!linked || c.queued_frames >= options_.max_queued_frames) {
         if (c.drop_start_ms < 0) {
           c.drop_start_ms = c.proto->position_ms();
           c.drop_ms = 0;
@@ -491,11 +576,12 @@ void Streamer::process(Conn& c, std::int64_t now) {
         c.drop_ms += 20;
         c.proto->skip_frame();
         c.live->stats().frames_dropped.fetch_add(1, std::memory_order_relaxed);
+        if (!up) c.live->stats().outage_frames.fetch_add(1, std::memory_order_relaxed);
         if (options_.metrics.frames_dropped) options_.metrics.frames_dropped->inc();
         return;
       }
       if (c.drop_start_ms >= 0) {
-        push_text(c.out, c.proto->discarded_message(c.drop_start_ms, c.drop_ms));
+        push_text(c, c.proto->discarded_message(c.drop_start_ms, c.drop_ms));
         c.drop_start_ms = -1;
       }
       Outgoing o;
@@ -503,16 +589,19 @@ void Streamer::process(Conn& c, std::int64_t now) {
       o.first_arrival_us = f.first_arrival_us;
       o.bytes.assign(LWS_PRE, 0);
       auto payload = c.proto->frame_message(f);
+      o.end_position_ms = c.proto->position_ms();
       o.bytes.insert(o.bytes.end(), payload.begin(), payload.end());
       c.out.push_back(std::move(o));
       ++c.queued_frames;
     });
     if (ended && c.builder.next_frame() * 20'000 >= c.live->end_us()) {
-      if (c.drop_start_ms >= 0) {
-        push_text(c.out, c.proto->discarded_message(c.drop_start_ms, c.drop_ms));
-        c.drop_start_ms = -1;
+      if (linked) {
+        if (c.drop_start_ms >= 0) {
+          push_text(c, c.proto->discarded_message(c.drop_start_ms, c.drop_ms));
+          c.drop_start_ms = -1;
+        }
+        push_text(c, c.proto->close_message());
       }
-      push_text(c.out, c.proto->close_message());
       c.close_queued = true;
       c.close_at_mono = now;
     }
@@ -521,21 +610,14 @@ void Streamer::process(Conn& c, std::int64_t now) {
       c.proto->protocol() == Protocol::kAudioHook) {
     if (c.next_ping_mono == 0) c.next_ping_mono = now + options_.ping_interval_s * 1'000'000LL;
     if (now >= c.next_ping_mono && !c.close_queued) {
-      push_text(c.out, c.proto->ping_message());
+      push_text(c, c.proto->ping_message());
       c.next_ping_mono = now + options_.ping_interval_s * 1'000'000LL;
     }
   }
 
   if (c.wsi == nullptr) {
     if (c.done) return;
-    if (c.close_queued) {  // the call ended and nobody is connected: what is queued is lost
-      for (const auto& o : c.out)
-        if (o.binary) {
-          c.live->stats().frames_dropped.fetch_add(1, std::memory_order_relaxed);
-          if (options_.metrics.frames_dropped) options_.metrics.frames_dropped->inc();
-        }
-      c.out.clear();
-      c.queued_frames = 0;
+    if (c.close_queued) {  // the call ended and nobody is connected (gone() counted the rest)
       c.done = true;
       return;
     }
@@ -555,23 +637,15 @@ void Streamer::process(Conn& c, std::int64_t now) {
     c.kill = true;  // a server that never reads: give up on the tail
     c.done = true;
   }
-  if (c.kill || (c.connected && (!c.open_sent || (c.proto->ready() && !c.out.empty()))))
+  if (c.kill || (c.connected && !c.out.empty() && (!c.open_sent || c.proto->ready())))
     lws_callback_on_writable(c.wsi);
 }
 
 void Streamer::write(Conn& c) {
-  if (!c.connected) return;
-  std::vector<std::uint8_t> buf;
-  if (!c.open_sent) {
-    auto m = c.proto->open_message();
-    buf.assign(LWS_PRE, 0);
-    buf.insert(buf.end(), m.begin(), m.end());
-    c.open_sent = true;
-    if (lws_write(c.wsi, buf.data() + LWS_PRE, m.size(), LWS_WRITE_TEXT) < 0) c.kill = true;
-    lws_callback_on_writable(c.wsi);
-    return;
-  }
-  if (!c.proto->ready() || c.out.empty()) return;
+  if (!c.connected || c.out.empty()) return;
+  // The open first (connect() put it at the front), then - once the session is ready - the rest.
+  if (!c.open_sent && !c.out.front().open) return;  // cannot happen: connect() queues it first
+  if (c.open_sent && !c.proto->ready()) return;
   if (lws_send_pipe_choked(c.wsi)) {
     lws_callback_on_writable(c.wsi);
     return;
@@ -584,7 +658,10 @@ void Streamer::write(Conn& c) {
     lws_callback_on_writable(c.wsi);
     return;
   }
+  if (o.open) c.open_sent = true;
+  if (!o.binary) c.proto->sent(o.seq);
   if (o.binary) {
+    c.sent_position_ms = o.end_position_ms;
     --c.queued_frames;
     c.live->stats().frames_sent.fetch_add(1, std::memory_order_relaxed);
     if (options_.metrics.frames_sent) options_.metrics.frames_sent->inc();

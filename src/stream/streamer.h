@@ -6,9 +6,12 @@
 // (FrameBuilder) and queues them for the socket. A connection whose server does not keep up has
 // at most `max_queued_frames` frames queued: further frames are dropped (counted per stream and
 // in sgw_stream_frames_dropped_total, reported to an AudioHook server as "discarded"). A lost or
-// refused connection is retried (1 s, doubling to 10 s) while the call lasts; AudioHook then
-// opens the same session id again at the current position. Nothing here ever waits for a media
-// worker, the spool or the finaliser, and they never wait for it.
+// refused connection is retried (1 s, doubling to 10 s) while the call lasts: what the lost
+// connection had not written, and every frame until the next connection, is dropped (outage);
+// the next connection opens a new AudioHook session that continues the earlier ones
+// (continuedSessions) at the position where the written audio ended, then reports the lost
+// audio as "discarded" (plain: "start" again, then "discarded"). Nothing here ever waits for a
+// media worker, the spool or the finaliser, and they never wait for it.
 //
 // Thread: attach() and stop() from any thread; everything else on the streaming thread.
 #pragma once
@@ -37,6 +40,8 @@ struct StreamerMetrics {
   common::Counter* frames_dropped = nullptr;    // sgw_stream_frames_dropped_total
   common::Counter* connect_failures = nullptr;  // sgw_stream_connect_failures_total
   common::Gauge* active = nullptr;              // sgw_stream_active
+  common::Counter* connections_lost = nullptr;  // sgw_stream_connections_lost_total
+  common::Counter* reconnects = nullptr;        // sgw_stream_reconnects_total
 };
 
 struct StreamerOptions {

@@ -119,7 +119,8 @@ class AudioHookServer:
     async def _main(self):
         self.stop_event = asyncio.Event()
         kwargs = {"max_queue": 1, "read_limit": 1024} if self.stall else {}
-        async with websockets.server.serve(self._handler, sock=self.sock, ssl=self.ssl, **kwargs):
+        async with websockets.server.serve(self._handler, sock=self.sock, ssl=self.ssl, **kwargs) as server:
+            self.ws_server = server
             self.ready.set()
             await self.stop_event.wait()
 
@@ -137,18 +138,9 @@ class AudioHookServer:
                 doc = json.loads(msg)
                 sess["messages"].append((now, doc.get("type", "?"), doc))
                 t = doc.get("type")
-                reply = None
-                if t == "open":
-                    reply = {"type": "opened", "parameters": {
-                        "startPaused": False, "media": doc["parameters"]["media"][:1]}}
-                elif t == "ping":
-                    reply = {"type": "pong", "parameters": {}}
-                elif t == "close":
-                    reply = {"type": "closed", "parameters": {}}
+                reply = audiohook_reply(doc, server_seq + 1)
                 if reply is not None:
                     server_seq += 1
-                    reply.update({"version": "2", "id": doc.get("id"), "seq": server_seq,
-                                  "clientseq": doc.get("seq"), "position": doc.get("position", "PT0S")})
                     await ws.send(json.dumps(reply))
                 if t == "open" and self.stall:
                     ws.transport.pause_reading()  # nothing more leaves the kernel's buffer
@@ -166,6 +158,23 @@ class AudioHookServer:
     def session_count(self) -> int:
         with self.lock:
             return len(self.sessions)
+
+
+def audiohook_reply(doc: dict, seq: int) -> dict | None:
+    """The AudioHook server's answer (with `seq`) to a client message: open -> opened,
+    ping -> pong, close -> closed; None to anything else."""
+    t = doc.get("type")
+    if t == "open":
+        reply = {"type": "opened", "parameters": {"startPaused": False, "media": doc["parameters"]["media"][:1]}}
+    elif t == "ping":
+        reply = {"type": "pong", "parameters": {}}
+    elif t == "close":
+        reply = {"type": "closed", "parameters": {}}
+    else:
+        return None
+    reply.update({"version": "2", "id": doc.get("id"), "seq": seq,
+                  "clientseq": doc.get("seq"), "position": doc.get("position", "PT0S")})
+    return reply
 
 
 def position_ms(text: str) -> float:
@@ -216,6 +225,26 @@ class StreamTestBase(unittest.TestCase):
             return len(found) == 1
         self.assertTrue(wait_until(look, timeout, 0.1), self.diag(f"one recording expected, got {found}"))
         return found[0]
+
+    def assert_same_as_unstreamed(self, d: Daemon, path: str, doc: dict) -> str:
+        """The streamed recording (path, doc) of daemon d, which kept its spool, is sample for
+        sample what a gateway without streaming makes of the same packets: the kept spool,
+        finalised by a second daemon that has no stream configured. Returns the audio file."""
+        spools = glob.glob(os.path.join(d.spool_dir, "*.spool"))
+        self.assertEqual(len(spools), 1, spools)
+        plain = Daemon(config={})  # no stream configured
+        self.daemons.append(plain)
+        shutil.copy(spools[0], plain.spool_dir)
+        plain.start()
+        p2, doc2 = self.recording(plain)
+        self.assertEqual(doc2["live_stream"], doc["live_stream"], "the same spool, the same report")
+        wav1 = os.path.join(os.path.dirname(path), doc["audio"][0]["file"])
+        wav2 = os.path.join(os.path.dirname(p2), doc2["audio"][0]["file"])
+        with open(wav1, "rb") as f1, open(wav2, "rb") as f2:
+            a1, a2 = f1.read(), f2.read()
+        self.assertEqual(len(a1), len(a2))
+        self.assertTrue(a1 == a2, "the streamed call's audio differs from the same packets recorded without streaming")
+        return wav1
 
     def wait_closed(self, server: AudioHookServer, timeout: float = 15):
         ok = wait_until(lambda: server.session_count() >= 1 and server.sessions[0]["closed"], timeout, 0.1)
@@ -379,22 +408,7 @@ class TestSlowServer(StreamTestBase):
             self.assertEqual((st["packets_received"], st["packets_lost"], st["packets_late"]),
                              (st["packets_expected"], 0, 0), st)
             self.assertEqual(st.get("packets_kernel_dropped") or 0, 0, st)
-        # And sample for sample what a gateway without streaming makes of the same packets: the
-        # kept spool, finalised by a second daemon that has no stream configured.
-        spools = glob.glob(os.path.join(d.spool_dir, "*.spool"))
-        self.assertEqual(len(spools), 1, spools)
-        plain = Daemon(config={})  # no stream configured
-        self.daemons.append(plain)
-        shutil.copy(spools[0], plain.spool_dir)
-        plain.start()
-        p2, doc2 = self.recording(plain)
-        self.assertEqual(doc2["live_stream"], ls, "the same spool, the same report")
-        wav1 = os.path.join(os.path.dirname(path), doc["audio"][0]["file"])
-        wav2 = os.path.join(os.path.dirname(p2), doc2["audio"][0]["file"])
-        with open(wav1, "rb") as f1, open(wav2, "rb") as f2:
-            a1, a2 = f1.read(), f2.read()
-        self.assertEqual(len(a1), len(a2))
-        self.assertTrue(a1 == a2, "the streamed call's audio differs from the same packets recorded without streaming")
+        wav1 = self.assert_same_as_unstreamed(d, path, doc)
         tones = probe_audio(wav1)
         self.assertTrue(tones, "the recording has audio")
 

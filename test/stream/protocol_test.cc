@@ -71,6 +71,70 @@ TEST(AudioHook, OpenPingCloseCarrySeqIdAndPosition) {
   EXPECT_EQ(p.on_text(R"({"type":"disconnect","seq":3,"parameters":{"reason":"error"}})").detail, "error");
 }
 
+TEST(AudioHook, AConnectionAfterALostOneContinuesTheSessionInANewOne) {
+  ProtocolSession p(Protocol::kAudioHook, "sess-1", call());
+  auto open1 = nlohmann::json::parse(p.open_message(0));
+  EXPECT_FALSE(open1["parameters"].contains("continuedSessions")) << "the first session continues nothing";
+  p.sent(open1["seq"].get<std::uint64_t>());
+  p.on_text(R"({"version":"2","type":"opened","seq":1,"clientseq":1,"id":"sess-1","parameters":{}})");
+  ASSERT_TRUE(p.ready());
+  Frame f;
+  for (int i = 0; i < 3; ++i) p.frame_message(f);
+  auto ping = nlohmann::json::parse(p.ping_message());
+  p.sent(ping["seq"].get<std::uint64_t>());
+  (void)p.ping_message();  // built, never written: the connection went first
+  p.on_text(R"({"version":"2","type":"pong","seq":2,"clientseq":2,"id":"sess-1","parameters":{}})");
+  p.skip_frame();  // lost in the outage
+
+  // The next connection: a new session (seq from 1, serverseq 0) naming the one it continues
+  // with the last seq each side wrote in it; the position goes on where the written audio ended.
+  auto open2 = nlohmann::json::parse(p.open_message(60));
+  EXPECT_FALSE(p.ready()) << "audio waits for the new session's opened";
+  EXPECT_EQ(open2["type"], "open");
+  EXPECT_NE(open2["id"], "sess-1");
+  EXPECT_EQ(open2["id"], p.session_id());
+  EXPECT_EQ(open2["seq"], 1);
+  EXPECT_EQ(open2["serverseq"], 0);
+  EXPECT_EQ(open2["position"], "PT0.06S");
+  EXPECT_EQ(open2["parameters"]["continuedSessions"],
+            nlohmann::json::parse(R"([{"id":"sess-1","serverseq":2,"clientseq":2}])"));
+  EXPECT_EQ(open2["parameters"]["conversationId"], "conv-1") << "the same call";
+  auto h = p.handshake_headers("");
+  EXPECT_EQ(h[0], (std::pair<std::string, std::string>{"Audiohook-Session-Id:", p.session_id()}));
+  // A discarded message then moves the position over the lost audio.
+  auto d = nlohmann::json::parse(p.discarded_message(60, 20));
+  EXPECT_EQ(d["seq"], 2);
+  EXPECT_EQ(d["position"], "PT0.08S");
+
+  // An attempt whose open never went out leaves no session behind: the next one starts over
+  // under the same id.
+  const std::string second = p.session_id();
+  auto open3 = nlohmann::json::parse(p.open_message(60));
+  EXPECT_EQ(open3["id"], second);
+  EXPECT_EQ(open3["seq"], 1);
+  EXPECT_EQ(open3["parameters"]["continuedSessions"].size(), 1u);
+  p.sent(1);
+  auto open4 = nlohmann::json::parse(p.open_message(100));
+  EXPECT_EQ(open4["parameters"]["continuedSessions"].size(), 2u);
+  EXPECT_EQ(open4["parameters"]["continuedSessions"][1]["id"], second);
+  EXPECT_EQ(open4["parameters"]["continuedSessions"][1]["clientseq"], 1);
+  EXPECT_EQ(p.connections(), 4u);
+}
+
+TEST(AudioHook, AFlappingServerDoesNotGrowTheOpenWithoutBound) {
+  ProtocolSession p(Protocol::kAudioHook, "s0", call());
+  for (int i = 0; i < 100; ++i) {
+    (void)p.open_message(i * 20);
+    p.sent(1);
+  }
+  auto open = nlohmann::json::parse(p.open_message(0));
+  const auto& cs = open["parameters"]["continuedSessions"];
+  ASSERT_EQ(cs.size(), ProtocolSession::kMaxContinuedSessions);
+  EXPECT_EQ(cs.back()["id"], p.continued().back().id);
+  EXPECT_NE(cs.front()["id"], "s0") << "the oldest went first";
+  EXPECT_LT(open.dump().size(), 16u * 1024u);
+}
+
 TEST(AudioHook, GarbageFromTheServerIsAnErrorNotACrash) {
   ProtocolSession p(Protocol::kAudioHook, "s", call());
   for (const char* bad : {"", "[", "null", "[1,2]", R"({"type":7})", "\xff\xfe"})
@@ -96,6 +160,15 @@ TEST(Plain, StartThenLittleEndianInterleavedFrames) {
   EXPECT_EQ(audio[2], 0xfe);
   EXPECT_EQ(audio[3], 0xff);
   EXPECT_EQ(nlohmann::json::parse(p.close_message())["type"], "end");
+  EXPECT_EQ(start["connection"], 1);
+  EXPECT_EQ(start["position_ms"], 0);
+  // A new connection starts with "start" again, saying which connection and where the audio goes on.
+  auto again = nlohmann::json::parse(p.open_message(1240));
+  EXPECT_EQ(again["type"], "start");
+  EXPECT_EQ(again["connection"], 2);
+  EXPECT_EQ(again["position_ms"], 1240);
+  EXPECT_EQ(again["recording_id"], "rec-1");
+  EXPECT_TRUE(p.ready());
 }
 
 TEST(Url, RedactedWithoutQueryAndCredentials) {

@@ -45,6 +45,12 @@ TEST(StreamTap, TheRecordingGetsEverythingEvenWhenTheStreamQueueIsFull) {
   big.payload = std::span<const std::uint8_t>(huge, sizeof huge);
   tap.on_rtp(1, 500'000, big);
   tap.on_event(1, R"({"event":"streams","streams":[]})");
+  // What the streaming thread counted about lost connections (docs/integrations.md).
+  live->stats().connects = 3;
+  live->stats().reconnects = 2;
+  live->stats().connections_lost = 2;
+  live->stats().frames_dropped = 80;
+  live->stats().outage_frames = 75;
   tap.finish(600'000, "{}");
 
   // The spool saw all 21 packets, the event, then the stream's report, then finish.
@@ -59,6 +65,10 @@ TEST(StreamTap, TheRecordingGetsEverythingEvenWhenTheStreamQueueIsFull) {
   EXPECT_EQ(dropped.value(), 5u);
   EXPECT_EQ(report->url, "ws://h/p") << "no token in the recording";
   EXPECT_EQ(report->protocol, "audiohook");
+  EXPECT_EQ((std::vector<std::uint64_t>{report->connects, report->reconnects, report->connections_lost,
+                                        report->frames_dropped, report->outage_frames}),
+            (std::vector<std::uint64_t>{3, 2, 2, 80, 75}));
+  EXPECT_NE(seen->calls[23].find(R"("outage_ms":1500)"), std::string::npos) << seen->calls[23];
   std::size_t queued = live->ring().drain([](const PacketSlot&) {});
   EXPECT_EQ(queued, 16u);
   auto events = live->take_events();
