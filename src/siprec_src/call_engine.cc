@@ -155,6 +155,7 @@ common::Result<std::unique_ptr<CallEngine>> CallEngine::create(const Options& op
         auto& rec = self->records_[idx];
         rec.packets[leg] += st.packets;
         rec.lost_injected[leg] += st.lost;
+        rec.paused_packets[leg] += st.paused;
         rec.ssrcs[leg].insert(rec.ssrcs[leg].end(), st.ssrcs.begin(), st.ssrcs.end());
       }
       self->free_slots_.push_back(slot);
@@ -727,6 +728,9 @@ void CallEngine::on_reinvite_response(Call& c, const sip::ClientResponse& r) {
   if (r.status < 200) return;
   c.reinvite_pending = false;
   if (r.status < 300) {
+    // Noted with its time: a recorder's pause or hold lies between a re-INVITE's 2xx and the next
+    // re-INVITE sent, at most between the two sent and the next 2xx (docs/siprec-src.md).
+    note(c, "re-INVITE answered " + std::to_string(r.status));
     // The gateway may have moved a stream (RFC 3264 §8.3.2): follow its new address.
     auto ans = parse_answer(find_sdp(r.content_type, r.body));
     if (ans && c.streams) {
@@ -842,6 +846,7 @@ void CallEngine::end_call(Call& c) {
   }
   c.state = Call::State::kEnding;
   if (c.streams) {
+    note(c, "RTP stop");  // the BYE's own event follows the sender's confirmation
     c.bye_after_removals = 2;
     stop_streams(c);
     // The sender acknowledges within a tick (1 ms), or later when it is
@@ -1050,10 +1055,12 @@ nlohmann::json CallEngine::to_json(const RunSummary& s) const {
     c["call_ms"] = r.call_max_ms < 0 ? nlohmann::json(nullptr)
                                      : nlohmann::json::array({r.call_min_ms, r.call_max_ms});
     c["caller"] = {{"aor", r.id.caller.aor}, {"tone_hz", opt_.wav_caller.empty() ? opt_.tone_caller : 0.0},
-                   {"packets", r.packets[0]}, {"lost_injected", r.lost_injected[0]}, {"ssrcs", r.ssrcs[0]}};
+                   {"packets", r.packets[0]}, {"lost_injected", r.lost_injected[0]},
+                   {"paused_packets", r.paused_packets[0]}, {"ssrcs", r.ssrcs[0]}};
     c["agent"] = {{"aor", r.id.agent.aor},
                   {"tone_hz", (opt_.wav_agent.empty() && opt_.wav_caller.empty()) ? opt_.tone_agent : 0.0},
-                  {"packets", r.packets[1]}, {"lost_injected", r.lost_injected[1]}, {"ssrcs", r.ssrcs[1]}};
+                  {"packets", r.packets[1]}, {"lost_injected", r.lost_injected[1]},
+                  {"paused_packets", r.paused_packets[1]}, {"ssrcs", r.ssrcs[1]}};
     c["events"] = r.events;
     j["records"].push_back(std::move(c));
   }

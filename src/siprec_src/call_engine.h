@@ -43,6 +43,7 @@ struct CallRecord {
   double setup_ms = -1;  // INVITE sent -> 200 OK (the attempt that succeeded)
   std::uint64_t packets[2] = {0, 0};
   std::uint64_t lost_injected[2] = {0, 0};
+  std::uint64_t paused_packets[2] = {0, 0};  // packet times not sent while paused or on hold
   std::vector<std::uint32_t> ssrcs[2];
   std::uint32_t fragments = 0;   // recording sessions established (>1 after re-establishing)
   std::uint32_t duration_ms = 0; // 200 OK -> BYE as planned

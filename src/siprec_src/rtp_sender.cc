@@ -461,7 +461,10 @@ void RtpSender::emit(Lane& l, Stream& s) {
   s.frame = (s.frame + 1) % s.audio->frames();
   const std::uint32_t ts = s.ts;
   s.ts += s.audio->ticks_per_frame;
-  if (s.paused) return;  // nothing sent; the RTP clock keeps running (RFC 3550 §5.1)
+  if (s.paused) {  // nothing sent; the RTP clock keeps running (RFC 3550 §5.1)
+    ++s.stats.paused;
+    return;
+  }
   const std::uint16_t seq = s.seq++;
   const bool marker = s.marker;
   s.marker = false;

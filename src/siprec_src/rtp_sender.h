@@ -63,6 +63,7 @@ struct StreamStats {
   std::uint64_t packets = 0;  // datagrams sent (duplicates included)
   std::uint64_t lost = 0;     // dropped by loss injection
   std::uint64_t tampered = 0; // forged SRTP packets sent (tamper)
+  std::uint64_t paused = 0;   // packet times passed while paused: not sent, RTP clock kept running
   std::vector<std::uint32_t> ssrcs;
 };
 

@@ -35,10 +35,28 @@ from harness import (LOOPBACK, Call, Daemon, DaemonTestCase, describe, free_port
 PROBE = os.environ.get("SGW_AUDIO_PROBE", "sgw-audio-probe")
 CALLER_HZ, AGENT_HZ = 440, 1000  # siprec-src's default tones (caller leg, agent leg)
 TOL_MS = 60                      # timing tolerance on a loaded 2-core CI host
-# Comparisons between the gateway's clock and the client's (session length vs the
-# client's 200 OK..BYE) include scheduling delays of two busy processes on a
-# loaded 2-core CI machine; positions inside one recording use TOL_MS.
-WALL_TOL_MS = 200
+
+# What a recording of siprec-src is checked against: what siprec-src measured, never what was
+# planned (--duration, --timeline times). On a busy machine its timers fire late, so a call carries
+# more packets than --duration and a pause starts late; the gateway places every packet by its
+# RTP timestamp (docs/timeline.md), so the audio is exactly what was sent, packet for packet.
+FRAME_MS = 20          # siprec-src's packet interval (every codec)
+# Lengths of tone and silence are measured with sgw-audio-probe in 5 ms windows (fine_probe): a
+# window the tone touches sounds, so a stretch of tone measures up to one window longer than its
+# packets and a silence between two stretches up to one window shorter (its edges are whole
+# packets apart: at the same place in a window). With the default 20 ms windows a tone short by
+# two packets could still measure as long as its packets.
+FINE_WINDOW_MS = 5
+# A decoder's first frames sound below the probe's silence threshold while its state builds up:
+# the tone starts this much after the first packet (measured: G.729 30-35 ms, G.722 10-15 ms,
+# G.711 and Opus none), so a tone may be that much shorter than its packets.
+DECODER_START_MS = {"G729": 40, "G722": 20}
+# Where a packet lands on the gateway's timeline against the gateway's own signalling times: the
+# anchor's least network delay (docs/timeline.md "Anchor") and the ms rounding of gap bounds.
+PLACEMENT_SLACK_MS = 5
+# The gateway closes a session on its media worker after the BYE (siprec-src --verify's rule,
+# docs/siprec-src.md "Verification").
+GATEWAY_CLOSE_MS = 200
 
 
 def siprec_src_path() -> str:
@@ -64,10 +82,16 @@ def iso_ms(text: str) -> float:
         tzinfo=timezone.utc).timestamp() * 1000
 
 
-def probe(path: str, min_segment_ms: int = 60) -> dict:
-    out = subprocess.run([PROBE, path, "--min-segment-ms", str(min_segment_ms)], check=True,
+def probe(path: str, min_segment_ms: int = 60, *more: str) -> dict:
+    out = subprocess.run([PROBE, path, "--min-segment-ms", str(min_segment_ms), *more], check=True,
                          capture_output=True, text=True, timeout=60).stdout
     return json.loads(out)
+
+
+def fine_probe(path: str) -> dict:
+    """The probe in FINE_WINDOW_MS windows, for how long tones and silences last; a tone change
+    does not split a segment (a 5 ms window's peak is coarse; the dominant tone is still exact)."""
+    return probe(path, 60, "--window-ms", str(FINE_WINDOW_MS), "--freq-tolerance-hz", "0")
 
 
 def recordings(folder: str) -> dict[str, list[tuple[str, dict]]]:
@@ -92,6 +116,22 @@ def participant(doc: dict, aor: str) -> dict | None:
         if p["aor"] == aor:
             return p
     return None
+
+
+def src_times(rec: dict, prefix: str) -> list[int]:
+    """siprec-src's own times (ms on its monotonic clock from its start) of the call's events
+    whose text starts with prefix ("<ms>ms <what>", docs/siprec-src.md "Output")."""
+    out = []
+    for e in rec["events"]:
+        ms, _, what = e.partition("ms ")
+        if what.startswith(prefix):
+            out.append(int(ms))
+    return out
+
+
+def sent_ms(rec: dict, leg: str, forged: int = 0) -> int:
+    """How long a leg's audio lasts as siprec-src sent it: its genuine packets x 20 ms."""
+    return (rec[leg]["packets"] - forged) * FRAME_MS
 
 
 def event_ms(doc: dict, prefix: str) -> float | None:
@@ -204,16 +244,102 @@ class SrcMixin:
         self.assertEqual((agent["role"], agent["channel"]), ("agent", 1), agent)
         return path, doc
 
-    def assertTones(self, audio: str, length_ms: float, what: str, rate: int | None = None):
-        """Caller's tone on the left channel, agent's on the right, each sounding ~length_ms."""
-        p = probe(audio)
+    def assertToneLength(self, ch: dict, want_ms: float, what: str, codec: str = "PCMA"):
+        """A channel (of fine_probe) sounds for want_ms, what was sent: short by more than one
+        packet fails (beyond the decoder's start), longer by at most the probe's edge window per
+        stretch."""
+        stretches = max(1, len(ch["segments"]))
+        start = DECODER_START_MS.get(codec, 0)
+        self.assertGreaterEqual(ch["active_ms"], want_ms - FRAME_MS - start,
+                                f"{what}: {want_ms} ms sent, sounds {ch['active_ms']} ms: {ch}")
+        self.assertLessEqual(ch["active_ms"], want_ms + FINE_WINDOW_MS * stretches + 1,
+                             f"{what}: {want_ms} ms sent, sounds {ch['active_ms']} ms: {ch}")
+
+    def assertTones(self, audio: str, rec: dict, what: str, rate: int | None = None, forged: int = 0,
+                    codec: str = "PCMA"):
+        """Caller's tone on the left channel, agent's on the right, each sounding as long as that
+        leg's packets last (sent_ms: packets x 20 ms, as measured by siprec-src; not --duration,
+        which a busy machine stretches)."""
+        p = fine_probe(audio)
         if rate is not None:
             self.assertEqual(p["sample_rate"], rate, f"{what}: {p}")
         self.assertEqual(p["channels"], 2, f"{what}: {p}")
-        for ch, hz in zip(p["channel_stats"], (CALLER_HZ, AGENT_HZ)):
+        for ch, leg, hz in zip(p["channel_stats"], ("caller", "agent"), (CALLER_HZ, AGENT_HZ)):
             self.assertAlmostEqual(ch["dominant_hz"], hz, delta=15, msg=f"{what}: {ch}")
-            self.assertAlmostEqual(ch["active_ms"], length_ms, delta=2 * TOL_MS, msg=f"{what}: {ch}")
+            self.assertToneLength(ch, sent_ms(rec, leg, forged), f"{what}, {leg}", codec)
         return p
+
+    def assertSentAudio(self, path: str, doc: dict, rec: dict, what: str, rate: int | None = None,
+                        forged: int = 0):
+        """What siprec-src sent is what was recorded: every genuine packet of each leg received
+        (forged: SRTP copies per leg the gateway must refuse), none lost, and each leg's tone on
+        its channel for as long as its packets last."""
+        for s, leg in zip(doc["streams"], ("caller", "agent")):
+            self.assertEqual(s["packets_received"], rec[leg]["packets"] - forged, f"{what}: {s}")
+            self.assertEqual(s["packets_lost"], 0, f"{what}: {s}")
+        codec = doc["streams"][0]["codec"].split("/")[0]  # "G729/8000" -> "G729"
+        return self.assertTones(audio_path(path, doc), rec, what, rate, forged, codec)
+
+    def assertMeasuredDuration(self, doc: dict, rec: dict, what: str = ""):
+        """The recording lasts the session siprec-src measured (call_ms): at least 200 OK received
+        -> BYE sent, at most INVITE sent -> BYE answered plus the gateway's close."""
+        self.assertIsNotNone(rec["call_ms"], f"{what}: the call did not end with its BYE answered 2xx")
+        lo, hi = rec["call_ms"]
+        self.assertGreaterEqual(doc["duration_ms"], lo - 1, f"{what}: call_ms {rec['call_ms']}")
+        self.assertLessEqual(doc["duration_ms"], hi + GATEWAY_CLOSE_MS, f"{what}: call_ms {rec['call_ms']}")
+
+    def assertTransferTime(self, since_ms: float, rec: dict, origin: tuple[int, int], msg):
+        """since_ms: from an instant that lies within `origin` (ms on siprec-src's clock, from its
+        start) to the join time siprec-src wrote into the transfer's metadata, taken when it ran
+        the transfer (after its `transfer` event, before the re-INVITE's 2xx). Bounded by what
+        siprec-src measured, not by the planned time. Wall-clock ms of one machine (the ISO
+        times' precision), hence the 2 ms."""
+        t_transfer = src_times(rec, "transfer")[0]
+        oks = [t for t in src_times(rec, "re-INVITE answered 2") if t >= t_transfer]
+        self.assertTrue(oks, rec["events"])
+        self.assertGreaterEqual(since_ms, t_transfer - origin[1] - 2, (rec["events"], origin, msg))
+        self.assertLessEqual(since_ms, oks[0] - origin[0] + 2, (rec["events"], origin, msg))
+
+    def assertSilenceWhereSignalled(self, p: dict, doc: dict, run: SrcRun, rec: dict, action: str,
+                                    cause: str, what: str):
+        """One `action` (pause, hold-zero) ended by resume, on both legs. Each channel: tone,
+        then silence exactly as long as the packet times siprec-src skipped (paused_packets x
+        20 ms: its RTP clock ran on), then tone. The gateway's `cause` gap lies in that silence
+        and is as long as the signalled interval measured by siprec-src's events: at most from
+        the re-INVITE that paused to the resume's 2xx, at least from the pause's 2xx to the
+        resume's re-INVITE, less the last packet before the pause (sent before the re-INVITE,
+        20 ms long) and the sender's worst lateness (packets due before the resume's 2xx but
+        sent after it, placed by their timestamps)."""
+        t_pause = src_times(rec, action)[0]
+        t_resume = src_times(rec, "resume")[0]
+        oks = [t for t in src_times(rec, "re-INVITE answered 2") if t >= t_pause]
+        self.assertGreaterEqual(len(oks), 2, f"{what}: no 2xx for the {action} and resume: {rec['events']}")
+        pause_ok, resume_ok = oks[0], oks[1]
+        resume_sent = max(t_resume, pause_ok)  # re-INVITEs never overlap
+        shortest = resume_sent - pause_ok - FRAME_MS - run.json["sender_max_late_ms"] - PLACEMENT_SLACK_MS
+        longest = resume_ok - t_pause + PLACEMENT_SLACK_MS
+        for i, (ch, leg) in enumerate(zip(p["channel_stats"], ("caller", "agent"))):
+            segs = ch["segments"]
+            self.assertEqual(len(segs), 2, f"{what}, {leg}: tone, silence, tone: {segs}")
+            skipped = rec[leg]["paused_packets"] * FRAME_MS
+            self.assertGreater(skipped, 0, f"{what}, {leg}: {rec[leg]}")
+            silence = segs[1]["start_ms"] - segs[0]["end_ms"]
+            # Both edges fall at the same place in a window (whole packets apart): the probe
+            # measures the silence exactly or one window short.
+            self.assertGreaterEqual(silence, skipped - FINE_WINDOW_MS - 2, f"{what}, {leg}: {skipped} ms "
+                                    f"not sent, silence {silence} ms: {segs}")
+            self.assertLessEqual(silence, skipped + 2, f"{what}, {leg}: {skipped} ms not sent, silence "
+                                 f"{silence} ms: {segs}")
+            label = doc["streams"][i]["label"]
+            gaps = [g for g in doc["gaps"] if g["stream_label"] == label and g["cause"] == cause]
+            self.assertEqual(len(gaps), 1, f"{what}: {doc['gaps']}")
+            g = gaps[0]
+            msg = (f"{what}, {leg}: {cause} gap {g}, signalled {shortest}..{longest} ms "
+                   f"({rec['events']}), audio {segs}")
+            self.assertGreaterEqual(g["length_ms"], shortest, msg)
+            self.assertLessEqual(g["length_ms"], longest, msg)
+            self.assertGreaterEqual(g["start_ms"], segs[0]["end_ms"] - FINE_WINDOW_MS - 2, msg)
+            self.assertLessEqual(g["start_ms"] + g["length_ms"], segs[1]["start_ms"] + FINE_WINDOW_MS + 2, msg)
 
 
 class SrcTestCase(SrcMixin, DaemonTestCase):
@@ -290,9 +416,9 @@ class SrcDialectTest(SrcTestCase):
                 for p in doc["participants"]:
                     self.assertTrue(p["role_rule"].startswith(role_rule), f"{dialect}: {p}")
                 self.assertEqual(len(doc["participants"]), 2, doc["participants"])
-                # 20 calls on a 2-core host next to other tests: session length is
-                # INVITE..BYE as the gateway saw them, under load.
-                self.assertAlmostEqual(doc["duration_ms"], 2000, delta=500)
+                # The session as siprec-src measured it, not --duration: on a busy host its BYE
+                # timer fires late.
+                self.assertMeasuredDuration(doc, rec, dialect)
 
 
 # ---------------------------------------------------------------------------
@@ -314,13 +440,16 @@ class SrcCodecTest(SrcTestCase):
                 path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)
                 self.assertEqual([s["codec"] for s in doc["streams"]], [negotiated] * 2)
                 for s, leg in zip(doc["streams"], ("caller", "agent")):
-                    self.assertEqual(s["packets_received"], rec[leg]["packets"], s)
                     self.assertEqual(s["ssrcs"], rec[leg]["ssrcs"], s)
-                self.assertTones(audio_path(path, doc), 2000, codec, rate)
+                self.assertSentAudio(path, doc, rec, codec, rate)
 
 
 # ---------------------------------------------------------------------------
 # Early media, timeline actions, fault injection, transports
+
+# Early media under test: at least this much RTP arrived before the ACK (5 packets).
+EARLY_MIN_MS = 5 * FRAME_MS
+
 
 class SrcMediaTest(SrcTestCase):
 
@@ -332,46 +461,33 @@ class SrcMediaTest(SrcTestCase):
         self.assertIsNotNone(ack, doc["events"])
         for i, s in enumerate(doc["streams"]):
             first = iso_ms(s["first_packet_time"]) - iso_ms(doc["start_time"])
-            # RTP flowed for ~500 ms before the ACK reached the gateway ...
-            self.assertAlmostEqual(ack - first, 500, delta=150, msg=(doc["events"], s))
-            # ... and none of it was dropped: every packet sent is in the recording.
-            self.assertEqual(s["packets_received"], rec[("caller", "agent")[i]]["packets"], s)
-            self.assertEqual(s["packets_lost"], 0, s)
-        p = self.assertTones(audio_path(path, doc), 2000, "early media")
+            # RTP flowed well before the ACK reached the gateway (the ACK leaves 500 ms after the
+            # 200 OK, or later on a busy machine; at least EARLY_MIN_MS of it is the case under
+            # test, whatever the sender's start-up delay) ...
+            self.assertGreaterEqual(ack - first, EARLY_MIN_MS, (doc["events"], s))
+        # ... and none of it was dropped: every packet sent is in the recording, for as long as sent.
+        p = self.assertSentAudio(path, doc, rec, "early media")
         for i, ch in enumerate(p["channel_stats"]):
             first = iso_ms(doc["streams"][i]["first_packet_time"]) - iso_ms(doc["start_time"])
             # Audio starts at the first packet, i.e. well before the ACK.
             self.assertLessEqual(ch["segments"][0]["start_ms"], first + 20, ch["segments"])
-            self.assertLess(ch["segments"][0]["start_ms"], ack - 400, ch["segments"])
+            self.assertLess(ch["segments"][0]["start_ms"], ack - EARLY_MIN_MS + 20, ch["segments"])
 
     def test_pause_resume_is_silence_of_the_right_length(self):
+        # Lengths from what siprec-src measured (packets sent and skipped, its re-INVITEs and their
+        # 2xx), not from the timeline's 1 s: on a busy machine the actions fire late.
         run, rec = self.call("--timeline", "pause@1s,resume@2s", duration="3")
-        self.assertAlmostEqual(rec["silent_ms"], 1000, delta=30, msg=rec)
         path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)
-        for i, label in enumerate(("1", "2")):
-            pauses = [g for g in doc["gaps"] if g["stream_label"] == label and g["cause"] == "pause"]
-            self.assertEqual(len(pauses), 1, doc["gaps"])
-            self.assertAlmostEqual(pauses[0]["length_ms"], 1000, delta=TOL_MS, msg=pauses)
-            # RTP starts at the 200 OK and pauses 1 s later.
-            first = iso_ms(doc["streams"][i]["first_packet_time"]) - iso_ms(doc["start_time"])
-            self.assertAlmostEqual(pauses[0]["start_ms"], first + 1000, delta=TOL_MS,
-                                   msg=(first, pauses))
         whats = [e["what"] for e in doc["events"]]
         self.assertIn("stream 1 paused", whats)
         self.assertIn("stream 1 resumed", whats)
-        p = self.assertTones(audio_path(path, doc), 2000, "pause/resume")
-        for ch in p["channel_stats"]:
-            segs = ch["segments"]
-            self.assertEqual(len(segs), 2, segs)
-            self.assertAlmostEqual(segs[0]["end_ms"] - segs[0]["start_ms"], 1000, delta=TOL_MS, msg=segs)
-            self.assertAlmostEqual(segs[1]["start_ms"] - segs[0]["end_ms"], 1000, delta=TOL_MS, msg=segs)
-            self.assertAlmostEqual(segs[1]["end_ms"] - segs[1]["start_ms"], 1000, delta=TOL_MS, msg=segs)
+        p = self.assertSentAudio(path, doc, rec, "pause/resume")
+        self.assertSilenceWhereSignalled(p, doc, run, rec, "pause", "pause", "pause/resume")
 
     def test_hold_by_zero_address_is_silence_of_the_right_length(self):
         # RFC 2543 hold as BroadWorks/Metaswitch send it: re-INVITE with c=0.0.0.0 and no direction
         # attribute (siprec-src hold-zero), then a normal re-offer (resume).
         run, rec = self.call("--timeline", "hold-zero@1s,resume@2s", duration="3")
-        self.assertAlmostEqual(rec["silent_ms"], 1000, delta=30, msg=rec)
         path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)
         self.assertTrue(doc["complete"], doc)
         whats = [e["what"] for e in doc["events"]]
@@ -379,17 +495,9 @@ class SrcMediaTest(SrcTestCase):
         self.assertIn("stream 2 held", whats)
         self.assertIn("stream 1 resumed", whats)
         self.assertFalse([w for w in whats if "timeout" in w], whats)
-        for i, label in enumerate(("1", "2")):
-            holds = [g for g in doc["gaps"] if g["stream_label"] == label and g["cause"] == "hold"]
-            self.assertEqual(len(holds), 1, doc["gaps"])
-            self.assertAlmostEqual(holds[0]["length_ms"], 1000, delta=TOL_MS, msg=holds)
-        p = self.assertTones(audio_path(path, doc), 2000, "hold-zero/resume")
-        for ch in p["channel_stats"]:
-            segs = ch["segments"]
-            self.assertEqual(len(segs), 2, segs)  # tone, exact silence, tone
-            self.assertAlmostEqual(segs[0]["end_ms"] - segs[0]["start_ms"], 1000, delta=TOL_MS, msg=segs)
-            self.assertAlmostEqual(segs[1]["start_ms"] - segs[0]["end_ms"], 1000, delta=TOL_MS, msg=segs)
-            self.assertAlmostEqual(segs[1]["end_ms"] - segs[1]["start_ms"], 1000, delta=TOL_MS, msg=segs)
+        # Tone, exact silence, tone: measured as in the pause test.
+        p = self.assertSentAudio(path, doc, rec, "hold-zero/resume")
+        self.assertSilenceWhereSignalled(p, doc, run, rec, "hold-zero", "hold", "hold-zero/resume")
 
     def test_delayed_offer_is_recorded_from_the_answer_in_the_ack(self):
         # INVITE with the metadata only; the gateway offers in its 200 OK, siprec-src answers in the
@@ -400,9 +508,7 @@ class SrcMediaTest(SrcTestCase):
         whats = [e["what"] for e in doc["events"]]
         self.assertIn("SDP answer in the ACK: 2 stream(s) to record", whats)
         self.assertEqual([s["label"] for s in doc["streams"]], ["1", "2"], doc["streams"])
-        for s, leg in zip(doc["streams"], ("caller", "agent")):
-            self.assertEqual(s["packets_received"], rec[leg]["packets"], s)
-        self.assertTones(audio_path(path, doc), 2000, "delayed offer")
+        self.assertSentAudio(path, doc, rec, "delayed offer")
 
     def test_transfer_updates_the_participants(self):
         run, rec = self.call("--timeline", "transfer@1s")
@@ -417,19 +523,21 @@ class SrcMediaTest(SrcTestCase):
         # The new agent sends the agent stream too: it is placed on the agent channel.
         self.assertEqual((first["channel"], second["channel"], caller["channel"]), (1, 1, 0),
                          doc["participants"])
-        # The first agent left exactly when the second joined, ~1 s into the call; the
-        # second and the caller are still there at the end.
+        # The first agent left exactly when the second joined, when siprec-src ran the transfer
+        # (not when it was planned: a busy machine runs it late); the second and the caller are
+        # still there at the end.
         self.assertIsNotNone(first["leave_time"], first)
         self.assertIsNone(second["leave_time"], second)
         self.assertIsNone(caller["leave_time"], caller)
         self.assertEqual(first["leave_time"], second["join_time"])
-        self.assertAlmostEqual(iso_ms(second["join_time"]) - iso_ms(first["join_time"]), 1000,
-                               delta=300, msg=(first, second))
+        # The first agent's join time: when siprec-src started the call, before its INVITE.
+        self.assertTransferTime(iso_ms(second["join_time"]) - iso_ms(first["join_time"]), rec,
+                                (0, src_times(rec, "INVITE to")[0]), (first, second))
         self.assertEqual(len(doc["metadata_xml"]), 2, "INVITE and the transfer re-INVITE")
         self.assertIn(second_aor, doc["metadata_xml"][1]["xml"])
         self.assertNotIn(second_aor, doc["metadata_xml"][0]["xml"])
-        # The agent channel keeps the agent leg's tone through the transfer.
-        self.assertTones(audio_path(path, doc), 2000, "transfer")
+        # The agent channel keeps the agent leg's tone through the transfer, every packet of it.
+        self.assertSentAudio(path, doc, rec, "transfer")
 
     def test_loss_and_reordering_are_reported_and_duration_is_exact(self):
         run, rec = self.call("--loss", "0.05", "--reorder", "0.05", "--seed", "7", duration="3")
@@ -443,23 +551,29 @@ class SrcMediaTest(SrcTestCase):
             self.assertEqual(s["packets_lost"], lost, (s, rec[leg]))
             self.assertEqual(s["packets_duplicated"], 0, s)
         self.assertGreater(injected, 0, rec)
-        self.assertAlmostEqual(doc["duration_ms"], 3000, delta=WALL_TOL_MS)
+        self.assertMeasuredDuration(doc, rec, "loss and reordering")
         p = probe(audio_path(path, doc))
         self.assertAlmostEqual(p["duration_ms"], doc["duration_ms"], delta=2)
         self.assertEqual(doc["audio"][0]["duration_ms"], doc["duration_ms"])
-        for i, (ch, hz) in enumerate(zip(p["channel_stats"], (CALLER_HZ, AGENT_HZ))):
+        for i, (ch, hz, leg) in enumerate(zip(p["channel_stats"], (CALLER_HZ, AGENT_HZ),
+                                              ("caller", "agent"))):
             self.assertAlmostEqual(ch["dominant_hz"], hz, delta=15, msg=ch)
             first = iso_ms(doc["streams"][i]["first_packet_time"]) - iso_ms(doc["start_time"])
             self.assertLessEqual(ch["segments"][0]["start_ms"], first + 20, ch["segments"])
+            # From the first sound to the last: every packet time of the leg, sent or lost by
+            # injection (the silence of a loss is inside), less the leg's first and last packet
+            # if the injection took them.
             span = ch["segments"][-1]["end_ms"] - ch["segments"][0]["start_ms"]
-            self.assertAlmostEqual(span, 3000, delta=TOL_MS, msg=ch["segments"])
+            packet_times_ms = (rec[leg]["packets"] + rec[leg]["lost_injected"]) * FRAME_MS
+            self.assertGreaterEqual(span, packet_times_ms - 2 * FRAME_MS, (rec[leg], ch["segments"]))
+            self.assertLessEqual(span, packet_times_ms + p["window_ms"], (rec[leg], ch["segments"]))
 
     def check_transport(self, transport: str):
         run, rec = self.call(transport=transport, duration="1.5")
         self.assertEqual(rec["target"], f"{transport}:{LOOPBACK}:{self.daemon.sip_port}")
         path, doc = self.only_recording(self.daemon.recordings_dir, rec, run)
         self.assertTrue(any(f" over {transport}," in e["what"] for e in doc["events"]), doc["events"])
-        self.assertTones(audio_path(path, doc), 1500, transport)
+        self.assertSentAudio(path, doc, rec, transport)
 
     def test_udp(self):
         self.check_transport("udp")
@@ -823,20 +937,36 @@ class SrcReestablishTest(TwoGatewayTestCase):
             p = participant(doc_b, rec[leg]["aor"])
             self.assertIsNotNone(p, doc_b["participants"])
             self.assertEqual((p["role"], p["channel"]), (role, ch), p)
-        # Timing from siprec-src's own event log: "<ms>ms <what>".
-        t = {}
-        for e in rec["events"]:
-            ms, _, what = e.partition("ms ")
-            for key in ("200 OK", "gateway lost", "BYE"):
-                if what.startswith(key):
-                    t.setdefault(key, []).append(int(ms))
-        first_ok, second_ok = t["200 OK"][:2]
-        lost, bye = t["gateway lost"][0], t["BYE"][0]
-        self.assertAlmostEqual(bye - first_ok, 5000, delta=WALL_TOL_MS, msg=rec["events"])
+        # Timing from siprec-src's own event log ("<ms>ms <what>"), never from the plan: a busy
+        # machine runs its timers late.
+        first_ok, second_ok = src_times(rec, "200 OK")[:2]
+        lost = src_times(rec, "gateway lost")[0]
+        reinvite = src_times(rec, "re-establishing: INVITE")[0]
+        stop, bye = src_times(rec, "RTP stop")[0], src_times(rec, "BYE")[0]
+        bye_ok = src_times(rec, "BYE answered 2")[0]
+        # The call kept its length from the first 200 OK: never shorter, and not started again
+        # at the re-establishment.
+        self.assertGreaterEqual(stop - first_ok, 5000 - 1, rec["events"])
+        self.assertLess(stop - first_ok, 5000 + (second_ok - first_ok), rec["events"])
         self.assertLess(second_ok - lost, 500, rec["events"])
-        self.assertAlmostEqual(doc_b["duration_ms"], bye - second_ok, delta=WALL_TOL_MS,
-                               msg=(doc_b["duration_ms"], rec["events"]))
-        self.assertTones(audio_path(path_b, doc_b), doc_b["duration_ms"], "after re-establishing")
+        # The second session lasted as measured: at least 200 OK -> BYE, at most INVITE -> BYE answered.
+        self.assertGreaterEqual(doc_b["duration_ms"], bye - second_ok - 1,
+                                (doc_b["duration_ms"], rec["events"]))
+        self.assertLessEqual(doc_b["duration_ms"], bye_ok - reinvite + GATEWAY_CLOSE_MS,
+                             (doc_b["duration_ms"], rec["events"]))
+        # Its audio: every packet it received, none missing, each sounding on its leg's channel; and
+        # those packets are the rest of the call: the RTP sent from the second 200 OK (the new
+        # destination) to the stop, give or take a packet and the sender's lateness at either end.
+        late = run.json["sender_max_late_ms"]
+        p = fine_probe(audio_path(path_b, doc_b))
+        for s, ch, leg, hz in zip(doc_b["streams"], p["channel_stats"], ("caller", "agent"),
+                                  (CALLER_HZ, AGENT_HZ)):
+            self.assertEqual(s["packets_lost"], 0, s)
+            got_ms = s["packets_received"] * FRAME_MS
+            self.assertGreaterEqual(got_ms, stop - second_ok - 2 * FRAME_MS - late, (s, rec["events"], late))
+            self.assertLessEqual(got_ms, stop - second_ok + 2 * FRAME_MS + late, (s, rec["events"], late))
+            self.assertAlmostEqual(ch["dominant_hz"], hz, delta=15, msg=f"after re-establishing: {ch}")
+            self.assertToneLength(ch, got_ms, f"after re-establishing, {leg}")
 
         # Restart the first gateway on its folders: its part comes back from the spool with
         # the same conversation and communication-session identifiers.

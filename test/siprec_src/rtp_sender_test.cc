@@ -227,6 +227,9 @@ TEST(RtpSender, PauseKeepsTheClockAndSsrcChangeRestarts) {
   EXPECT_GE(offset_ms, ms_between(before.front().read_at, t_resume) - 20);
   EXPECT_LE(offset_ms, ms_between(t_add, first.read_at) + kWheelSlackMs);
   EXPECT_EQ((first.ts - last.ts) % 160, 0u);
+  // Every packet time the pause skipped is counted: the recorder's silence, packet for packet.
+  EXPECT_EQ(st.paused, (first.ts - last.ts) / 160 - 1);
+  EXPECT_GE(st.paused, 10u);  // the pause lasted at least 200 ms
   std::size_t changes = 0;
   for (std::size_t i = 1; i < after.size(); ++i)
     if (after[i].ssrc != after[i - 1].ssrc) {
