@@ -550,8 +550,8 @@ int main(int argc, char** argv) {
     events = std::make_unique<sgw::control::EventPublisher>(
         event_queue.get(), config.node_name, config.region,
         sgw::control::EventPublisherMetrics{
-            &registry.counter("sgw_events_published_total", "Webhook events written into the event queue"),
-            &registry.counter("sgw_events_dropped_total", "Webhook events lost before the queue (buffer full, write error)")});
+            &registry.counter("sgw_events_published_total", "Webhook events published (on disk, staged for the event queue)"),
+            &registry.counter("sgw_events_dropped_total", "Webhook events lost: invalid, or could not be written to disk")});
     for (const auto& p : event_queue->problems()) log->error("event queue: {}", p);
     event_queue->start();
     log->info("events: POSTed to {} from queue {}", config.events_url, eo.dir);

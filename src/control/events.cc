@@ -84,18 +84,35 @@ EventPublisher::EventPublisher(storage::DeliveryQueue* queue, std::string node, 
 EventPublisher::~EventPublisher() { stop(); }
 
 void EventPublisher::publish(storage::WebhookEvent event) {
+  auto log = common::logger("events");
   if (event.time.empty()) event.time = common::utc_now_iso8601();
+  auto entry = storage::event_entry(event, node_, region_);
+  if (!entry) {
+    if (metrics_.dropped) metrics_.dropped->inc();
+    log->error("{}: event {} dropped: {}", event.recording_id, event.type, entry.error().message);
+    return;
+  }
+  // On disk before we return: from here a kill -9 does not lose it.
+  auto seq = queue_->stage(*entry);
+  if (!seq) {
+    if (metrics_.dropped) metrics_.dropped->inc();
+    log->error("{}: event {} dropped: cannot write it: {}", event.recording_id, event.type, seq.error().message);
+    return;
+  }
+  if (metrics_.published) metrics_.published->inc();
+  log->debug("{}: event {} ({}) published", event.recording_id, entry->recording_id, event.type);
   {
     std::lock_guard lock(mutex_);
-    if (!stopping_ && buffer_.size() < max_buffered_) {
-      buffer_.push_back(std::move(event));
-      cv_.notify_one();
-      return;
+    if (from_disk_) return;  // the thread admits it from the staged folder
+    if (buffer_.size() < max_buffered_) {
+      buffer_.push_back({*seq, std::move(entry).value()});
+    } else {
+      from_disk_ = true;
+      buffer_.clear();
+      log->warn("{} events waiting to be queued: admitting them from the staged folder", max_buffered_);
     }
   }
-  if (metrics_.dropped) metrics_.dropped->inc();
-  common::logger("events")->error("{}: event {} dropped: {} events waiting to be written (or stopping)",
-                                  event.recording_id, event.type, max_buffered_);
+  cv_.notify_one();
 }
 
 void EventPublisher::stop() {
@@ -107,35 +124,55 @@ void EventPublisher::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void EventPublisher::write(const storage::WebhookEvent& e) {
-  auto log = common::logger("events");
-  auto entry = storage::event_entry(e, node_, region_);
-  if (!entry) {
-    if (metrics_.dropped) metrics_.dropped->inc();
-    log->error("{}: event {} dropped: {}", e.recording_id, e.type, entry.error().message);
-    return;
+bool EventPublisher::admit_from_disk() {
+  auto n = queue_->admit_staged();
+  if (!n) {
+    common::logger("events")->error("events not queued yet (they stay staged on disk, retried in 1 s): {}",
+                                     n.error().message);
+    return false;
   }
-  auto r = queue_->enqueue(std::move(entry).value());
-  if (!r) {
-    if (metrics_.dropped) metrics_.dropped->inc();
-    log->error("{}: event {} dropped: cannot queue it: {}", e.recording_id, e.type, r.error().message);
-    return;
-  }
-  // false: the same event (same id) is queued or was delivered already.
-  if (*r && metrics_.published) metrics_.published->inc();
+  return true;
 }
 
 void EventPublisher::run() {
   common::set_thread_name("sgw-events");
+  auto log = common::logger("events");
+  queue_->prepare_staging();
   std::unique_lock lock(mutex_);
   for (;;) {
-    cv_.wait(lock, [this] { return stopping_ || !buffer_.empty(); });
-    if (buffer_.empty() && stopping_) return;
-    auto e = std::move(buffer_.front());
+    if (from_disk_) {
+      // Every event staged so far is in the folder (those still being
+      // written are left for later by admit_staged()); events published from
+      // here on go to the buffer again, after them.
+      from_disk_ = false;
+      buffer_.clear();
+      lock.unlock();
+      bool ok = admit_from_disk();
+      lock.lock();
+      if (!ok) {
+        from_disk_ = true;
+        buffer_.clear();
+        if (stopping_) return;  // they stay staged: admitted at the next start
+        cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
+      }
+      continue;
+    }
+    if (buffer_.empty()) {
+      if (stopping_) return;
+      cv_.wait(lock, [this] { return stopping_ || from_disk_ || !buffer_.empty(); });
+      continue;
+    }
+    Staged s = std::move(buffer_.front());
     buffer_.pop_front();
     lock.unlock();
-    write(e);
+    std::string id = s.entry.recording_id;
+    auto r = queue_->admit(s.seq, std::move(s.entry));
     lock.lock();
+    if (!r) {
+      // Later events must not overtake it: from now on the folder, in order.
+      log->error("event {} not queued yet (it stays staged on disk, retried): {}", id, r.error().message);
+      from_disk_ = true;
+    }
   }
 }
 

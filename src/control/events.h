@@ -6,10 +6,13 @@
 // folder of its own (<storage.queue_dir>/events): one entry per event
 // (storage/webhook_event.h), WebhookSink as its only sink, so retries,
 // backoff, restarts, torn files and the catalogue of what was delivered are
-// the queue's. EventPublisher is the only way in: publish() never does I/O on
-// the caller's thread (the SIP thread, the finaliser, delivery threads) - it
-// appends to a bounded buffer that one thread of its own writes into the
-// queue. A dead receiver therefore costs entries on disk, never call time.
+// the queue's. EventPublisher is the only way in: publish() stages the
+// event's entry on the caller's thread (the SIP thread, the finaliser,
+// delivery threads): one small file written and renamed, no fsync, no lock
+// of the queue, so it survives a kill -9 from the moment publish() returns.
+// One thread of its own (sgw-events) then admits the staged entries into the
+// queue (fsync'd), in the order they were published. A dead receiver
+// therefore costs entries on disk, never call time.
 //
 // Thread: publish() from any thread; stop() once, after the callers stopped.
 #pragma once
@@ -56,27 +59,37 @@ class WebhookSink : public storage::DeliverySink {
 };
 
 struct EventPublisherMetrics {
-  common::Counter* published = nullptr;  // events written into the queue
-  common::Counter* dropped = nullptr;    // buffer full, or the queue could not write them
+  common::Counter* published = nullptr;  // events staged (on disk)
+  common::Counter* dropped = nullptr;    // invalid, or could not be written to disk
 };
 
 class EventPublisher {
  public:
   // `queue` must outlive the publisher; node/region go into every document.
+  // max_buffered: staged entries kept in memory for admission; past it they
+  // are admitted from the staged folder instead (nothing is lost).
   EventPublisher(storage::DeliveryQueue* queue, std::string node, std::string region,
                  EventPublisherMetrics metrics, std::size_t max_buffered = 10000);
   ~EventPublisher();
   EventPublisher(const EventPublisher&) = delete;
   EventPublisher& operator=(const EventPublisher&) = delete;
 
-  // Any thread, never blocks on I/O. Full buffer: dropped (counted, logged).
+  // Any thread. Returns once the event is on disk (survives kill -9); never
+  // waits for an fsync, the queue's lock or the receiver. An event that
+  // cannot be written (invalid, disk full) is dropped: counted, logged.
   void publish(storage::WebhookEvent event);
-  // Writes what is buffered into the queue, then stops the thread.
+  // Admits what is staged, then stops the thread.
   void stop();
 
  private:
+  struct Staged {
+    std::uint64_t seq = 0;
+    storage::DeliveryEntry entry;
+  };
   void run();
-  void write(const storage::WebhookEvent& e);
+  // Admits the staged folder in seq order; false when an entry could not be
+  // admitted (retried later; nothing after it is admitted before it).
+  bool admit_from_disk();
 
   storage::DeliveryQueue* queue_;
   std::string node_, region_;
@@ -84,7 +97,10 @@ class EventPublisher {
   std::size_t max_buffered_;
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<storage::WebhookEvent> buffer_;
+  std::deque<Staged> buffer_;  // staged, in publish order, not yet admitted
+  // Admit from the staged folder instead of buffer_ (at start, after the
+  // buffer overflowed, or after an admission failed): everything is there.
+  bool from_disk_ = true;
   bool stopping_ = false;
   std::thread thread_;
 };

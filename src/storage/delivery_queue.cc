@@ -1,15 +1,19 @@
 #include "storage/delivery_queue.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <random>
 #include <set>
 #include <sstream>
@@ -24,6 +28,11 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr std::string_view kSuffix = ".dq";
+// Staged entries (stage()): <dir>/staged/<seq, 20 digits>.<entry file name>.
+constexpr const char* kStagedDir = "staged";
+constexpr std::size_t kSeqDigits = 20;
+// stage()'s spare files kept ready (prepare_staging()).
+constexpr std::size_t kSpares = 64;
 constexpr const char* kCatalogueName = "catalogue.sqlite";
 // Local copies deleted per rescan at most (the rest at the next one).
 constexpr std::size_t kRetentionBatch = 1000;
@@ -54,18 +63,34 @@ common::Result<std::string> read_small_file(const std::string& path) {
   return ss.str();
 }
 
-// Entry file names in a folder, sorted.
-std::vector<std::string> list_entries(const std::string& dir) {
+// File names in a folder that end with one of `suffixes`, sorted.
+std::vector<std::string> list_names(const std::string& dir, std::initializer_list<std::string_view> suffixes) {
   std::vector<std::string> out;
   DIR* d = ::opendir(dir.c_str());
   if (!d) return out;
   while (dirent* de = ::readdir(d)) {
     std::string name = de->d_name;
-    if (ends_with(name, kSuffix)) out.push_back(std::move(name));
+    if (std::any_of(suffixes.begin(), suffixes.end(), [&](std::string_view s) { return ends_with(name, s); }))
+      out.push_back(std::move(name));
   }
   ::closedir(d);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// Entry file names in a folder, sorted.
+std::vector<std::string> list_entries(const std::string& dir) { return list_names(dir, {kSuffix}); }
+
+// Names in the staged folder: entries and temporary files.
+std::vector<std::string> list_staged(const std::string& dir) { return list_names(dir, {kSuffix, ".tmp"}); }
+
+// The seq of a staged entry's name ("<20 digits>.<entry file name>"), nullopt otherwise.
+std::optional<std::uint64_t> staged_seq(std::string_view name) {
+  if (name.size() <= kSeqDigits + 1 || name[kSeqDigits] != '.' || !ends_with(name, kSuffix)) return std::nullopt;
+  std::uint64_t seq = 0;
+  auto [ptr, ec] = std::from_chars(name.data(), name.data() + kSeqDigits, seq);
+  if (ec != std::errc() || ptr != name.data() + kSeqDigits) return std::nullopt;
+  return seq;
 }
 
 }  // namespace
@@ -98,7 +123,13 @@ DeliveryQueue::DeliveryQueue(DeliveryQueueOptions options, DeliveryQueueMetrics 
   }
 }
 
-DeliveryQueue::~DeliveryQueue() { stop(); }
+DeliveryQueue::~DeliveryQueue() {
+  stop();
+  for (const auto& spare : spares_) {
+    ::close(spare.fd);
+    ::unlink(spare.path.c_str());
+  }
+}
 
 common::Result<std::unique_ptr<DeliveryQueue>> DeliveryQueue::open(DeliveryQueueOptions options,
                                                                    DeliveryQueueMetrics metrics) {
@@ -113,10 +144,131 @@ common::Result<std::unique_ptr<DeliveryQueue>> DeliveryQueue::open(DeliveryQueue
   if (!catalogue)
     return common::make_error(catalogue.error().code, "storage.queue_dir " + options.dir + ": " + catalogue.error().message);
   std::unique_ptr<DeliveryQueue> q(new DeliveryQueue(std::move(options), metrics));
-  std::lock_guard lock(q->mutex_);
-  q->catalogue_ = std::move(catalogue).value();
-  q->load_dir(true);
+  {
+    std::lock_guard lock(q->mutex_);
+    q->catalogue_ = std::move(catalogue).value();
+    q->load_dir(true);
+  }
+  // What a previous process staged: its temporary files are writes it did not
+  // finish (stage() had not returned); the rest is admitted in seq order, and
+  // new seqs go after it.
+  std::string staged = (fs::path(q->options_.dir) / kStagedDir).string();
+  for (const auto& name : list_staged(staged)) {
+    if (ends_with(name, ".tmp")) {
+      ::unlink((fs::path(staged) / name).c_str());
+      continue;
+    }
+    if (auto seq = staged_seq(name)) q->next_stage_seq_ = std::max(q->next_stage_seq_, *seq + 1);
+  }
+  if (auto n = q->admit_staged(); !n)
+    common::logger("delivery")->error("{}: staged entries not admitted yet (they stay staged): {}", staged,
+                                      n.error().message);
   return q;
+}
+
+std::string DeliveryQueue::staged_path(std::uint64_t seq, const DeliveryEntry& e) const {
+  char prefix[kSeqDigits + 2];
+  std::snprintf(prefix, sizeof prefix, "%020llu.", static_cast<unsigned long long>(seq));
+  return (fs::path(options_.dir) / kStagedDir / (prefix + entry_file_name(e.recording_id, e.sink))).string();
+}
+
+common::Result<std::uint64_t> DeliveryQueue::stage(DeliveryEntry& entry) {
+  if (entry.created_unix_ms == 0) entry.created_unix_ms = now();
+  std::string bytes = encode_entry(entry);
+  std::uint64_t seq = 0;
+  Spare spare;
+  {
+    std::lock_guard lock(stage_mutex_);
+    seq = next_stage_seq_++;
+    staging_.insert(seq);
+    if (!spares_.empty()) {
+      spare = std::move(spares_.back());
+      spares_.pop_back();
+    }
+  }
+  std::string path = staged_path(seq, entry);
+  common::Status st = common::Ok{};
+  if (spare.fd >= 0) {
+    st = common::write_prepared_file_atomically(spare.fd, spare.path, path, bytes, common::FileSync::kProcessDeath);
+    if (!st) ::unlink(spare.path.c_str());
+  } else {
+    st = common::write_file_atomically(path, bytes, common::FileSync::kProcessDeath);
+  }
+  {
+    std::lock_guard lock(stage_mutex_);
+    staging_.erase(seq);
+  }
+  if (!st) return st.error();
+  return seq;
+}
+
+common::Result<bool> DeliveryQueue::admit(std::uint64_t seq, DeliveryEntry entry) {
+  std::string path = staged_path(seq, entry);
+  auto r = enqueue(std::move(entry));
+  if (!r) return r;
+  // Queued (or known) and durable: the staged copy has served. No folder
+  // fsync: a removal a power loss undoes leaves a file admitted again (a no-op).
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    common::logger("delivery")->warn("cannot remove staged entry {}: {}", path, std::strerror(errno));
+  prepare_staging();
+  return r;
+}
+
+void DeliveryQueue::prepare_staging() {
+  std::string dir = (fs::path(options_.dir) / kStagedDir).string();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  for (;;) {
+    std::string path;
+    {
+      std::lock_guard lock(stage_mutex_);
+      if (spares_.size() >= kSpares) return;
+      path = (fs::path(dir) / ("spare-" + std::to_string(spare_names_++) + ".tmp")).string();
+    }
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      // stage() creates its own file meanwhile; the error, if it persists, is its.
+      common::logger("delivery")->debug("cannot create spare {}: {}", path, std::strerror(errno));
+      return;
+    }
+    std::lock_guard lock(stage_mutex_);
+    spares_.push_back({fd, std::move(path)});
+  }
+}
+
+common::Result<std::size_t> DeliveryQueue::admit_staged() {
+  std::uint64_t below = 0;
+  {
+    // Every seq under the first one still being written is on disk (or failed).
+    std::lock_guard lock(stage_mutex_);
+    below = staging_.empty() ? next_stage_seq_ : *staging_.begin();
+  }
+  std::string dir = (fs::path(options_.dir) / kStagedDir).string();
+  std::vector<std::pair<std::uint64_t, std::string>> files;
+  for (auto& name : list_staged(dir))
+    if (auto seq = staged_seq(name); seq && *seq < below) files.emplace_back(*seq, std::move(name));
+  std::sort(files.begin(), files.end());
+  std::size_t n = 0;
+  for (const auto& [seq, name] : files) {
+    std::string path = (fs::path(dir) / name).string();
+    auto bytes = read_small_file(path);
+    if (!bytes && !fs::exists(path)) continue;  // admitted meanwhile
+    auto entry = bytes ? decode_entry(*bytes, path) : common::Result<DeliveryEntry>(bytes.error());
+    if (entry && name.substr(kSeqDigits + 1) != entry_file_name(entry->recording_id, entry->sink))
+      entry = common::make_error("delivery.corrupt", "staged entry " + path + ": names another recording/sink");
+    if (!entry) {
+      std::lock_guard lock(mutex_);
+      if (reported_corrupt_.emplace(path, true).second) {
+        problems_.push_back(entry.error().message);
+        bump(metrics_.corrupt_entries);
+        common::logger("delivery")->error("{} (skipped, left for inspection)", entry.error().message);
+      }
+      continue;
+    }
+    ++n;
+    if (auto r = admit(seq, std::move(entry).value()); !r) return r.error();
+  }
+  return n;
 }
 
 std::int64_t DeliveryQueue::now() const { return options_.now_ms(); }

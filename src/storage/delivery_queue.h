@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,6 +122,33 @@ class DeliveryQueue {
   // after a crash is idempotent).
   common::Result<bool> enqueue(DeliveryEntry entry);
 
+  // Staging (docs/storage.md "Staged entries"): the way in for a caller that
+  // must neither wait for an fsync nor take the queue's lock (the SIP
+  // thread), yet needs its entry to outlive the process once the call
+  // returns. stage() writes the encoded entry to
+  // <dir>/staged/<seq>.<entry file name> (temporary name, then rename, no
+  // fsync: it survives kill -9 and crashes, not a power loss until admitted)
+  // and returns its seq, greater than that of every entry staged before.
+  // admit() then enqueue()s it (fsync'd, deduplicated) and removes the staged
+  // file. open() admits, in seq order, what a previous process left staged.
+  // stage(): any thread, concurrently; no lock of the queue, no fsync. Sets
+  // entry.created_unix_ms when 0.
+  common::Result<std::uint64_t> stage(DeliveryEntry& entry);
+  // enqueue(entry), then the staged file (seq, entry) is removed. On an error
+  // the staged file stays (admit_staged() takes it again).
+  common::Result<bool> admit(std::uint64_t seq, DeliveryEntry entry);
+  // Creates stage()'s spare files (empty, kept open) up to a pool of 64, so
+  // that stage() only writes and renames: creating a file is its costly part
+  // (an inode allocation, hundreds of microseconds of CPU on a busy ext4).
+  // The admitting thread calls it (admit() does, after each admission);
+  // without spares stage() creates its file itself.
+  void prepare_staging();
+  // Admits the staged files, in seq order, whose stage() has returned and
+  // every stage() before them too; stops at the first that cannot be
+  // enqueued (the error; later ones stay staged, so none overtakes it).
+  // Corrupt staged files are reported and skipped. Returns how many were read.
+  common::Result<std::size_t> admit_staged();
+
   // Starts the delivery threads; each first runs its sinks' check() once.
   void start();
   // Stops after the attempts in progress end (an upload in progress is
@@ -181,8 +209,21 @@ class DeliveryQueue {
   void schedule_local_deletion_locked(const std::string& recording_id);
   void thread_main(unsigned index);
 
+  std::string staged_path(std::uint64_t seq, const DeliveryEntry& e) const;
+
   DeliveryQueueOptions options_;
   DeliveryQueueMetrics metrics_;
+  // stage(): seqs handed out and those whose file is not written yet (the
+  // watermark of admit_staged()). Held for no I/O.
+  std::mutex stage_mutex_;
+  std::uint64_t next_stage_seq_ = 0;
+  std::set<std::uint64_t> staging_;
+  struct Spare {
+    int fd = -1;
+    std::string path;  // <dir>/staged/spare-<n>.tmp: removed at start-up if left over
+  };
+  std::vector<Spare> spares_;
+  std::uint64_t spare_names_ = 0;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::map<std::string, Item> items_;  // by file name; pending entries only (and uncompacted delivered ones)

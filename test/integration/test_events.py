@@ -9,7 +9,10 @@ X-Siprec-Signature of every request it gets.
   arrives (at least once), the ids dedupe to exactly the expected set, in
   lifecycle order per recording;
 - siprecd killed (SIGKILL) with the events of a call queued but not
-  delivered: after a restart on the same folders they are delivered.
+  delivered: after a restart on the same folders they are delivered;
+- siprecd killed (SIGKILL) the instant it logs that an event is published
+  (the receiver down, so nothing was delivered): the restarted gateway
+  delivers it, and every other event of the call, in order.
 """
 
 import glob
@@ -17,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -100,9 +104,10 @@ class Receiver:
         return {e["id"] for e in self.events()}
 
 
-def record_call(test, daemon, pause=True):
+def record_call(test, daemon, pause=True, wait=True):
     """An answered call with tones, paused once by a re-INVITE, ended by BYE;
-    returns its Call-ID once its recording is published."""
+    returns its Call-ID and, once it is published, its recording JSON
+    (wait=False: None, returned as soon as the BYE is answered)."""
     with daemon.client("udp") as c:
         call = Call(c)
         body = multipart([("application/sdp", sdp(siprec_streams(2))),
@@ -115,6 +120,8 @@ def record_call(test, daemon, pause=True):
             test.assertEqual(r.status if r else None, 200, describe(r))
         bye = call.bye()
         test.assertEqual(bye.status if bye else None, 200, describe(bye))
+    if not wait:
+        return call.call_id, None
     found = recording_for_call(daemon.recordings_dir, call.call_id, 30)
     test.assertIsNotNone(found, daemon.diagnostics())
     return call.call_id, found[1]
@@ -228,6 +235,58 @@ class EventsKillTest(EventsCase):
         self.assertEqual(self.receiver.ids(), expected_ids(rid))
         self.assertEqual(self.receiver.bad, [])
         self.check_recording_events(rid, call_id, doc)
+        self.assertEqual(d2.stop(), 0)
+
+
+def wait_for_log(daemon, pattern: str, timeout: float = 30.0):
+    """Returns the first match of regex `pattern` in the daemon's stderr, read as
+    it is written (polled every 0.5 ms, so the caller acts within a millisecond
+    or so of the line), or None after timeout."""
+    rx = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    text = ""
+    with open(daemon._stderr_path, "rb") as f:
+        while time.monotonic() < deadline:
+            chunk = f.read()
+            if chunk:
+                text += chunk.decode("utf-8", "replace")
+                m = rx.search(text)
+                if m:
+                    return m
+            else:
+                time.sleep(0.0005)
+    return None
+
+
+class EventsKillRightAfterPublishTest(EventsCase):
+    """publish() returns once the event is on disk: a gateway killed the moment it
+    logs "event <id> (session.ended) published" (the receiver down, so nothing was
+    delivered) still delivers session.ended after a restart, with every other event
+    of the call, in order. The kill follows the log line, never a sleep: however
+    fast or slow the machine, the event was published before the kill."""
+
+    def test_kill_9_right_after_publish_loses_nothing(self):
+        d = self.daemon().start()   # the receiver is not listening: connection refused
+        call_id, _ = record_call(self, d, wait=False)
+        m = wait_for_log(d, r"event (\S+)\.30 \(session\.ended\) published")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10)
+        self.assertIsNotNone(m, d.diagnostics())
+        rid = m.group(1)
+        self.assertEqual(self.receiver.events(), [])
+        self.receiver.start()
+        d2 = self.daemon()
+        d2.recordings_dir, d2.spool_dir = d.recordings_dir, d.spool_dir
+        d2.start()
+        # The recording (finished by the first gateway, or recovered from its spool by this one).
+        found = recording_for_call(d2.recordings_dir, call_id, 30)
+        self.assertIsNotNone(found, d2.diagnostics())
+        self.assertEqual(found[1]["recording_id"], rid)
+        self.assertTrue(wait_until(lambda: expected_ids(rid) <= self.receiver.ids(), 30),
+                        f"{sorted(self.receiver.ids())}\n" + d.diagnostics() + d2.diagnostics())
+        self.assertEqual(self.receiver.ids(), expected_ids(rid))
+        self.assertEqual(self.receiver.bad, [])
+        self.check_recording_events(rid, call_id, found[1])
         self.assertEqual(d2.stop(), 0)
 
 
