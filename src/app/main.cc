@@ -523,6 +523,7 @@ int main(int argc, char** argv) {
   sgw::storage::DeliveryQueueOptions dq_options;
   dq_options.dir = sgw::app::delivery_queue_dir(config);
   dq_options.threads = config.s3_parallel_uploads;
+  dq_options.ephemeral_sinks = {std::string(sgw::storage::kPartialSink)};
   dq_options.backoff.max_ms = static_cast<std::int64_t>(config.s3_max_backoff_s) * 1000;
   dq_options.backoff.initial_ms = std::min<std::int64_t>(1000, dq_options.backoff.max_ms);
   if (s3_on) dq_options.local_retention_ms = static_cast<std::int64_t>(config.local_retention_days) * 86'400'000;

@@ -280,7 +280,10 @@ std::string DeliveryQueue::path_of(const DeliveryEntry& e) const {
 common::Status DeliveryQueue::persist_locked(Item& item) {
   item.entry.updated_unix_ms = now();
   std::string path = path_of(item.entry);
-  auto st = common::write_file_atomically(path, encode_entry(item.entry));
+  auto st = common::write_file_atomically(path, encode_entry(item.entry),
+                                          options_.ephemeral_sinks.count(item.entry.sink)
+                                              ? common::FileSync::kProcessDeath
+                                              : common::FileSync::kPowerLoss);
   if (!st) {
     common::logger("delivery")->error("{}: cannot write delivery entry: {}", item.entry.recording_id,
                                       st.error().message);
@@ -478,9 +481,20 @@ void DeliveryQueue::attempt(const std::string& file,
   }
   item.entry = std::move(e);
   item.in_flight = false;
-  (void)persist_locked(item);
+  const bool ephemeral_done =
+      out.kind == DeliveryOutcome::Kind::kDelivered && options_.ephemeral_sinks.count(item.entry.sink);
   std::optional<DeliveryEntry> delivered, failed;
-  if (out.kind == DeliveryOutcome::Kind::kDelivered) {
+  if (ephemeral_done) {
+    // Nothing to remember: no catalogue row, no rewrite; the entry file goes.
+    if (options_.on_delivered) delivered = item.entry;
+    std::string path = (fs::path(options_.dir) / file).string();
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      log->warn("{}: cannot remove delivered entry {}: {}", item.entry.recording_id, path, std::strerror(errno));
+    items_.erase(file);
+  } else {
+    (void)persist_locked(item);
+  }
+  if (!ephemeral_done && out.kind == DeliveryOutcome::Kind::kDelivered) {
     if (options_.on_delivered) delivered = item.entry;
     compact_locked({file});
   }

@@ -86,6 +86,13 @@ struct DeliveryQueueOptions {
   // Likewise when an attempt fails permanently and the entry enters state
   // failed (not again while it stays failed). Null: none.
   std::function<void(const DeliveryEntry&)> on_failed;
+  // Sinks whose entries are copies of bytes kept durably elsewhere (in-call
+  // partials: the spool still holds them, and the final recording supersedes
+  // them): their entry files are written without fsync, and once delivered
+  // they are removed without a catalogue row. A power loss may lose such an
+  // entry (the spool's recovery then delivers the whole recording); a process
+  // crash does not. Costs no disk sync per partial.
+  std::set<std::string> ephemeral_sinks;
 };
 
 struct DeliveryQueueMetrics {

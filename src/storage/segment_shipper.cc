@@ -116,7 +116,8 @@ bool SegmentShipper::ship(const std::string& path, State& st) {
     return false;
   }
   const std::string file = options_.dir + "/" + partial_file_name(rid, st.seq, st.offset);
-  if (auto w = common::write_file_atomically(file, bytes); !w) {
+  // A copy of spool bytes (durable there): no fsync (docs/failover.md "What it costs a call").
+  if (auto w = common::write_file_atomically(file, bytes, common::FileSync::kProcessDeath); !w) {
     bump(options_.errors);
     log->warn("{}: cannot write partial {}: {}", rid, file, w.error().message);
     return false;

@@ -10,6 +10,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "storage/catalogue.h"
@@ -97,8 +98,10 @@ struct Fixture {
   common::Counter delivered, failures, permanent_failures, corrupt, local_deleted;
   common::Gauge pending, failed;
 
-  std::unique_ptr<DeliveryQueue> open(std::optional<std::int64_t> retention = std::nullopt) {
+  std::unique_ptr<DeliveryQueue> open(std::optional<std::int64_t> retention = std::nullopt,
+                                      std::set<std::string> ephemeral_sinks = {}) {
     DeliveryQueueOptions o;
+    o.ephemeral_sinks = std::move(ephemeral_sinks);
     o.dir = dir.path() + "/q";
     o.now_ms = [this] { return now; };
     o.jitter = [] { return 0.0; };  // the low end of every jitter interval
@@ -474,6 +477,36 @@ TEST(DeliveryQueue, DeliveredEntriesLeaveTheQueueFolderForTheCatalogue) {
   auto q2 = f.open();
   EXPECT_FALSE(q2->run_once());
   EXPECT_EQ(f.pending.value(), 0);
+}
+
+TEST(DeliveryQueue, EphemeralSinkEntriesSurviveARestartUntilDeliveredThenLeaveNoRow) {
+  // In-call partials: written without fsync, but still entry files a restart
+  // (after a process crash) reads back; once delivered, removed without a
+  // catalogue row, so a partial costs no disk sync and the catalogue stays
+  // the list of recordings.
+  Fixture f;
+  std::string dir = f.dir.path() + "/q/";
+  auto q = f.open(std::nullopt, {"s3"});
+  f.script.push_back(retry());
+  ASSERT_TRUE(*q->enqueue(entry("p")));
+  ASSERT_TRUE(fs::exists(dir + "p.s3.dq"));
+  ASSERT_TRUE(q->run_once());  // the first attempt fails: the entry is rewritten with it
+  q.reset();
+  auto q2 = f.open(std::nullopt, {"s3"});
+  const auto* e = f.find(*q2, "p");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->attempts, 1u);
+  EXPECT_EQ(e->state, DeliveryState::kQueued);
+  f.now += 60'000;
+  ASSERT_TRUE(q2->run_once());
+  EXPECT_EQ(f.delivered.value(), 1u);
+  EXPECT_FALSE(fs::exists(dir + "p.s3.dq"));
+  EXPECT_EQ(f.find(*q2, "p"), nullptr);
+  EXPECT_EQ(f.pending.value(), 0);
+  q2.reset();
+  auto c = Catalogue::open(dir + "catalogue.sqlite", Catalogue::Mode::kReadOnly);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_FALSE(*(*c)->contains("p", "s3"));
 }
 
 TEST(DeliveryQueue, ADeliveredEntryFileLeftByACrashIsCompactedAtStart) {
