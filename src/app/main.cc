@@ -562,8 +562,8 @@ int main(int argc, char** argv) {
   const bool partials_on = s3_on && !sgw::app::partials_bucket(config).empty();
   sgw::storage::DeliveryQueue* queue_for_hook = nullptr;
   if (ev)
-    dq_options.on_failed = [ev](const sgw::storage::DeliveryEntry& e) {
-      if (e.sink == "s3") ev->publish(sgw::storage::failed_event(e));
+    dq_options.on_failed = [ev, bucket = config.s3_bucket](const sgw::storage::DeliveryEntry& e) {
+      if (e.sink == "s3") ev->publish(sgw::storage::failed_event(e, bucket));
     };
   if (partials_on || ev)
     dq_options.on_delivered = [&queue_for_hook, partials_on, ev](const sgw::storage::DeliveryEntry& e) {
@@ -729,6 +729,7 @@ int main(int argc, char** argv) {
       remote.start_unix_ms = start_ms;
       remote.end_unix_ms = local.end_unix_ms;
       remote.conversation_id = local.conversation_id;
+      remote.call_id = pub.fields.call_id;  // for its recording.delivered/failed events
       if (partials_on) remote.partials_prefix = sgw::storage::partials_prefix(pub.fields.region, pub.recording_id);
       // The call-control hook's retention and tags (docs/integrations.md), kept in the entry.
       if (pub.decision) remote.overrides = sgw::storage::object_overrides(*pub.decision);

@@ -75,6 +75,7 @@ std::string encode_entry(const DeliveryEntry& e) {
             {"start_unix_ms", e.start_unix_ms},
             {"end_unix_ms", e.end_unix_ms},
             {"conversation_id", e.conversation_id},
+            {"call_id", e.call_id},
             {"bucket", e.bucket},
             {"partials_prefix", e.partials_prefix},
             {"order_key", e.order_key},
@@ -126,6 +127,7 @@ common::Result<DeliveryEntry> decode_entry(std::string_view bytes, const std::st
   read(j, "start_unix_ms", &e.start_unix_ms);
   read(j, "end_unix_ms", &e.end_unix_ms);
   read(j, "conversation_id", &e.conversation_id);
+  read(j, "call_id", &e.call_id);  // absent in entries written before it existed: ""
   read(j, "bucket", &e.bucket);
   read(j, "partials_prefix", &e.partials_prefix);
   read(j, "order_key", &e.order_key);

@@ -78,6 +78,7 @@ struct DeliveryEntry {
   std::int64_t start_unix_ms = 0;  // the recording's start (retention is counted from it)
   std::int64_t end_unix_ms = 0;    // the recording's end (catalogue)
   std::string conversation_id;     // (catalogue: fragments are stitched per conversation)
+  std::string call_id;             // the recording's SIP Call-ID (its recording.delivered/failed events); "" in older entries
   std::string bucket;              // s3: the bucket it was delivered to (set on delivery)
   // s3: the prefix of the recording's shipped partials ("london/partial/<id>/"),
   // deleted once this entry is delivered (docs/failover.md); empty: none shipped.

@@ -100,6 +100,7 @@ WebhookEvent entry_event(const char* type, const DeliveryEntry& entry) {
   e.type = type;
   e.recording_id = entry.recording_id;
   e.conversation_id = entry.conversation_id;
+  e.call_id = entry.call_id;
   e.sub = entry.sink;
   e.data = {{"sink", entry.sink}, {"bucket", entry.bucket}};
   return e;
@@ -127,8 +128,9 @@ WebhookEvent delivered_event(const DeliveryEntry& entry) {
   return e;
 }
 
-WebhookEvent failed_event(const DeliveryEntry& entry) {
+WebhookEvent failed_event(const DeliveryEntry& entry, const std::string& sink_bucket) {
   WebhookEvent e = entry_event("recording.failed", entry);
+  if (entry.bucket.empty()) e.data["bucket"] = sink_bucket;
   e.data["code"] = entry.last_error_code;
   e.data["error"] = entry.last_error;
   e.data["attempts"] = entry.attempts;

@@ -59,6 +59,8 @@ WebhookEvent published_event(const std::string& recording_id, const std::string&
 // bucket, and per object key, version id, size, SHA-256, and the Object Lock
 // mode and retain-until verified on the object; or the failure's code and message.
 WebhookEvent delivered_event(const DeliveryEntry& entry);
-WebhookEvent failed_event(const DeliveryEntry& entry);
+// bucket: the entry's (a bucket chosen before: a residency fallback), else
+// `sink_bucket`, the sink's configured (primary) bucket the attempt went to.
+WebhookEvent failed_event(const DeliveryEntry& entry, const std::string& sink_bucket);
 
 }  // namespace sgw::storage

@@ -146,10 +146,22 @@ TEST(DeliveryEntryFormat, RoundTripsAndRejectsTornOrEdited) {
   e.objects[0].upload_id = "U1";
   e.objects[0].parts = {{1, 5242880, "aa", "c1"}, {2, 100, "bb", "c2"}};
   e.last_error = "bad \xff byte";
+  e.call_id = "c283f8da@edge.example.com";
   std::string bytes = encode_entry(e);
   auto back = decode_entry(bytes, "f");
   ASSERT_TRUE(back.ok()) << back.error().message;
   EXPECT_EQ(back->state, DeliveryState::kUploading);
+  EXPECT_EQ(back->call_id, e.call_id);
+  // recording.delivered / recording.failed carry the recording's ids (call_id from the entry).
+  for (const auto& ev : {delivered_event(*back), failed_event(*back, "primary")}) {
+    EXPECT_EQ(ev.recording_id, "rec-1");
+    EXPECT_EQ(ev.call_id, e.call_id);
+    EXPECT_EQ(ev.sub, "s3");
+  }
+  // A failure before any bucket was chosen names the sink's bucket; a chosen one, that one.
+  EXPECT_EQ(failed_event(*back, "primary").data["bucket"], "primary");
+  back->bucket = "fallback-eu";
+  EXPECT_EQ(failed_event(*back, "primary").data["bucket"], "fallback-eu");
   EXPECT_EQ(back->objects[0].parts.size(), 2u);
   EXPECT_EQ(back->objects[0].parts[1].etag, "bb");
   EXPECT_EQ(back->start_unix_ms, e.start_unix_ms);
