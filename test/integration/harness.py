@@ -481,6 +481,43 @@ def recording_for_call(recordings_dir: str, call_id: str, timeout: float = 15.0)
     return found[0] if wait_until(look, timeout, 0.1) else None
 
 
+def send_tones(ports, duration_ms, tones):
+    """Sends a PCMA tone of each frequency in tones to the port of the same position (sgw-rtp-send)."""
+    args = [RTP_SEND, "--duration-ms", str(duration_ms)]
+    for port, hz in zip(ports, tones):
+        args += ["--stream", f"to={LOOPBACK}:{port},codec=PCMA,tone={hz}"]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=60)
+
+
+def answered_call(test, client, invite, daemon: "Daemon | None" = None):
+    """invite(call) sends the INVITE of a new Call over client and returns the answer; asserts
+    200 (the daemon's diagnostics in the message when given) and returns (call, answered RTP ports)."""
+    call = Call(client)
+    r = invite(call)
+    test.assertEqual(r.status if r else None, 200, describe(r) + (daemon.diagnostics() if daemon else ""))
+    return call, [m.port for m in call.answer.media]
+
+
+def answered_call_recording(test, daemon: "Daemon", invite, tones=(440, 1000), duration_ms: int = 1500,
+                            during=None, timeout: float | None = 30.0):
+    """One recording session on daemon over UDP: answered_call(invite), a PCMA tone per answered
+    stream (tones[i] to stream i) for duration_ms, during(call) when given (e.g. a re-INVITE),
+    then BYE, asserted 200. Returns (Call-ID, JSON path, document) of the published recording,
+    waited for up to timeout (None: returns at once, path and document None)."""
+    with daemon.client("udp") as c:
+        call, ports = answered_call(test, c, invite, daemon)
+        send_tones(ports, duration_ms, tones)
+        if during:
+            during(call)
+        bye = call.bye()
+        test.assertEqual(bye.status if bye else None, 200, describe(bye))
+    if timeout is None:
+        return call.call_id, None, None
+    found = recording_for_call(daemon.recordings_dir, call.call_id, timeout)
+    test.assertIsNotNone(found, daemon.diagnostics())
+    return call.call_id, found[0], found[1]
+
+
 def wait_rtp_quiet(daemon: "Daemon", quiet_s: float = 0.3, timeout: float = 10.0) -> bool:
     """Waits until the daemon receives RTP (from the call of the caller's test: the counter is
     the daemon's) and then none for quiet_s: the sender has entered a pause (bounded by

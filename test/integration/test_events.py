@@ -27,9 +27,8 @@ import time
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import (Call, Daemon, describe, free_tcp_port, metadata_xml, multipart, recording_for_call, sdp,
-                     siprec_headers, siprec_streams, wait_until)
-from test_finalizer import send_tones
+from harness import (Daemon, answered_call_recording, describe, free_tcp_port, metadata_xml, multipart,
+                     recording_for_call, sdp, siprec_headers, siprec_streams, wait_until)
 
 SECRET = "test-secret-0123456789abcdef"
 BOUNDARY = "OSS-unique-boundary-42"
@@ -108,23 +107,17 @@ def record_call(test, daemon, pause=True, wait=True):
     """An answered call with tones, paused once by a re-INVITE, ended by BYE;
     returns its Call-ID and, once it is published, its recording JSON
     (wait=False: None, returned as soon as the BYE is answered)."""
-    with daemon.client("udp") as c:
-        call = Call(c)
+    def invite(call):
         body = multipart([("application/sdp", sdp(siprec_streams(2))),
                           ("application/rs-metadata+xml", metadata_xml(2))], BOUNDARY)
-        r = call.invite(body, CTYPE, siprec_headers())
-        test.assertEqual(r.status if r else None, 200, describe(r) + daemon.diagnostics())
-        send_tones([m.port for m in call.answer.media], 400, [440, 1000])
-        if pause:
-            r = call.invite(sdp(siprec_streams(2, "inactive"), version=2), "application/sdp")
-            test.assertEqual(r.status if r else None, 200, describe(r))
-        bye = call.bye()
-        test.assertEqual(bye.status if bye else None, 200, describe(bye))
-    if not wait:
-        return call.call_id, None
-    found = recording_for_call(daemon.recordings_dir, call.call_id, 30)
-    test.assertIsNotNone(found, daemon.diagnostics())
-    return call.call_id, found[1]
+        return call.invite(body, CTYPE, siprec_headers())
+
+    def paused(call):
+        r = call.invite(sdp(siprec_streams(2, "inactive"), version=2), "application/sdp")
+        test.assertEqual(r.status if r else None, 200, describe(r))
+    call_id, _, doc = answered_call_recording(test, daemon, invite, duration_ms=400,
+                                              during=paused if pause else None, timeout=30 if wait else None)
+    return call_id, doc
 
 
 def expected_ids(recording_id):

@@ -16,9 +16,8 @@ import time
 import unittest
 import uuid
 
-from harness import (Call, Daemon, describe, metadata_xml, multipart, probe_audio, sdp, siprec_headers,
-                     siprecd_path, wait_until, GENESYS_CONVERSATION_ID, recording_for_call)
-from test_finalizer import send_tones
+from harness import (Daemon, answered_call_recording, metadata_xml, multipart, probe_audio, sdp, siprec_headers,
+                     siprecd_path, wait_until, GENESYS_CONVERSATION_ID)
 from test_recording import streams_for
 
 TOL_MS = 25
@@ -32,19 +31,13 @@ def headers_for(conversation_id):
 def record_fragment(test, d, conversation_id, tone_ms):
     """One recording session on gateway d with the conversation's id: caller 440 Hz on
     label 1, agent 1000 Hz on label 2, for tone_ms; returns (json path, document)."""
-    with d.client("udp") as c:
-        call = Call(c)
-        r = call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
-                                   ("application/rs-metadata+xml",
-                                    metadata_xml(2, conversation_id=conversation_id))]),
-                        'multipart/mixed;boundary="OSS-unique-boundary-42"', headers_for(conversation_id))
-        test.assertEqual(r.status if r else None, 200, describe(r) + d.diagnostics())
-        send_tones([m.port for m in call.answer.media], tone_ms, [CALLER_HZ, AGENT_HZ])
-        bye = call.bye()
-        test.assertEqual(bye.status if bye else None, 200, describe(bye))
-    found = recording_for_call(d.recordings_dir, call.call_id, 20)
-    test.assertIsNotNone(found, d.diagnostics())
-    return found
+    def invite(call):
+        return call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
+                                      ("application/rs-metadata+xml",
+                                       metadata_xml(2, conversation_id=conversation_id))]),
+                           'multipart/mixed;boundary="OSS-unique-boundary-42"', headers_for(conversation_id))
+    _, path, doc = answered_call_recording(test, d, invite, (CALLER_HZ, AGENT_HZ), tone_ms, timeout=20)
+    return path, doc
 
 
 def conversation(*args):

@@ -19,8 +19,9 @@ import time
 import unittest
 import uuid
 
-from harness import Call, Daemon, describe, metadata_xml, multipart, sdp, siprec_headers, wait_until
-from test_recording import RTP_SEND, streams_for
+from harness import (Daemon, answered_call, answered_call_recording, describe, metadata_xml, multipart, sdp,
+                     send_tones, siprec_headers, wait_until)
+from test_recording import streams_for
 
 SPOOL_MAGIC = b"SGWSPOOL"
 SYNC = bytes([0xF3, 0x5B, 0x0C, 0x7A])
@@ -84,32 +85,16 @@ def recordings(d):
     return glob.glob(os.path.join(d.recordings_dir, "**", "*.json"), recursive=True)
 
 
-def answered_call(test, c):
-    """INVITEs a two-stream PCMA recording session over client c; asserts the
-    200 OK and returns the Call and its answered RTP ports."""
-    call = Call(c)
-    r = call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
-                               ("application/rs-metadata+xml", metadata_xml(2))]),
-                    'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
-    test.assertEqual(r.status if r else None, 200, describe(r))
-    return call, [m.port for m in call.answer.media]
-
-
-def send_tones(ports, duration_ms, tones):
-    """Sends a PCMA tone of each frequency in tones to the port of the same position."""
-    args = [RTP_SEND, "--duration-ms", str(duration_ms)]
-    for port, hz in zip(ports, tones):
-        args += ["--stream", f"to=127.0.0.1:{port},codec=PCMA,tone={hz}"]
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=60)
+def pcma_invite(call):
+    """INVITEs a two-stream PCMA recording session (harness.answered_call's invite)."""
+    return call.invite(multipart([("application/sdp", sdp(streams_for("PCMA", 2))),
+                                  ("application/rs-metadata+xml", metadata_xml(2))]),
+                       'multipart/mixed;boundary="OSS-unique-boundary-42"', siprec_headers())
 
 
 def make_call(test, d, duration_ms=1500):
     """One call with audio on both streams; returns after the BYE was answered."""
-    with d.client("udp") as c:
-        call, ports = answered_call(test, c)
-        send_tones(ports, duration_ms, [440, 1000])
-        bye = call.bye()
-        test.assertEqual(bye.status if bye else None, 200, describe(bye))
+    answered_call_recording(test, d, pcma_invite, duration_ms=duration_ms, timeout=None)
 
 
 def leftover_spools(test, count, duration_ms=2000):
@@ -145,7 +130,7 @@ class BackgroundRecoveryTest(unittest.TestCase):
         d.start()
         try:
             with d.client("udp") as c:
-                call, _ = answered_call(self, c)
+                call, _ = answered_call(self, c, pcma_invite)
                 # Answered while the leftovers were still being recovered.
                 pending = d.metrics().get("sgw_recovery_pending")
                 self.assertGreater(pending, 0, "recovery had finished before the call was answered: "
@@ -197,7 +182,7 @@ class DiskFullTest(unittest.TestCase):
             mounted = True
             d.start()
             with d.client("udp") as c:
-                call, ports = answered_call(self, c)
+                call, ports = answered_call(self, c, pcma_invite)
                 send_tones(ports, 1500, [440, 1000])
                 # The disk fills up before the call ends.
                 filler = os.path.join(d.recordings_dir, "filler")
@@ -235,7 +220,7 @@ class SilenceWarningTest(unittest.TestCase):
         d.start()
         try:
             with d.client("udp") as c:
-                call, ports = answered_call(self, c)
+                call, ports = answered_call(self, c, pcma_invite)
                 # Only stream 1 sends; stream 2 stays silent for the whole call (> 2 s).
                 send_tones(ports[:1], 3000, [440])
                 bye = call.bye()

@@ -32,8 +32,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop  # G.711 µ-law decoding (stdlib up to Python 3.12)
 
-from harness import LOOPBACK, Call, Daemon, describe, recording_for_call, wait_until
-from test_finalizer import send_tones
+from harness import LOOPBACK, Daemon, answered_call_recording, wait_until
 from test_hooks import siprec_invite
 from test_s3_delivery import S3Case
 from test_stream import AGENT_HZ, CALLER_HZ, AudioHookServer, StreamTestBase
@@ -77,16 +76,9 @@ class Hook:
 def call_with_tones(test, d: Daemon, mode: str, duration_ms: int = 1500) -> tuple[str, dict]:
     """One answered call (hook mode `mode`): 440 Hz on stream 0 (the caller), 1000 Hz on stream 1
     (the agent), ended by BYE; returns the published recording (path, JSON)."""
-    with d.client("udp") as c:
-        call = Call(c)
-        r = siprec_invite(call, mode)
-        test.assertEqual(r.status if r else None, 200, describe(r) + d.diagnostics())
-        send_tones([m.port for m in call.answer.media], duration_ms, [CALLER_HZ, AGENT_HZ])
-        bye = call.bye()
-        test.assertEqual(bye.status if bye else None, 200, describe(bye))
-    found = recording_for_call(d.recordings_dir, call.call_id, 30)
-    test.assertIsNotNone(found, d.diagnostics())
-    return found
+    _, path, doc = answered_call_recording(test, d, lambda call: siprec_invite(call, mode), (CALLER_HZ, AGENT_HZ),
+                                           duration_ms)
+    return path, doc
 
 
 def closed_port() -> int:

@@ -20,9 +20,8 @@ import time
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import (Call, Daemon, describe, metadata_xml, multipart, recording_for_call, sdp,
+from harness import (Call, Daemon, describe, metadata_xml, multipart, recording_for_call, sdp, send_tones,
                      siprec_headers, wait_until)
-from test_finalizer import send_tones
 from test_recording import streams_for
 
 OVERRIDES = {"action": "record", "format": "flac", "channel_layout": "caller-right",
