@@ -777,8 +777,14 @@ std::vector<DeliveryEntry> DeliveryQueue::read_all(const std::string& dir,
   }
   std::string catalogue = (fs::path(dir) / kCatalogueName).string();
   if (!fs::exists(catalogue)) return out;
+  // A delivered entry compacted by the running gateway between the folder's
+  // read and the catalogue's is in both: listed once (its file, read first).
+  std::set<std::pair<std::string, std::string>> from_files;
+  for (const auto& e : out) from_files.emplace(e.recording_id, e.sink);
   auto c = Catalogue::open(catalogue, Catalogue::Mode::kReadOnly);
-  common::Status st = c ? (*c)->for_each([&](DeliveryEntry&& e) { out.push_back(std::move(e)); })
+  common::Status st = c ? (*c)->for_each([&](DeliveryEntry&& e) {
+                            if (!from_files.count({e.recording_id, e.sink})) out.push_back(std::move(e));
+                          })
                         : common::Status(c.error());
   if (!st && problems) problems->push_back(st.error().message);
   return out;

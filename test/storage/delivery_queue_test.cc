@@ -521,6 +521,26 @@ TEST(DeliveryQueue, EphemeralSinkEntriesSurviveARestartUntilDeliveredThenLeaveNo
   EXPECT_FALSE(*(*c)->contains("p", "s3"));
 }
 
+TEST(DeliveryQueue, TheDeliveriesListingShowsAnEntryBeingCompactedOnce) {
+  // `siprecd deliveries` reads the folder, then the catalogue: an entry the
+  // running gateway compacts in between is in both, and is listed once.
+  Fixture f;
+  std::string dir = f.dir.path() + "/q/";
+  auto q = f.open();
+  ASSERT_TRUE(*q->enqueue(entry("a")));
+  ASSERT_TRUE(q->run_once());  // delivered: in the catalogue, its file removed
+  q.reset();
+  DeliveryEntry file = entry("a");
+  file.state = DeliveryState::kDelivered;
+  file.delivered_unix_ms = f.now;
+  std::ofstream(dir + "a.s3.dq") << encode_entry(file);  // the file not yet removed
+  std::vector<std::string> problems;
+  auto all = DeliveryQueue::read_all(f.dir.path() + "/q", &problems);
+  EXPECT_TRUE(problems.empty());
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].state, DeliveryState::kDelivered);
+}
+
 TEST(DeliveryQueue, ADeliveredEntryFileLeftByACrashIsCompactedAtStart) {
   Fixture f;
   std::string dir = f.dir.path() + "/q/";
