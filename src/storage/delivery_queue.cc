@@ -481,24 +481,15 @@ void DeliveryQueue::attempt(const std::string& file,
   }
   item.entry = std::move(e);
   item.in_flight = false;
-  const bool ephemeral_done =
-      out.kind == DeliveryOutcome::Kind::kDelivered && options_.ephemeral_sinks.count(item.entry.sink);
+  const bool delivered_now = out.kind == DeliveryOutcome::Kind::kDelivered;
+  // A delivered ephemeral entry is not rewritten: compaction removes it at once.
+  if (!delivered_now || !options_.ephemeral_sinks.count(item.entry.sink)) (void)persist_locked(item);
   std::optional<DeliveryEntry> delivered, failed;
-  if (ephemeral_done) {
-    // Nothing to remember: no catalogue row, no rewrite; the entry file goes.
-    if (options_.on_delivered) delivered = item.entry;
-    std::string path = (fs::path(options_.dir) / file).string();
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-      log->warn("{}: cannot remove delivered entry {}: {}", item.entry.recording_id, path, std::strerror(errno));
-    items_.erase(file);
-  } else {
-    (void)persist_locked(item);
-  }
-  if (!ephemeral_done && out.kind == DeliveryOutcome::Kind::kDelivered) {
+  if (out.kind == DeliveryOutcome::Kind::kPermanent && !was_failed && options_.on_failed) failed = item.entry;
+  if (delivered_now) {
     if (options_.on_delivered) delivered = item.entry;
     compact_locked({file});
   }
-  if (out.kind == DeliveryOutcome::Kind::kPermanent && !was_failed && options_.on_failed) failed = item.entry;
   update_gauges_locked();
   lock.unlock();
   // Outside the lock: the hook may enqueue (e.g. the deletion of the recording's partials).
@@ -507,12 +498,13 @@ void DeliveryQueue::attempt(const std::string& file,
 }
 
 bool DeliveryQueue::compact_locked(const std::vector<std::string>& names) {
+  // Ephemeral entries (options_.ephemeral_sinks) leave no catalogue row: only their file goes.
   std::vector<const DeliveryEntry*> entries;
   for (const auto& name : names)
-    if (auto it = items_.find(name); it != items_.end() && it->second.entry.state == DeliveryState::kDelivered)
+    if (auto it = items_.find(name); it != items_.end() && it->second.entry.state == DeliveryState::kDelivered &&
+                                     !options_.ephemeral_sinks.count(it->second.entry.sink))
       entries.push_back(&it->second.entry);
-  if (entries.empty()) return true;
-  if (auto st = catalogue_->put(entries); !st) {
+  if (auto st = entries.empty() ? common::Status(common::Ok{}) : catalogue_->put(entries); !st) {
     common::logger("delivery")->error("{}{}: delivered to {}, but not yet in the catalogue ({}); the entry file "
                                       "stays and is compacted at the next rescan",
                                       entries.front()->recording_id,
@@ -524,12 +516,12 @@ bool DeliveryQueue::compact_locked(const std::vector<std::string>& names) {
   for (const auto& name : names) {
     auto it = items_.find(name);
     if (it == items_.end() || it->second.entry.state != DeliveryState::kDelivered) continue;
-    recordings.push_back(it->second.entry.recording_id);
+    if (!options_.ephemeral_sinks.count(it->second.entry.sink)) recordings.push_back(it->second.entry.recording_id);
     std::string path = (fs::path(options_.dir) / name).string();
     // No folder fsync: an unlink a crash undoes leaves a delivered file, compacted again (same row).
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-      common::logger("delivery")->warn("{}: cannot remove compacted entry {}: {}", recordings.back(), path,
-                                       std::strerror(errno));
+      common::logger("delivery")->warn("{}: cannot remove compacted entry {}: {}", it->second.entry.recording_id,
+                                       path, std::strerror(errno));
     items_.erase(it);
   }
   for (const auto& id : recordings) schedule_local_deletion_locked(id);
