@@ -30,7 +30,7 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a >= 0 ? a / b :
 }  // namespace
 
 FrameBuilder::FrameBuilder(std::uint32_t delay_ms)
-    : delay_ms_(delay_ms), ring_(kRingFrames), ring_index_(kRingFrames, -1) {}
+    : delay_ms_(delay_ms), ring_(kRingFrames), ring_index_(kRingFrames, -1), filled_(kRingFrames) {}
 
 void FrameBuilder::apply_streams_event(std::int64_t at_us, const std::string& text) {
   auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -95,6 +95,7 @@ Frame& FrameBuilder::frame_at(std::int64_t index) {
     f.first_arrival_us = -1;
     f.index = index;
     f.paused = false;
+    for (auto& bits : filled_[slot]) bits.reset();
     ring_index_[slot] = index;
   }
   return ring_[slot];
@@ -168,15 +169,42 @@ void FrameBuilder::add_packet(const PacketSlot& p) {
       continue;
     }
     Frame& fr = frame_at(f);
-    fr.channels[static_cast<std::size_t>(ch)][static_cast<std::size_t>(pos - f * frame_len)] = pcm8k_[i];
+    const auto at = static_cast<std::size_t>(pos - f * frame_len);
+    fr.channels[static_cast<std::size_t>(ch)][at] = pcm8k_[i];
+    filled_[static_cast<std::size_t>(f % static_cast<std::int64_t>(kRingFrames))][static_cast<std::size_t>(ch)].set(at);
     if (fr.first_arrival_us < 0 || p.arrival_us < fr.first_arrival_us) fr.first_arrival_us = p.arrival_us;
+    first_pos_[static_cast<std::size_t>(ch)] = std::min(first_pos_[static_cast<std::size_t>(ch)], pos);
   }
+}
+
+bool FrameBuilder::complete(std::int64_t index) const {
+  const auto slot = static_cast<std::size_t>(index % static_cast<std::int64_t>(kRingFrames));
+  const bool placed = ring_index_[slot] == index;
+  const auto frame_len = static_cast<std::int64_t>(kFrameSamples);
+  for (std::size_t ch = 0; ch < 2; ++ch) {
+    // A channel whose audio starts after this frame is not waited for; one whose audio starts
+    // inside it, or before it, must have every sample from that start on.
+    if (first_pos_[ch] >= (index + 1) * frame_len) continue;
+    if (!placed) return false;
+    const auto& bits = filled_[slot][ch];
+    const std::int64_t from = std::max<std::int64_t>(0, first_pos_[ch] - index * frame_len);
+    if (from == 0) {
+      if (!bits.all()) return false;
+    } else {
+      for (auto i = static_cast<std::size_t>(from); i < kFrameSamples; ++i)
+        if (!bits.test(i)) return false;
+    }
+  }
+  // Before any audio nothing is known to be on its way: the frame waits for delay_ms.
+  return first_pos_[0] != kNoAudio || first_pos_[1] != kNoAudio;
 }
 
 void FrameBuilder::advance(std::int64_t now_us, const std::function<void(const Frame&)>& out) {
   constexpr std::int64_t kFrameUs = 20'000;
   const std::int64_t delay_us = static_cast<std::int64_t>(delay_ms_) * 1000;
-  while ((next_frame_ + 1) * kFrameUs + delay_us <= now_us) {
+  const std::int64_t margin_us = std::min(delay_us, kCompleteMarginUs);
+  while ((next_frame_ + 1) * kFrameUs + delay_us <= now_us ||
+         ((next_frame_ + 1) * kFrameUs + margin_us <= now_us && complete(next_frame_))) {
     const std::int64_t start_us = next_frame_ * kFrameUs;
     std::size_t applied = 0;
     for (const auto& [at, paused] : pause_changes_) {

@@ -5,15 +5,19 @@
 // Placement follows the recording timeline's idea (docs/timeline.md) in a live, simpler form:
 // each packet is decoded with the project's codecs (media/codec.h), resampled to 8 kHz and put at
 // its RTP timestamp anchored to ARRIVAL time (the least delayed packet of the first second of an
-// SSRC wins; a timestamp jump of more than 500 ms re-anchors). A frame is emitted once the clock
-// is `delay_ms` past its end, so packets up to that late still land in it; later ones are dropped
-// (late_samples). Where nothing was placed the frame is silence. This is not the recording: the
-// recording is built from the spool by the finaliser; this is a best-effort live view of it.
+// SSRC wins; a timestamp jump of more than 500 ms re-anchors). A frame is emitted as soon as it is
+// complete - every channel that has audio from before the frame's end has each of the frame's
+// samples placed - and the clock is kCompleteMarginUs (20 ms, at most `delay_ms`) past its end;
+// otherwise once the clock is `delay_ms` past its end, so packets up to that late (lost, reordered,
+// a channel that fell silent) still land in it. Later ones are dropped (late_samples). Where
+// nothing was placed the frame is silence. This is not the recording: the recording is built from
+// the spool by the finaliser; this is a best-effort live view of it.
 //
 // Thread: the streaming thread only. Never throws on packet contents.
 #pragma once
 
 #include <array>
+#include <bitset>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -58,7 +62,9 @@ class FrameBuilder {
   std::vector<std::pair<std::size_t, std::string>> recorded_streams() const;
 
   void add_packet(const PacketSlot& p);
-  // Emits (in order) every frame whose end is at least delay_ms before now_us (session clock).
+  // Emits (in order) every frame that is complete and ends at least kCompleteMarginUs before
+  // now_us (session clock), or ends at least delay_ms before it; stops at the first that is
+  // neither.
   void advance(std::int64_t now_us, const std::function<void(const Frame&)>& out);
   std::int64_t next_frame() const { return next_frame_; }
 
@@ -80,8 +86,11 @@ class FrameBuilder {
     std::uint32_t rtp_clock = 8000;
   };
   static constexpr std::size_t kRingFrames = 256;  // 5.12 s of frames in flight at most
+  static constexpr std::int64_t kCompleteMarginUs = 20'000;
+  static constexpr std::int64_t kNoAudio = INT64_MAX;
 
   Frame& frame_at(std::int64_t index);
+  bool complete(std::int64_t index) const;
 
   std::uint32_t delay_ms_;
   std::map<std::size_t, StreamState> streams_;
@@ -90,6 +99,8 @@ class FrameBuilder {
   bool frame_paused_ = false;
   std::vector<Frame> ring_;
   std::vector<std::int64_t> ring_index_;  // which frame each ring slot holds (-1: none)
+  std::vector<std::array<std::bitset<kFrameSamples>, 2>> filled_;  // per ring slot: samples placed
+  std::array<std::int64_t, 2> first_pos_{kNoAudio, kNoAudio};  // earliest sample placed per channel
   std::int64_t next_frame_ = 0;
   FrameBuilderStats stats_;
   std::array<std::int16_t, media::Decoder::kMaxSamplesPerPacket> pcm_{};

@@ -1,6 +1,7 @@
 #include "stream/frame_builder.h"
 
 #include <cmath>
+#include <map>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -49,6 +50,39 @@ TEST(FrameBuilder, PlacesEachStreamOnItsChannelByArrivalAndTimestamp) {
   // A packet for a frame already sent is dropped and counted, never placed into a later frame.
   b.add_packet(packet(0, 1, 400'000, 1000));
   EXPECT_GT(b.stats().late_samples, 0u);
+}
+
+TEST(FrameBuilder, ACompleteFrameGoesOutTwentyMsAfterItsEndAnIncompleteOneAfterTheDelay) {
+  FrameBuilder b(60);
+  b.apply_streams_event(0, kStreams);
+  b.set_channels(0, 1);
+  // Both streams send a packet every 20 ms from 120 ms on (packet i is frame 5 + i); the second
+  // stream's packet 5 (frame 10) is lost. The streaming thread's 10 ms cadence.
+  std::map<std::int64_t, std::int64_t> sent_at;  // frame -> clock when emitted
+  int next = 0;
+  for (std::int64_t now = 0; now <= 400'000; now += 10'000) {
+    for (; next < 10 && 120'000 + next * 20'000 <= now; ++next) {
+      b.add_packet(packet(0, static_cast<std::uint16_t>(next), 120'000 + next * 20'000, 1000));
+      if (next != 5) b.add_packet(packet(1, static_cast<std::uint16_t>(next), 120'000 + next * 20'000, -1000));
+    }
+    b.advance(now, [&](const Frame& f) { sent_at[f.index] = now; });
+  }
+  // Frames before the first packet: after the delay, or once audio has started after them.
+  EXPECT_EQ(sent_at.at(0), 80'000);
+  EXPECT_EQ(sent_at.at(1), 100'000);
+  for (std::int64_t i = 2; i < 5; ++i) EXPECT_EQ(sent_at.at(i), 120'000) << "frame " << i;
+  // Complete frames: 20 ms after their end, not 60.
+  for (std::int64_t i = 5; i < 10; ++i) EXPECT_EQ(sent_at.at(i), (i + 1) * 20'000 + 20'000) << "frame " << i;
+  // The frame with a packet missing waits the full delay; the complete ones after it follow in
+  // order as soon as they are due.
+  EXPECT_EQ(sent_at.at(10), 11 * 20'000 + 60'000);
+  EXPECT_EQ(sent_at.at(11), 280'000);
+  EXPECT_EQ(sent_at.at(12), 280'000);
+  EXPECT_EQ(sent_at.at(13), 300'000);
+  EXPECT_EQ(sent_at.at(14), 320'000);
+  // After the last packets nothing is on its way: the delay again.
+  EXPECT_EQ(sent_at.at(15), 16 * 20'000 + 60'000);
+  EXPECT_EQ(b.stats().late_samples, 0u);
 }
 
 TEST(FrameBuilder, PauseAppliesFromItsTime) {
