@@ -12,24 +12,13 @@
 #include <vector>
 
 #include "storage/delivery_entry.h"
+#include "test_support/temp_dir.h"
 
 namespace sgw::control {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "sgw-ev-XXXXXX").string();
-    path_ = ::mkdtemp(t.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 // Records the event ids it is given, in order; always answers delivered.
 struct RecordingSink : storage::DeliverySink {

@@ -12,24 +12,14 @@
 
 #include "common/atomic_file.h"
 #include "recording/audio_writer.h"
+#include "test_support/temp_dir.h"
 
 namespace sgw::recording {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  TempDir() {
-    path = (fs::temp_directory_path() / ("sgw-conv-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter++)))
-               .string();
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string path;
-  static inline int counter = 0;
-};
+using test_support::TempDir;
 
 // A 2-channel 8 kHz WAV of `ms`, caller tone on channel 0 where `on(ms)` says.
 AudioFileInfo write_wav(const std::string& path, int ms, const std::function<bool(int)>& on) {
@@ -65,15 +55,15 @@ DirFragmentStore store_of(const std::string& dir) {
 
 TEST(Conversation, CoverageIsTheSpanMinusGapsEveryStreamSharesAndGapsBetweenFragmentsAreStated) {
   TempDir t;
-  auto a = write_wav(t.path + "/a.wav", 3000, [](int) { return true; });
-  auto b = write_wav(t.path + "/b.wav", 2000, [](int) { return true; });
+  auto a = write_wav(t.path() + "/a.wav", 3000, [](int) { return true; });
+  auto b = write_wav(t.path() + "/b.wav", 2000, [](int) { return true; });
   // A: stream 1 misses 1000-2000, stream 2 misses 1500-2500: only 1500-2000 is lost by both.
-  put(t.path + "/a.json", fragment_json("A", "london", "2026-01-01T00:00:00.000Z", 3000, a,
+  put(t.path() + "/a.json", fragment_json("A", "london", "2026-01-01T00:00:00.000Z", 3000, a,
                                         {{{"start_ms", 1000}, {"length_ms", 1000}, {"cause", "no_media"}, {"stream_label", "1"}},
                                          {{"start_ms", 1500}, {"length_ms", 1000}, {"cause", "loss"}, {"stream_label", "2"}}}));
-  put(t.path + "/b.json", fragment_json("B", "frankfurt", "2026-01-01T00:00:04.000Z", 2000, b, nlohmann::json::array()));
-  auto store = store_of(t.path);
-  auto c = load_conversation(store, "CONV", t.path + "/scratch");
+  put(t.path() + "/b.json", fragment_json("B", "frankfurt", "2026-01-01T00:00:04.000Z", 2000, b, nlohmann::json::array()));
+  auto store = store_of(t.path());
+  auto c = load_conversation(store, "CONV", t.path() + "/scratch");
   ASSERT_TRUE(c.ok()) << c.error().message;
   ASSERT_EQ(c->fragments.size(), 2u);
   EXPECT_EQ(c->fragments[0].recording_id, "A");
@@ -93,14 +83,14 @@ TEST(Conversation, CoverageIsTheSpanMinusGapsEveryStreamSharesAndGapsBetweenFrag
 // its start to the next fragment is lost and must be stated (seen in the Kamailio drill).
 TEST(Conversation, AFragmentWithNoAudioStillStartsTheWall) {
   TempDir t;
-  auto a = write_wav(t.path + "/a.wav", 0, [](int) { return true; });
-  auto b = write_wav(t.path + "/b.wav", 2000, [](int) { return true; });
+  auto a = write_wav(t.path() + "/a.wav", 0, [](int) { return true; });
+  auto b = write_wav(t.path() + "/b.wav", 2000, [](int) { return true; });
   auto lost = fragment_json("A", "gw-c", "2026-01-01T00:00:00.000Z", 0, a, nlohmann::json::array());
   lost["complete"] = false;
-  put(t.path + "/a.json", lost);
-  put(t.path + "/b.json", fragment_json("B", "gw-a", "2026-01-01T00:00:02.000Z", 2000, b, nlohmann::json::array()));
-  auto store = store_of(t.path);
-  auto c = load_conversation(store, "CONV", t.path + "/scratch");
+  put(t.path() + "/a.json", lost);
+  put(t.path() + "/b.json", fragment_json("B", "gw-a", "2026-01-01T00:00:02.000Z", 2000, b, nlohmann::json::array()));
+  auto store = store_of(t.path());
+  auto c = load_conversation(store, "CONV", t.path() + "/scratch");
   ASSERT_TRUE(c.ok()) << c.error().message;
   ASSERT_EQ(c->fragments.size(), 2u) << (c->skipped.empty() ? "" : c->skipped[0].reason);
   EXPECT_EQ(c->wall.length(), 4000);
@@ -115,20 +105,20 @@ TEST(Conversation, AFragmentWithNoAudioStillStartsTheWall) {
 TEST(Conversation, OverlapTakesPerIntervalTheFragmentWithAudioAndSaysWhich) {
   TempDir t;
   // Dual-forked: both cover 0-4 s; A lost 2-4 s (gap), B lost 0-1 s.
-  auto a = write_wav(t.path + "/a.wav", 4000, [](int ms) { return ms < 2000; });
-  auto b = write_wav(t.path + "/b.wav", 4000, [](int ms) { return ms >= 1000; });
-  put(t.path + "/a.json", fragment_json("A", "london", "2026-01-01T00:00:00.000Z", 4000, a,
+  auto a = write_wav(t.path() + "/a.wav", 4000, [](int ms) { return ms < 2000; });
+  auto b = write_wav(t.path() + "/b.wav", 4000, [](int ms) { return ms >= 1000; });
+  put(t.path() + "/a.json", fragment_json("A", "london", "2026-01-01T00:00:00.000Z", 4000, a,
                                         {{{"start_ms", 2000}, {"length_ms", 2000}, {"cause", "end"}, {"stream_label", nullptr}}}));
-  put(t.path + "/b.json", fragment_json("B", "frankfurt", "2026-01-01T00:00:00.000Z", 4000, b,
+  put(t.path() + "/b.json", fragment_json("B", "frankfurt", "2026-01-01T00:00:00.000Z", 4000, b,
                                         {{{"start_ms", 0}, {"length_ms", 1000}, {"cause", "late_start"}, {"stream_label", nullptr}}}));
-  auto store = store_of(t.path);
-  auto c = load_conversation(store, "CONV", t.path + "/scratch");
+  auto store = store_of(t.path());
+  auto c = load_conversation(store, "CONV", t.path() + "/scratch");
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->covered_ms, 4000);
   EXPECT_TRUE(c->gaps.empty());
   ASSERT_EQ(c->overlaps.size(), 1u);
   EXPECT_EQ(c->overlaps[0].first.length(), 1000);
-  auto st = stitch_conversation(*c, t.path + "/out.wav");
+  auto st = stitch_conversation(*c, t.path() + "/out.wav");
   ASSERT_TRUE(st.ok()) << st.error().message;
   ASSERT_EQ(st->segments.size(), 3u);
   EXPECT_EQ(st->segments[0].source, "A");
@@ -138,7 +128,7 @@ TEST(Conversation, OverlapTakesPerIntervalTheFragmentWithAudioAndSaysWhich) {
   EXPECT_EQ(st->segments[2].span.length(), 2000);
   // Every output sample sounds: the stitch took the fragment with audio everywhere.
   SF_INFO info{};
-  SNDFILE* f = sf_open((t.path + "/out.wav").c_str(), SFM_READ, &info);
+  SNDFILE* f = sf_open((t.path() + "/out.wav").c_str(), SFM_READ, &info);
   ASSERT_NE(f, nullptr);
   std::vector<std::int16_t> buf(static_cast<std::size_t>(info.frames) * 2);
   sf_readf_short(f, buf.data(), info.frames);
@@ -153,27 +143,27 @@ TEST(Conversation, OverlapTakesPerIntervalTheFragmentWithAudioAndSaysWhich) {
 
 TEST(Conversation, HostileOrCorruptDocumentsAreSkippedWithAReason) {
   TempDir t;
-  auto a = write_wav(t.path + "/a.wav", 1000, [](int) { return true; });
-  fs::create_directories(t.path + "/CONV");
-  std::ofstream(t.path + "/CONV/torn.json") << "{\"recording_id\": \"X\", \"start_";
+  auto a = write_wav(t.path() + "/a.wav", 1000, [](int) { return true; });
+  fs::create_directories(t.path() + "/CONV");
+  std::ofstream(t.path() + "/CONV/torn.json") << "{\"recording_id\": \"X\", \"start_";
   auto bad_file = fragment_json("P", "n", "2026-01-01T00:00:00.000Z", 1000, a, nlohmann::json::array());
   bad_file["audio"][0]["file"] = "../../etc/passwd";
-  put(t.path + "/p.json", bad_file);
+  put(t.path() + "/p.json", bad_file);
   auto bad_types = fragment_json("Q", "n", "2026-01-01T00:00:00.000Z", 1000, a, "not a list");
   bad_types["duration_ms"] = -5;
-  put(t.path + "/q.json", bad_types);
+  put(t.path() + "/q.json", bad_types);
   auto wrong_sha = fragment_json("R", "n", "2026-01-01T00:00:00.000Z", 1000, a, nlohmann::json::array());
   wrong_sha["audio"][0]["sha256"] = std::string(64, '0');
-  put(t.path + "/r.json", wrong_sha);
-  put(t.path + "/other.json", nlohmann::json{{"fragment_of", "OTHER"}});
-  auto store = store_of(t.path);
-  auto c = load_conversation(store, "CONV", t.path + "/scratch");
+  put(t.path() + "/r.json", wrong_sha);
+  put(t.path() + "/other.json", nlohmann::json{{"fragment_of", "OTHER"}});
+  auto store = store_of(t.path());
+  auto c = load_conversation(store, "CONV", t.path() + "/scratch");
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_TRUE(c->fragments.empty());
   ASSERT_EQ(c->skipped.size(), 4u);  // torn (named by its folder), P, Q, R; OTHER is not ours
   for (const auto& s : c->skipped) EXPECT_FALSE(s.reason.empty());
-  EXPECT_FALSE(stitch_conversation(*c, t.path + "/out.wav").ok());
-  auto none = load_conversation(store, "../CONV", t.path + "/scratch");
+  EXPECT_FALSE(stitch_conversation(*c, t.path() + "/out.wav").ok());
+  auto none = load_conversation(store, "../CONV", t.path() + "/scratch");
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.error().code, "conversation.not_found");
 }

@@ -18,24 +18,13 @@
 #include "storage/s3_sink.h"
 #include "storage/user_metadata.h"
 #include "storage/webhook_event.h"
+#include "test_support/temp_dir.h"
 
 namespace sgw::storage {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "sgw-dq-XXXXXX").string();
-    path_ = ::mkdtemp(t.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 DeliveryEntry entry(const std::string& id, const std::string& sink = "s3") {
   DeliveryEntry e;

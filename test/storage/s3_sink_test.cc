@@ -16,25 +16,14 @@
 #include "storage/delivery_queue.h"
 #include "storage/sigv4.h"
 #include "storage/user_metadata.h"
+#include "test_support/temp_dir.h"
 
 namespace sgw::storage {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::TempDir;
 using Kind = DeliveryOutcome::Kind;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "sgw-s3sink-XXXXXX").string();
-    path_ = ::mkdtemp(t.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string read_range(const std::string& path, std::uint64_t offset, std::uint64_t length) {
   std::ifstream in(path, std::ios::binary);
