@@ -150,9 +150,9 @@ std::string ProtocolSession::discarded_message(std::int64_t start_ms, std::int64
   return audiohook("discarded", {{"start", iso_duration(start_ms)}, {"discarded", iso_duration(discarded_ms)}});
 }
 
-std::string ProtocolSession::close_message() {
+std::string ProtocolSession::close_message(const std::string& reason) {
   if (protocol_ == Protocol::kPlain) return json{{"type", "end"}}.dump();
-  return audiohook("close", {{"reason", "end"}});
+  return audiohook("close", {{"reason", reason}});
 }
 
 std::vector<std::uint8_t> ProtocolSession::frame_message(const Frame& f) {
@@ -202,7 +202,11 @@ ProtocolSession::Incoming ProtocolSession::on_text(std::string_view text) {
   if (type == "disconnect") {
     std::string reason;
     if (auto p = j.find("parameters"); p != j.end() && p->is_object())
-      if (auto r = p->find("reason"); r != p->end() && r->is_string()) reason = r->get<std::string>();
+      if (auto r = p->find("reason"); r != p->end() && r->is_string())
+        for (char ch : r->get_ref<const std::string&>()) {  // the server's text goes into logs and JSON
+          if (reason.size() == 100) break;
+          reason += (ch >= 0x20 && ch < 0x7f) ? ch : '?';
+        }
     return {Action::kDisconnect, reason};
   }
   if (type == "pause") return {Action::kPauseRequested, type};

@@ -90,7 +90,8 @@ class ProtocolSession {
   std::string paused_message();
   std::string resumed_message(std::int64_t paused_ms);
   std::string discarded_message(std::int64_t start_ms, std::int64_t discarded_ms);
-  std::string close_message();
+  // AudioHook close: reason "end" (the call ended) or "disconnect" (the server asked for it).
+  std::string close_message(const std::string& reason = "end");
 
   // One frame as the binary message. Advances the position by 20 ms.
   std::vector<std::uint8_t> frame_message(const Frame& f);

@@ -227,13 +227,13 @@ struct StreamerAccess {
             log->debug("{}: audiohook opened", c->log_id);
             break;
           case A::kClosed:
-          case A::kDisconnect:
-            if (incoming.action == A::kDisconnect)
-              log->info("{}: audiohook server disconnected: {}", c->log_id, incoming.detail);
             c->kill = true;
-            if (incoming.action == A::kDisconnect && !c->live->ended()) {
-              c->done = true;  // the server does not want this call: no reconnect
-            }
+            break;
+          case A::kDisconnect:
+            // The server does not want this call: the client closes the session (a "close"
+            // transaction, no audio after it: frames still queued are dropped) and does not
+            // reconnect; the "closed" answer, or 2 s without one, ends the connection.
+            if (self && !c->close_queued) self->close_on_disconnect(*c, incoming.detail);
             break;
           case A::kPauseRequested:
             if (!c->server_paused) {
@@ -639,6 +639,32 @@ void Streamer::process(Conn& c, std::int64_t now) {
   }
   if (c.kill || (c.connected && !c.out.empty() && (!c.open_sent || c.proto->ready())))
     lws_callback_on_writable(c.wsi);
+}
+
+void Streamer::close_on_disconnect(Conn& c, const std::string& reason) {
+  std::uint64_t frames = 0;
+  std::deque<Outgoing> keep;
+  for (auto& o : c.out) {
+    if (o.binary)
+      ++frames;
+    else
+      keep.push_back(std::move(o));
+  }
+  c.out.swap(keep);
+  c.queued_frames = 0;
+  if (frames > 0) {
+    c.live->stats().frames_dropped.fetch_add(frames, std::memory_order_relaxed);
+    if (options_.metrics.frames_dropped) options_.metrics.frames_dropped->inc(frames);
+  }
+  const std::string why = "the AudioHook server sent disconnect (" + (reason.empty() ? "no reason" : reason) +
+                          "): the stream ended at position " + std::to_string(c.sent_position_ms) +
+                          " ms, not reconnected";
+  c.live->set_error(why);
+  common::logger("stream")->info("{}: {}; {} queued frames dropped", c.log_id, why, frames);
+  push_text(c, c.proto->close_message("disconnect"));
+  c.close_queued = true;
+  c.close_at_mono = media::monotonic_us();
+  if (c.wsi) lws_callback_on_writable(c.wsi);
 }
 
 void Streamer::write(Conn& c) {

@@ -83,6 +83,8 @@ class Streamer {
   void connect(Conn& c);
   void process(Conn& c, std::int64_t now_mono);
   void write(Conn& c);
+  // AudioHook "disconnect" from the server: close the session, for good.
+  void close_on_disconnect(Conn& c, const std::string& reason);
 
   StreamerOptions options_;
   lws_context* context_ = nullptr;

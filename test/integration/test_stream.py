@@ -82,10 +82,14 @@ class AudioHookServer:
     """The server side of AudioHook (and of the plain mode) on 127.0.0.1, in its own thread.
 
     stall_after_open: after "opened" the handler stops reading, so the gateway's socket fills up
-    (small receive buffer, websockets' own queue of one message)."""
+    (small receive buffer, websockets' own queue of one message).
+    disconnect_after_frames: after that many audio frames the server sends "disconnect" (reason
+    "completed") and goes on reading and answering."""
 
-    def __init__(self, stall_after_open: bool = False, tls: tuple[str, str] | None = None):
+    def __init__(self, stall_after_open: bool = False, tls: tuple[str, str] | None = None,
+                 disconnect_after_frames: int | None = None):
         self.stall = stall_after_open
+        self.disconnect_after = disconnect_after_frames
         self.ssl = None
         if tls is not None:  # (certificate, key): wss://
             import ssl
@@ -134,6 +138,13 @@ class AudioHookServer:
                 now = time.monotonic()
                 if isinstance(msg, bytes):
                     sess["messages"].append((now, "audio", msg))
+                    audio = sum(1 for _, k, _ in sess["messages"] if k == "audio")
+                    if audio == self.disconnect_after:
+                        server_seq += 1
+                        await ws.send(json.dumps({"version": "2", "type": "disconnect", "seq": server_seq,
+                                                  "clientseq": 0, "id": sess["headers"].get("Audiohook-Session-Id"),
+                                                  "parameters": {"reason": "completed"}}))
+                        sess["messages"].append((time.monotonic(), "sent-disconnect", None))
                     continue
                 doc = json.loads(msg)
                 sess["messages"].append((now, doc.get("type", "?"), doc))
@@ -324,6 +335,38 @@ class TestAudioHook(StreamTestBase):
               f"(one call, busy 2-core CI host)", file=sys.stderr)
         m = d.metrics()
         self.assertGreaterEqual(m.get("sgw_stream_frames_sent_total"), len(frames))
+
+    def test_a_server_disconnect_gets_a_close_and_no_reconnect(self):
+        # AudioHook: "the client initiates a close transaction" when the server asks to end the
+        # session (disconnect): a close with reason "disconnect", no audio after it, and no
+        # second connection for the rest of the call. The recording is not affected.
+        server = AudioHookServer(disconnect_after_frames=50)  # about 1 s into the call
+        self.servers.append(server)
+        d = self.start_daemon({"stream": {"url": server.url, "protocol": "audiohook"}})
+        self.run_src(d, "--calls", "1", "--duration", "4")
+        path, doc = self.recording(d)
+        self.wait_closed(server)
+        self.assertEqual(server.session_count(), 1, "no reconnect after a disconnect")
+        msgs = server.sessions[0]["messages"]
+        kinds = [k for _, k, _ in msgs]
+        self.assertIn("sent-disconnect", kinds)
+        self.assertEqual(kinds[-1], "close", kinds[-5:])
+        close = msgs[-1][2]
+        self.assertEqual(close["parameters"]["reason"], "disconnect", close)
+        frames = kinds.count("audio")
+        # Frames already on their way when the disconnect was read may follow it; not the
+        # rest of the call (4 s = about 200 frames).
+        after = kinds[kinds.index("sent-disconnect"):].count("audio")
+        self.assertLess(after, 25, kinds[kinds.index("sent-disconnect"):][:40])
+        self.assertAlmostEqual(position_ms(close["position"]), frames * 20, delta=1)
+        ls = doc["live_stream"]
+        self.assertEqual((ls["connects"], ls["reconnects"], ls["state"]), (1, 0, "closed"), ls)
+        self.assertIn("disconnect (completed)", ls["error"], ls)
+        self.assertEqual(ls["frames_sent"], frames, ls)
+        self.assertTrue(doc["complete"], doc)
+        self.assertGreaterEqual(doc["duration_ms"], 3500, doc)
+        self.assertTrue(wait_until(lambda: "sent disconnect (completed)" in d.stderr_text(), 5, 0.1),
+                        self.diag("the disconnect is logged"))
 
     def test_pause_and_resume_follow_the_src(self):
         server = AudioHookServer()

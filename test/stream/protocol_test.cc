@@ -67,8 +67,14 @@ TEST(AudioHook, OpenPingCloseCarrySeqIdAndPosition) {
   auto close = nlohmann::json::parse(p.close_message());
   EXPECT_EQ(close["type"], "close");
   EXPECT_EQ(close["parameters"]["reason"], "end");
+  EXPECT_EQ(nlohmann::json::parse(p.close_message("disconnect"))["parameters"]["reason"], "disconnect");
   EXPECT_EQ(p.on_text(R"({"type":"closed","seq":2})").action, ProtocolSession::Action::kClosed);
   EXPECT_EQ(p.on_text(R"({"type":"disconnect","seq":3,"parameters":{"reason":"error"}})").detail, "error");
+  // The server's text goes into a log line and the JSON: printable, bounded.
+  EXPECT_EQ(p.on_text(R"({"type":"disconnect","seq":4,"parameters":{"reason":"a\nb"}})").detail, "a?b");
+  EXPECT_EQ(p.on_text(R"({"type":"disconnect","seq":5,"parameters":{"reason":")" + std::string(300, 'x') + R"("}})")
+                .detail.size(),
+            100u);
 }
 
 TEST(AudioHook, AConnectionAfterALostOneContinuesTheSessionInANewOne) {
