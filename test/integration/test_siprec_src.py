@@ -901,7 +901,8 @@ class SrcReestablishTest(TwoGatewayTestCase):
         with open(out_path, "wb") as out:
             src = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:
-            self.assertTrue(wait_until(lambda: a.metrics().get("sgw_active_sessions") >= 1, 10),
+            # Answered (a session still waiting for its spool to be durable is active too).
+            self.assertTrue(wait_until(lambda: a.metrics().get("sgw_invites_total", code="200") >= 1, 10),
                             a.diagnostics())
             time.sleep(2.0)  # ~2 s of audio on the first gateway
             kill_wall_ms = time.time() * 1000
