@@ -281,7 +281,7 @@ common::Status DeliveryQueue::persist_locked(Item& item) {
   item.entry.updated_unix_ms = now();
   std::string path = path_of(item.entry);
   auto st = common::write_file_atomically(path, encode_entry(item.entry),
-                                          options_.ephemeral_sinks.count(item.entry.sink)
+                                          ephemeral(item.entry)
                                               ? common::FileSync::kProcessDeath
                                               : common::FileSync::kPowerLoss);
   if (!st) {
@@ -483,7 +483,7 @@ void DeliveryQueue::attempt(const std::string& file,
   item.in_flight = false;
   const bool delivered_now = out.kind == DeliveryOutcome::Kind::kDelivered;
   // A delivered ephemeral entry is not rewritten: compaction removes it at once.
-  if (!delivered_now || !options_.ephemeral_sinks.count(item.entry.sink)) (void)persist_locked(item);
+  if (!delivered_now || !ephemeral(item.entry)) (void)persist_locked(item);
   std::optional<DeliveryEntry> delivered, failed;
   if (out.kind == DeliveryOutcome::Kind::kPermanent && !was_failed && options_.on_failed) failed = item.entry;
   if (delivered_now) {
@@ -502,7 +502,7 @@ bool DeliveryQueue::compact_locked(const std::vector<std::string>& names) {
   std::vector<const DeliveryEntry*> entries;
   for (const auto& name : names)
     if (auto it = items_.find(name); it != items_.end() && it->second.entry.state == DeliveryState::kDelivered &&
-                                     !options_.ephemeral_sinks.count(it->second.entry.sink))
+                                     !ephemeral(it->second.entry))
       entries.push_back(&it->second.entry);
   if (auto st = entries.empty() ? common::Status(common::Ok{}) : catalogue_->put(entries); !st) {
     common::logger("delivery")->error("{}{}: delivered to {}, but not yet in the catalogue ({}); the entry file "
@@ -516,7 +516,7 @@ bool DeliveryQueue::compact_locked(const std::vector<std::string>& names) {
   for (const auto& name : names) {
     auto it = items_.find(name);
     if (it == items_.end() || it->second.entry.state != DeliveryState::kDelivered) continue;
-    if (!options_.ephemeral_sinks.count(it->second.entry.sink)) recordings.push_back(it->second.entry.recording_id);
+    if (!ephemeral(it->second.entry)) recordings.push_back(it->second.entry.recording_id);
     std::string path = (fs::path(options_.dir) / name).string();
     // No folder fsync: an unlink a crash undoes leaves a delivered file, compacted again (same row).
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)

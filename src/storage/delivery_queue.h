@@ -212,6 +212,8 @@ class DeliveryQueue {
   // transaction); false (logged) when the catalogue cannot be written: the
   // files stay, retried at the next rescan.
   bool compact_locked(const std::vector<std::string>& names);
+  // Its sink is one of options_.ephemeral_sinks.
+  bool ephemeral(const DeliveryEntry& e) const { return options_.ephemeral_sinks.count(e.sink) > 0; }
   // Sets when the local copy of a recording may go (every remote sink delivered).
   void schedule_local_deletion_locked(const std::string& recording_id);
   void thread_main(unsigned index);
