@@ -310,16 +310,8 @@ struct StreamerAccess {
   // the last frame written on, becomes a run of discarded audio that the next connection
   // reports (AudioHook `discarded`, plain {"type":"discarded"}) before its first frame.
   static void gone(Streamer& self, Streamer::Conn& c) {
-    std::uint64_t frames = 0;
-    for (const auto& o : c.out)
-      if (o.binary) ++frames;
+    self.drop_queued_frames(c, /*outage=*/true);
     c.out.clear();
-    c.queued_frames = 0;
-    if (frames > 0) {
-      c.live->stats().frames_dropped.fetch_add(frames, std::memory_order_relaxed);
-      c.live->stats().outage_frames.fetch_add(frames, std::memory_order_relaxed);
-      if (self.options_.metrics.frames_dropped) self.options_.metrics.frames_dropped->inc(frames);
-    }
     if (c.proto->position_ms() > c.sent_position_ms) {
       c.drop_start_ms = c.sent_position_ms;
       c.drop_ms = c.proto->position_ms() - c.sent_position_ms;
@@ -641,21 +633,21 @@ void Streamer::process(Conn& c, std::int64_t now) {
     lws_callback_on_writable(c.wsi);
 }
 
-void Streamer::close_on_disconnect(Conn& c, const std::string& reason) {
-  std::uint64_t frames = 0;
-  std::deque<Outgoing> keep;
-  for (auto& o : c.out) {
-    if (o.binary)
-      ++frames;
-    else
-      keep.push_back(std::move(o));
-  }
-  c.out.swap(keep);
+std::uint64_t Streamer::drop_queued_frames(Conn& c, bool outage) {
+  const auto before = c.out.size();
+  std::erase_if(c.out, [](const Outgoing& o) { return o.binary; });
+  const std::uint64_t frames = before - c.out.size();
   c.queued_frames = 0;
   if (frames > 0) {
     c.live->stats().frames_dropped.fetch_add(frames, std::memory_order_relaxed);
+    if (outage) c.live->stats().outage_frames.fetch_add(frames, std::memory_order_relaxed);
     if (options_.metrics.frames_dropped) options_.metrics.frames_dropped->inc(frames);
   }
+  return frames;
+}
+
+void Streamer::close_on_disconnect(Conn& c, const std::string& reason) {
+  const std::uint64_t frames = drop_queued_frames(c, /*outage=*/false);
   const std::string why = "the AudioHook server sent disconnect (" + (reason.empty() ? "no reason" : reason) +
                           "): the stream ended at position " + std::to_string(c.sent_position_ms) +
                           " ms, not reconnected";

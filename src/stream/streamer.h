@@ -83,6 +83,9 @@ class Streamer {
   void connect(Conn& c);
   void process(Conn& c, std::int64_t now_mono);
   void write(Conn& c);
+  // Removes the audio frames queued on the connection (its text messages stay) and counts them
+  // as dropped (and as outage when the connection is gone). Returns how many.
+  std::uint64_t drop_queued_frames(Conn& c, bool outage);
   // AudioHook "disconnect" from the server: close the session, for good.
   void close_on_disconnect(Conn& c, const std::string& reason);
 
