@@ -44,9 +44,11 @@ std::multimap<std::string, std::string> index_recordings(const std::string& dir)
 VerifyResult verify_call(const VerifyExpectation& e, const std::vector<std::string>& paths);
 
 // Checks a parsed recording JSON (and its audio next to it in `dir`). Empty string = OK,
-// otherwise the reason. Exposed for tests.
+// otherwise the reason. *too_short: a fragment (check_duration false) shorter than 200 ms,
+// passed without a check for sound. Exposed for tests.
 std::string check_recording(const VerifyExpectation& e, const nlohmann::json& doc,
-                            const std::string& dir, bool check_duration, std::string* details);
+                            const std::string& dir, bool check_duration, std::string* details,
+                            bool* too_short = nullptr);
 
 // index_recordings over every folder of `dirs` (the gateways behind one load balancer), merged.
 std::multimap<std::string, std::string> index_recordings(const std::vector<std::string>& dirs);

@@ -200,6 +200,22 @@ TEST_F(Verify, AnEmptyIncompleteFragmentPassesOnlyBesideOneWithAudio) {
   EXPECT_FALSE(verify_call(e_, {lost}).pass);  // a whole call: checked for sound and duration
 }
 
+// The SRC re-established the call just before its end: the new gateway's fragment is complete
+// and holds a packet or two, too short for a 100 ms window to show the tone. It passes beside a
+// fragment with sound; fragments that are all too short to check fail, whatever their total.
+TEST_F(Verify, AShortCompleteFragmentPassesOnlyBesideOneWithAudio) {
+  auto first = write("rec1", 440, 1000, 1400);
+  auto last = write("rec2", 440, 1000, 29);
+  e_.fragments_allowed = true;
+  auto r = verify_call(e_, {first, last});
+  EXPECT_TRUE(r.pass) << r.line;
+  EXPECT_NE(r.line.find("duration=29ms (too short to check)"), std::string::npos) << r.line;
+  auto a = write("rec3", 440, 1000, 150), b = write("rec4", 440, 1000, 150);
+  r = verify_call(e_, {a, b});
+  EXPECT_FALSE(r.pass) << r.line;
+  EXPECT_NE(r.line.find("no fragment with audio (300 ms in all)"), std::string::npos) << r.line;
+}
+
 // --verify DIR --verify DIR2: the gateways behind a load balancer each publish into their own
 // folder; a re-established call's fragments are found across them, and a call that was not
 // re-established but has a recording in two folders (a duplicate) fails.
