@@ -960,6 +960,9 @@ int main(int argc, char** argv) {
     policy.update_hook = bind(config.hooks_update_url);
   }
   if (ev) policy.on_event = [ev](sgw::storage::WebhookEvent e) { ev->publish(std::move(e)); };
+  // A new session's spool is created on the manager's own thread, not the SIP thread
+  // (docs/performance.md "The SIP thread"): the factory below must stay callable from there.
+  policy.sink_thread = true;
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
       [&](sgw::siprec::SinkRequest r) -> sgw::common::Result<std::unique_ptr<sgw::media::SessionSink>> {

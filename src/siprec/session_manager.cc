@@ -83,13 +83,19 @@ SessionManager::SessionManager(Policy policy, media::MediaEngine* media, Session
       make_sink_(std::move(make_sink)),
       on_closed_(std::move(on_closed)),
       log_(common::logger("siprec")),
-      admission_(policy_.admission, metrics.limits_hit) {}
+      admission_(policy_.admission, metrics.limits_hit) {
+  // Queue bound: beyond it (a burst the disk cannot follow) make_sink runs on the SIP thread.
+  if (policy_.sink_thread) sink_thread_ = std::make_unique<common::TaskThread>("sgw-spool-open", 4096);
+}
 
 SessionManager::~SessionManager() { shutdown(); }
 
 void SessionManager::shutdown() {
   draining_ = true;
   on_drained_ = nullptr;
+  // Sinks being made: their jobs run to the end (the SIP thread has stopped, so what they post
+  // never runs); each is then discarded with its session below.
+  if (sink_thread_) sink_thread_->stop();
   pending_answers_.clear();
   hook_pending_.clear();
   std::vector<std::uint64_t> keys;
@@ -103,6 +109,12 @@ void SessionManager::shutdown() {
   }
   by_invite_tx_.clear();
   by_dialog_.clear();
+  std::map<std::uint64_t, std::pair<std::string, MadeSink>> left;
+  {
+    std::lock_guard lock(made_mutex_);
+    left.swap(made_sinks_);
+  }
+  for (auto& [key, made] : left) discard_sink(made.first, std::move(made.second), "gateway stopped");
 }
 
 std::size_t SessionManager::active_sessions() const {
@@ -166,6 +178,17 @@ void SessionManager::log_event(Session& s, std::string what) {
 }
 
 namespace {
+// The spool's session-end record (recording/spool_events.h).
+std::string end_record(const std::string& cause, bool answered, bool complete) {
+  nlohmann::json end = {{"cause", cause},
+                        {"end_time", common::utc_now_iso8601()},
+                        {"end_unix_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch()).count()},
+                        {"answered", answered},
+                        {"complete", complete}};
+  return end.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // The participants of the metadata model as in the recording JSON (events' data).
 nlohmann::json participants_json(const std::optional<metadata::RecordingMetadata>& md) {
   return md ? metadata::to_json(*md).value("participants", nlohmann::json::array()) : nlohmann::json::array();
@@ -922,37 +945,106 @@ void SessionManager::admit_invite(sip::TransactionId tx, std::unique_ptr<Pending
   request.on_failure = [this, id = s->recording_id](const std::string& message) {
     storage_failed(id, message);
   };
-  auto sink = make_sink_(std::move(request));
-  if (!sink) {
-    media_->close_session(s->media, {}, nullptr);
-    storage_ok_ = false;  // until the application's storage check says otherwise
-    if (metrics_.storage_failures) metrics_.storage_failures->inc();
-    refuse(503, "Recording storage unavailable", service_unavailable("Recording storage unavailable"));
-    return;
-  }
-  media_->start_session(s->media, std::move(sink).value(), start_mono_us);
   resp.status = 200;
   resp.reason = "OK";
   resp.content_type = "application/sdp";
   resp.body = build_sdp(*s, offer, plan);
 
   s->key = key;
-  log_event(*s, std::string(s->awaiting_answer ? "recording session (delayed offer: ours in the 200 OK) requested by "
-                                               : "recording session offered by ") +
-                    phrase_safe(s->src) + " over " + s->transport +
-                    (s->conversation_id.empty() ? "" : ", conversation " + s->conversation_id +
-                                                           " (" + s->conversation_id_rule + ")") +
-                    (decision ? "; call-control hook (" + decision->source + "): record" +
-                                    (decision->error.empty() ? "" : " (" + decision->error + ")")
-                              : ""));
+  s->start_mono_us = start_mono_us;
+  // Into the spool once its sink has started (on_sink_made): post_event drops events for a
+  // media session not started yet.
+  s->offered_event = std::string(s->awaiting_answer ? "recording session (delayed offer: ours in the 200 OK) requested by "
+                                                    : "recording session offered by ") +
+                     phrase_safe(s->src) + " over " + s->transport +
+                     (s->conversation_id.empty() ? "" : ", conversation " + s->conversation_id +
+                                                            " (" + s->conversation_id_rule + ")") +
+                     (decision ? "; call-control hook (" + decision->source + "): record" +
+                                     (decision->error.empty() ? "" : " (" + decision->error + ")")
+                               : "");
   by_invite_tx_[tx] = key;
   admission_.session_opened(s->source_address);
+  Session& sess = *s;
   sessions_[key] = std::move(s);
   publish();
   pending_answers_[key] = std::make_shared<sip::Response>(std::move(resp));
+  if (sink_thread_) {
+    // The spool's open(O_CREAT) and first writes off the SIP thread; the INVITE waits (its
+    // 200 OK waits for the spool to be durable anyway). The media session is reserved and
+    // its ports bound: a packet that comes early waits in its socket's buffer.
+    sess.sink_pending = true;
+    auto req = std::make_shared<SinkRequest>(std::move(request));
+    std::string id = sess.recording_id;
+    if (sink_thread_->post([this, key, id, req] {
+          MadeSink made = make_sink_(std::move(*req));
+          {
+            std::lock_guard lock(made_mutex_);
+            made_sinks_.emplace(key, std::make_pair(id, std::move(made)));
+          }
+          if (!endpoint_->post([this, key] { take_made_sink(key); }))
+            log_->error("{}: SIP thread queue full or stopped: spool made, not answered", id);
+        }))
+      return;
+    sess.sink_pending = false;
+    request = std::move(*req);
+  }
+  on_sink_made(key, make_sink_(std::move(request)));
+}
+
+void SessionManager::take_made_sink(std::uint64_t key) {
+  std::optional<MadeSink> made;
+  std::string id;
+  {
+    std::lock_guard lock(made_mutex_);
+    auto it = made_sinks_.find(key);
+    if (it == made_sinks_.end()) return;  // taken by end_session
+    id = std::move(it->second.first);
+    made.emplace(std::move(it->second.second));
+    made_sinks_.erase(it);
+  }
+  auto s = sessions_.find(key);
+  if (s == sessions_.end()) {
+    discard_sink(id, std::move(*made), "ended before its spool was ready");
+    return;
+  }
+  on_sink_made(key, std::move(*made));
+}
+
+void SessionManager::on_sink_made(std::uint64_t key, MadeSink sink) {
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
+  s.sink_pending = false;
+  if (!sink) {
+    // SpoolSink::create left nothing on disk. The ports are released by end_session.
+    storage_ok_ = false;  // until the application's storage check says otherwise
+    refuse_answering(key, "Recording storage unavailable", "refused: spool not created: " + sink.error().message);
+    return;
+  }
+  media_->start_session(s.media, std::move(sink).value(), s.start_mono_us);
+  log_event(s, std::move(s.offered_event));
+  s.offered_event.clear();
+  if (auto early = std::move(s.early_durable)) {
+    s.early_durable.reset();
+    on_start_durable(key, *early);
+  }
+}
+
+void SessionManager::discard_sink(const std::string& recording_id, MadeSink sink, const std::string& cause) {
+  if (!sink) return;  // nothing was left on disk
+  auto made = std::move(sink).value();
+  made->start(media::monotonic_us());
+  made->finish(0, end_record(cause, false, false));
+  log_->info("{}: {}: spool discarded", recording_id, cause);
+  if (on_closed_) on_closed_(recording_id);
 }
 
 void SessionManager::on_start_durable(std::uint64_t key, const common::Status& status) {
+  if (auto sit = sessions_.find(key); sit != sessions_.end() && sit->second->sink_pending) {
+    // The syncer was quicker than the SIP thread's take of the sink: answer once it started.
+    sit->second->early_durable = status;
+    return;
+  }
   auto pa = pending_answers_.find(key);
   if (pa == pending_answers_.end()) return;
   auto pending = pa->second;
@@ -1317,18 +1409,26 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
   }
   if (s.media) {
     // A spool failure is the cause that matters for the recording, whatever ended the dialog.
-    nlohmann::json end = {{"cause", s.storage_error.empty() ? cause : s.storage_error},
-                          {"end_time", common::utc_now_iso8601()},
-                          {"end_unix_us", std::chrono::duration_cast<std::chrono::microseconds>(
-                                              std::chrono::system_clock::now().time_since_epoch()).count()},
-                          {"answered", s.state != State::kAnswering},
-                          {"complete", !s.cut_short}};
     std::string id = s.recording_id;
     auto closed = on_closed_;
-    media_->close_session(s.media, end.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+    media_->close_session(s.media, end_record(s.storage_error.empty() ? cause : s.storage_error,
+                                              s.state != State::kAnswering, !s.cut_short),
                           [closed, id] {
                             if (closed) closed(id);
                           });
+  }
+  if (s.sink_pending) {
+    // Its media session never started (closed above: ports released); the sink, if already
+    // made, is discarded now, else when it comes (take_made_sink).
+    std::optional<std::pair<std::string, MadeSink>> made;
+    {
+      std::lock_guard lock(made_mutex_);
+      if (auto m = made_sinks_.find(key); m != made_sinks_.end()) {
+        made.emplace(std::move(m->second));
+        made_sinks_.erase(m);
+      }
+    }
+    if (made) discard_sink(made->first, std::move(made->second), cause);
   }
   admission_.session_closed(s.source_address);
   sessions_.erase(it);

@@ -27,6 +27,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/result.h"
+#include "common/task_thread.h"
 #include "media/media_engine.h"
 #include "media/session_sink.h"
 #include "metadata/conversation_id.h"
@@ -65,6 +66,11 @@ struct Policy {
   // Event webhooks (docs/integrations.md): session.started/updated/ended of
   // answered sessions, on the SIP thread; must not block. Null: none.
   std::function<void(storage::WebhookEvent)> on_event;
+  // make_sink (the spool's open(O_CREAT) and first writes) runs on a thread of the manager's
+  // own ("sgw-spool-open") while the INVITE waits for its 200 OK, not on the SIP thread
+  // (docs/performance.md). make_sink must then be callable from that thread. False: on the
+  // SIP thread (unit tests).
+  bool sink_thread = false;
 };
 
 struct SessionMetrics {
@@ -256,6 +262,12 @@ class SessionManager final : public sip::EndpointListener {
     std::string end_cause;             // why the gateway sent BYE (the recording's end cause)
     bool started_event = false;        // session.started was raised (then session.ended will be)
     std::uint32_t update_events = 0;   // session.updated raised so far (their ids' number)
+    // make_sink runs on policy.sink_worker: the media session is reserved, its ports bound,
+    // not started (packets wait in the sockets' buffers) until the sink comes (on_sink_made).
+    bool sink_pending = false;
+    std::int64_t start_mono_us = 0;              // the recording's time zero (start_session)
+    std::optional<common::Status> early_durable;  // on_start_durable before on_sink_made
+    std::string offered_event;                    // logged into the spool once the sink started
   };
 
   struct PendingInvite;  // an INVITE between its checks and its admission (session_manager.cc)
@@ -282,6 +294,12 @@ class SessionManager final : public sip::EndpointListener {
   void finish_invite(std::uint64_t key);
   // SIP thread: the spool's start records of session key are durable (or not).
   void on_start_durable(std::uint64_t key, const common::Status& status);
+  using MadeSink = common::Result<std::unique_ptr<media::SessionSink>>;
+  void on_sink_made(std::uint64_t key, MadeSink sink);
+  void take_made_sink(std::uint64_t key);  // SIP thread: sink_thread_'s result for key, if any
+  // A sink whose session is gone before it started: finished unanswered, then the finaliser
+  // removes its spool (nothing is published for a call we did not answer).
+  void discard_sink(const std::string& recording_id, MadeSink sink, const std::string& cause);
   void on_storage_failed(const std::string& recording_id, const std::string& message);
   void refuse_answering(std::uint64_t key, const std::string& why, const std::string& cause);
   void count_invite(int status);
@@ -343,6 +361,11 @@ class SessionManager final : public sip::EndpointListener {
   std::map<sip::DialogId, std::uint64_t> by_dialog_;
   // Answers (200 OK) waiting for their session's spool start to be durable.
   std::map<std::uint64_t, std::shared_ptr<sip::Response>> pending_answers_;
+  // Policy::sink_thread: make_sink's results by session key, until the SIP thread takes them
+  // (on_sink_made) or shutdown() discards them.
+  std::unique_ptr<common::TaskThread> sink_thread_;
+  std::mutex made_mutex_;
+  std::map<std::uint64_t, std::pair<std::string, MadeSink>> made_sinks_;
   // INVITEs waiting for the call-control hook's decision (100 Trying sent), by transaction.
   std::map<sip::TransactionId, std::unique_ptr<PendingInvite>> hook_pending_;
   std::shared_ptr<spdlog::logger> log_;

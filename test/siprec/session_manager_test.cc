@@ -3,9 +3,12 @@
 // when ports, workers or storage fail (docs/guarantees.md).
 #include "siprec/session_manager.h"
 
+#include <chrono>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -31,6 +34,17 @@ class FakeEndpoint final : public sip::Endpoint {
   }
   void after(std::uint32_t, std::function<void()> fn) override { post(std::move(fn)); }
   std::vector<std::string> bound_addresses() const override { return {}; }
+  // Another thread posted something (bounded wait; false after 10 s).
+  bool wait_posted() {
+    for (int i = 0; i < 10000; ++i) {
+      {
+        std::lock_guard l(mutex);
+        if (!posted.empty()) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  }
   // The SIP thread's turn: runs what other threads posted.
   void run_posted() {
     std::deque<std::function<void()>> batch;
@@ -56,6 +70,21 @@ class NullSink final : public media::SessionSink {
   void on_metadata(std::int64_t, std::string_view) override {}
   void on_tick(std::int64_t) override {}
   void finish(std::int64_t, std::string_view) override {}
+};
+
+// Keeps the end record it is finished with.
+class EndSink final : public media::SessionSink {
+ public:
+  explicit EndSink(std::vector<std::string>* ends) : ends_(ends) {}
+  void start(std::int64_t) override {}
+  void on_rtp(std::uint8_t, std::int64_t, const media::RtpPacketView&) override {}
+  void on_event(std::int64_t, std::string_view) override {}
+  void on_metadata(std::int64_t, std::string_view) override {}
+  void on_tick(std::int64_t) override {}
+  void finish(std::int64_t, std::string_view end) override { ends_->emplace_back(end); }
+
+ private:
+  std::vector<std::string>* ends_;
 };
 
 // Media engine whose workers and ports run out on demand.
@@ -148,10 +177,12 @@ struct Harness {
         std::move(policy), &media,
         SessionMetrics{&active, &invites, &requests, &metadata_errors, &storage_failures, nullptr, &unfit},
         [this](SinkRequest r) -> common::Result<std::unique_ptr<media::SessionSink>> {
+          if (gate.valid()) gate.wait();  // Policy::sink_thread: the spool's thread waits here
           ++sinks_asked;
           if (!sink_error.empty()) return common::make_error("io.open", sink_error);
+          if (durable_at_once) r.on_durable(common::Ok{});  // a syncer quicker than the SIP thread
           requests_seen.push_back(std::move(r));
-          return std::unique_ptr<media::SessionSink>(std::make_unique<NullSink>());
+          return std::unique_ptr<media::SessionSink>(std::make_unique<EndSink>(&ends));
         },
         [this](const std::string& id) { closed.push_back(id); });
     manager->attach(&endpoint);
@@ -171,6 +202,9 @@ struct Harness {
   FakeEndpoint endpoint;
   FakeMedia media;
   std::string sink_error;
+  std::shared_future<void> gate;  // set: make_sink waits for it
+  bool durable_at_once = false;
+  std::vector<std::string> ends;  // end records the sinks were finished with (discarded sinks)
   int sinks_asked = 0;
   std::vector<SinkRequest> requests_seen;
   std::vector<std::string> closed;
@@ -416,6 +450,83 @@ TEST(SessionManagerTest, DelayedOfferUnderSrtpRequireIs488WithAClearWarningAndNo
   a.manager->on_request(1, no_body);
   EXPECT_TRUE(a.endpoint.replies.empty());  // offered: waits for the spool, then 200 with our offer
   EXPECT_EQ(a.sinks_asked, 1);
+}
+
+// Policy::sink_thread (docs/performance.md "The SIP thread"): the spool is made on the manager's
+// own thread while the INVITE waits; the media session starts, and its offer is logged, when
+// the SIP thread takes the sink; a syncer that reports the spool durable first only makes the
+// answer wait for that.
+TEST(SessionManagerTest, OnItsOwnThreadTheSpoolIsMadeWhileTheInviteWaitsThenTheCallIsAnswered) {
+  Policy p;
+  p.sink_thread = true;
+  Harness h(p);
+  std::promise<void> open;
+  h.gate = open.get_future().share();
+  h.durable_at_once = true;
+  h.manager->on_request(1, invite("c1"));
+  // The SIP thread is free at once: the session is reserved with its ports, not started.
+  EXPECT_EQ(h.manager->active_sessions(), 1u);
+  EXPECT_FALSE(h.media.sessions[1].started);
+  EXPECT_EQ(h.media.sessions[1].streams, 2);
+  EXPECT_TRUE(h.endpoint.accepted.empty());
+  open.set_value();
+  ASSERT_TRUE(h.endpoint.wait_posted());
+  h.endpoint.run_posted();  // durable (stashed), then the sink: started, then answered
+  ASSERT_EQ(h.endpoint.accepted.size(), 1u);
+  EXPECT_EQ(h.endpoint.accepted[0].second.status, 200);
+  EXPECT_TRUE(h.media.sessions[1].started);
+  ASSERT_FALSE(h.media.sessions[1].events.empty());
+  EXPECT_NE(h.media.sessions[1].events[0].find("recording session offered by"), std::string::npos);
+  EXPECT_TRUE(h.ends.empty());
+}
+
+// A session that ends before its spool is taken (CANCEL, shutdown) leaves it finished
+// unanswered for the finaliser to remove, whichever came first: the sink or the end.
+TEST(SessionManagerTest, OnItsOwnThreadASpoolWhoseCallEndedFirstIsDiscardedUnanswered) {
+  Policy p;
+  p.sink_thread = true;
+  Harness h(p);
+  auto expect_discarded = [&h](const std::string& cause) {
+    ASSERT_EQ(h.ends.size(), 1u);
+    auto end = nlohmann::json::parse(h.ends[0]);
+    EXPECT_EQ(end["answered"], false);
+    EXPECT_EQ(end["cause"], cause);
+    EXPECT_EQ(h.closed.size(), 1u);  // handed to the finaliser
+    EXPECT_TRUE(h.endpoint.accepted.empty());
+    EXPECT_EQ(h.manager->active_sessions(), 0u);
+    h.ends.clear();
+    h.closed.clear();
+  };
+  {  // CANCEL while the spool is being made
+    std::promise<void> open;
+    h.gate = open.get_future().share();
+    h.manager->on_request(1, invite("c1"));
+    h.manager->on_cancelled(1);
+    EXPECT_TRUE(h.media.sessions[1].closed);
+    EXPECT_EQ(h.ends.size(), 0u);
+    open.set_value();
+    ASSERT_TRUE(h.endpoint.wait_posted());
+    h.endpoint.run_posted();
+    expect_discarded("ended before its spool was ready");
+  }
+  {  // CANCEL after it was made, before the SIP thread took it
+    h.gate = {};
+    h.manager->on_request(2, invite("c2"));
+    ASSERT_TRUE(h.endpoint.wait_posted());
+    h.manager->on_cancelled(2);
+    expect_discarded("CANCEL before answer");
+    h.endpoint.run_posted();  // the take finds nothing
+    EXPECT_TRUE(h.ends.empty());
+  }
+  {  // shutdown: the job runs to its end, its post never runs
+    std::promise<void> open;
+    h.gate = open.get_future().share();
+    h.manager->on_request(3, invite("c3"));
+    open.set_value();
+    h.manager->shutdown();
+    expect_discarded("gateway stopped");
+    EXPECT_EQ(h.invites.with("200").value(), 0u);
+  }
 }
 
 }  // namespace
