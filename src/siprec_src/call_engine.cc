@@ -395,10 +395,13 @@ void CallEngine::send_invite(Call& c) {
   }
   if (opt_.early_media_ms > 0) set_ack_delay(req, opt_.early_media_ms);
   c.invite_sent_us = mono_us();
+  // Noted before the stack sends it: the event's time is never later than the INVITE on the
+  // wire (tests bound the recorder's start time by it; a send that takes a few ms on a busy
+  // machine made the note later than the recorder's start).
+  note(c, std::string(c.reestablishing ? "re-establishing: " : "") + "INVITE to " + t.to_string());
   c.handle = ep_->invite(t, req);
   by_handle_[c.handle] = c.index;
   rec.targets_tried.push_back(t.to_string());
-  note(c, std::string(c.reestablishing ? "re-establishing: " : "") + "INVITE to " + t.to_string());
   std::uint32_t gen = c.gen;
   std::size_t idx = c.index;
   // Backstop for a target that never answers (the transaction timeout should come first).
