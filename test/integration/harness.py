@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -215,6 +216,26 @@ def _kill_leftovers():
         d.kill()
 
 
+class _PortTaken(Exception):
+    """siprecd could not bind a port the harness had probed free (see Daemon.start)."""
+
+    def __init__(self, message: str, port_line: str):
+        super().__init__(message)
+        self.port_line = port_line
+
+
+def _port_taken_line(stderr_path: str) -> str | None:
+    """siprecd's "cannot listen on ..." line (a SIP or HTTP port taken), if it printed one."""
+    try:
+        with open(stderr_path, errors="replace") as f:
+            for line in f:
+                if "cannot listen on" in line and (f"{LOOPBACK}:" in line):
+                    return line.strip()
+    except OSError:
+        pass
+    return None
+
+
 class Daemon:
     """One siprecd process on free loopback ports.
 
@@ -248,6 +269,7 @@ class Daemon:
         self._stderr_path = os.path.join(self.tmp, "stderr.log")
         self._stderr_file = None
         self._reader: threading.Thread | None = None
+        self._started_before = False  # a restart keeps its ports (Daemon.start)
 
     # -- command line --------------------------------------------------------
     def argv(self) -> list[str]:
@@ -266,6 +288,29 @@ class Daemon:
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, timeout: float = READY_TIMEOUT) -> "Daemon":
+        """Starts siprecd and waits for its ready line. The SIP and HTTP ports were probed free
+        (bind to port 0) and released: another program may bind one before siprecd does (they
+        are in the ephemeral range, where every outgoing connection takes a port). On the first
+        start only, siprecd exiting with "cannot listen on" gets new ports and another try (at
+        most 3); a restart keeps its ports (the same node for its peers)."""
+        first = not self._started_before
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                self._started_before = True
+                return self
+            except _PortTaken as e:
+                if not first or attempt == 2:
+                    raise AssertionError(str(e)) from None
+                sys.stderr.write(f"harness: {e.port_line}: new ports, starting again\n")
+                if self._stderr_file:
+                    self._stderr_file.close()
+                    self._stderr_file = None
+                self.sip_port = free_port_pair()
+                self.http_port = free_tcp_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> "Daemon":
         self._stderr_file = open(self._stderr_path, "wb")
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=self._stderr_file,
@@ -279,9 +324,13 @@ class Daemon:
                 return self
             if self.proc.poll() is not None:
                 self._reader.join(1.0)
-                raise AssertionError(
-                    f"siprecd exited with code {self.proc.returncode} before it was ready\n"
-                    + self.diagnostics())
+                msg = (f"siprecd exited with code {self.proc.returncode} before it was ready\n"
+                       + self.diagnostics())
+                taken = _port_taken_line(self._stderr_path)
+                if taken:
+                    _LIVE.discard(self)
+                    raise _PortTaken(msg, taken)
+                raise AssertionError(msg)
         self.kill()
         raise AssertionError(f"siprecd did not print its ready line within {timeout}s\n"
                              + self.diagnostics())
