@@ -968,13 +968,13 @@ void SessionManager::admit_invite(sip::TransactionId tx, std::unique_ptr<Pending
   sessions_[key] = std::move(s);
   publish();
   pending_answers_[key] = std::make_shared<sip::Response>(std::move(resp));
+  const std::string id = sess.recording_id;
   if (sink_thread_) {
     // The spool's open(O_CREAT) and first writes off the SIP thread; the INVITE waits (its
     // 200 OK waits for the spool to be durable anyway). The media session is reserved and
     // its ports bound: a packet that comes early waits in its socket's buffer.
     sess.sink_pending = true;
     auto req = std::make_shared<SinkRequest>(std::move(request));
-    std::string id = sess.recording_id;
     if (sink_thread_->post([this, key, id, req] {
           MadeSink made = make_sink_(std::move(*req));
           {
@@ -988,7 +988,7 @@ void SessionManager::admit_invite(sip::TransactionId tx, std::unique_ptr<Pending
     sess.sink_pending = false;
     request = std::move(*req);
   }
-  on_sink_made(key, make_sink_(std::move(request)));
+  on_sink_made(key, id, make_sink_(std::move(request)));
 }
 
 void SessionManager::take_made_sink(std::uint64_t key) {
@@ -1002,17 +1002,15 @@ void SessionManager::take_made_sink(std::uint64_t key) {
     made.emplace(std::move(it->second.second));
     made_sinks_.erase(it);
   }
-  auto s = sessions_.find(key);
-  if (s == sessions_.end()) {
-    discard_sink(id, std::move(*made), "ended before its spool was ready");
-    return;
-  }
-  on_sink_made(key, std::move(*made));
+  on_sink_made(key, id, std::move(*made));
 }
 
-void SessionManager::on_sink_made(std::uint64_t key, MadeSink sink) {
+void SessionManager::on_sink_made(std::uint64_t key, const std::string& recording_id, MadeSink sink) {
   auto it = sessions_.find(key);
-  if (it == sessions_.end()) return;
+  if (it == sessions_.end()) {
+    discard_sink(recording_id, std::move(sink), "ended before its spool was ready");
+    return;
+  }
   Session& s = *it->second;
   s.sink_pending = false;
   if (!sink) {

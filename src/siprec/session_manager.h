@@ -295,7 +295,8 @@ class SessionManager final : public sip::EndpointListener {
   // SIP thread: the spool's start records of session key are durable (or not).
   void on_start_durable(std::uint64_t key, const common::Status& status);
   using MadeSink = common::Result<std::unique_ptr<media::SessionSink>>;
-  void on_sink_made(std::uint64_t key, MadeSink sink);
+  // SIP thread: starts the session with its sink, or discards the sink when the session is gone.
+  void on_sink_made(std::uint64_t key, const std::string& recording_id, MadeSink sink);
   void take_made_sink(std::uint64_t key);  // SIP thread: sink_thread_'s result for key, if any
   // A sink whose session is gone before it started: finished unanswered, then the finaliser
   // removes its spool (nothing is published for a call we did not answer).
