@@ -280,6 +280,7 @@ int recover_command(const sgw::app::CliOptions& cli) {
   if (!usable_dir(config.spool_dir, &why)) return fail("recording.spool_dir " + config.spool_dir + ": " + why);
   sgw::storage::RecoveryOptions ro;
   ro.node = config.node_name;
+  ro.region = config.region;  // no current run: this node's own runs too only once older than S
   ro.spool_dir = config.spool_dir;
   ro.older_than_ms = (cli.recover_older_than_s >= 0 ? cli.recover_older_than_s
                                                     : static_cast<long long>(config.recovery_orphan_after_s)) * 1000;
@@ -289,13 +290,15 @@ int recover_command(const sgw::app::CliOptions& cli) {
     for (const auto& a : r.adopted)
       adopted.push_back({{"recording_id", a.recording_id}, {"node", a.node}, {"region", a.region},
                          {"spool", a.spool_path}, {"partials", a.partials}, {"skipped", a.skipped}});
-    std::cout << nlohmann::json{{"adopted", adopted}, {"busy", r.busy}, {"problems", r.problems}, {"live", r.live}}
+    std::cout << nlohmann::json{{"adopted", adopted}, {"local", r.local}, {"busy", r.busy}, {"problems", r.problems},
+                                {"cleaned", r.cleaned}, {"live", r.live}}
                      .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
               << std::endl;
   } else {
     for (const auto& a : r.adopted)
       std::cout << "adopted " << a.recording_id << " from " << a.node << " (" << a.region << "): " << a.partials
                 << " partial(s), " << a.skipped << " skipped -> " << a.spool_path << "\n";
+    for (const auto& l : r.local) std::cout << "local " << l << " (this node still has it)\n";
     for (const auto& b : r.busy) std::cout << "busy " << b << "\n";
     for (const auto& p : r.problems) std::cout << "PROBLEM " << p << "\n";
     std::cout << r.adopted.size() << " adopted, " << r.busy.size() << " busy, " << r.live << " live, "
@@ -523,7 +526,8 @@ int main(int argc, char** argv) {
   sgw::storage::DeliveryQueueOptions dq_options;
   dq_options.dir = sgw::app::delivery_queue_dir(config);
   dq_options.threads = config.s3_parallel_uploads;
-  dq_options.ephemeral_sinks = {std::string(sgw::storage::kPartialSink)};
+  dq_options.ephemeral_sinks = {std::string(sgw::storage::kPartialSink),
+                               std::string(sgw::storage::kPartialsDeleteSink)};
   dq_options.backoff.max_ms = static_cast<std::int64_t>(config.s3_max_backoff_s) * 1000;
   dq_options.backoff.initial_ms = std::min<std::int64_t>(1000, dq_options.backoff.max_ms);
   if (s3_on) dq_options.local_retention_ms = static_cast<std::int64_t>(config.local_retention_days) * 86'400'000;
@@ -560,18 +564,23 @@ int main(int argc, char** argv) {
   sgw::control::EventPublisher* ev = events.get();
   // Partials (docs/failover.md): shipped while calls run, deleted once the final recording is verified.
   const bool partials_on = s3_on && !sgw::app::partials_bucket(config).empty();
-  sgw::storage::DeliveryQueue* queue_for_hook = nullptr;
+  // This process's shipping run (docs/failover.md): partials go under {region}/partial/{node}/{run}/.
+  const auto run = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  std::chrono::system_clock::now().time_since_epoch())
+                                                  .count());
+  // The shipper learns from the queue which partials are uploaded and which recordings delivered.
+  std::atomic<sgw::storage::SegmentShipper*> shipper_for_hook{nullptr};
   if (ev)
     dq_options.on_failed = [ev, bucket = config.s3_bucket](const sgw::storage::DeliveryEntry& e) {
       if (e.sink == "s3") ev->publish(sgw::storage::failed_event(e, bucket));
     };
   if (partials_on || ev)
-    dq_options.on_delivered = [&queue_for_hook, partials_on, ev](const sgw::storage::DeliveryEntry& e) {
+    dq_options.on_delivered = [&shipper_for_hook, ev](const sgw::storage::DeliveryEntry& e) {
       if (ev && e.sink == "s3") ev->publish(sgw::storage::delivered_event(e));
-      if (!partials_on || e.sink != "s3" || e.partials_prefix.empty() || !queue_for_hook) return;
-      if (auto r = queue_for_hook->enqueue(sgw::storage::partials_delete_entry(e)); !r)
-        sgw::common::logger("delivery")->error("{}: cannot queue the deletion of its partials: {}", e.recording_id,
-                                               r.error().message);
+      auto* shipper = shipper_for_hook.load();
+      if (!shipper) return;
+      if (e.sink == "s3") shipper->recording_delivered(e.recording_id);
+      else if (e.sink == sgw::storage::kPartialSink) shipper->partial_uploaded(e.recording_id);
     };
   auto queue = sgw::storage::DeliveryQueue::open(
       dq_options,
@@ -663,14 +672,13 @@ int main(int argc, char** argv) {
                                                             : std::to_string(config.s3_retention_days) + " day(s)"));
     }
   }
-  queue_for_hook = queue->get();
   if (partials_on) {
     auto pc = partials_client(config);
     if (!pc) {
       log->error("partials: {}; recordings are not shipped during calls", pc.error().message);
     } else {
       sgw::storage::PartialSinkOptions po{*pc, config.node_name, config.region,
-                                          static_cast<std::int64_t>(config.segment_s) * 1000};
+                                          static_cast<std::int64_t>(config.segment_s) * 1000, run};
       (*queue)->add_sink(std::string(sgw::storage::kPartialSink), [po]() -> std::unique_ptr<sgw::storage::DeliverySink> {
         auto sink = sgw::storage::PartialSink::create(po);
         if (!sink) return std::make_unique<BrokenSink>(sink.error().code, sink.error().message);
@@ -687,7 +695,7 @@ int main(int argc, char** argv) {
     log->warn("recording.segment_s: s3.bucket has Object Lock and no s3.partials_bucket is set: recordings are "
               "not shipped during calls (a node lost with its disk loses its calls in progress)");
   }
-  fin_options.enqueue = [&config, q = queue->get(), s3_on, partials_on, tpl = *s3_template, ev](
+  fin_options.enqueue = [&config, q = queue->get(), s3_on, tpl = *s3_template, ev](
                             const sgw::recording::PublishedRecording& pub) -> sgw::common::Status {
     // Before the S3 entry exists, so it goes out before recording.delivered (a
     // second finalisation after a crash raises the same event id: queued once).
@@ -730,7 +738,6 @@ int main(int argc, char** argv) {
       remote.end_unix_ms = local.end_unix_ms;
       remote.conversation_id = local.conversation_id;
       remote.call_id = pub.fields.call_id;  // for its recording.delivered/failed events
-      if (partials_on) remote.partials_prefix = sgw::storage::partials_prefix(pub.fields.region, pub.recording_id);
       // The call-control hook's retention and tags (docs/integrations.md), kept in the entry.
       if (pub.decision) remote.overrides = sgw::storage::object_overrides(*pub.decision);
       sgw::storage::KeyFields k;
@@ -804,36 +811,50 @@ int main(int argc, char** argv) {
     sgw::storage::SegmentShipperOptions so;
     so.interval = std::chrono::seconds(config.segment_s);
     so.dir = sgw::app::delivery_queue_dir(config) + "/partials";
+    so.node = config.node_name;
     so.region = config.region;
+    so.run = run;
     so.open_spools = [&syncer] { return syncer.open_paths(); };
     so.queue = queue->get();
     so.shipped = &registry.counter("sgw_partials_shipped_total", "Spool partials queued for S3 during calls");
     so.bytes = &registry.counter("sgw_partials_shipped_bytes_total", "Spool bytes queued as partials");
     so.errors = &registry.counter("sgw_partials_errors_total", "Partials that could not be written or queued (retried)");
     shipper = std::make_unique<sgw::storage::SegmentShipper>(std::move(so));
+    shipper_for_hook.store(shipper.get());
     shipper->start();
     log->info("shipping partials every {} s to bucket {}", config.segment_s, sgw::app::partials_bucket(config));
   }
+  // Adoption (docs/failover.md): this node's own earlier runs at once (a restart), other nodes'
+  // orphaned runs when recovery.adopt is on, and the clean-up of the runs it adopted.
   std::atomic<bool> adopt_stop{false};
   std::thread adopter;
-  if (config.recovery_adopt) {
+  if (partials_on) {
     auto& adopted_total = registry.counter("sgw_recordings_adopted_total", "Orphaned recordings adopted from partials");
-    adopter = std::thread([&config, &finalizer, &adopt_stop, &adopted_total] {
+    adopter = std::thread([&config, &finalizer, &adopt_stop, &adopted_total, run, q = queue->get()] {
       sgw::common::set_thread_name("sgw-adopt");
       auto alog = sgw::common::logger("recover");
       auto cc = partials_client(config);
-      if (!cc) return alog->error("recovery.adopt: {}", cc.error().message);
+      if (!cc) return alog->error("partials adoption: {}", cc.error().message);
       auto client = sgw::storage::S3Client::create(*cc);
-      if (!client) return alog->error("recovery.adopt: {}", client.error().message);
-      auto next = std::chrono::steady_clock::now() + std::chrono::seconds(config.recovery_interval_s);
+      if (!client) return alog->error("partials adoption: {}", client.error().message);
+      auto next = std::chrono::steady_clock::now();  // the first pass at once: this node's earlier runs
       while (!adopt_stop.load()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
         if (std::chrono::steady_clock::now() < next) continue;
         next = std::chrono::steady_clock::now() + std::chrono::seconds(config.recovery_interval_s);
         sgw::storage::RecoveryOptions ro;
         ro.node = config.node_name;
+        ro.region = config.region;
+        ro.current_run = run;
         ro.spool_dir = config.spool_dir;
         ro.older_than_ms = static_cast<std::int64_t>(config.recovery_orphan_after_s) * 1000;
+        ro.adopt_others = config.recovery_adopt;
+        ro.known_locally = [q](const std::string& id) {
+          return q->known(id, "s3") != sgw::storage::DeliveryQueue::Known::kNo;
+        };
+        ro.delivered = [q](const std::string& id) {
+          return q->known(id, "s3") == sgw::storage::DeliveryQueue::Known::kDelivered;
+        };
         auto r = sgw::storage::recover_orphans(**client, ro);
         for (const auto& a : r.adopted) {
           adopted_total.inc();

@@ -714,6 +714,18 @@ std::optional<std::int64_t> DeliveryQueue::oldest_undelivered_unix_ms() const {
   return oldest;
 }
 
+DeliveryQueue::Known DeliveryQueue::known(const std::string& recording_id, const std::string& sink) const {
+  std::lock_guard lock(mutex_);
+  if (auto it = items_.find(entry_file_name(recording_id, sink)); it != items_.end())
+    return it->second.entry.state == DeliveryState::kDelivered ? Known::kDelivered : Known::kPending;
+  auto row = catalogue_->contains(recording_id, sink);
+  if (!row) {
+    common::logger("delivery")->error("catalogue lookup of {} ({}): {}", recording_id, sink, row.error().message);
+    return Known::kPending;  // unknown: never taken as delivered, never as absent
+  }
+  return *row ? Known::kDelivered : Known::kNo;
+}
+
 std::string DeliveryQueue::previous_recording(const std::string& conversation_id,
                                               std::int64_t before_unix_ms) const {
   if (conversation_id.empty()) return "";

@@ -181,6 +181,13 @@ class DeliveryQueue {
   // or failed), nullopt when none: the delivery backlog's age
   // (storage.max_backlog_age_s).
   std::optional<std::int64_t> oldest_undelivered_unix_ms() const;
+  // What the queue knows of (recording, sink): no entry; an entry pending
+  // (queued, uploading or failed); delivered (pending file or catalogue row).
+  // A catalogue error answers kPending. Orphan adoption asks it
+  // (orphan_recovery.h): a recording this node still has is not rebuilt, and
+  // an adopted run is deleted once its recordings are delivered.
+  enum class Known { kNo, kPending, kDelivered };
+  Known known(const std::string& recording_id, const std::string& sink) const;
   // The recording id of this node's latest recording of the conversation
   // that started before before_unix_ms ("" when none, or on a catalogue
   // error, logged): the recording JSON's previous_fragment.

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "common/logging.h"
 #include "recording/spool_events.h"
 #include "recording/spool_format.h"
+#include "recording/spool_reader.h"
 #include "recording/spool_writer.h"
 #include "storage/partials.h"
 #include "storage/sigv4.h"
@@ -23,10 +25,11 @@ namespace sgw::storage {
 
 namespace {
 
-struct Group {
-  std::string region, recording_id;
-  std::vector<ObjectVersion> partials;  // latest versions only
-  bool leased = false;
+struct Run {
+  std::string region, node, prefix;
+  std::uint64_t run = 0;
+  std::vector<std::pair<std::uint64_t, ObjectVersion>> partials;  // latest versions only
+  bool leased = false, adopted = false;
   std::int64_t newest_ms = 0;
 };
 
@@ -77,160 +80,278 @@ bool take_lease(S3Client& client, const std::string& key, const std::string& nod
   return false;
 }
 
+// start_unix_us of a spool's session-start record (0 when it has none).
+std::int64_t spool_start_unix_us(const std::string& path) {
+  std::int64_t start = 0;
+  recording::RecordVisitor v;
+  v.on_json = [&](const recording::JsonRecordView& r) {
+    if (r.type != recording::RecordType::kSessionStart || start != 0) return;
+    auto j = nlohmann::json::parse(r.json.begin(), r.json.end(), nullptr, false);
+    if (auto s = j.is_object() ? j.find("start_unix_us") : j.end(); j.is_object() && s != j.end() && s->is_number_integer())
+      start = s->get<std::int64_t>();
+  };
+  (void)recording::read_spool(path, v);
+  return start;
+}
+
+// Places a rebuilt spool (bytes + a node_lost event) as <spool_dir>/<id>.spool,
+// never replacing one. False with *problem set otherwise.
+bool place_spool(const std::string& spool_dir, const std::string& recording_id, const std::string& bytes,
+                 recording::NodeLost lost, std::int64_t until_unix_ms, std::string* problem) {
+  const std::string spool_path = spool_dir + "/" + recording_id + ".spool";
+  const std::string tmp = spool_dir + "/." + recording_id + ".adopt.tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write_all(fd, bytes) && ::fdatasync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (ok) {
+    auto w = recording::SpoolWriter::open_for_append(tmp);
+    if (w) {
+      // Audio may have reached the lost node up to one segment after its last shipment.
+      const std::int64_t until_us = until_unix_ms * 1000 - spool_start_unix_us(tmp);
+      (*w)->append_json(recording::RecordType::kEvent, std::max<std::int64_t>(0, until_us), lost.encode());
+      ok = static_cast<bool>((*w)->close());
+    } else {
+      ok = false;
+      *problem = "rebuilt spool unreadable: " + w.error().message;
+    }
+  }
+  // link() never replaces: a spool of that id that appeared meanwhile wins.
+  if (ok) ok = ::link(tmp.c_str(), spool_path.c_str()) == 0;
+  const int err = errno;
+  ::unlink(tmp.c_str());
+  if (!ok) {
+    if (problem->empty()) *problem = "cannot place the rebuilt spool " + spool_path + ": " + std::strerror(err);
+    return false;
+  }
+  int dfd = ::open(spool_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  // Old enough for the finaliser's rescan at once (it skips spools modified in the last seconds).
+  struct timespec times[2] = {{0, UTIME_OMIT}, {::time(nullptr) - 3600, 0}};
+  (void)::utimensat(AT_FDCWD, spool_path.c_str(), times, 0);
+  return true;
+}
+
+// A run this node adopted earlier: deleted once every recording it listed is delivered.
+void clean_adopted(S3Client& client, const Run& r, const RecoveryOptions& options, RecoveryResult* out) {
+  auto got = client.get_object(r.prefix + std::string(kAdoptedName));
+  if (!got) {
+    out->problems.push_back(r.prefix + ": adopted record: " + got.error().describe());
+    return;
+  }
+  auto j = nlohmann::json::parse(got->body, nullptr, false);
+  const std::string by = j.is_object() && j.contains("by") && j["by"].is_string() ? j["by"].get<std::string>() : "";
+  if (by != options.node || !options.delivered) {
+    out->busy.push_back(r.prefix + ": adopted by " + (by.empty() ? "?" : by) + ", awaiting its deliveries");
+    return;
+  }
+  if (j.contains("recordings") && j["recordings"].is_array())
+    for (const auto& id : j["recordings"])
+      if (!id.is_string() || !options.delivered(id.get<std::string>())) return;  // not yet
+  if (auto st = delete_run(client, r.prefix); !st) {
+    out->problems.push_back(r.prefix + ": delete: " + st.error().message);
+    return;
+  }
+  common::logger("recover")->info("{}: every adopted recording delivered: partials deleted", r.prefix);
+  out->cleaned.push_back(r.prefix);
+}
+
+struct Piece {
+  std::uint64_t seq = 0, offset = 0;
+  std::string_view bytes;
+};
+
+void adopt_run(S3Client& client, const Run& r, const RecoveryOptions& options, std::int64_t now,
+               RecoveryResult* out) {
+  auto log = common::logger("recover");
+  const std::string lease_key = r.prefix + std::string(kLeaseName);
+  std::string holder, problem;
+  if (!take_lease(client, lease_key, options.node, now, &holder, &problem)) {
+    if (!problem.empty()) out->problems.push_back(r.prefix + ": lease: " + problem);
+    else out->busy.push_back(r.prefix + ": lease held by " + holder);
+    return;
+  }
+  // Relist under the lease: what another node may have deleted meanwhile is gone.
+  std::vector<std::pair<std::uint64_t, ObjectVersion>> parts;
+  if (auto fresh = client.list_object_versions(r.prefix))
+    for (const auto& v : *fresh)
+      if (auto k = parse_partial_key(v.key); k && k->seq && v.is_latest && !v.delete_marker)
+        parts.emplace_back(*k->seq, v);
+  std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> problems;
+  std::vector<std::uint64_t> bad;
+  std::deque<std::string> bodies;  // the pieces are views into these
+  std::map<std::string, std::vector<Piece>> pieces;
+  std::optional<PartialIndex> newest;
+  std::uint64_t newest_seq = 0;
+  for (const auto& [seq, v] : parts) {
+    auto skip = [&](const std::string& why) {
+      problems.push_back(v.key + ": " + why + ": skipped");
+      bad.push_back(seq);
+    };
+    auto got = client.get_object(v.key, v.version_id);
+    if (!got) {
+      skip(got.error().describe());
+      continue;
+    }
+    auto info = PartialInfo::from_metadata(got->head.metadata);
+    if (!info) {
+      skip("metadata missing or malformed");
+      continue;
+    }
+    if (got->body.size() != info->length) {
+      skip("truncated (" + std::to_string(got->body.size()) + " of " + std::to_string(info->length) + " bytes)");
+      continue;
+    }
+    if (sha256_hex(got->body) != info->sha256) {
+      skip("corrupt (SHA-256 differs from its metadata)");
+      continue;
+    }
+    bodies.push_back(std::move(got->body));
+    auto d = decode_partial(bodies.back());
+    if (!d) {
+      skip("unreadable: " + d.error().message);
+      continue;
+    }
+    for (std::size_t i = 0; i < d->index.chunks.size(); ++i)
+      pieces[d->index.chunks[i].recording_id].push_back({seq, d->index.chunks[i].offset, d->data[i]});
+    newest = std::move(d->index);
+    newest_seq = seq;
+  }
+  for (const auto& p : problems) log->error("{}: partial skipped: {}", r.prefix, p);
+  for (const auto& p : problems) out->problems.push_back(p);
+  if (!newest) {
+    out->problems.push_back(r.prefix + ": no readable partial: nothing rebuilt; lease released");
+    (void)client.delete_object(lease_key);
+    return;
+  }
+  if (!parts.empty() && parts.back().first != newest_seq)
+    out->problems.push_back(r.prefix + ": the newest partial is unreadable: its pending list is taken from partial " +
+                            std::to_string(newest_seq));
+  std::string joined;
+  for (const auto& p : problems) joined += (joined.empty() ? "" : "; ") + p;
+  for (const auto& rid : newest->pending) {
+    const std::string spool_path = options.spool_dir + "/" + rid + ".spool";
+    if (::access(spool_path.c_str(), F_OK) == 0 || (options.known_locally && options.known_locally(rid))) {
+      out->local.push_back(rid);
+      continue;
+    }
+    auto& ps = pieces[rid];
+    if (ps.empty() || ps.front().offset != 0) {
+      out->problems.push_back(rid + ": no usable first partial (the spool header): not rebuilt");
+      continue;
+    }
+    std::string spool;
+    std::vector<std::string> gaps;
+    std::uint64_t used = 0, expect = 0;
+    for (const auto& p : ps) {
+      if (p.offset < expect) {
+        gaps.push_back("partial " + std::to_string(p.seq) + " repeats bytes already stitched: not used");
+        continue;
+      }
+      // Bytes lost in a skipped partial: the spool reader resynchronises on the next valid record.
+      if (p.offset > expect)
+        gaps.push_back("spool bytes " + std::to_string(expect) + ".." + std::to_string(p.offset) +
+                       " lost (in a partial skipped)");
+      spool.append(p.bytes);
+      expect = p.offset + p.bytes.size();
+      ++used;
+    }
+    const auto skipped = static_cast<std::uint64_t>(
+        std::count_if(bad.begin(), bad.end(), [&](std::uint64_t s) { return s > ps.front().seq; }));
+    recording::NodeLost lost;
+    lost.node = newest->node.empty() ? r.node : newest->node;
+    lost.region = newest->region.empty() ? r.region : newest->region;
+    lost.adopted_by = options.node;
+    lost.last_shipped_unix_ms = r.newest_ms;
+    lost.partials = used;
+    lost.partials_skipped = skipped;
+    lost.problems = joined;
+    for (const auto& g : gaps) lost.problems += (lost.problems.empty() ? "" : "; ") + g;
+    std::string why;
+    if (!place_spool(options.spool_dir, rid, spool, lost, r.newest_ms + newest->segment_ms, &why)) {
+      out->problems.push_back(rid + ": " + why);
+      continue;
+    }
+    log->warn("{}: adopted from node {} ({}): {} partial(s), {} skipped; rebuilt spool {}", rid, lost.node,
+              lost.region, used, skipped, spool_path);
+    out->adopted.push_back({rid, lost.node, lost.region, spool_path, used, skipped});
+  }
+  if (newest->pending.empty()) {
+    // The node had delivered everything it shipped: what is left is only garbage.
+    if (auto st = delete_run(client, r.prefix); st) out->cleaned.push_back(r.prefix);
+    else out->problems.push_back(r.prefix + ": delete: " + st.error().message);
+    return;
+  }
+  PutObjectOptions put;
+  put.content_type = "application/json";
+  put.metadata = {{"node", options.node}};
+  const std::string record =
+      nlohmann::json{{"by", options.node}, {"unix_ms", now}, {"recordings", newest->pending}}.dump();
+  if (auto w = client.put_object(r.prefix + std::string(kAdoptedName), record, put); !w)
+    out->problems.push_back(r.prefix + ": adopted record: " + w.error().describe() +
+                            " (the run's partials stay until deleted by hand)");
+}
+
 }  // namespace
 
 RecoveryResult recover_orphans(S3Client& client, const RecoveryOptions& options) {
-  auto log = common::logger("recover");
   RecoveryResult out;
-  auto now = options.now_ms ? options.now_ms() : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                     std::chrono::system_clock::now().time_since_epoch()).count();
+  const std::int64_t now = options.now_ms ? options.now_ms()
+                                          : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count();
   auto all = client.list_object_versions("");
   if (!all) {
     out.problems.push_back("list partials: " + all.error().describe());
     return out;
   }
-  std::map<std::string, Group> groups;
+  std::map<std::string, Run> runs;
+  std::map<std::string, std::int64_t> node_newest;  // region/node -> its newest partial, any run
   for (const auto& v : *all) {
     auto k = parse_partial_key(v.key);
     if (!k || v.delete_marker || !v.is_latest) continue;
-    auto& g = groups[k->region + "/" + k->recording_id];
-    g.region = k->region;
-    g.recording_id = k->recording_id;
+    const std::string prefix = run_prefix(k->region, k->node, k->run);
+    auto& r = runs[prefix];
+    r.region = k->region;
+    r.node = k->node;
+    r.run = k->run;
+    r.prefix = prefix;
     if (k->lease) {
-      g.leased = true;
-      continue;
+      r.leased = true;
+    } else if (k->adopted) {
+      r.adopted = true;
+    } else {
+      r.partials.emplace_back(*k->seq, v);
+      if (auto t = parse_s3_time_ms(v.last_modified)) {
+        r.newest_ms = std::max(r.newest_ms, *t);
+        auto& n = node_newest[k->region + "/" + k->node];
+        n = std::max(n, *t);
+      }
     }
-    g.partials.push_back(v);
-    if (auto t = parse_s3_time_ms(v.last_modified)) g.newest_ms = std::max(g.newest_ms, *t);
   }
-  for (auto& [name, g] : groups) {
-    if (g.leased) {
-      out.busy.push_back(g.recording_id + ": lease taken (being adopted, or adopted and awaiting delivery)");
+  for (auto& [prefix, r] : runs) {
+    const bool own = r.region == options.region && r.node == options.node;
+    if (own && r.run == options.current_run) continue;  // this process's own, live
+    if (r.leased) {
+      if (r.adopted) clean_adopted(client, r, options, &out);
+      else out.busy.push_back(prefix + ": lease taken (being adopted)");
       continue;
     }
-    if (g.partials.empty()) continue;
-    if (now - g.newest_ms < options.older_than_ms) {
-      ++out.live;
-      continue;
-    }
-    const std::string spool_path = options.spool_dir + "/" + g.recording_id + ".spool";
-    if (::access(spool_path.c_str(), F_OK) == 0) {
-      out.busy.push_back(g.recording_id + ": this node's spool folder already has it");
-      continue;
-    }
-    const std::string prefix = partials_prefix(g.region, g.recording_id);
-    std::string holder, problem;
-    if (!take_lease(client, prefix + std::string(kLeaseName), options.node, now, &holder, &problem)) {
-      if (!problem.empty()) out.problems.push_back(g.recording_id + ": lease: " + problem);
-      else out.busy.push_back(g.recording_id + ": lease held by " + holder);
-      continue;
-    }
-    // Relist under the lease: what another node may have deleted meanwhile is gone.
-    auto fresh = client.list_object_versions(prefix);
-    std::vector<std::pair<std::uint64_t, ObjectVersion>> parts;
-    if (fresh)
-      for (const auto& v : *fresh)
-        if (auto k = parse_partial_key(v.key); k && k->seq && v.is_latest && !v.delete_marker)
-          parts.emplace_back(*k->seq, v);
-    std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    std::string spool;
-    std::vector<std::string> problems;
-    std::uint64_t used = 0, skipped = 0, expect_seq = 0, expect_offset = 0;
-    PartialInfo last;
-    bool have_first = false;
-    for (const auto& [seq, v] : parts) {
-      if (seq != expect_seq) {
-        problems.push_back("partials " + std::to_string(expect_seq) + ".." + std::to_string(seq - 1) + " missing");
-        skipped += seq - expect_seq;
-      }
-      expect_seq = seq + 1;
-      auto got = client.get_object(v.key, v.version_id);
-      if (!got) {
-        problems.push_back(v.key + ": " + got.error().describe());
-        ++skipped;
+    if (r.partials.empty()) continue;
+    // This gateway's own earlier run (it restarted) is over at once; another node's when
+    // that node has shipped nothing, in any run, for older_than_ms.
+    const bool over = own && options.current_run != 0;
+    if (!over) {
+      if (!options.adopt_others) continue;
+      if (now - node_newest[r.region + "/" + r.node] < options.older_than_ms) {
+        ++out.live;
         continue;
       }
-      auto info = PartialInfo::from_metadata(got->head.metadata);
-      if (!info) {
-        problems.push_back(v.key + ": metadata missing or malformed: skipped");
-        ++skipped;
-        continue;
-      }
-      if (got->body.size() != info->length) {
-        problems.push_back(v.key + ": truncated (" + std::to_string(got->body.size()) + " of " +
-                           std::to_string(info->length) + " bytes): skipped");
-        ++skipped;
-        continue;
-      }
-      if (sha256_hex(got->body) != info->sha256) {
-        problems.push_back(v.key + ": corrupt (SHA-256 differs from its metadata): skipped");
-        ++skipped;
-        continue;
-      }
-      if (seq == 0) have_first = true;
-      if (info->offset != expect_offset && have_first)
-        problems.push_back(v.key + ": starts at spool offset " + std::to_string(info->offset) + ", expected " +
-                           std::to_string(expect_offset) + " (the bytes between are lost)");
-      expect_offset = info->offset + info->length;
-      if (have_first) spool += got->body;
-      ++used;
-      last = *info;
     }
-    for (const auto& p : problems) log->error("{}: partial skipped: {}", g.recording_id, p);
-    for (const auto& p : problems) out.problems.push_back(g.recording_id + ": " + p);
-    if (!have_first || spool.empty()) {
-      out.problems.push_back(g.recording_id + ": no usable first partial (the spool header): not rebuilt; lease released");
-      auto d = client.delete_object(prefix + std::string(kLeaseName));
-      (void)d;
-      continue;
-    }
-    // Write the rebuilt spool under a temporary name, append node_lost, then publish it.
-    const std::string tmp = options.spool_dir + "/." + g.recording_id + ".adopt.tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write_all(fd, spool) && ::fdatasync(fd) == 0;
-    if (fd >= 0) ::close(fd);
-    recording::NodeLost lost;
-    lost.node = last.node;
-    lost.region = last.region.empty() ? g.region : last.region;
-    lost.adopted_by = options.node;
-    lost.last_shipped_unix_ms = g.newest_ms;
-    lost.partials = used;
-    lost.partials_skipped = skipped;
-    for (const auto& p : problems) lost.problems += (lost.problems.empty() ? "" : "; ") + p;
-    if (ok) {
-      auto w = recording::SpoolWriter::open_for_append(tmp);
-      if (w) {
-        // Audio may have reached the lost node up to one segment after its last shipment.
-        std::int64_t until_us = (g.newest_ms + last.segment_ms) * 1000 - last.start_unix_us;
-        (*w)->append_json(recording::RecordType::kEvent, std::max<std::int64_t>(0, until_us), lost.encode());
-        ok = static_cast<bool>((*w)->close());
-      } else {
-        ok = false;
-        out.problems.push_back(g.recording_id + ": rebuilt spool unreadable: " + w.error().message);
-      }
-    }
-    // link() never replaces: a spool of that id that appeared meanwhile wins.
-    if (ok) ok = ::link(tmp.c_str(), spool_path.c_str()) == 0;
-    ::unlink(tmp.c_str());
-    if (ok) {
-      int dfd = ::open(options.spool_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dfd >= 0) {
-        (void)::fsync(dfd);
-        ::close(dfd);
-      }
-      // Old enough for the finaliser's rescan at once (it skips spools modified in the last seconds).
-      struct timespec times[2] = {{0, UTIME_OMIT}, {::time(nullptr) - 3600, 0}};
-      (void)::utimensat(AT_FDCWD, spool_path.c_str(), times, 0);
-    }
-    if (!ok) {
-      out.problems.push_back(g.recording_id + ": cannot place the rebuilt spool " + spool_path + ": " +
-                             std::strerror(errno) + "; lease released");
-      (void)client.delete_object(prefix + std::string(kLeaseName));
-      continue;
-    }
-    log->warn("{}: adopted from node {} ({}): {} partial(s), {} skipped; rebuilt spool {}", g.recording_id,
-              lost.node, lost.region, used, skipped, spool_path);
-    out.adopted.push_back({g.recording_id, lost.node, lost.region, spool_path, used, skipped});
+    adopt_run(client, r, options, now, &out);
   }
   return out;
 }

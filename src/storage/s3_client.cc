@@ -696,7 +696,15 @@ S3Result<std::vector<ObjectVersion>> S3Client::list_object_versions(std::string_
 
 S3Result<PutObjectResult> S3Client::put_object(std::string_view key, std::string_view data,
                                                const PutObjectOptions& options) {
-  Body body = memory_body(data);
+  Body body;
+  if (options.sha256_raw.size() == 32 && !options.content_md5) {
+    body.memory = data;
+    body.present = true;
+    body.sha256_raw = options.sha256_raw;
+    body.sha256_hex = hex(body.sha256_raw);
+  } else {
+    body = memory_body(data);
+  }
   Headers h;
   std::string checksum;
   if (options.content_md5) h.emplace_back("content-md5", base64(body.md5_raw));

@@ -127,6 +127,10 @@ struct PutObjectOptions {
   // atomically on an unversioned bucket and ignores it on a versioned one
   // (docs/failover.md "Adoption").
   std::string if_none_match;
+  // The body's SHA-256 (raw, 32 bytes) when the caller computed it already:
+  // with content_md5 false, put_object() then does not hash the body again
+  // (it is the SigV4 payload hash, which the server checks, and the checksum).
+  std::string sha256_raw;
 };
 
 struct PutObjectResult {

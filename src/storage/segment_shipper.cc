@@ -2,19 +2,17 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 
-#include "common/atomic_file.h"
 #include "common/logging.h"
 #include "common/thread_name.h"
-#include "recording/spool_reader.h"
 #include "storage/partials.h"
-#include "storage/sigv4.h"
 
 namespace sgw::storage {
 
@@ -32,37 +30,89 @@ std::string recording_id_of(const std::string& spool_path) {
   return name;
 }
 
-// Reads [offset, end of file) of a spool. False (errno kept) on a read error.
-bool read_tail(const std::string& path, std::uint64_t offset, std::string* out) {
+// Appends [offset, end of file) of a spool to *out (read straight into it).
+// False (errno kept) on an open/stat error; a short read keeps what was read.
+bool append_tail(const std::string& path, std::uint64_t offset, std::string* out) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   struct stat sb{};
   if (::fstat(fd, &sb) != 0) {
+    int e = errno;
     ::close(fd);
+    errno = e;
     return false;
   }
-  std::uint64_t size = static_cast<std::uint64_t>(sb.st_size);
-  out->clear();
+  const auto size = static_cast<std::uint64_t>(sb.st_size);
   if (size > offset) {
-    out->resize(size - offset);
+    const std::size_t at = out->size();
+    out->resize(at + (size - offset));
     std::size_t done = 0;
-    while (done < out->size()) {
-      ssize_t n = ::pread(fd, out->data() + done, out->size() - done, static_cast<off_t>(offset + done));
+    while (at + done < out->size()) {
+      ssize_t n = ::pread(fd, out->data() + at + done, out->size() - at - done, static_cast<off_t>(offset + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       done += static_cast<std::size_t>(n);
     }
-    out->resize(done);
+    out->resize(at + done);
   }
   ::close(fd);
   return true;
 }
 
+// head + data into `path` (temporary name, then rename; no fsync: the spools
+// hold these bytes durably, docs/failover.md "What it costs a call").
+bool write_partial(const std::string& path, std::string_view head, std::string_view data, std::string* error) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    *error = std::string("open ") + tmp + ": " + std::strerror(errno);
+    return false;
+  }
+  iovec iov[2] = {{const_cast<char*>(head.data()), head.size()}, {const_cast<char*>(data.data()), data.size()}};
+  std::size_t left = head.size() + data.size();
+  int idx = 0;
+  while (left > 0) {
+    ssize_t n = ::writev(fd, iov + idx, 2 - idx);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      *error = std::string("write ") + tmp + ": " + (n < 0 ? std::strerror(errno) : "no progress");
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return false;
+    }
+    left -= static_cast<std::size_t>(n);
+    auto done = static_cast<std::size_t>(n);
+    while (idx < 2 && done >= iov[idx].iov_len) {
+      done -= iov[idx].iov_len;
+      iov[idx].iov_len = 0;
+      ++idx;
+    }
+    if (idx < 2) {
+      iov[idx].iov_base = static_cast<char*>(iov[idx].iov_base) + done;
+      iov[idx].iov_len -= done;
+    }
+  }
+  if (::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    *error = std::string("close/rename ") + path + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
-SegmentShipper::SegmentShipper(SegmentShipperOptions options) : options_(std::move(options)) {}
+SegmentShipper::SegmentShipper(SegmentShipperOptions options) : options_(std::move(options)) {
+  if (options_.run == 0) options_.run = static_cast<std::uint64_t>(now());
+}
 
 SegmentShipper::~SegmentShipper() { stop(); }
+
+std::int64_t SegmentShipper::now() const {
+  if (options_.now_ms) return options_.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 void SegmentShipper::start() {
   std::error_code ec;
@@ -89,78 +139,149 @@ void SegmentShipper::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::size_t SegmentShipper::run_once() {
-  std::vector<std::string> open = options_.open_spools ? options_.open_spools() : std::vector<std::string>{};
-  std::map<std::string, State> next;
-  std::size_t shipped = 0;
-  for (const auto& path : open) {
-    State st;
-    if (auto it = states_.find(path); it != states_.end()) st = it->second;
-    if (ship(path, st)) ++shipped;
-    next.emplace(path, std::move(st));
-  }
-  // Spools no longer open are finished: the final recording supersedes their partials.
-  states_ = std::move(next);
-  return shipped;
+void SegmentShipper::recording_delivered(const std::string& recording_id) {
+  std::lock_guard lock(state_mutex_);
+  pending_.erase(recording_id);
+  delivered_[recording_id] = now();
 }
 
-bool SegmentShipper::ship(const std::string& path, State& st) {
+void SegmentShipper::partial_uploaded(const std::string& entry_id) {
+  auto id = parse_partial_entry_id(entry_id);
+  if (!id || id->run != options_.run) return;
+  std::lock_guard lock(state_mutex_);
+  if (auto it = cuts_.find(id->seq); it != cuts_.end()) it->second.uploaded = true;
+}
+
+std::set<std::string> SegmentShipper::pending() const {
+  std::lock_guard lock(state_mutex_);
+  return pending_;
+}
+
+std::vector<std::uint64_t> SegmentShipper::kept() const {
+  std::lock_guard lock(state_mutex_);
+  std::vector<std::uint64_t> out;
+  for (const auto& [seq, c] : cuts_) out.push_back(seq);
+  return out;
+}
+
+bool SegmentShipper::run_once() {
   auto log = common::logger("shipper");
-  const std::string rid = recording_id_of(path);
-  std::string bytes;
-  if (!read_tail(path, st.offset, &bytes)) {
-    if (errno != ENOENT) {  // ENOENT: the session ended and its spool was finalised meanwhile
-      bump(options_.errors);
-      log->warn("{}: cannot read spool {} for shipping: {}", rid, path, std::strerror(errno));
+  const std::vector<std::string> open =
+      options_.open_spools ? options_.open_spools() : std::vector<std::string>{};
+  PartialIndex ix;
+  ix.node = options_.node;
+  ix.region = options_.region;
+  ix.run = options_.run;
+  ix.seq = next_seq_;
+  ix.unix_ms = now();
+  ix.segment_ms = options_.interval.count();
+  std::string data;
+  std::map<std::string, std::uint64_t> next_offsets;
+  std::set<std::string> with_bytes;
+  for (const auto& path : open) {
+    const auto it = offsets_.find(path);
+    const std::uint64_t offset = it == offsets_.end() ? 0 : it->second;
+    const std::size_t before = data.size();
+    if (!append_tail(path, offset, &data)) {
+      if (errno != ENOENT) {  // ENOENT: the session ended and its spool was finalised meanwhile
+        bump(options_.errors);
+        log->warn("{}: cannot read spool {} for shipping: {}", recording_id_of(path), path, std::strerror(errno));
+        next_offsets[path] = offset;
+      }
+      continue;
     }
+    const std::uint64_t got = data.size() - before;
+    next_offsets[path] = offset + got;
+    if (got == 0) continue;
+    const std::string rid = recording_id_of(path);
+    ix.chunks.push_back({rid, offset, got});
+    with_bytes.insert(rid);
+  }
+  {
+    std::lock_guard lock(state_mutex_);
+    std::set<std::string> pending = pending_;
+    for (const auto& rid : with_bytes)
+      if (!delivered_.count(rid)) pending.insert(rid);
+    ix.pending.assign(pending.begin(), pending.end());
+  }
+  if (ix.chunks.empty() && ix.pending.empty()) {
+    // Nothing at stake: no partial (and every uploaded one goes, below).
+    offsets_ = std::move(next_offsets);
+    clean_up();
     return false;
   }
-  const std::string file = options_.dir + "/" + partial_file_name(rid, st.seq, st.offset);
-  // A copy of spool bytes (durable there): no fsync (docs/failover.md "What it costs a call").
-  if (auto w = common::write_file_atomically(file, bytes, common::FileSync::kProcessDeath); !w) {
+  const std::string file = options_.dir + "/" + partial_file_name(options_.run, ix.seq);
+  const std::string head = encode_partial_head(ix);
+  std::string error;
+  if (!write_partial(file, head, data, &error)) {
     bump(options_.errors);
-    log->warn("{}: cannot write partial {}: {}", rid, file, w.error().message);
+    log->warn("cannot write partial {}: {}", file, error);
     return false;
-  }
-  if (st.seq == 0) {
-    // The session-start record (the first after the header) names the conversation and the start.
-    recording::RecordVisitor v;
-    v.on_json = [&](const recording::JsonRecordView& r) {
-      if (r.type != recording::RecordType::kSessionStart) return;
-      auto j = nlohmann::json::parse(r.json.begin(), r.json.end(), nullptr, false);
-      if (!j.is_object()) return;
-      if (auto c = j.find("conversation_id"); c != j.end() && c->is_string()) st.conversation_id = *c;
-      if (auto s = j.find("start_unix_us"); s != j.end() && s->is_number_integer())
-        st.start_unix_ms = s->get<std::int64_t>() / 1000;
-    };
-    (void)recording::read_spool(file, v);
   }
   DeliveryEntry e;
-  char seq[24];
-  std::snprintf(seq, sizeof seq, "%08llu", static_cast<unsigned long long>(st.seq));
-  e.recording_id = rid + ".p" + seq;
+  e.recording_id = partial_entry_id(options_.run, ix.seq);
   e.sink = std::string(kPartialSink);
-  e.start_unix_ms = st.start_unix_ms;
-  e.conversation_id = st.conversation_id;
+  e.start_unix_ms = ix.unix_ms;
   DeliveryObject o;
   o.path = file;
-  o.key = partial_key(options_.region, rid, st.seq);
+  o.key = partial_key(options_.region, options_.node, options_.run, ix.seq);
   o.content_type = "application/octet-stream";
-  o.sha256 = sha256_hex(bytes);
-  e.objects.push_back(std::move(o));
+  // No hash here: the upload hashes the body once (partials.h), and every spool record in it carries its CRC.
+  e.objects.push_back(o);
   auto q = options_.queue->enqueue(std::move(e));
   if (!q) {
     bump(options_.errors);
-    log->warn("{}: cannot queue partial {}: {}", rid, file, q.error().message);
+    log->warn("cannot queue partial {}: {}", file, q.error().message);
     std::error_code ec;
     std::filesystem::remove(file, ec);
     return false;
   }
+  offsets_ = std::move(next_offsets);
+  {
+    std::lock_guard lock(state_mutex_);
+    for (const auto& rid : with_bytes)
+      if (!delivered_.count(rid)) pending_.insert(rid);
+    cuts_[ix.seq] = Cut{o.key, with_bytes, false};
+  }
+  ++next_seq_;
   bump(options_.shipped);
-  bump(options_.bytes, bytes.size());
-  st.offset += bytes.size();
-  ++st.seq;
+  bump(options_.bytes, data.size());
+  clean_up();
   return true;
+}
+
+void SegmentShipper::clean_up() {
+  std::vector<std::string> keys;
+  std::vector<std::uint64_t> seqs;
+  {
+    std::lock_guard lock(state_mutex_);
+    const std::int64_t t = now();
+    for (auto it = delivered_.begin(); it != delivered_.end();)
+      it = t - it->second > 600'000 ? delivered_.erase(it) : std::next(it);
+    std::optional<std::uint64_t> newest_uploaded;
+    for (const auto& [seq, c] : cuts_)
+      if (c.uploaded) newest_uploaded = seq;
+    for (const auto& [seq, c] : cuts_) {
+      if (!c.uploaded) continue;
+      // The newest uploaded partial says what is pending: it stays while anything is.
+      if (!pending_.empty() && seq == newest_uploaded) continue;
+      if (std::any_of(c.recordings.begin(), c.recordings.end(),
+                      [this](const std::string& r) { return pending_.count(r) > 0; }))
+        continue;
+      keys.push_back(c.key);
+      seqs.push_back(seq);
+    }
+  }
+  if (keys.empty()) return;
+  auto q = options_.queue->enqueue(partials_delete_entry(options_.run, keys));
+  if (!q) {
+    bump(options_.errors);
+    common::logger("shipper")->warn("cannot queue the deletion of {} partial(s): {}", keys.size(), q.error().message);
+    return;
+  }
+  if (!*q) return;  // this run's previous deletion is still pending: these go with the next pass
+  std::lock_guard lock(state_mutex_);
+  for (auto s : seqs) cuts_.erase(s);
 }
 
 }  // namespace sgw::storage

@@ -1,15 +1,24 @@
-// SegmentShipper: ships each active recording's spool to S3 while the call
-// runs (docs/failover.md "Segment shipping"). Every `interval` it looks at
-// every open spool (SpoolSyncer::open_paths) and copies the bytes written
-// since its last shipment into a partial file, then queues that file on the
-// durable delivery queue (sink "partial", storage/partials.h). A partial is
-// queued every interval even when nothing new was written (a call on hold):
-// the newest partial of a recording is its node's proof of life, and a
-// recording whose partials stop is adopted by another node (orphan_recovery.h).
+// SegmentShipper: ships the active recordings' spools to S3 while the calls
+// run (docs/failover.md "Segment shipping"). Every `interval` it cuts, from
+// every open spool (SpoolSyncer::open_paths), the bytes written since the
+// last cut, writes them all into ONE partial file with an index
+// (storage/partials.h), and queues that file on the durable delivery queue
+// (sink "partial"). A partial is cut every interval while anything of the run
+// is at stake (a call open, or a recording whose final copy is not delivered
+// yet), even with no new bytes: the newest partial is the node's proof of life
+// and says which recordings an adopter must rebuild (orphan_recovery.h).
+//
+// Clean-up: once a recording's final S3 entry is delivered and verified
+// (recording_delivered), it leaves the pending list; an uploaded partial none
+// of whose chunks is pending any more, and that is not the newest uploaded
+// one, is deleted (sink "partials-delete", one entry per run at a time, keys
+// in seq order). When nothing is pending, every uploaded partial goes.
 //
 // Thread: its own thread (start()/stop()); it reads spool files through the
-// page cache and writes small files; it never touches a media worker, and
-// S3 I/O happens on the delivery queue's threads. run_once() for tests.
+// page cache and writes one file per interval; it never touches a media
+// worker, and S3 I/O happens on the delivery queue's threads.
+// recording_delivered() and partial_uploaded() from any thread (the delivery
+// queue's on_delivered). run_once() for tests.
 #pragma once
 
 #include <chrono>
@@ -18,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,9 +40,12 @@ namespace sgw::storage {
 struct SegmentShipperOptions {
   std::chrono::milliseconds interval{5000};
   std::string dir;     // local partial files (created)
-  std::string region;  // the partials' key prefix
+  std::string node;    // the partials' key prefix: {region}/partial/{node}/{run}/
+  std::string region;
+  std::uint64_t run = 0;  // this process's run (Unix ms of its start); 0: now
   std::function<std::vector<std::string>()> open_spools;
   DeliveryQueue* queue = nullptr;  // not owned; outlives the shipper
+  std::function<std::int64_t()> now_ms;  // Unix ms; default the system clock
   common::Counter* shipped = nullptr;  // partials queued
   common::Counter* bytes = nullptr;    // spool bytes queued
   common::Counter* errors = nullptr;   // partials that could not be written or queued (retried next pass)
@@ -47,20 +60,36 @@ class SegmentShipper {
 
   void start();
   void stop();
-  // One pass over the open spools; returns how many partials were queued.
-  std::size_t run_once();
+  // One cut over the open spools; true when a partial was queued.
+  bool run_once();
+
+  std::uint64_t run() const { return options_.run; }
+  // The final recording `recording_id` is delivered and verified: its bytes
+  // in the partials are needed no more.
+  void recording_delivered(const std::string& recording_id);
+  // A delivered "partial" entry (its recording id, partial_entry_id()); entries of other runs are ignored.
+  void partial_uploaded(const std::string& entry_id);
+
+  // Tests: recordings pending, and partials not deleted yet (by seq).
+  std::set<std::string> pending() const;
+  std::vector<std::uint64_t> kept() const;
 
  private:
-  struct State {
-    std::uint64_t offset = 0;  // spool bytes shipped so far
-    std::uint64_t seq = 0;     // next partial's number
-    std::string conversation_id;
-    std::int64_t start_unix_ms = 0;
+  struct Cut {
+    std::string key;
+    std::set<std::string> recordings;  // with bytes in this partial
+    bool uploaded = false;
   };
-  bool ship(const std::string& path, State& st);
+  std::int64_t now() const;
+  void clean_up();
 
   SegmentShipperOptions options_;
-  std::map<std::string, State> states_;  // by spool path; run_once's thread only
+  std::map<std::string, std::uint64_t> offsets_;  // spool path -> bytes shipped; run_once's thread only
+  std::uint64_t next_seq_ = 0;                    // run_once's thread only
+  mutable std::mutex state_mutex_;                // the members below
+  std::set<std::string> pending_;
+  std::map<std::string, std::int64_t> delivered_;  // recording -> when (not pending again)
+  std::map<std::uint64_t, Cut> cuts_;             // by seq, not deleted yet
   std::mutex mutex_;
   std::condition_variable cv_;
   bool stopping_ = false;

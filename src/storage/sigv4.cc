@@ -204,14 +204,16 @@ std::string hex(const std::string& bytes) {
   return out;
 }
 
-std::string sha256_hex(std::string_view data) {
+std::string sha256_raw(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   int ok = EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
   assert(ok == 1);
   (void)ok;
-  return hex(std::string(reinterpret_cast<const char*>(md), len));
+  return std::string(reinterpret_cast<const char*>(md), len);
 }
+
+std::string sha256_hex(std::string_view data) { return hex(sha256_raw(data)); }
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];

@@ -93,6 +93,7 @@ SigV4Signature sign(const SigV4Request& request, const SigV4Credentials& credent
 
 // Crypto helpers (OpenSSL), shared with the S3 client.
 std::string sha256_hex(std::string_view data);
+std::string sha256_raw(std::string_view data);  // 32 bytes
 std::string hex(const std::string& bytes);
 std::string base64(std::string_view bytes);
 std::string hmac_sha256(std::string_view key, std::string_view data);  // raw 32 bytes

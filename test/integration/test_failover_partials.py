@@ -1,6 +1,7 @@
 """In-call segment shipping and orphan adoption (issue 11 items 1, 2; docs/failover.md)
-against the real radosgw of the s3_server_start fixture: partials appear in the partials
-bucket while a call runs and are deleted once the final recording is verified; a gateway
+against the real radosgw of the s3_server_start fixture: partials (one per node and
+interval) appear in the partials bucket while a call runs and are deleted once the final
+recording is verified; a gateway
 killed with -9 whose spool folder is then deleted is rebuilt by `siprecd recover` on a
 second gateway (tone up to the last shipped segment, then a node_lost gap); two recovers
 racing adopt it once (one object version per key); a corrupt partial is reported and
@@ -30,7 +31,8 @@ class PartialsCase(S3Case):
         config = self.s3_config(bucket, partials_bucket=partials)
         config["node"] = {"name": node, "region": node}
         config["recording"] = {"segment_s": SEGMENT_S, "finalize_rescan_s": 1}
-        config["recovery"] = {"orphan_after_s": ORPHAN_S, "adopt": adopt}
+        # interval_s 1: the clean-up of an adopted run follows its delivery within a second.
+        config["recovery"] = {"orphan_after_s": ORPHAN_S, "adopt": adopt, "interval_s": 1}
         return self.start_daemon(config)
 
     def start_call(self, d, duration: float) -> subprocess.Popen:
@@ -42,7 +44,8 @@ class PartialsCase(S3Case):
 
     def partials(self, bucket: str) -> list[dict]:
         return [v for v in self.server.client.versions(bucket)
-                if "/partial/" in v["key"] and not v["key"].endswith("/lease") and not v["delete_marker"]]
+                if "/partial/" in v["key"] and not v["key"].endswith(("/lease", "/adopted"))
+                and not v["delete_marker"]]
 
     def wait_partials(self, bucket: str, n: int, timeout: float = 30) -> list[dict]:
         got: list[dict] = []
@@ -96,15 +99,26 @@ class ShippingTest(PartialsCase):
         got = self.wait_partials(partials, 2, 20)
         self.assertIsNone(call.poll(), "the partials must appear while the call runs")
         key = sorted(v["key"] for v in got)[0]
-        self.assertRegex(key, r"^london/partial/[A-Za-z0-9._-]+/00000000$")
+        # One partial per node and interval: {region}/partial/{node}/{run}/{seq}.
+        self.assertRegex(key, r"^london/partial/london/[0-9]+/00000000$")
         head = self.server.client.head(partials, key)
         body = self.server.client.get(partials, key)
         import hashlib
         self.assertEqual(head["x-amz-meta-sha256"], hashlib.sha256(body).hexdigest())
         self.assertEqual(head["x-amz-meta-node"], "london")
-        self.assertEqual(head["x-amz-meta-offset"], "0")
         self.assertEqual(int(head["x-amz-meta-length"]), len(body))
-        self.assertTrue(body.startswith(b"SGWSPOOL"), "the first partial starts with the spool header")
+        # The body: "SGWPART1 <n>\n", the index, then each chunk's spool bytes.
+        line, rest = body.split(b"\n", 1)
+        magic, n = line.split(b" ")
+        self.assertEqual(magic, b"SGWPART1")
+        index = json.loads(rest[:int(n)])
+        data = rest[int(n):]
+        self.assertEqual(len(index["chunks"]), 1, index)
+        chunk = index["chunks"][0]
+        self.assertEqual(chunk["offset"], 0)
+        self.assertEqual(chunk["length"], len(data))
+        self.assertTrue(data.startswith(b"SGWSPOOL"), "the first cut of a spool starts with its header")
+        self.assertEqual(index["pending"], [chunk["recording_id"]])
         self.assertEqual(call.wait(60), 0)
         self.wait_states(d, 1, "delivered", 40)
         self.assertTrue(wait_until(lambda: not self.server.client.versions(partials), 40, 0.5),
@@ -150,6 +164,55 @@ class AdoptionTest(PartialsCase):
                 self.assertLessEqual(seg["end_ms"],
                                      lost[0]["start_ms"] + 40, probe)
         self.wait_states(frankfurt, 1, "delivered", 40)
+        self.assertTrue(wait_until(lambda: not self.server.client.versions(partials), 40, 0.5),
+                        f"partials left: {self.server.client.versions(partials)}")
+
+    def lose_node_keep_disk(self, bucket: str, partials: str, n_partials: int = 2):
+        """kill -9 mid-call, the disk intact; the SRC's call is given up."""
+        london = self.gateway("london", bucket, partials)
+        call = self.start_call(london, 30)
+        self.wait_partials(partials, n_partials, 30)
+        london.kill()
+        call.kill()
+        call.wait()
+        return london
+
+    def test_a_restart_on_its_disk_takes_its_earlier_run_over_without_rebuilding(self):
+        bucket, partials = self.new_bucket(lock=True), self.new_bucket(lock=False)
+        london = self.lose_node_keep_disk(bucket, partials)
+        runs_before = {v["key"].split("/")[3] for v in self.partials(partials)}
+        self.assertEqual(len(runs_before), 1, runs_before)
+        london.start()  # the same disk: its spool recovery publishes the call
+        [e] = self.wait_states(london, 1, "delivered", 60)
+        self.assert_delivered_once(bucket, [e])
+        # The earlier run is its own: the recording it still has is not rebuilt from the
+        # partials (no second copy), and the run is deleted once that recording is delivered.
+        self.assertTrue(wait_until(lambda: not self.server.client.versions(partials), 40, 0.5),
+                        f"partials left: {self.server.client.versions(partials)}")
+        recs = glob.glob(os.path.join(london.recordings_dir, "**", "*.json"), recursive=True)
+        self.assertEqual(len(recs), 1, recs)
+        with open(recs[0]) as f:
+            rec = json.load(f)
+        self.assertFalse([g for g in rec["gaps"] if g["cause"] == "node_lost"], rec["gaps"])
+
+    def test_a_restart_that_lost_a_spool_rebuilds_it_from_its_earlier_run(self):
+        bucket, partials = self.new_bucket(lock=True), self.new_bucket(lock=False)
+        london = self.lose_node_keep_disk(bucket, partials, 3)
+        spools = glob.glob(os.path.join(london.spool_dir, "*.spool"))
+        self.assertEqual(len(spools), 1, spools)
+        os.unlink(spools[0])  # that file is lost; the rest of the disk is intact
+        london.start()
+        rec, path = self.recording_json(london, 40)
+        self.assertFalse(rec["complete"])
+        self.assertEqual(rec["recording_id"] + ".spool", os.path.basename(spools[0]))
+        lost = [g for g in rec["gaps"] if g["cause"] == "node_lost"]
+        self.assertEqual(len(lost), 1, rec["gaps"])
+        audio = [f for f in glob.glob(path[:-5] + "*") if f.endswith(".wav")]
+        probe = probe_audio(audio[0])
+        tones = sorted(round(c["dominant_hz"]) for c in probe["channel_stats"] if c.get("dominant_hz"))
+        self.assertEqual(tones, [440, 1000], probe)
+        [e] = self.wait_states(london, 1, "delivered", 60)
+        self.assert_delivered_once(bucket, [e])
         self.assertTrue(wait_until(lambda: not self.server.client.versions(partials), 40, 0.5),
                         f"partials left: {self.server.client.versions(partials)}")
 

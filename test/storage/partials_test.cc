@@ -1,4 +1,4 @@
-// Partial keys, metadata and file names (storage/partials.h), and the
+// Partial keys, bodies, metadata and file names (storage/partials.h), and the
 // node_lost spool event (recording/spool_events.h): parsers of what comes
 // back from S3 or a disk, so hostile or damaged input must be refused.
 #include "storage/partials.h"
@@ -11,41 +11,99 @@ namespace sgw::storage {
 namespace {
 
 TEST(PartialKey, RoundTripsAndRefusesEverythingElse) {
-  EXPECT_EQ(partial_key("london", "rec-1.a", 7), "london/partial/rec-1.a/00000007");
-  auto k = parse_partial_key("london/partial/rec-1.a/00000007");
+  EXPECT_EQ(partial_key("london", "gw-1", 1764900000123, 7), "london/partial/gw-1/1764900000123/00000007");
+  auto k = parse_partial_key("london/partial/gw-1/1764900000123/00000007");
   ASSERT_TRUE(k);
   EXPECT_EQ(k->region, "london");
-  EXPECT_EQ(k->recording_id, "rec-1.a");
+  EXPECT_EQ(k->node, "gw-1");
+  EXPECT_EQ(k->run, 1764900000123u);
   EXPECT_EQ(k->seq, 7u);
   EXPECT_FALSE(k->lease);
-  auto l = parse_partial_key("london/partial/rec-1/lease");
+  auto l = parse_partial_key("london/partial/gw-1/5/lease");
   ASSERT_TRUE(l);
   EXPECT_TRUE(l->lease);
-  for (const char* bad : {"", "london/partial/rec/", "london/partial//00000001", "london/other/rec/00000001",
-                          "london/partial/rec/0000001", "london/partial/rec/0000000x",
-                          "london/partial/rec/00000001/x", "a/b/london/partial/rec/00000001",
-                          "/partial/rec/00000001", "london/partial/rec/-0000001"})
+  EXPECT_FALSE(l->seq);
+  auto a = parse_partial_key("london/partial/gw-1/5/adopted");
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->adopted);
+  EXPECT_EQ(run_prefix("london", "gw-1", 5), "london/partial/gw-1/5/");
+  for (const char* bad : {"", "london/partial/gw/5/", "london/partial//5/00000001", "london/other/gw/5/00000001",
+                          "london/partial/gw/5/0000001", "london/partial/gw/5/0000000x", "london/partial/gw/x/00000001",
+                          "london/partial/gw/5/00000001/x", "a/b/london/partial/gw/5/00000001",
+                          "/partial/gw/5/00000001", "london/partial/gw/-5/00000001", "london/partial/rec/00000001",
+                          "london/partial/gw/5/leases"})
     EXPECT_FALSE(parse_partial_key(bad)) << bad;
+}
+
+TEST(PartialBody, RoundTripsTheIndexAndEveryChunksBytes) {
+  PartialIndex ix;
+  ix.node = "london";
+  ix.region = "uk";
+  ix.run = 42;
+  ix.seq = 3;
+  ix.unix_ms = 1'764'900'000'000;
+  ix.segment_ms = 5000;
+  ix.chunks = {{"r1", 0, 5}, {"r2", 100, 3}};
+  ix.pending = {"r0", "r1", "r2"};
+  std::string body = encode_partial_head(ix) + "hello" + "abc";
+  auto d = decode_partial(body);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->index, ix);
+  ASSERT_EQ(d->data.size(), 2u);
+  EXPECT_EQ(d->data[0], "hello");
+  EXPECT_EQ(d->data[1], "abc");
+  // A heartbeat: no chunks, only what is pending.
+  PartialIndex beat = ix;
+  beat.chunks.clear();
+  auto b = decode_partial(encode_partial_head(beat));
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(b->data.empty());
+  EXPECT_EQ(b->index.pending.size(), 3u);
+}
+
+TEST(PartialBody, DamagedOrHostileBodiesAreRefusedNamingTheProblem) {
+  PartialIndex ix;
+  ix.node = "n";
+  ix.region = "r";
+  ix.chunks = {{"r1", 0, 5}};
+  const std::string good = encode_partial_head(ix) + "hello";
+  ASSERT_TRUE(decode_partial(good));
+  const std::string head = encode_partial_head(ix);
+  auto wrap = [](std::string_view json) { return "SGWPART1 " + std::to_string(json.size()) + "\n" + std::string(json); };
+  for (const std::string& bad :
+       {std::string(), std::string("SGWSPOOL..."), good.substr(0, good.size() - 1), good + "x",
+        std::string("SGWPART1 99999\n{}"), std::string("SGWPART1 2\n{}"), std::string("SGWPART1 x\n{}"),
+        std::string("SGWPART1 4\nnull"), std::string("SGWPART1 123456789012345\n"),
+        "SGWPART1 " + std::to_string(head.size()) + "\n" + head,  // index is not JSON
+        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":{},"pending":[]})"),
+        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"","offset":0,"length":0}],"pending":[]})"),
+        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":["../../etc/x"]})"),
+        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"a/b","offset":0,"length":0}],"pending":[]})"),
+        wrap(R"({"node":"n","region":"r","run":-1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":[]})"),
+        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":[7]})"),
+        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"a","offset":0,"length":18446744073709551615}],"pending":[]})")}) {
+    auto d = decode_partial(bad);
+    EXPECT_FALSE(d) << bad;
+    if (!d) {
+      EXPECT_EQ(d.error().code, "partial.malformed");
+    }
+  }
 }
 
 TEST(PartialInfo, MetadataRoundTripAndMalformedFieldsAreRefused) {
   PartialInfo p;
   p.node = "london";
-  p.region = "london";
-  p.recording_id = "r1";
-  p.conversation_id = "c1";
+  p.region = "uk";
+  p.run = 42;
   p.seq = 3;
-  p.offset = 1234;
   p.length = 99;
   p.sha256 = std::string(64, 'a');
-  p.start_unix_us = 1'700'000'000'000'000;
   p.segment_ms = 5000;
   auto m = p.to_metadata();
   auto back = PartialInfo::from_metadata(m);
   ASSERT_TRUE(back);
-  EXPECT_EQ(back->offset, 1234u);
+  EXPECT_EQ(back->run, 42u);
   EXPECT_EQ(back->length, 99u);
-  EXPECT_EQ(back->start_unix_us, p.start_unix_us);
   auto broken = m;
   broken["length"] = "12x";
   EXPECT_FALSE(PartialInfo::from_metadata(broken));
@@ -53,30 +111,33 @@ TEST(PartialInfo, MetadataRoundTripAndMalformedFieldsAreRefused) {
   broken["sha256"] = "abc";
   EXPECT_FALSE(PartialInfo::from_metadata(broken));
   broken = m;
-  broken.erase("seq");
+  broken.erase("run");
   EXPECT_FALSE(PartialInfo::from_metadata(broken));
 }
 
-TEST(PartialFileName, RoundTripsWithDotsInTheRecordingId) {
-  auto n = parse_partial_file_name(partial_file_name("a.b.c", 12, 345));
+TEST(PartialFileName, RoundTripsAndRefusesOtherNames) {
+  auto n = parse_partial_file_name(partial_file_name(1764900000123, 12));
   ASSERT_TRUE(n);
-  EXPECT_EQ(n->recording_id, "a.b.c");
+  EXPECT_EQ(n->run, 1764900000123u);
   EXPECT_EQ(n->seq, 12u);
-  EXPECT_EQ(n->offset, 345u);
-  for (const char* bad : {"x.part", ".1.2.part", "a.1.part", "a.x.2.part", "a.1.2.spool"})
+  for (const char* bad : {"x.part", ".1.part", "1.part", "a.1.part", "1.2.3.part", "1.2.spool"})
     EXPECT_FALSE(parse_partial_file_name(bad)) << bad;
+  auto e = parse_partial_entry_id(partial_entry_id(7, 12));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(partial_entry_id(7, 12), "partial.7.00000012");
+  EXPECT_EQ(e->run, 7u);
+  EXPECT_EQ(e->seq, 12u);
+  for (const char* bad : {"partial.7", "partials-delete.7", "rec-1", "partial.x.1"})
+    EXPECT_FALSE(parse_partial_entry_id(bad)) << bad;
 }
 
-TEST(PartialsDeleteEntry, NamesThePrefixUnderItsOwnRecordingId) {
-  DeliveryEntry s3;
-  s3.recording_id = "r1";
-  s3.sink = "s3";
-  s3.partials_prefix = partials_prefix("london", "r1");
-  auto e = partials_delete_entry(s3);
-  EXPECT_EQ(e.recording_id, "r1.partials");
+TEST(PartialsDeleteEntry, ListsTheKeysInOrderUnderTheRunsOwnId) {
+  auto e = partials_delete_entry(42, {"uk/partial/n/42/00000000", "uk/partial/n/42/00000001"});
+  EXPECT_EQ(e.recording_id, "partials-delete.42");
   EXPECT_EQ(e.sink, kPartialsDeleteSink);
-  ASSERT_EQ(e.objects.size(), 1u);
-  EXPECT_EQ(e.objects[0].key, "london/partial/r1/");
+  ASSERT_EQ(e.objects.size(), 2u);
+  EXPECT_EQ(e.objects[0].key, "uk/partial/n/42/00000000");
+  EXPECT_EQ(e.objects[1].key, "uk/partial/n/42/00000001");
 }
 
 TEST(S3Time, ParsesListTimes) {
