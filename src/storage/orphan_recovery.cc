@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <deque>
+#include <optional>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -94,35 +94,31 @@ std::int64_t spool_start_unix_us(const std::string& path) {
   return start;
 }
 
-// Places a rebuilt spool (bytes + a node_lost event) as <spool_dir>/<id>.spool,
-// never replacing one. False with *problem set otherwise.
-bool place_spool(const std::string& spool_dir, const std::string& recording_id, const std::string& bytes,
-                 recording::NodeLost lost, std::int64_t until_unix_ms, std::string* problem) {
+// Places a rebuilt spool: the temporary file `tmp` (the stitched bytes, already written) gets
+// a node_lost event and is linked as <spool_dir>/<id>.spool, never replacing one; `tmp` is
+// removed either way. False with *problem set otherwise.
+bool place_spool(const std::string& spool_dir, const std::string& recording_id, const std::string& tmp,
+                 const recording::NodeLost& lost, std::int64_t until_unix_ms, std::string* problem) {
   const std::string spool_path = spool_dir + "/" + recording_id + ".spool";
-  const std::string tmp = spool_dir + "/." + recording_id + ".adopt.tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write_all(fd, bytes) && ::fdatasync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (ok) {
-    auto w = recording::SpoolWriter::open_for_append(tmp);
-    if (w) {
-      // Audio may have reached the lost node up to one segment after its last shipment.
-      const std::int64_t until_us = until_unix_ms * 1000 - spool_start_unix_us(tmp);
-      (*w)->append_json(recording::RecordType::kEvent, std::max<std::int64_t>(0, until_us), lost.encode());
-      ok = static_cast<bool>((*w)->close());
-    } else {
-      ok = false;
-      *problem = "rebuilt spool unreadable: " + w.error().message;
-    }
+  bool ok = true;
+  auto w = recording::SpoolWriter::open_for_append(tmp);
+  if (w) {
+    // Audio may have reached the lost node up to one segment after its last shipment.
+    const std::int64_t until_us = until_unix_ms * 1000 - spool_start_unix_us(tmp);
+    (*w)->append_json(recording::RecordType::kEvent, std::max<std::int64_t>(0, until_us), lost.encode());
+    ok = static_cast<bool>((*w)->close());
+    if (!ok) *problem = "cannot finish the rebuilt spool " + tmp;
+  } else {
+    ok = false;
+    *problem = "rebuilt spool unreadable: " + w.error().message;
   }
   // link() never replaces: a spool of that id that appeared meanwhile wins.
-  if (ok) ok = ::link(tmp.c_str(), spool_path.c_str()) == 0;
-  const int err = errno;
-  ::unlink(tmp.c_str());
-  if (!ok) {
-    if (problem->empty()) *problem = "cannot place the rebuilt spool " + spool_path + ": " + std::strerror(err);
-    return false;
+  if (ok && ::link(tmp.c_str(), spool_path.c_str()) != 0) {
+    ok = false;
+    *problem = "cannot place the rebuilt spool " + spool_path + ": " + std::strerror(errno);
   }
+  ::unlink(tmp.c_str());
+  if (!ok) return false;
   int dfd = ::open(spool_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     (void)::fsync(dfd);
@@ -158,10 +154,47 @@ void clean_adopted(S3Client& client, const Run& r, const RecoveryOptions& option
   out->cleaned.push_back(r.prefix);
 }
 
-struct Piece {
-  std::uint64_t seq = 0, offset = 0;
-  std::string_view bytes;
+// One recording being rebuilt: its bytes go straight to a temporary file in the spool
+// folder, partial by partial, so memory holds one partial at a time whatever the run's size.
+struct Rebuild {
+  std::string tmp;
+  int fd = -1;
+  std::uint64_t expect = 0;  // the next spool offset
+  std::uint64_t used = 0;    // chunks stitched
+  std::optional<std::uint64_t> first_seq;
+  bool broken = false;  // no first chunk (the spool header), or a write failed
+  std::vector<std::string> gaps;
 };
+
+// A partial fetched and checked (length, SHA-256, index); nullopt with *why otherwise.
+std::optional<DecodedPartial> fetch_partial(S3Client& client, const ObjectVersion& v, std::string* body,
+                                            std::string* why) {
+  auto got = client.get_object(v.key, v.version_id);
+  if (!got) {
+    *why = got.error().describe();
+    return std::nullopt;
+  }
+  auto info = PartialInfo::from_metadata(got->head.metadata);
+  if (!info) {
+    *why = "metadata missing or malformed";
+    return std::nullopt;
+  }
+  if (got->body.size() != info->length) {
+    *why = "truncated (" + std::to_string(got->body.size()) + " of " + std::to_string(info->length) + " bytes)";
+    return std::nullopt;
+  }
+  if (sha256_hex(got->body) != info->sha256) {
+    *why = "corrupt (SHA-256 differs from its metadata)";
+    return std::nullopt;
+  }
+  *body = std::move(got->body);
+  auto d = decode_partial(*body);
+  if (!d) {
+    *why = "unreadable: " + d.error().message;
+    return std::nullopt;
+  }
+  return std::move(d).value();
+}
 
 void adopt_run(S3Client& client, const Run& r, const RecoveryOptions& options, std::int64_t now,
                RecoveryResult* out) {
@@ -182,104 +215,125 @@ void adopt_run(S3Client& client, const Run& r, const RecoveryOptions& options, s
   std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<std::string> problems;
   std::vector<std::uint64_t> bad;
-  std::deque<std::string> bodies;  // the pieces are views into these
-  std::map<std::string, std::vector<Piece>> pieces;
-  std::optional<PartialIndex> newest;
-  std::uint64_t newest_seq = 0;
-  for (const auto& [seq, v] : parts) {
-    auto skip = [&](const std::string& why) {
-      problems.push_back(v.key + ": " + why + ": skipped");
-      bad.push_back(seq);
-    };
-    auto got = client.get_object(v.key, v.version_id);
-    if (!got) {
-      skip(got.error().describe());
-      continue;
-    }
-    auto info = PartialInfo::from_metadata(got->head.metadata);
-    if (!info) {
-      skip("metadata missing or malformed");
-      continue;
-    }
-    if (got->body.size() != info->length) {
-      skip("truncated (" + std::to_string(got->body.size()) + " of " + std::to_string(info->length) + " bytes)");
-      continue;
-    }
-    if (sha256_hex(got->body) != info->sha256) {
-      skip("corrupt (SHA-256 differs from its metadata)");
-      continue;
-    }
-    bodies.push_back(std::move(got->body));
-    auto d = decode_partial(bodies.back());
-    if (!d) {
-      skip("unreadable: " + d.error().message);
-      continue;
-    }
-    for (std::size_t i = 0; i < d->index.chunks.size(); ++i)
-      pieces[d->index.chunks[i].recording_id].push_back({seq, d->index.chunks[i].offset, d->data[i]});
-    newest = std::move(d->index);
-    newest_seq = seq;
+  auto skip = [&](std::uint64_t seq, const std::string& key, const std::string& why) {
+    problems.push_back(key + ": " + why + ": skipped");
+    bad.push_back(seq);
+    log->error("{}: partial skipped: {}: {}", r.prefix, key, why);
+  };
+  // 1. The newest readable partial says what is pending.
+  std::optional<DecodedPartial> newest;
+  std::string newest_body;
+  std::size_t newest_at = parts.size();
+  while (newest_at > 0 && !newest) {
+    --newest_at;
+    std::string why;
+    newest = fetch_partial(client, parts[newest_at].second, &newest_body, &why);
+    if (!newest) skip(parts[newest_at].first, parts[newest_at].second.key, why);
   }
-  for (const auto& p : problems) log->error("{}: partial skipped: {}", r.prefix, p);
-  for (const auto& p : problems) out->problems.push_back(p);
   if (!newest) {
+    for (const auto& p : problems) out->problems.push_back(p);
     out->problems.push_back(r.prefix + ": no readable partial: nothing rebuilt; lease released");
     (void)client.delete_object(lease_key);
     return;
   }
-  if (!parts.empty() && parts.back().first != newest_seq)
-    out->problems.push_back(r.prefix + ": the newest partial is unreadable: its pending list is taken from partial " +
-                            std::to_string(newest_seq));
-  std::string joined;
-  for (const auto& p : problems) joined += (joined.empty() ? "" : "; ") + p;
-  for (const auto& rid : newest->pending) {
+  if (newest_at + 1 != parts.size())
+    problems.push_back(r.prefix + ": the newest partial is unreadable: the pending list is partial " +
+                       std::to_string(parts[newest_at].first) + "'s");
+  const PartialIndex index = newest->index;
+  // 2. Which pending recordings to rebuild: not those this node still has.
+  std::map<std::string, Rebuild> rebuilds;
+  for (const auto& rid : index.pending) {
     const std::string spool_path = options.spool_dir + "/" + rid + ".spool";
     if (::access(spool_path.c_str(), F_OK) == 0 || (options.known_locally && options.known_locally(rid))) {
       out->local.push_back(rid);
       continue;
     }
-    auto& ps = pieces[rid];
-    if (ps.empty() || ps.front().offset != 0) {
-      out->problems.push_back(rid + ": no usable first partial (the spool header): not rebuilt");
+    Rebuild& b = rebuilds[rid];
+    b.tmp = options.spool_dir + "/." + rid + ".adopt.tmp";
+  }
+  // 3. Every partial up to the newest readable, in order; each chunk of a recording being
+  //    rebuilt appended to its file.
+  for (std::size_t i = 0; i <= newest_at && !rebuilds.empty(); ++i) {
+    const auto& [seq, v] = parts[i];
+    std::string body, why;
+    std::optional<DecodedPartial> fetched;
+    if (i != newest_at) fetched = fetch_partial(client, v, &body, &why);  // the newest is fetched already
+    const std::optional<DecodedPartial>& d = i == newest_at ? newest : fetched;
+    if (!d) {
+      skip(seq, v.key, why);
       continue;
     }
-    std::string spool;
-    std::vector<std::string> gaps;
-    std::uint64_t used = 0, expect = 0;
-    for (const auto& p : ps) {
-      if (p.offset < expect) {
-        gaps.push_back("partial " + std::to_string(p.seq) + " repeats bytes already stitched: not used");
+    for (std::size_t c = 0; c < d->index.chunks.size(); ++c) {
+      const auto& chunk = d->index.chunks[c];
+      auto it = rebuilds.find(chunk.recording_id);
+      if (it == rebuilds.end() || it->second.broken) continue;
+      Rebuild& b = it->second;
+      if (!b.first_seq) {
+        b.first_seq = seq;
+        if (chunk.offset != 0) {
+          b.broken = true;  // its spool header was in a partial skipped
+          continue;
+        }
+        b.fd = ::open(b.tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (b.fd < 0) {
+          b.broken = true;
+          b.gaps.push_back("cannot create " + b.tmp + ": " + std::strerror(errno));
+          continue;
+        }
+      }
+      if (chunk.offset < b.expect) {
+        b.gaps.push_back("partial " + std::to_string(seq) + " repeats bytes already stitched: not used");
         continue;
       }
       // Bytes lost in a skipped partial: the spool reader resynchronises on the next valid record.
-      if (p.offset > expect)
-        gaps.push_back("spool bytes " + std::to_string(expect) + ".." + std::to_string(p.offset) +
-                       " lost (in a partial skipped)");
-      spool.append(p.bytes);
-      expect = p.offset + p.bytes.size();
-      ++used;
+      if (chunk.offset > b.expect)
+        b.gaps.push_back("spool bytes " + std::to_string(b.expect) + ".." + std::to_string(chunk.offset) +
+                         " lost (in a partial skipped)");
+      if (!write_all(b.fd, d->data[c])) {
+        b.broken = true;
+        b.gaps.push_back("cannot write " + b.tmp + ": " + std::strerror(errno));
+        continue;
+      }
+      b.expect = chunk.offset + chunk.length;
+      ++b.used;
+    }
+  }
+  for (const auto& p : problems) out->problems.push_back(p);
+  std::string joined;
+  for (const auto& p : problems) joined += (joined.empty() ? "" : "; ") + p;
+  // 4. Each rebuilt spool made durable, given its node_lost event and placed.
+  for (auto& [rid, b] : rebuilds) {
+    bool ok = !b.broken && b.fd >= 0 && ::fdatasync(b.fd) == 0;
+    if (b.fd >= 0) ::close(b.fd);
+    if (!ok) {
+      ::unlink(b.tmp.c_str());
+      out->problems.push_back(rid + ": " +
+                              (b.gaps.empty() ? std::string("no usable first partial (the spool header): not rebuilt")
+                                              : b.gaps.back() + ": not rebuilt"));
+      continue;
     }
     const auto skipped = static_cast<std::uint64_t>(
-        std::count_if(bad.begin(), bad.end(), [&](std::uint64_t s) { return s > ps.front().seq; }));
+        std::count_if(bad.begin(), bad.end(), [&](std::uint64_t s) { return s > *b.first_seq; }));
     recording::NodeLost lost;
-    lost.node = newest->node.empty() ? r.node : newest->node;
-    lost.region = newest->region.empty() ? r.region : newest->region;
+    lost.node = index.node.empty() ? r.node : index.node;
+    lost.region = index.region.empty() ? r.region : index.region;
     lost.adopted_by = options.node;
     lost.last_shipped_unix_ms = r.newest_ms;
-    lost.partials = used;
+    lost.partials = b.used;
     lost.partials_skipped = skipped;
     lost.problems = joined;
-    for (const auto& g : gaps) lost.problems += (lost.problems.empty() ? "" : "; ") + g;
+    for (const auto& g : b.gaps) lost.problems += (lost.problems.empty() ? "" : "; ") + g;
     std::string why;
-    if (!place_spool(options.spool_dir, rid, spool, lost, r.newest_ms + newest->segment_ms, &why)) {
+    if (!place_spool(options.spool_dir, rid, b.tmp, lost, r.newest_ms + index.segment_ms, &why)) {
       out->problems.push_back(rid + ": " + why);
       continue;
     }
+    const std::string spool_path = options.spool_dir + "/" + rid + ".spool";
     log->warn("{}: adopted from node {} ({}): {} partial(s), {} skipped; rebuilt spool {}", rid, lost.node,
-              lost.region, used, skipped, spool_path);
-    out->adopted.push_back({rid, lost.node, lost.region, spool_path, used, skipped});
+              lost.region, b.used, skipped, spool_path);
+    out->adopted.push_back({rid, lost.node, lost.region, spool_path, b.used, skipped});
   }
-  if (newest->pending.empty()) {
+  if (index.pending.empty()) {
     // The node had delivered everything it shipped: what is left is only garbage.
     if (auto st = delete_run(client, r.prefix); st) out->cleaned.push_back(r.prefix);
     else out->problems.push_back(r.prefix + ": delete: " + st.error().message);
@@ -289,7 +343,7 @@ void adopt_run(S3Client& client, const Run& r, const RecoveryOptions& options, s
   put.content_type = "application/json";
   put.metadata = {{"node", options.node}};
   const std::string record =
-      nlohmann::json{{"by", options.node}, {"unix_ms", now}, {"recordings", newest->pending}}.dump();
+      nlohmann::json{{"by", options.node}, {"unix_ms", now}, {"recordings", index.pending}}.dump();
   if (auto w = client.put_object(r.prefix + std::string(kAdoptedName), record, put); !w)
     out->problems.push_back(r.prefix + ": adopted record: " + w.error().describe() +
                             " (the run's partials stay until deleted by hand)");
