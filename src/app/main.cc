@@ -846,6 +846,7 @@ int main(int argc, char** argv) {
         ro.node = config.node_name;
         ro.region = config.region;
         ro.current_run = run;
+        ro.own_over_after_ms = 2 * static_cast<std::int64_t>(config.segment_s) * 1000 + 2000;
         ro.spool_dir = config.spool_dir;
         ro.older_than_ms = static_cast<std::int64_t>(config.recovery_orphan_after_s) * 1000;
         ro.adopt_others = config.recovery_adopt;

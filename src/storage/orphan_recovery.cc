@@ -395,10 +395,17 @@ RecoveryResult recover_orphans(S3Client& client, const RecoveryOptions& options)
       continue;
     }
     if (r.partials.empty()) continue;
-    // This gateway's own earlier run (it restarted) is over at once; another node's when
-    // that node has shipped nothing, in any run, for older_than_ms.
-    const bool over = own && options.current_run != 0;
-    if (!over) {
+    // This gateway's own earlier run (it restarted) is over once it stopped shipping (two
+    // intervals); another node's when that node has shipped nothing, in any run, for older_than_ms.
+    const bool mine = own && options.current_run != 0;
+    if (mine && now - r.newest_ms < options.own_over_after_ms) {
+      ++out.live;
+      if (r.run > options.current_run)  // started after this process: not its predecessor
+        out.problems.push_back(prefix + ": another process ships under this node's name (node.name " + r.node +
+                               ", region " + r.region + "): give every gateway its own node.name");
+      continue;
+    }
+    if (!mine) {
       if (!options.adopt_others) continue;
       if (now - node_newest[r.region + "/" + r.node] < options.older_than_ms) {
         ++out.live;

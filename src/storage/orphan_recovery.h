@@ -40,6 +40,10 @@ struct RecoveryOptions {
   std::string node;       // this node (written into the lease and the recording)
   std::string region;     // this node's region: with node, which runs are its own
   std::uint64_t current_run = 0;  // this process's own shipping run: never adopted (0: none)
+  // With a current run: this node's earlier run is over once its newest partial is older than
+  // this (a live run ships every interval: two gateways given the same node.name must not take
+  // each other's live runs). Set it to about two shipping intervals.
+  std::int64_t own_over_after_ms = 0;
   std::string spool_dir;  // where rebuilt spools are placed
   std::int64_t older_than_ms = 60000;  // another node's run whose newest partial is older: orphan
   bool adopt_others = true;  // false: only this node's own earlier runs (and the clean-up)

@@ -216,6 +216,30 @@ class AdoptionTest(PartialsCase):
         self.assertTrue(wait_until(lambda: not self.server.client.versions(partials), 40, 0.5),
                         f"partials left: {self.server.client.versions(partials)}")
 
+    def test_two_gateways_given_one_node_name_never_take_each_others_live_runs(self):
+        bucket, partials = self.new_bucket(lock=True), self.new_bucket(lock=False)
+        a = self.gateway("london", bucket, partials)
+        b = self.gateway("london", bucket, partials)  # the same node.name and region: a mistake
+        calls = [self.start_call(a, 6), self.start_call(b, 6)]
+        # Both ship, each under its own run, while adoption passes run every second on both.
+        self.wait_partials(partials, 6, 30)
+        self.assertEqual(len({v["key"].split("/")[3] for v in self.partials(partials)}), 2)
+        for c in calls:
+            self.assertEqual(c.wait(60), 0)
+        entries = []
+        for d in (a, b):
+            entries += self.wait_states(d, 1, "delivered", 40)
+            rec, _ = self.recording_json(d)
+            self.assertTrue(rec["complete"], rec.get("incomplete_reason"))
+        self.assertEqual(len(entries), 2, entries)
+        self.assert_delivered_once(bucket, entries)  # one recording each, nothing rebuilt
+        self.assertTrue(wait_until(lambda: not self.server.client.versions(partials), 40, 0.5),
+                        f"partials left: {self.server.client.versions(partials)}")
+        # Nothing was adopted, and the gateway started first said what is wrong.
+        for d in (a, b):
+            self.assertEqual(glob.glob(os.path.join(d.spool_dir, "*.adopt.tmp")), [])
+        self.assertIn("give every gateway its own node.name", a.stderr_text())
+
     def test_two_concurrent_recovers_adopt_once(self):
         bucket, partials = self.new_bucket(lock=True), self.new_bucket(lock=False)
         self.lose_node_mid_call(bucket, partials, 2)
