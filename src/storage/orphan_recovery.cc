@@ -312,8 +312,9 @@ void adopt_run(S3Client& client, const Run& r, const RecoveryOptions& options, s
                                               : b.gaps.back() + ": not rebuilt"));
       continue;
     }
-    const auto skipped = static_cast<std::uint64_t>(
-        std::count_if(bad.begin(), bad.end(), [&](std::uint64_t s) { return s > *b.first_seq; }));
+    const std::uint64_t first = *b.first_seq;  // (clang: a structured binding is not captured)
+    const auto skipped =
+        static_cast<std::uint64_t>(std::count_if(bad.begin(), bad.end(), [first](std::uint64_t s) { return s > first; }));
     recording::NodeLost lost;
     lost.node = index.node.empty() ? r.node : index.node;
     lost.region = index.region.empty() ? r.region : index.region;
