@@ -1,13 +1,16 @@
 #include "storage/partials.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "common/logging.h"
 #include "storage/sigv4.h"
@@ -59,12 +62,27 @@ DeliveryOutcome fail(DeliveryOutcome::Kind kind, std::string code, std::string m
   return o;
 }
 
+// The whole file in one buffer of its size, read straight into it (a partial is about a
+// hundred megabytes at 1000 calls: no stream copies).
 std::string read_file(const std::string& path, bool* ok) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *ok = static_cast<bool>(in) || in.eof();
-  return ss.str();
+  *ok = false;
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  struct stat sb{};
+  if (::fstat(fd, &sb) == 0) {
+    out.resize(static_cast<std::size_t>(sb.st_size));
+    std::size_t done = 0;
+    while (done < out.size()) {
+      ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    *ok = done == out.size();
+  }
+  ::close(fd);
+  return out;
 }
 
 }  // namespace

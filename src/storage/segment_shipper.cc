@@ -30,30 +30,17 @@ std::string recording_id_of(const std::string& spool_path) {
   return name;
 }
 
-// Appends [offset, end of file) of a spool to *out (read straight into it).
-// False (errno kept) on an open/stat error; a short read keeps what was read.
-bool append_tail(const std::string& path, std::uint64_t offset, std::string* out) {
+// Reads spool bytes [offset, offset + length) into `to`. False (errno kept) when the file
+// cannot be opened; a short read (the file vanished under us) keeps what was read in *got.
+bool read_range(const std::string& path, std::uint64_t offset, std::uint64_t length, char* to, std::uint64_t* got) {
+  *got = 0;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  struct stat sb{};
-  if (::fstat(fd, &sb) != 0) {
-    int e = errno;
-    ::close(fd);
-    errno = e;
-    return false;
-  }
-  const auto size = static_cast<std::uint64_t>(sb.st_size);
-  if (size > offset) {
-    const std::size_t at = out->size();
-    out->resize(at + (size - offset));
-    std::size_t done = 0;
-    while (at + done < out->size()) {
-      ssize_t n = ::pread(fd, out->data() + at + done, out->size() - at - done, static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<std::size_t>(n);
-    }
-    out->resize(at + done);
+  while (*got < length) {
+    ssize_t n = ::pread(fd, to + *got, length - *got, static_cast<off_t>(offset + *got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    *got += static_cast<std::uint64_t>(n);
   }
   ::close(fd);
   return true;
@@ -175,14 +162,20 @@ bool SegmentShipper::run_once() {
   ix.seq = next_seq_;
   ix.unix_ms = now();
   ix.segment_ms = options_.interval.count();
-  std::string data;
+  // Sizes first, so that the new bytes of every spool are read straight into one buffer of
+  // the right size (a cut is about 100 MB at 1000 calls: no growth, no second copy).
+  struct Want {
+    const std::string* path;
+    std::uint64_t offset = 0, length = 0;
+  };
+  std::vector<Want> wants;
+  std::uint64_t total = 0;
   std::map<std::string, std::uint64_t> next_offsets;
-  std::set<std::string> with_bytes;
   for (const auto& path : open) {
     const auto it = offsets_.find(path);
     const std::uint64_t offset = it == offsets_.end() ? 0 : it->second;
-    const std::size_t before = data.size();
-    if (!append_tail(path, offset, &data)) {
+    struct stat sb{};
+    if (::stat(path.c_str(), &sb) != 0) {
       if (errno != ENOENT) {  // ENOENT: the session ended and its spool was finalised meanwhile
         bump(options_.errors);
         log->warn("{}: cannot read spool {} for shipping: {}", recording_id_of(path), path, std::strerror(errno));
@@ -190,13 +183,31 @@ bool SegmentShipper::run_once() {
       }
       continue;
     }
-    const std::uint64_t got = data.size() - before;
-    next_offsets[path] = offset + got;
-    if (got == 0) continue;
-    const std::string rid = recording_id_of(path);
-    ix.chunks.push_back({rid, offset, got});
-    with_bytes.insert(rid);
+    const auto size = static_cast<std::uint64_t>(sb.st_size);
+    next_offsets[path] = std::max(offset, size);
+    if (size > offset) {
+      wants.push_back({&path, offset, size - offset});
+      total += size - offset;
+    }
   }
+  std::string data;
+  data.resize(total);
+  std::uint64_t at = 0;
+  std::set<std::string> with_bytes;
+  for (const auto& w : wants) {
+    std::uint64_t got = 0;
+    if (!read_range(*w.path, w.offset, w.length, data.data() + at, &got) && errno != ENOENT) {
+      bump(options_.errors);
+      log->warn("{}: cannot read spool {} for shipping: {}", recording_id_of(*w.path), *w.path, std::strerror(errno));
+    }
+    next_offsets[*w.path] = w.offset + got;  // what could not be read goes with the next cut
+    if (got == 0) continue;
+    const std::string rid = recording_id_of(*w.path);
+    ix.chunks.push_back({rid, w.offset, got});
+    with_bytes.insert(rid);
+    at += got;  // each chunk is read where the previous one ended: a short read leaves no hole
+  }
+  data.resize(at);
   {
     std::lock_guard lock(state_mutex_);
     std::set<std::string> pending = pending_;
