@@ -1203,7 +1203,10 @@ std::uint64_t descriptors_required(const Config& config) {
 }
 
 std::uint64_t descriptors_needed(const Config& config) {
-  return descriptors_required(config) + config.max_sessions;
+  // A spool per session, and while shipping (docs/failover.md) each partial waiting for its upload
+  // holds a descriptor per spool.
+  const std::uint64_t shipping = config.segment_s > 0 && !config.s3_bucket.empty() ? kPartialsInFlight : 0;
+  return descriptors_required(config) + config.max_sessions * (1 + shipping);
 }
 
 }  // namespace sgw::app

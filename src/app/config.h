@@ -197,10 +197,13 @@ struct CliOverrides {
 };
 
 // File descriptors the daemon may need at once: one per RTP/RTCP port of
-// media.rtp_ports, one spool file per session up to sip.max_sessions, and
+// media.rtp_ports, one spool file per session up to sip.max_sessions (and
+// kPartialsInFlight more per session while partials are shipped), and
 // kDescriptorHeadroom for SIP/HTTP connections, storage and libraries.
 constexpr std::uint64_t kDescriptorHeadroom = 4096;
 std::uint64_t descriptors_needed(const Config& config);
+// Partials cut and not yet uploaded, at most (SegmentShipperOptions::max_in_flight).
+inline constexpr std::uint64_t kPartialsInFlight = 2;
 // The part without which the daemon cannot run at all: the RTP range plus the headroom.
 std::uint64_t descriptors_required(const Config& config);
 

@@ -564,6 +564,8 @@ int main(int argc, char** argv) {
   sgw::control::EventPublisher* ev = events.get();
   // Partials (docs/failover.md): shipped while calls run, deleted once the final recording is verified.
   const bool partials_on = s3_on && !sgw::app::partials_bucket(config).empty();
+  // The partials cut and not uploaded yet: the shipper adds, the "partial" sinks upload and remove.
+  auto partial_bodies = std::make_shared<sgw::storage::PartialBodies>();
   // This process's shipping run (docs/failover.md): partials go under {region}/partial/{node}/{run}/.
   const auto run = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                   std::chrono::system_clock::now().time_since_epoch())
@@ -678,7 +680,7 @@ int main(int argc, char** argv) {
       log->error("partials: {}; recordings are not shipped during calls", pc.error().message);
     } else {
       sgw::storage::PartialSinkOptions po{*pc, config.node_name, config.region,
-                                          static_cast<std::int64_t>(config.segment_s) * 1000, run};
+                                          static_cast<std::int64_t>(config.segment_s) * 1000, run, partial_bodies};
       (*queue)->add_sink(std::string(sgw::storage::kPartialSink), [po]() -> std::unique_ptr<sgw::storage::DeliverySink> {
         auto sink = sgw::storage::PartialSink::create(po);
         if (!sink) return std::make_unique<BrokenSink>(sink.error().code, sink.error().message);
@@ -807,10 +809,13 @@ int main(int argc, char** argv) {
 
   // In-call shipping and orphan adoption (docs/failover.md), off the packet path.
   std::unique_ptr<sgw::storage::SegmentShipper> shipper;
+  if (std::error_code ec; std::filesystem::remove_all(sgw::app::delivery_queue_dir(config) + "/partials", ec) > 0)
+    log->info("removed the local partial files of an earlier version (partials are now streamed from the spools)");
   if (partials_on && config.segment_s > 0) {
     sgw::storage::SegmentShipperOptions so;
     so.interval = std::chrono::seconds(config.segment_s);
-    so.dir = sgw::app::delivery_queue_dir(config) + "/partials";
+    so.bodies = partial_bodies;
+    so.max_in_flight = sgw::app::kPartialsInFlight;
     so.node = config.node_name;
     so.region = config.region;
     so.run = run;
@@ -818,7 +823,10 @@ int main(int argc, char** argv) {
     so.queue = queue->get();
     so.shipped = &registry.counter("sgw_partials_shipped_total", "Spool partials queued for S3 during calls");
     so.bytes = &registry.counter("sgw_partials_shipped_bytes_total", "Spool bytes queued as partials");
-    so.errors = &registry.counter("sgw_partials_errors_total", "Partials that could not be written or queued (retried)");
+    so.errors = &registry.counter("sgw_partials_errors_total",
+                                  "Spools that could not be opened for shipping, partials not queued (retried)");
+    so.deferred = &registry.counter("sgw_partials_deferred_total",
+                                    "Intervals with no partial cut: earlier partials still uploading");
     shipper = std::make_unique<sgw::storage::SegmentShipper>(std::move(so));
     shipper_for_hook.store(shipper.get());
     shipper->start();

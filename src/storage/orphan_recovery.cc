@@ -166,7 +166,8 @@ struct Rebuild {
   std::vector<std::string> gaps;
 };
 
-// A partial fetched and checked (length, SHA-256, index); nullopt with *why otherwise.
+// A partial fetched and checked (length, footer, index CRC; each chunk's CRC marks it damaged or
+// not); nullopt with *why otherwise.
 std::optional<DecodedPartial> fetch_partial(S3Client& client, const ObjectVersion& v, std::string* body,
                                             std::string* why) {
   auto got = client.get_object(v.key, v.version_id);
@@ -181,10 +182,6 @@ std::optional<DecodedPartial> fetch_partial(S3Client& client, const ObjectVersio
   }
   if (got->body.size() != info->length) {
     *why = "truncated (" + std::to_string(got->body.size()) + " of " + std::to_string(info->length) + " bytes)";
-    return std::nullopt;
-  }
-  if (sha256_hex(got->body) != info->sha256) {
-    *why = "corrupt (SHA-256 differs from its metadata)";
     return std::nullopt;
   }
   *body = std::move(got->body);
@@ -268,10 +265,17 @@ void adopt_run(S3Client& client, const Run& r, const RecoveryOptions& options, s
       auto it = rebuilds.find(chunk.recording_id);
       if (it == rebuilds.end() || it->second.broken) continue;
       Rebuild& b = it->second;
+      if (d->damaged[c]) {
+        // Its bytes become a stated gap (below, at the next chunk), never audio.
+        problems.push_back(v.key + ": chunk of " + chunk.recording_id + " (spool bytes " +
+                           std::to_string(chunk.offset) + ".." + std::to_string(chunk.offset + chunk.length) +
+                           ") damaged (CRC-32C differs): not used");
+        log->error("{}: {}: chunk of {} damaged (CRC-32C differs): not used", r.prefix, v.key, chunk.recording_id);
+      }
       if (!b.first_seq) {
         b.first_seq = seq;
-        if (chunk.offset != 0) {
-          b.broken = true;  // its spool header was in a partial skipped
+        if (chunk.offset != 0 || d->damaged[c]) {
+          b.broken = true;  // its spool header was in a partial skipped, or damaged
           continue;
         }
         b.fd = ::open(b.tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -281,6 +285,7 @@ void adopt_run(S3Client& client, const Run& r, const RecoveryOptions& options, s
           continue;
         }
       }
+      if (d->damaged[c]) continue;
       if (chunk.offset < b.expect) {
         b.gaps.push_back("partial " + std::to_string(seq) + " repeats bytes already stitched: not used");
         continue;
@@ -288,7 +293,7 @@ void adopt_run(S3Client& client, const Run& r, const RecoveryOptions& options, s
       // Bytes lost in a skipped partial: the spool reader resynchronises on the next valid record.
       if (chunk.offset > b.expect)
         b.gaps.push_back("spool bytes " + std::to_string(b.expect) + ".." + std::to_string(chunk.offset) +
-                         " lost (in a partial skipped)");
+                         " lost (in a partial skipped or a damaged chunk)");
       if (!write_all(b.fd, d->data[c])) {
         b.broken = true;
         b.gaps.push_back("cannot write " + b.tmp + ": " + std::strerror(errno));

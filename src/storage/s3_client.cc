@@ -239,8 +239,9 @@ struct S3Client::Body {
   std::string sha256_raw;  // filled for bodies we upload
   std::string md5_raw;
   bool present = false;  // send a body (PUT/POST), even if empty
+  BodySource* source = nullptr;  // streamed (put_object_stream)
 
-  std::uint64_t size() const { return is_file ? length : memory.size(); }
+  std::uint64_t size() const { return source ? source->size() : is_file ? length : memory.size(); }
 };
 
 namespace {
@@ -256,6 +257,15 @@ size_t read_cb(char* buf, size_t size, size_t n, void* user) {
   const auto* b = st->body;
   std::uint64_t want = std::min<std::uint64_t>(size * n, b->size() - st->pos);
   if (want == 0) return 0;
+  if (b->source) {
+    std::int64_t r = b->source->read(st->pos, buf, static_cast<std::size_t>(want));
+    if (r <= 0) {
+      st->error = r < 0 ? static_cast<int>(-r) : EIO;
+      return CURL_READFUNC_ABORT;
+    }
+    st->pos += static_cast<std::uint64_t>(r);
+    return static_cast<size_t>(r);
+  }
   if (!b->is_file) {
     std::memcpy(buf, b->memory.data() + st->pos, want);
     st->pos += want;
@@ -749,6 +759,19 @@ S3Result<PutObjectResult> S3Client::put_object_file(std::string_view key,
   auto r = perform("PutObject", "PUT", key, {}, std::move(h), body);
   if (!r) return r.error();
   return put_result(*r, checksum);
+}
+
+S3Result<PutObjectResult> S3Client::put_object_stream(std::string_view key, BodySource& source,
+                                                      const PutObjectOptions& options) {
+  Body body;
+  body.source = &source;
+  body.present = true;
+  body.sha256_hex = "UNSIGNED-PAYLOAD";
+  Headers h;
+  add_object_headers(h, options);
+  auto r = perform("PutObject", "PUT", key, {}, std::move(h), body);
+  if (!r) return r.error();
+  return put_result(*r, "");
 }
 
 namespace {

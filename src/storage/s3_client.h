@@ -133,6 +133,17 @@ struct PutObjectOptions {
   std::string sha256_raw;
 };
 
+// A body produced piece by piece while it is sent (put_object_stream): its
+// size is known before the request, its bytes are read in order from 0 (a
+// rewind by curl starts again at 0).
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  virtual std::uint64_t size() const = 0;
+  // Up to n bytes at `pos` into buf: the count (> 0), or -errno.
+  virtual std::int64_t read(std::uint64_t pos, char* buf, std::size_t n) = 0;
+};
+
 struct PutObjectResult {
   std::string etag;             // as returned, with quotes stripped
   std::string version_id;       // empty when the bucket is not versioned
@@ -254,6 +265,12 @@ class S3Client : public S3Api {
                                        const PutObjectOptions& options);
   S3Result<PutObjectResult> put_object_file(std::string_view key, const std::filesystem::path& file,
                                             const PutObjectOptions& options) override;
+  // The body streamed from `source`, signed as UNSIGNED-PAYLOAD: nothing hashes
+  // it (content_md5 and checksum_sha256 are ignored), so its integrity is the
+  // caller's (partials carry a CRC-32C per chunk, storage/partials.h) and the
+  // transport's (TLS).
+  S3Result<PutObjectResult> put_object_stream(std::string_view key, BodySource& source,
+                                              const PutObjectOptions& options);
   // checksum_mode: ask for x-amz-checksum-sha256 (x-amz-checksum-mode: ENABLED).
   S3Result<HeadObjectResult> head_object(std::string_view key, std::string_view version_id = {},
                                          bool checksum_mode = true) override;

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,63 +29,6 @@ std::string recording_id_of(const std::string& spool_path) {
   return name;
 }
 
-// Reads spool bytes [offset, offset + length) into `to`. False (errno kept) when the file
-// cannot be opened; a short read (the file vanished under us) keeps what was read in *got.
-bool read_range(const std::string& path, std::uint64_t offset, std::uint64_t length, char* to, std::uint64_t* got) {
-  *got = 0;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  while (*got < length) {
-    ssize_t n = ::pread(fd, to + *got, length - *got, static_cast<off_t>(offset + *got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    *got += static_cast<std::uint64_t>(n);
-  }
-  ::close(fd);
-  return true;
-}
-
-// head + data into `path` (temporary name, then rename; no fsync: the spools
-// hold these bytes durably, docs/failover.md "What it costs a call").
-bool write_partial(const std::string& path, std::string_view head, std::string_view data, std::string* error) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    *error = std::string("open ") + tmp + ": " + std::strerror(errno);
-    return false;
-  }
-  iovec iov[2] = {{const_cast<char*>(head.data()), head.size()}, {const_cast<char*>(data.data()), data.size()}};
-  std::size_t left = head.size() + data.size();
-  int idx = 0;
-  while (left > 0) {
-    ssize_t n = ::writev(fd, iov + idx, 2 - idx);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      *error = std::string("write ") + tmp + ": " + (n < 0 ? std::strerror(errno) : "no progress");
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return false;
-    }
-    left -= static_cast<std::size_t>(n);
-    auto done = static_cast<std::size_t>(n);
-    while (idx < 2 && done >= iov[idx].iov_len) {
-      done -= iov[idx].iov_len;
-      iov[idx].iov_len = 0;
-      ++idx;
-    }
-    if (idx < 2) {
-      iov[idx].iov_base = static_cast<char*>(iov[idx].iov_base) + done;
-      iov[idx].iov_len -= done;
-    }
-  }
-  if (::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    *error = std::string("close/rename ") + path + ": " + std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 SegmentShipper::SegmentShipper(SegmentShipperOptions options) : options_(std::move(options)) {
@@ -102,8 +44,6 @@ std::int64_t SegmentShipper::now() const {
 }
 
 void SegmentShipper::start() {
-  std::error_code ec;
-  std::filesystem::create_directories(options_.dir, ec);
   thread_ = std::thread([this] {
     common::set_thread_name("sgw-shipper");
     std::unique_lock lock(mutex_);
@@ -153,6 +93,18 @@ std::vector<std::uint64_t> SegmentShipper::kept() const {
 
 bool SegmentShipper::run_once() {
   auto log = common::logger("shipper");
+  if (options_.bodies->size() >= options_.max_in_flight) {
+    // The partials bucket is slow or failing: no new cut (the next one carries these bytes too).
+    bump(options_.deferred);
+    const std::int64_t t = now();
+    if (t - last_deferred_log_ms_ >= 60'000) {
+      last_deferred_log_ms_ = t;
+      log->warn("{} partial(s) still being uploaded: the next cut waits (a node lost now loses more than one "
+                "interval)",
+                options_.bodies->size());
+    }
+    return false;
+  }
   const std::vector<std::string> open =
       options_.open_spools ? options_.open_spools() : std::vector<std::string>{};
   PartialIndex ix;
@@ -162,52 +114,40 @@ bool SegmentShipper::run_once() {
   ix.seq = next_seq_;
   ix.unix_ms = now();
   ix.segment_ms = options_.interval.count();
-  // Sizes first, so that the new bytes of every spool are read straight into one buffer of
-  // the right size (a cut is about 100 MB at 1000 calls: no growth, no second copy).
-  struct Want {
-    const std::string* path;
-    std::uint64_t offset = 0, length = 0;
-  };
-  std::vector<Want> wants;
-  std::uint64_t total = 0;
+  // No byte is read here: each spool with new bytes is opened and its range noted; the upload
+  // reads them (PartialBody). The descriptor keeps the bytes readable when the call ends and its
+  // spool is finalised and removed before the upload.
+  std::vector<int> fds;
   std::map<std::string, std::uint64_t> next_offsets;
+  std::set<std::string> with_bytes;
+  std::uint64_t total = 0;
   for (const auto& path : open) {
     const auto it = offsets_.find(path);
     const std::uint64_t offset = it == offsets_.end() ? 0 : it->second;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat sb{};
-    if (::stat(path.c_str(), &sb) != 0) {
-      if (errno != ENOENT) {  // ENOENT: the session ended and its spool was finalised meanwhile
+    if (fd < 0 || ::fstat(fd, &sb) != 0) {
+      const int err = errno;
+      if (fd >= 0) ::close(fd);
+      if (err != ENOENT) {  // ENOENT: the session ended and its spool was finalised meanwhile
         bump(options_.errors);
-        log->warn("{}: cannot read spool {} for shipping: {}", recording_id_of(path), path, std::strerror(errno));
+        log->warn("{}: cannot read spool {} for shipping: {}", recording_id_of(path), path, std::strerror(err));
         next_offsets[path] = offset;
       }
       continue;
     }
     const auto size = static_cast<std::uint64_t>(sb.st_size);
     next_offsets[path] = std::max(offset, size);
-    if (size > offset) {
-      wants.push_back({&path, offset, size - offset});
-      total += size - offset;
+    if (size <= offset) {
+      ::close(fd);
+      continue;
     }
-  }
-  std::string data;
-  data.resize(total);
-  std::uint64_t at = 0;
-  std::set<std::string> with_bytes;
-  for (const auto& w : wants) {
-    std::uint64_t got = 0;
-    if (!read_range(*w.path, w.offset, w.length, data.data() + at, &got) && errno != ENOENT) {
-      bump(options_.errors);
-      log->warn("{}: cannot read spool {} for shipping: {}", recording_id_of(*w.path), *w.path, std::strerror(errno));
-    }
-    next_offsets[*w.path] = w.offset + got;  // what could not be read goes with the next cut
-    if (got == 0) continue;
-    const std::string rid = recording_id_of(*w.path);
-    ix.chunks.push_back({rid, w.offset, got});
+    const std::string rid = recording_id_of(path);
+    ix.chunks.push_back({rid, offset, size - offset, 0});
+    fds.push_back(fd);
     with_bytes.insert(rid);
-    at += got;  // each chunk is read where the previous one ended: a short read leaves no hole
+    total += size - offset;
   }
-  data.resize(at);
   {
     std::lock_guard lock(state_mutex_);
     std::set<std::string> pending = pending_;
@@ -221,42 +161,34 @@ bool SegmentShipper::run_once() {
     clean_up();
     return false;
   }
-  const std::string file = options_.dir + "/" + partial_file_name(options_.run, ix.seq);
-  const std::string head = encode_partial_head(ix);
-  std::string error;
-  if (!write_partial(file, head, data, &error)) {
-    bump(options_.errors);
-    log->warn("cannot write partial {}: {}", file, error);
-    return false;
-  }
+  const std::string entry_id = partial_entry_id(options_.run, ix.seq);
   DeliveryEntry e;
-  e.recording_id = partial_entry_id(options_.run, ix.seq);
+  e.recording_id = entry_id;
   e.sink = std::string(kPartialSink);
   e.start_unix_ms = ix.unix_ms;
   DeliveryObject o;
-  o.path = file;
   o.key = partial_key(options_.region, options_.node, options_.run, ix.seq);
   o.content_type = "application/octet-stream";
-  // No hash here: the upload hashes the body once (partials.h), and every spool record in it carries its CRC.
   e.objects.push_back(o);
+  // The body first, so the sink finds it whichever delivery thread picks the entry up.
+  options_.bodies->add(entry_id, std::make_shared<PartialBody>(std::move(ix), std::move(fds)));
   auto q = options_.queue->enqueue(std::move(e));
   if (!q) {
+    options_.bodies->remove(entry_id);
     bump(options_.errors);
-    log->warn("cannot queue partial {}: {}", file, q.error().message);
-    std::error_code ec;
-    std::filesystem::remove(file, ec);
+    log->warn("cannot queue partial {}: {}", entry_id, q.error().message);
     return false;
   }
   offsets_ = std::move(next_offsets);
+  const std::uint64_t seq = next_seq_++;
   {
     std::lock_guard lock(state_mutex_);
     for (const auto& rid : with_bytes)
       if (!delivered_.count(rid)) pending_.insert(rid);
-    cuts_[ix.seq] = Cut{o.key, with_bytes, false};
+    cuts_[seq] = Cut{o.key, with_bytes, false};
   }
-  ++next_seq_;
   bump(options_.shipped);
-  bump(options_.bytes, data.size());
+  bump(options_.bytes, total);
   clean_up();
   return true;
 }

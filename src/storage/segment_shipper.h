@@ -1,9 +1,12 @@
 // SegmentShipper: ships the active recordings' spools to S3 while the calls
 // run (docs/failover.md "Segment shipping"). Every `interval` it cuts, from
 // every open spool (SpoolSyncer::open_paths), the bytes written since the
-// last cut, writes them all into ONE partial file with an index
-// (storage/partials.h), and queues that file on the durable delivery queue
-// (sink "partial"). A partial is cut every interval while anything of the run
+// last cut: ONE partial per interval (storage/partials.h), held as an open
+// descriptor and a byte range per spool (PartialBodies; nothing is copied or
+// written here), and queues it on the delivery queue (sink "partial"), whose
+// upload streams it from the spools. At most `max_in_flight` partials wait
+// for their upload: beyond that no cut is made (the next one carries the
+// bytes), so a slow bucket costs descriptors, never memory. A partial is cut every interval while anything of the run
 // is at stake (a call open, or a recording whose final copy is not delivered
 // yet), even with no new bytes: the newest partial is the node's proof of life
 // and says which recordings an adopter must rebuild (orphan_recovery.h).
@@ -14,9 +17,9 @@
 // one, is deleted (sink "partials-delete", one entry per run at a time, keys
 // in seq order). When nothing is pending, every uploaded partial goes.
 //
-// Thread: its own thread (start()/stop()); it reads spool files through the
-// page cache and writes one file per interval; it never touches a media
-// worker, and S3 I/O happens on the delivery queue's threads.
+// Thread: its own thread (start()/stop()); it opens and stats spool files; it
+// never touches a media worker, and S3 I/O (and the reading of the spools'
+// bytes) happens on the delivery queue's threads.
 // recording_delivered() and partial_uploaded() from any thread (the delivery
 // queue's on_delivered). run_once() for tests.
 #pragma once
@@ -26,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -34,21 +38,24 @@
 
 #include "common/metrics.h"
 #include "storage/delivery_queue.h"
+#include "storage/partials.h"
 
 namespace sgw::storage {
 
 struct SegmentShipperOptions {
   std::chrono::milliseconds interval{5000};
-  std::string dir;     // local partial files (created)
   std::string node;    // the partials' key prefix: {region}/partial/{node}/{run}/
   std::string region;
   std::uint64_t run = 0;  // this process's run (Unix ms of its start); 0: now
   std::function<std::vector<std::string>()> open_spools;
   DeliveryQueue* queue = nullptr;  // not owned; outlives the shipper
+  std::shared_ptr<PartialBodies> bodies;  // shared with the "partial" sinks; not null
+  std::size_t max_in_flight = 2;          // partials cut and not uploaded yet
   std::function<std::int64_t()> now_ms;  // Unix ms; default the system clock
   common::Counter* shipped = nullptr;  // partials queued
   common::Counter* bytes = nullptr;    // spool bytes queued
-  common::Counter* errors = nullptr;   // partials that could not be written or queued (retried next pass)
+  common::Counter* errors = nullptr;   // spools that could not be opened, partials not queued (retried next pass)
+  common::Counter* deferred = nullptr; // intervals with no cut: max_in_flight partials still uploading
 };
 
 class SegmentShipper {
@@ -86,6 +93,7 @@ class SegmentShipper {
   SegmentShipperOptions options_;
   std::map<std::string, std::uint64_t> offsets_;  // spool path -> bytes shipped; run_once's thread only
   std::uint64_t next_seq_ = 0;                    // run_once's thread only
+  std::int64_t last_deferred_log_ms_ = 0;         // run_once's thread only
   mutable std::mutex state_mutex_;                // the members below
   std::set<std::string> pending_;
   std::map<std::string, std::int64_t> delivered_;  // recording -> when (not pending again)

@@ -4,8 +4,8 @@
 //
 // The signer signs exactly the request it is given: every header passed in is
 // signed, nothing is added. The S3 client adds host, x-amz-date,
-// x-amz-content-sha256 (always the hex SHA-256 of the body: we never send
-// UNSIGNED-PAYLOAD) and x-amz-security-token before signing, and then sends
+// x-amz-content-sha256 (the hex SHA-256 of the body; UNSIGNED-PAYLOAD only for
+// the partials' streamed bodies, S3Client::put_object_stream) and x-amz-security-token before signing, and then sends
 // those same headers and the same encoded path and query (canonical_uri(),
 // canonical_query()) so what is signed is what goes on the wire.
 //

@@ -5,7 +5,7 @@ recording is verified; a gateway
 killed with -9 whose spool folder is then deleted is rebuilt by `siprecd recover` on a
 second gateway (tone up to the last shipped segment, then a node_lost gap); two recovers
 racing adopt it once (one object version per key); a corrupt partial is reported and
-skipped, never stitched as audio."""
+skipped, and a chunk whose CRC-32C differs is a stated gap, never stitched as audio."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import unittest
 import uuid
 
 from harness import LOOPBACK, probe_audio, wait_until
+from test_finalizer import crc32c
 from test_s3_delivery import S3Case, siprec_src
 
 SEGMENT_S = 1
@@ -103,20 +104,23 @@ class ShippingTest(PartialsCase):
         self.assertRegex(key, r"^london/partial/london/[0-9]+/00000000$")
         head = self.server.client.head(partials, key)
         body = self.server.client.get(partials, key)
-        import hashlib
-        self.assertEqual(head["x-amz-meta-sha256"], hashlib.sha256(body).hexdigest())
         self.assertEqual(head["x-amz-meta-node"], "london")
         self.assertEqual(int(head["x-amz-meta-length"]), len(body))
-        # The body: "SGWPART1 <n>\n", the index, then each chunk's spool bytes.
-        line, rest = body.split(b"\n", 1)
-        magic, n = line.split(b" ")
-        self.assertEqual(magic, b"SGWPART1")
-        index = json.loads(rest[:int(n)])
-        data = rest[int(n):]
+        # The body: "SGWPART2\n", each chunk's spool bytes, the index, and the footer
+        # "\nSGWIDX <index length> <index CRC-32C>\n"; each chunk's CRC-32C is in the index.
+        self.assertTrue(body.startswith(b"SGWPART2\n"), body[:16])
+        footer = body[-30:]
+        self.assertTrue(footer.startswith(b"\nSGWIDX ") and footer.endswith(b"\n"), footer)
+        n = int(footer[8:20])
+        index_bytes = body[-30 - n:-30]
+        self.assertEqual(int(footer[21:29], 16), crc32c(index_bytes))
+        index = json.loads(index_bytes)
+        data = body[9:-30 - n]
         self.assertEqual(len(index["chunks"]), 1, index)
         chunk = index["chunks"][0]
         self.assertEqual(chunk["offset"], 0)
         self.assertEqual(chunk["length"], len(data))
+        self.assertEqual(int(chunk["crc32c"], 16), crc32c(data))
         self.assertTrue(data.startswith(b"SGWSPOOL"), "the first cut of a spool starts with its header")
         self.assertEqual(index["pending"], [chunk["recording_id"]])
         self.assertEqual(call.wait(60), 0)
@@ -268,25 +272,37 @@ class AdoptionTest(PartialsCase):
         # Later passes find nothing more to adopt.
         self.assertEqual(self.recover(loser, 0)["adopted"], [])
 
-    def test_corrupt_partial_is_reported_and_skipped(self):
+    def test_corrupt_partial_and_damaged_chunk_are_reported_and_never_stitched(self):
         bucket, partials = self.new_bucket(lock=True), self.new_bucket(lock=False)
-        self.lose_node_mid_call(bucket, partials, 4)
-        key = sorted(v["key"] for v in self.partials(partials))[1]
-        head = self.server.client.head(partials, key)
-        body = self.server.client.get(partials, key)
-        bad = bytes(b ^ 0x5A for b in body)  # same length, same metadata, wrong bytes
-        meta = {k: v for k, v in head.items() if k.startswith("x-amz-meta-")}
-        st, _, _ = self.server.client.request("PUT", partials, key, headers=meta, body=bad)
-        self.assertEqual(st, 200)
+        self.lose_node_mid_call(bucket, partials, 5)
+        keys = sorted(v["key"] for v in self.partials(partials))
+
+        def rewrite(key, change):
+            head = self.server.client.head(partials, key)
+            body = change(self.server.client.get(partials, key))
+            meta = {k: v for k, v in head.items() if k.startswith("x-amz-meta-")}
+            st, _, _ = self.server.client.request("PUT", partials, key, headers=meta, body=body)
+            self.assertEqual(st, 200)
+        # Partial 1: every byte wrong (same length, same metadata): unreadable, skipped.
+        rewrite(keys[1], lambda body: bytes(b ^ 0x5A for b in body))
+        # Partial 2: one byte of its chunk flipped: the chunk's CRC-32C differs, its bytes are a gap.
+        rewrite(keys[2], lambda body: body[:60] + bytes([body[60] ^ 0x01]) + body[61:])
         frankfurt = self.gateway("frankfurt", bucket, partials)
         out = self.recover_until_adopted(frankfurt)
         self.assertEqual(len(out["adopted"]), 1, out)
         self.assertEqual(out["adopted"][0]["skipped"], 1)
-        self.assertTrue(any(key in p and "corrupt" in p for p in out["problems"]), out)
-        rec, _ = self.recording_json(frankfurt)
+        self.assertTrue(any(keys[1] in p and "unreadable" in p for p in out["problems"]), out)
+        self.assertTrue(any(keys[2] in p and "damaged (CRC-32C differs)" in p for p in out["problems"]), out)
+        rec, path = self.recording_json(frankfurt)
         self.assertFalse(rec["complete"])
         self.assertIn("1 skipped", rec["incomplete_reason"])
-        self.assertTrue(any("corrupt" in p for p in rec.get("spool_problems", [])), rec.get("spool_problems"))
+        problems = " ".join(rec.get("spool_problems", []))
+        self.assertIn("unreadable", problems)
+        self.assertIn("damaged", problems)
+        # Audio before the damage and after it (partials 3 and 4 stitched), none where it was lost.
+        probe = probe_audio([f for f in glob.glob(path[:-5] + "*") if f.endswith(".wav")][0])
+        for c in probe["channel_stats"]:
+            self.assertGreater(len(c["segments"]), 1, probe)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,18 @@
-// Partial keys, bodies, metadata and file names (storage/partials.h), and the
+// Partial keys, bodies, metadata and entry ids (storage/partials.h), and the
 // node_lost spool event (recording/spool_events.h): parsers of what comes
 // back from S3 or a disk, so hostile or damaged input must be refused.
 #include "storage/partials.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
 
 #include "recording/spool_events.h"
+#include "recording/spool_format.h"
+#include "test_support/temp_dir.h"
 
 namespace sgw::storage {
 namespace {
@@ -35,7 +42,7 @@ TEST(PartialKey, RoundTripsAndRefusesEverythingElse) {
     EXPECT_FALSE(parse_partial_key(bad)) << bad;
 }
 
-TEST(PartialBody, RoundTripsTheIndexAndEveryChunksBytes) {
+PartialIndex sample_index() {
   PartialIndex ix;
   ix.node = "london";
   ix.region = "uk";
@@ -45,20 +52,87 @@ TEST(PartialBody, RoundTripsTheIndexAndEveryChunksBytes) {
   ix.segment_ms = 5000;
   ix.chunks = {{"r1", 0, 5}, {"r2", 100, 3}};
   ix.pending = {"r0", "r1", "r2"};
-  std::string body = encode_partial_head(ix) + "hello" + "abc";
+  return ix;
+}
+
+// Everything a BodySource gives, read in pieces of `step` bytes from 0.
+std::string drain(BodySource& src, std::size_t step) {
+  std::string out(src.size(), '\0');
+  std::uint64_t pos = 0;
+  while (pos < src.size()) {
+    std::int64_t n = src.read(pos, out.data() + pos, std::min<std::uint64_t>(step, src.size() - pos));
+    if (n <= 0) return "read error " + std::to_string(n);
+    pos += static_cast<std::uint64_t>(n);
+  }
+  return out;
+}
+
+std::string json_body(std::string_view json) {
+  return std::string(kPartialMagic) + std::string(json) + encode_partial_footer(json);
+}
+
+TEST(PartialBody, RoundTripsTheIndexEveryChunksBytesAndTheirCrcs) {
+  const PartialIndex ix = sample_index();
+  std::string body = encode_partial(ix, {"hello", "abc"});
+  EXPECT_EQ(body.substr(0, 9), "SGWPART2\n");
+  EXPECT_EQ(body.substr(9, 8), "helloabc");  // the chunks first, then the index
   auto d = decode_partial(body);
   ASSERT_TRUE(d) << d.error().message;
-  EXPECT_EQ(d->index, ix);
+  PartialIndex want = ix;
+  want.chunks[0].crc32c = recording::spool::crc32c({reinterpret_cast<const std::uint8_t*>("hello"), 5});
+  want.chunks[1].crc32c = recording::spool::crc32c({reinterpret_cast<const std::uint8_t*>("abc"), 3});
+  EXPECT_EQ(d->index, want);
   ASSERT_EQ(d->data.size(), 2u);
   EXPECT_EQ(d->data[0], "hello");
   EXPECT_EQ(d->data[1], "abc");
+  EXPECT_EQ(d->damaged, (std::vector<bool>{false, false}));
   // A heartbeat: no chunks, only what is pending.
   PartialIndex beat = ix;
   beat.chunks.clear();
-  auto b = decode_partial(encode_partial_head(beat));
+  auto b = decode_partial(encode_partial(beat, {}));
   ASSERT_TRUE(b);
   EXPECT_TRUE(b->data.empty());
   EXPECT_EQ(b->index.pending.size(), 3u);
+}
+
+TEST(PartialBody, ADamagedChunkIsMarkedAndTheOthersStayUsable) {
+  std::string body = encode_partial(sample_index(), {"hello", "abc"});
+  body[9 + 1] ^= 0x20;  // "hEllo"
+  auto d = decode_partial(body);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->damaged, (std::vector<bool>{true, false}));
+  EXPECT_TRUE(d->data[0].empty());  // never stitched
+  EXPECT_EQ(d->data[1], "abc");
+}
+
+TEST(PartialBody, StreamedFromSpoolsItIsTheSameBodyAndARewindStartsAgain) {
+  test_support::TempDir dir("sgw-partial-body");
+  const std::string a = dir.path() + "/a.spool", b = dir.path() + "/b.spool";
+  std::ofstream(a, std::ios::binary) << "0123456789hello";
+  std::ofstream(b, std::ios::binary) << "xyzabc";
+  PartialIndex ix = sample_index();
+  ix.chunks = {{"r1", 10, 5}, {"r2", 3, 3}};
+  const std::string want = encode_partial(ix, {"hello", "abc"});
+  PartialBody body(ix, {::open(a.c_str(), O_RDONLY), ::open(b.c_str(), O_RDONLY)});
+  EXPECT_EQ(body.size(), want.size());
+  EXPECT_EQ(drain(body, 4), want);
+  // Spool files removed meanwhile (the call ended): the descriptors still read them.
+  ::unlink(a.c_str());
+  EXPECT_EQ(drain(body, 1000), want);  // a read at 0 again: the same bytes, the same CRCs
+  EXPECT_EQ(drain(body, 1), want);
+  char c;
+  ASSERT_EQ(body.read(0, &c, 1), 1);
+  EXPECT_EQ(body.read(5, &c, 1), -ESPIPE);  // never out of order
+}
+
+TEST(PartialBody, ASpoolShorterThanItsRangeFailsTheRead) {
+  test_support::TempDir dir("sgw-partial-body");
+  const std::string a = dir.path() + "/a.spool";
+  std::ofstream(a, std::ios::binary) << "hel";
+  PartialIndex ix = sample_index();
+  ix.chunks = {{"r1", 0, 5}};
+  PartialBody body(ix, {::open(a.c_str(), O_RDONLY)});
+  EXPECT_EQ(drain(body, 64), "read error " + std::to_string(-EIO));
 }
 
 TEST(PartialBody, DamagedOrHostileBodiesAreRefusedNamingTheProblem) {
@@ -66,22 +140,25 @@ TEST(PartialBody, DamagedOrHostileBodiesAreRefusedNamingTheProblem) {
   ix.node = "n";
   ix.region = "r";
   ix.chunks = {{"r1", 0, 5}};
-  const std::string good = encode_partial_head(ix) + "hello";
+  const std::string good = encode_partial(ix, {"hello"});
   ASSERT_TRUE(decode_partial(good));
-  const std::string head = encode_partial_head(ix);
-  auto wrap = [](std::string_view json) { return "SGWPART1 " + std::to_string(json.size()) + "\n" + std::string(json); };
+  std::string bad_index_crc = good;
+  bad_index_crc[good.size() - kPartialFooterSize - 3] ^= 1;  // a byte of the index
+  std::string long_len = good;
+  long_len.replace(good.size() - kPartialFooterSize + 8, 12, "999999999999");
   for (const std::string& bad :
-       {std::string(), std::string("SGWSPOOL..."), good.substr(0, good.size() - 1), good + "x",
-        std::string("SGWPART1 99999\n{}"), std::string("SGWPART1 2\n{}"), std::string("SGWPART1 x\n{}"),
-        std::string("SGWPART1 4\nnull"), std::string("SGWPART1 123456789012345\n"),
-        "SGWPART1 " + std::to_string(head.size()) + "\n" + head,  // index is not JSON
-        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":{},"pending":[]})"),
-        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"","offset":0,"length":0}],"pending":[]})"),
-        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":["../../etc/x"]})"),
-        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"a/b","offset":0,"length":0}],"pending":[]})"),
-        wrap(R"({"node":"n","region":"r","run":-1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":[]})"),
-        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":[7]})"),
-        wrap(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"a","offset":0,"length":18446744073709551615}],"pending":[]})")}) {
+       {std::string(), std::string("SGWSPOOL..."), std::string("SGWPART1 2\n{}"), good.substr(0, good.size() - 1),
+        good.substr(1), good + "x", "SGWPART2\nx" + good.substr(9), bad_index_crc, long_len,
+        json_body("null"), json_body("{}"), json_body("not json"),
+        json_body(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":{},"pending":[]})"),
+        json_body(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"","offset":0,"length":0,"crc32c":"00000000"}],"pending":[]})"),
+        json_body(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"a","offset":0,"length":0}],"pending":[]})"),
+        json_body(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"a","offset":0,"length":0,"crc32c":"0000000g"}],"pending":[]})"),
+        json_body(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":["../../etc/x"]})"),
+        json_body(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"a/b","offset":0,"length":0,"crc32c":"00000000"}],"pending":[]})"),
+        json_body(R"({"node":"n","region":"r","run":-1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":[]})"),
+        json_body(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[],"pending":[7]})"),
+        json_body(R"({"node":"n","region":"r","run":1,"seq":1,"unix_ms":1,"segment_ms":1,"chunks":[{"recording_id":"a","offset":0,"length":18446744073709551615,"crc32c":"00000000"}],"pending":[]})")}) {
     auto d = decode_partial(bad);
     EXPECT_FALSE(d) << bad;
     if (!d) {
@@ -97,7 +174,6 @@ TEST(PartialInfo, MetadataRoundTripAndMalformedFieldsAreRefused) {
   p.run = 42;
   p.seq = 3;
   p.length = 99;
-  p.sha256 = std::string(64, 'a');
   p.segment_ms = 5000;
   auto m = p.to_metadata();
   auto back = PartialInfo::from_metadata(m);
@@ -108,20 +184,14 @@ TEST(PartialInfo, MetadataRoundTripAndMalformedFieldsAreRefused) {
   broken["length"] = "12x";
   EXPECT_FALSE(PartialInfo::from_metadata(broken));
   broken = m;
-  broken["sha256"] = "abc";
+  broken["node"] = "";
   EXPECT_FALSE(PartialInfo::from_metadata(broken));
   broken = m;
   broken.erase("run");
   EXPECT_FALSE(PartialInfo::from_metadata(broken));
 }
 
-TEST(PartialFileName, RoundTripsAndRefusesOtherNames) {
-  auto n = parse_partial_file_name(partial_file_name(1764900000123, 12));
-  ASSERT_TRUE(n);
-  EXPECT_EQ(n->run, 1764900000123u);
-  EXPECT_EQ(n->seq, 12u);
-  for (const char* bad : {"x.part", ".1.part", "1.part", "a.1.part", "1.2.3.part", "1.2.spool"})
-    EXPECT_FALSE(parse_partial_file_name(bad)) << bad;
+TEST(PartialEntryId, RoundTripsAndRefusesOtherIds) {
   auto e = parse_partial_entry_id(partial_entry_id(7, 12));
   ASSERT_TRUE(e);
   EXPECT_EQ(partial_entry_id(7, 12), "partial.7.00000012");

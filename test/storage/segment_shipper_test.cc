@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <sstream>
 
 #include "storage/partials.h"
 #include "test_support/temp_dir.h"
@@ -20,16 +19,10 @@ void append(const std::string& path, const std::string& bytes) {
   out << bytes;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 struct Fixture {
   test_support::TempDir dir{"sgw-shipper"};
   std::unique_ptr<DeliveryQueue> queue;
+  std::shared_ptr<PartialBodies> bodies = std::make_shared<PartialBodies>();
   std::vector<std::string> open;
   std::unique_ptr<SegmentShipper> shipper;
   std::int64_t now = 1'764'900'000'000;
@@ -41,14 +34,14 @@ struct Fixture {
     o.ephemeral_sinks = {std::string(kPartialSink), std::string(kPartialsDeleteSink)};
     queue = std::move(DeliveryQueue::open(o)).value();
     SegmentShipperOptions so;
-    so.dir = dir.path() + "/partials";
+    so.bodies = bodies;
+    so.max_in_flight = 100;
     so.node = "london";
     so.region = "uk";
     so.run = 77;
     so.open_spools = [this] { return open; };
     so.queue = queue.get();
     so.now_ms = [this] { return now; };
-    std::filesystem::create_directories(so.dir);
     shipper = std::make_unique<SegmentShipper>(so);
   }
   std::string spool(const std::string& id) const { return dir.path() + "/" + id + ".spool"; }
@@ -62,7 +55,16 @@ struct Fixture {
   DecodedPartial partial(std::uint64_t seq, std::string* body) const {
     auto e = entries(kPartialSink).at(partial_entry_id(77, seq));
     EXPECT_EQ(e.objects.at(0).key, partial_key("uk", "london", 77, seq));
-    *body = slurp(e.objects.at(0).path);
+    // The body as the upload streams it (the sink does not run here).
+    auto held = bodies->find(partial_entry_id(77, seq));
+    EXPECT_TRUE(held);
+    *body = std::string(held->size(), '\0');
+    for (std::uint64_t pos = 0; pos < held->size();) {
+      std::int64_t n = held->read(pos, body->data() + pos, 4096);
+      EXPECT_GT(n, 0);
+      if (n <= 0) break;
+      pos += static_cast<std::uint64_t>(n);
+    }
     auto d = decode_partial(*body);
     EXPECT_TRUE(d) << d.error().message;
     return std::move(d).value();
@@ -80,7 +82,7 @@ TEST(SegmentShipper, OnePartialPerCutHoldsEveryOpenSpoolsNewBytes) {
   EXPECT_EQ(p0.index.node, "london");
   EXPECT_EQ(p0.index.run, 77u);
   ASSERT_EQ(p0.index.chunks.size(), 2u);
-  EXPECT_EQ(p0.index.chunks[0], (PartialChunk{"A", 0, 11}));
+  EXPECT_EQ(p0.index.chunks[0], (PartialChunk{"A", 0, 11, p0.index.chunks[0].crc32c}));
   EXPECT_EQ(p0.data[0], "A-header+0s");
   EXPECT_EQ(p0.data[1], "B-header");
   EXPECT_EQ(p0.index.pending, (std::vector<std::string>{"A", "B"}));
@@ -91,7 +93,7 @@ TEST(SegmentShipper, OnePartialPerCutHoldsEveryOpenSpoolsNewBytes) {
   ASSERT_TRUE(f.shipper->run_once());
   auto p1 = f.partial(1, &body);
   ASSERT_EQ(p1.index.chunks.size(), 1u);
-  EXPECT_EQ(p1.index.chunks[0], (PartialChunk{"A", 11, 3}));
+  EXPECT_EQ(p1.index.chunks[0], (PartialChunk{"A", 11, 3, p1.index.chunks[0].crc32c}));
   EXPECT_EQ(p1.data[0], "+5s");
   EXPECT_EQ(p1.index.pending, (std::vector<std::string>{"A", "B"}));
 
@@ -164,6 +166,51 @@ TEST(SegmentShipper, AnUnreadableSpoolKeepsItsOffsetAndAVanishedOneIsDropped) {
   auto p0 = f.partial(0, &body);
   ASSERT_EQ(p0.index.chunks.size(), 1u);  // "gone" has no file: skipped, not an error
   EXPECT_EQ(p0.index.chunks[0].recording_id, "A");
+}
+
+TEST(SegmentShipper, APartialHoldsItsSpoolsOpenSoACallEndingBeforeTheUploadLosesNothing) {
+  Fixture f;
+  append(f.spool("A"), "A-bytes");
+  f.open = {f.spool("A")};
+  ASSERT_TRUE(f.shipper->run_once());
+  std::filesystem::remove(f.spool("A"));  // finalised and removed before the upload ran
+  std::string body;
+  auto p0 = f.partial(0, &body);
+  ASSERT_EQ(p0.data.size(), 1u);
+  EXPECT_EQ(p0.data[0], "A-bytes");
+  EXPECT_EQ(p0.damaged, (std::vector<bool>{false}));
+}
+
+TEST(SegmentShipper, NoCutWhileMaxInFlightPartialsWaitAndTheNextCarriesTheirBytes) {
+  Fixture f;
+  common::Counter deferred;
+  SegmentShipperOptions so;
+  so.bodies = f.bodies;
+  so.max_in_flight = 1;
+  so.node = "london";
+  so.region = "uk";
+  so.run = 77;
+  so.open_spools = [&f] { return f.open; };
+  so.queue = f.queue.get();
+  so.now_ms = [&f] { return f.now; };
+  so.deferred = &deferred;
+  f.shipper = std::make_unique<SegmentShipper>(so);
+  append(f.spool("A"), "A0");
+  f.open = {f.spool("A")};
+  ASSERT_TRUE(f.shipper->run_once());  // 0, not uploaded
+  append(f.spool("A"), "A1");
+  EXPECT_FALSE(f.shipper->run_once());  // deferred: 0 is still in flight
+  EXPECT_EQ(deferred.value(), 1u);
+  EXPECT_EQ(f.bodies->size(), 1u);
+  append(f.spool("A"), "A2");
+  f.bodies->remove(partial_entry_id(77, 0));  // what the sink does once 0 is verified
+  f.shipper->partial_uploaded(partial_entry_id(77, 0));
+  ASSERT_TRUE(f.shipper->run_once());  // 1: every byte since 0
+  std::string body;
+  auto p1 = f.partial(1, &body);
+  ASSERT_EQ(p1.index.chunks.size(), 1u);
+  EXPECT_EQ(p1.index.chunks[0], (PartialChunk{"A", 2, 4, p1.index.chunks[0].crc32c}));
+  EXPECT_EQ(p1.data[0], "A1A2");
 }
 
 }  // namespace
