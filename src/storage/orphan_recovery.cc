@@ -19,7 +19,6 @@
 #include "recording/spool_reader.h"
 #include "recording/spool_writer.h"
 #include "storage/partials.h"
-#include "storage/sigv4.h"
 
 namespace sgw::storage {
 
