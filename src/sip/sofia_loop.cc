@@ -1,8 +1,10 @@
 #include "sip/sofia_loop.h"
 
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <unordered_map>
@@ -17,12 +19,52 @@ struct SofiaLoopTimer;
 #define SU_TIMER_ARG_T sgw::sip::detail::SofiaLoopTimer
 
 #include <sofia-sip/su.h>
+#include <sofia-sip/su_time.h>
 #include <sofia-sip/su_wait.h>
+
+// libsofia-sip-ua's clock hook (su_time0.c, "hooks for testing timing and timers"; exported by
+// Debian 12's libsofia-sip-ua0, not declared in its headers): su_time() - and so su_now(), by
+// which every su_timer and the loop's poll timeout are reckoned - reads CLOCK_REALTIME, then
+// lets this function change the result.
+extern "C" {
+extern void (*_su_time)(su_time_t* tv);  // NOLINT(bugprone-reserved-identifier): the library's name
+}
 
 namespace sgw::sip::detail {
 
 namespace {
 constexpr std::size_t kMaxPosted = 65536;
+
+std::int64_t monotonic_us() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return std::int64_t{t.tv_sec} * 1'000'000 + t.tv_nsec / 1000;
+}
+
+// sofia's clock, made steady: the wall time when it was installed, advanced by CLOCK_MONOTONIC.
+// Without it a step of the wall clock (NTP, a VM's clock sync) moves every SIP timer by the
+// step: a forward step fires them early (a session-timer expiry, siprec-src's end of a call,
+// transaction timeouts), a backward one holds them back. The project's timestamps (recording
+// start times, logs) come from the system clock, not from sofia's; the stack adds no Date header.
+std::int64_t g_sofia_base_us = 0;  // NTP-epoch µs at install
+std::int64_t g_mono_base_us = 0;
+
+void steady_su_time(su_time_t* tv) {
+  const std::int64_t us = g_sofia_base_us + (monotonic_us() - g_mono_base_us);
+  tv->tv_sec = static_cast<unsigned long>(us / 1'000'000);
+  tv->tv_usec = static_cast<unsigned long>(us % 1'000'000);
+}
+
+void make_sofia_clock_steady() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    su_time_t now{};
+    su_time(&now);  // the wall clock, NTP epoch (no hook installed yet)
+    g_sofia_base_us = static_cast<std::int64_t>(now.tv_sec) * 1'000'000 + static_cast<std::int64_t>(now.tv_usec);
+    g_mono_base_us = monotonic_us();
+    _su_time = &steady_su_time;
+  });
+}
 }  // namespace
 
 struct SofiaLoopTimer {
@@ -76,6 +118,7 @@ SofiaLoop::~SofiaLoop() {
 common::Result<std::unique_ptr<SofiaLoop>> SofiaLoop::create(const std::string& error_code) {
   std::unique_ptr<SofiaLoop> loop(new SofiaLoop());
   auto& s = *loop->state_;
+  make_sofia_clock_steady();  // before any timer is set
   if (su_init() != 0) return common::make_error(error_code, "su_init failed");
   s.su_initialised = true;
   s.root = su_root_create(&s);

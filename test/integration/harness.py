@@ -244,8 +244,9 @@ class Daemon:
     """
 
     def __init__(self, config: dict | None = None, raw_config: str | None = None,
-                 transports=("udp", "tcp"), log_level: str = "debug"):
+                 transports=("udp", "tcp"), log_level: str = "debug", env: dict | None = None):
         self.binary = siprecd_path()
+        self.env = env  # added to the environment siprecd starts with
         self.tmp = tempfile.mkdtemp(prefix="siprecd-it-")
         self.sip_port = free_port_pair()
         self.http_port = free_tcp_port()
@@ -314,7 +315,7 @@ class Daemon:
         self._stderr_file = open(self._stderr_path, "wb")
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=self._stderr_file,
-                                     cwd=self.tmp)
+                                     cwd=self.tmp, env={**os.environ, **self.env} if self.env else None)
         _LIVE.add(self)
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
@@ -1208,11 +1209,12 @@ class DaemonTestCase(unittest.TestCase):
     """
 
     CONFIG: dict | None = None
+    ENV: dict | None = None  # added to siprecd's environment
     daemon: Daemon
 
     @classmethod
     def setUpClass(cls):
-        cls.daemon = Daemon(config=cls.CONFIG)
+        cls.daemon = Daemon(config=cls.CONFIG, env=cls.ENV)
         try:
             cls.daemon.start()
         except BaseException:

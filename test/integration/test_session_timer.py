@@ -37,23 +37,28 @@ def end_event(doc):
     return ends[-1] if ends else ""
 
 
-class SessionTimerTest(RecordingTestCase):
-    # Tests share one daemon and finalisation is asynchronous: pick the
-    # recording of this test's call, not the first new file.
-    def recording_of(self, call, timeout=15.0):
-        found = {}
+def recording_for_call_id(test, call_id: str, timeout=15.0) -> dict:
+    """The recording JSON of the call with this Call-ID, once published (test.daemon's
+    recordings dir). Tests share one daemon and finalisation is asynchronous: pick the
+    recording of this test's call, not the first new file."""
+    found = {}
 
-        def look():
-            for path in glob.glob(os.path.join(self.daemon.recordings_dir, "**", "*.json"), recursive=True):
-                with open(path) as f:
-                    doc = json.load(f)
-                if doc.get("recording_call_id") == call.call_id:
-                    found["doc"] = doc
-                    return True
-            return False
-        if not wait_until(look, timeout):
-            self.fail(self._diag(f"no recording for Call-ID {call.call_id}"))
-        return found["doc"]
+    def look():
+        for path in glob.glob(os.path.join(test.daemon.recordings_dir, "**", "*.json"), recursive=True):
+            with open(path) as f:
+                doc = json.load(f)
+            if doc.get("recording_call_id") == call_id:
+                found["doc"] = doc
+                return True
+        return False
+    if not wait_until(look, timeout):
+        test.fail(test._diag(f"no recording for Call-ID {call_id}"))
+    return found["doc"]
+
+
+class SessionTimerTest(RecordingTestCase):
+    def recording_of(self, call, timeout=15.0):
+        return recording_for_call_id(self, call.call_id, timeout)
 
     CONFIG = {"sip": {"min_session_expires_s": 2},
               "media": {"timeout_s": 60, "max_paused_s": 3}}
