@@ -12,6 +12,7 @@
 
 #include "recording/spool_events.h"
 #include "recording/spool_format.h"
+#include "test_support/body_source.h"
 #include "test_support/temp_dir.h"
 
 namespace sgw::storage {
@@ -53,18 +54,6 @@ PartialIndex sample_index() {
   ix.chunks = {{"r1", 0, 5}, {"r2", 100, 3}};
   ix.pending = {"r0", "r1", "r2"};
   return ix;
-}
-
-// Everything a BodySource gives, read in pieces of `step` bytes from 0.
-std::string drain(BodySource& src, std::size_t step) {
-  std::string out(src.size(), '\0');
-  std::uint64_t pos = 0;
-  while (pos < src.size()) {
-    std::int64_t n = src.read(pos, out.data() + pos, std::min<std::uint64_t>(step, src.size() - pos));
-    if (n <= 0) return "read error " + std::to_string(n);
-    pos += static_cast<std::uint64_t>(n);
-  }
-  return out;
 }
 
 std::string json_body(std::string_view json) {
@@ -115,11 +104,11 @@ TEST(PartialBody, StreamedFromSpoolsItIsTheSameBodyAndARewindStartsAgain) {
   const std::string want = encode_partial(ix, {"hello", "abc"});
   PartialBody body(ix, {::open(a.c_str(), O_RDONLY), ::open(b.c_str(), O_RDONLY)});
   EXPECT_EQ(body.size(), want.size());
-  EXPECT_EQ(drain(body, 4), want);
+  EXPECT_EQ(test_support::read_body(body, 4), want);
   // Spool files removed meanwhile (the call ended): the descriptors still read them.
   ::unlink(a.c_str());
-  EXPECT_EQ(drain(body, 1000), want);  // a read at 0 again: the same bytes, the same CRCs
-  EXPECT_EQ(drain(body, 1), want);
+  EXPECT_EQ(test_support::read_body(body, 1000), want);  // a read at 0 again: the same bytes, the same CRCs
+  EXPECT_EQ(test_support::read_body(body, 1), want);
   char c;
   ASSERT_EQ(body.read(0, &c, 1), 1);
   EXPECT_EQ(body.read(5, &c, 1), -ESPIPE);  // never out of order
@@ -132,7 +121,7 @@ TEST(PartialBody, ASpoolShorterThanItsRangeFailsTheRead) {
   PartialIndex ix = sample_index();
   ix.chunks = {{"r1", 0, 5}};
   PartialBody body(ix, {::open(a.c_str(), O_RDONLY)});
-  EXPECT_EQ(drain(body, 64), "read error " + std::to_string(-EIO));
+  EXPECT_EQ(test_support::read_body(body, 64), "read error " + std::to_string(-EIO));
 }
 
 TEST(PartialBody, DamagedOrHostileBodiesAreRefusedNamingTheProblem) {

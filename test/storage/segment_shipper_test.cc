@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "storage/partials.h"
+#include "test_support/body_source.h"
 #include "test_support/temp_dir.h"
 
 namespace sgw::storage {
@@ -58,13 +59,7 @@ struct Fixture {
     // The body as the upload streams it (the sink does not run here).
     auto held = bodies->find(partial_entry_id(77, seq));
     EXPECT_TRUE(held);
-    *body = std::string(held->size(), '\0');
-    for (std::uint64_t pos = 0; pos < held->size();) {
-      std::int64_t n = held->read(pos, body->data() + pos, 4096);
-      EXPECT_GT(n, 0);
-      if (n <= 0) break;
-      pos += static_cast<std::uint64_t>(n);
-    }
+    *body = test_support::read_body(*held);
     auto d = decode_partial(*body);
     EXPECT_TRUE(d) << d.error().message;
     return std::move(d).value();
