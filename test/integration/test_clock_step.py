@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -56,6 +57,13 @@ class GatewayClockStepTest(RecordingTestCase):
         set_step(cls.step_file, 0)
         cls.ENV = clock_step_env(cls.step_file)
         super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.step_dir, ignore_errors=True)
 
     def setUp(self):
         set_step(self.step_file, 0)
@@ -106,6 +114,7 @@ class SrcClockStepTest(RecordingTestCase):
 
     def test_forward_step_does_not_end_the_call_early(self):
         step_dir = tempfile.mkdtemp(prefix="sgw-clock-step-")
+        self.addCleanup(shutil.rmtree, step_dir, True)
         step_file = os.path.join(step_dir, "offset")
         set_step(step_file, 0)
         json_path = os.path.join(step_dir, "src.json")
