@@ -993,6 +993,7 @@ int main(int argc, char** argv) {
   // A new session's spool is created on the manager's own thread, not the SIP thread
   // (docs/performance.md "The SIP thread"): the factory below must stay callable from there.
   policy.sink_thread = true;
+  policy.metadata_thread = true;  // and its metadata parsed on another: metadata::parse is pure
   sgw::siprec::SessionManager sessions(
       policy, media->get(), session_metrics,
       [&](sgw::siprec::SinkRequest r) -> sgw::common::Result<std::unique_ptr<sgw::media::SessionSink>> {

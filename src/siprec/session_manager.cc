@@ -73,6 +73,8 @@ struct SessionManager::PendingInvite {
   SessionDescription offer;
   OfferPlan plan;
   sip::Response resp;
+  // Policy::metadata_thread: the INVITE (its body left out) while its metadata is parsed.
+  std::optional<sip::Request> req;
 };
 
 SessionManager::SessionManager(Policy policy, media::MediaEngine* media, SessionMetrics metrics,
@@ -86,6 +88,8 @@ SessionManager::SessionManager(Policy policy, media::MediaEngine* media, Session
       admission_(policy_.admission, metrics.limits_hit) {
   // Queue bound: beyond it (a burst the disk cannot follow) make_sink runs on the SIP thread.
   if (policy_.sink_thread) sink_thread_ = std::make_unique<common::TaskThread>("sgw-spool-open", 4096);
+  // Queue bound: beyond it the metadata is parsed on the SIP thread.
+  if (policy_.metadata_thread) metadata_thread_ = std::make_unique<common::TaskThread>("sgw-metadata", 4096);
 }
 
 SessionManager::~SessionManager() { shutdown(); }
@@ -96,8 +100,9 @@ void SessionManager::shutdown() {
   // Sinks being made: their jobs run to the end (the SIP thread has stopped, so what they post
   // never runs); each is then discarded with its session below.
   if (sink_thread_) sink_thread_->stop();
+  if (metadata_thread_) metadata_thread_->stop();  // its posts never run either
   pending_answers_.clear();
-  hook_pending_.clear();
+  waiting_.clear();
   std::vector<std::uint64_t> keys;
   for (auto& [key, s] : sessions_) keys.push_back(key);
   for (auto key : keys) {
@@ -260,7 +265,7 @@ bool SessionManager::can_accept(std::string* why) const {
   } else if (set(Unfit::kBacklog)) {
     reason = Unfit::kBacklog;
     *why = "Delivery backlog too old";
-  } else if (sessions_.size() + hook_pending_.size() >= policy_.max_sessions) {
+  } else if (sessions_.size() + waiting_.size() >= policy_.max_sessions) {
     reason = Unfit::kMaxSessions;
     *why = "Session limit reached";
   } else {
@@ -498,23 +503,36 @@ void SessionManager::on_request(sip::TransactionId tx, const sip::Request& req) 
 }
 
 void SessionManager::apply_metadata(Session& s, const std::vector<std::string>& docs) {
-  for (const auto& doc : docs) {
+  take_metadata(s, docs, parse_metadata(docs, policy_.metadata_limits));
+}
+
+SessionManager::ParsedDocs SessionManager::parse_metadata(const std::vector<std::string>& docs,
+                                                          const metadata::ParseLimits& limits) {
+  ParsedDocs parsed;
+  parsed.reserve(docs.size());
+  for (const auto& doc : docs) parsed.push_back(metadata::parse(doc, limits));
+  return parsed;
+}
+
+void SessionManager::take_metadata(Session& s, const std::vector<std::string>& docs, ParsedDocs parsed) {
+  for (std::size_t i = 0; i < docs.size() && i < parsed.size(); ++i) {
+    const std::string& doc = docs[i];
     s.metadata_raw.push_back(doc);
-    if (doc.size() > policy_.metadata_limits.max_bytes)  // parse() refuses it below; the call goes on
+    if (doc.size() > policy_.metadata_limits.max_bytes)  // parse() refused it; the call goes on
       limit_hit(Cap::kMetadataBytes, s.source_address,
                 s.recording_id + " [" + s.call_id + "]: metadata document of " + std::to_string(doc.size()) +
                     " bytes over metadata.max_bytes, not parsed (call recorded)");
     if (s.media) media_->post_metadata(s.media, doc);
-    auto parsed = metadata::parse(doc, policy_.metadata_limits);
-    if (!parsed) {
+    auto& one = parsed[i];
+    if (!one) {
       // Metadata never stops a recording: keep the raw document and the error.
       metrics_.metadata_errors->inc();
-      s.metadata_errors.push_back(parsed.error().code + ": " + parsed.error().message);
+      s.metadata_errors.push_back(one.error().code + ": " + one.error().message);
       log_->warn("{} [{}]: metadata not understood ({}): {}", s.recording_id, s.call_id,
-                 parsed.error().code, parsed.error().message);
+                 one.error().code, one.error().message);
       continue;
     }
-    s.metadata = s.metadata ? metadata::merge(*s.metadata, *parsed) : std::move(parsed).value();
+    s.metadata = s.metadata ? metadata::merge(*s.metadata, *one) : std::move(one).value();
   }
 }
 
@@ -788,28 +806,65 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
     if (n == "Contact") s->contact = v;
   for (const auto& w : body->warnings)
     log_->info("{} [{}]: body: {}", s->recording_id, s->call_id, w);
-  apply_metadata(*s, body->metadata_docs);
-  if (!s->metadata) {
+  auto p = std::make_unique<PendingInvite>(
+      PendingInvite{std::move(s), std::move(*offer), std::move(*plan), std::move(resp), std::nullopt});
+  if (metadata_thread_ && !body->metadata_docs.empty()) {
+    // Parsed on the manager's metadata thread while the INVITE waits (docs/performance.md "The
+    // SIP thread"), in waiting_ as for the hook: CANCEL, drain and sip.max_sessions see it.
+    p->req = req;
+    p->req->body.clear();
+    auto docs = std::make_shared<std::vector<std::string>>(std::move(body->metadata_docs));
+    waiting_[tx] = std::move(p);
+    if (metadata_thread_->post([this, tx, docs, limits = policy_.metadata_limits] {
+          auto parsed = std::make_shared<ParsedDocs>(parse_metadata(*docs, limits));
+          if (!endpoint_->post([this, tx, docs, parsed] {
+                on_metadata_parsed(tx, std::move(*docs), std::move(*parsed));
+              }))
+            log_->error("INVITE tx {}: SIP thread queue full or stopped: metadata parsed, not answered", tx);
+        }))
+      return;
+    auto it = waiting_.find(tx);  // the queue is full: parsed here
+    p = std::move(it->second);
+    waiting_.erase(it);
+    p->req.reset();
+    body->metadata_docs = std::move(*docs);
+  }
+  apply_metadata(*p->s, body->metadata_docs);
+  continue_invite(tx, std::move(p), req);
+}
+
+void SessionManager::on_metadata_parsed(sip::TransactionId tx, std::vector<std::string> docs, ParsedDocs parsed) {
+  auto it = waiting_.find(tx);
+  if (it == waiting_.end()) return;  // cancelled or drained meanwhile
+  auto p = std::move(it->second);
+  waiting_.erase(it);
+  take_metadata(*p->s, docs, std::move(parsed));
+  const sip::Request req = std::move(*p->req);
+  p->req.reset();
+  continue_invite(tx, std::move(p), req);
+}
+
+void SessionManager::continue_invite(sip::TransactionId tx, std::unique_ptr<PendingInvite> p,
+                                     const sip::Request& req) {
+  Session& s = *p->s;
+  if (!s.metadata) {
     auto cisco = req.header_values(metadata::kCiscoParticipantHeader);
-    if (!cisco.empty()) s->metadata = metadata::from_cisco_headers(cisco, req.call_id);
+    if (!cisco.empty()) s.metadata = metadata::from_cisco_headers(cisco, req.call_id);
   }
   metadata::HeaderLookup lookup = [&req](std::string_view name) { return req.header_values(name); };
-  if (auto m = metadata::find_conversation_id(policy_.conversation_id_rules,
-                                              s->metadata ? &*s->metadata : nullptr, lookup,
-                                              req.call_id)) {
-    s->conversation_id = m->value;
-    s->conversation_id_rule = m->rule;
+  if (auto m = metadata::find_conversation_id(policy_.conversation_id_rules, s.metadata ? &*s.metadata : nullptr,
+                                              lookup, req.call_id)) {
+    s.conversation_id = m->value;
+    s.conversation_id_rule = m->rule;
   }
   // JSON log lines about this call carry its ids (docs/operations.md).
-  common::log_register_call(s->recording_id, s->call_id, s->conversation_id);
-  auto p = std::make_unique<PendingInvite>(
-      PendingInvite{std::move(s), std::move(*offer), std::move(*plan), std::move(resp)});
+  common::log_register_call(s.recording_id, s.call_id, s.conversation_id);
   if (policy_.invite_hook) {
     // The INVITE waits for the hook's decision (docs/integrations.md); the
     // SIP thread does not: 100 Trying now, the request on the hook's thread.
     endpoint_->reply(tx, simple(100, "Trying"));
-    auto doc = hook_request(*p->s, req, p->offer, p->plan, "invite");
-    hook_pending_[tx] = std::move(p);
+    auto doc = hook_request(s, req, p->offer, p->plan, "invite");
+    waiting_[tx] = std::move(p);
     policy_.invite_hook(doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                         [this, tx](recording::CallDecision d) {
                           if (!endpoint_->post([this, tx, d = std::move(d)]() mutable {
@@ -870,10 +925,10 @@ nlohmann::json SessionManager::hook_request(const Session& s, const sip::Request
 }
 
 void SessionManager::on_hook_decision(sip::TransactionId tx, recording::CallDecision d) {
-  auto it = hook_pending_.find(tx);
-  if (it == hook_pending_.end()) return;  // cancelled or drained meanwhile
+  auto it = waiting_.find(tx);
+  if (it == waiting_.end()) return;  // cancelled or drained meanwhile
   auto p = std::move(it->second);
-  hook_pending_.erase(it);
+  waiting_.erase(it);
   const auto& s = *p->s;
   if (d.action == "reject") {
     log_->info("{} [{}]: call-control hook ({}): reject {}{}", s.recording_id, s.call_id, d.source, d.sip_code,
@@ -1078,7 +1133,8 @@ void SessionManager::on_start_durable(std::uint64_t key, const common::Status& s
     arm_session_timer(sess);
     watch_pause(sess);
     sess.started_event = true;
-    raise_event(sess, "session.started",
+    if (policy_.on_event)  // its data (the metadata model's participants) built only for a listener
+      raise_event(sess, "session.started",
                 {{"start_time", sess.start_time}, {"from", sess.src}, {"transport", sess.transport},
                  {"conversation_id_rule", sess.conversation_id_rule}, {"streams", streams_json(sess)},
                  {"participants", participants_json(sess.metadata)}});
@@ -1239,7 +1295,7 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
   if (after.first > before.first) changes.push_back("streams_added");
   if (after.first < before.first) changes.push_back("streams_removed");
   if (body && !body->metadata_docs.empty()) changes.push_back("metadata");
-  if (s.started_event && !changes.empty()) {
+  if (s.started_event && !changes.empty() && policy_.on_event) {
     char sub[16];
     std::snprintf(sub, sizeof sub, "%06u", ++s.update_events);
     raise_event(s, "session.updated",
@@ -1362,7 +1418,7 @@ void SessionManager::on_malformed(const sip::Request& req, int status) {
 }
 
 void SessionManager::on_cancelled(sip::TransactionId tx) {
-  if (hook_pending_.erase(tx) > 0) {  // still waiting for the hook: nothing was written
+  if (waiting_.erase(tx) > 0) {  // still waiting for the hook: nothing was written
     count_invite(487);
     return;
   }
@@ -1451,11 +1507,11 @@ void SessionManager::drain(std::function<void()> on_drained, std::uint32_t max_s
   const bool sooner = !draining_ || deadline < drain_deadline_;
   draining_ = true;
   on_drained_ = std::move(on_drained);
-  for (auto& [tx, p] : hook_pending_) {
+  for (auto& [tx, p] : waiting_) {
     count_invite(503);
     endpoint_->reply(tx, service_unavailable("Draining"));
   }
-  hook_pending_.clear();
+  waiting_.clear();
   std::vector<std::uint64_t> keys;
   for (auto& [key, s] : sessions_) keys.push_back(key);
   for (auto key : keys) {

@@ -71,6 +71,10 @@ struct Policy {
   // (docs/performance.md). make_sink must then be callable from that thread. False: on the
   // SIP thread (unit tests).
   bool sink_thread = false;
+  // The metadata documents of a new INVITE are parsed on a thread of the manager's own
+  // ("sgw-metadata") while the INVITE waits, not on the SIP thread (docs/performance.md).
+  // False: on the SIP thread (unit tests). Re-INVITEs and UPDATEs are parsed on the SIP thread.
+  bool metadata_thread = false;
 };
 
 struct SessionMetrics {
@@ -309,6 +313,14 @@ class SessionManager final : public sip::EndpointListener {
   void limit_hit(Cap cap, const std::string& source, const std::string& what);
   // Applies metadata documents to the session (merge; errors kept, never fatal).
   void apply_metadata(Session& s, const std::vector<std::string>& docs);
+  // One parse result per document (any thread), and applying them in order (SIP thread).
+  using ParsedDocs = std::vector<common::Result<metadata::RecordingMetadata>>;
+  static ParsedDocs parse_metadata(const std::vector<std::string>& docs, const metadata::ParseLimits& limits);
+  void take_metadata(Session& s, const std::vector<std::string>& docs, ParsedDocs parsed);
+  // SIP thread: metadata_thread_ parsed the documents of the INVITE of tx, if it still waits.
+  void on_metadata_parsed(sip::TransactionId tx, std::vector<std::string> docs, ParsedDocs parsed);
+  // An INVITE whose metadata is applied: conversation id, then the hook or admit_invite.
+  void continue_invite(sip::TransactionId tx, std::unique_ptr<PendingInvite> p, const sip::Request& req);
   // Opens/keeps/closes media per m-line of an accepted plan; false on port exhaustion.
   // `why` names the streams event a change posts.
   bool apply_plan(Session& s, const OfferPlan& plan, const char* why = "reoffer");
@@ -367,8 +379,12 @@ class SessionManager final : public sip::EndpointListener {
   std::unique_ptr<common::TaskThread> sink_thread_;
   std::mutex made_mutex_;
   std::map<std::uint64_t, std::pair<std::string, MadeSink>> made_sinks_;
-  // INVITEs waiting for the call-control hook's decision (100 Trying sent), by transaction.
-  std::map<sip::TransactionId, std::unique_ptr<PendingInvite>> hook_pending_;
+  // Policy::metadata_thread.
+  std::unique_ptr<common::TaskThread> metadata_thread_;
+  // INVITEs waiting for their metadata to be parsed (Policy::metadata_thread) or for the
+  // call-control hook's decision (100 Trying sent), by transaction. Nothing is reserved or
+  // written for them yet; they count toward sip.max_sessions, CANCEL and drain answer them.
+  std::map<sip::TransactionId, std::unique_ptr<PendingInvite>> waiting_;
   std::shared_ptr<spdlog::logger> log_;
   Admission admission_;
 

@@ -34,12 +34,12 @@ class FakeEndpoint final : public sip::Endpoint {
   }
   void after(std::uint32_t, std::function<void()> fn) override { post(std::move(fn)); }
   std::vector<std::string> bound_addresses() const override { return {}; }
-  // Another thread posted something (bounded wait; false after 10 s).
-  bool wait_posted() {
+  // Other threads posted n things (bounded wait; false after 10 s).
+  bool wait_posted(std::size_t n = 1) {
     for (int i = 0; i < 10000; ++i) {
       {
         std::lock_guard l(mutex);
-        if (!posted.empty()) return true;
+        if (posted.size() >= n) return true;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
@@ -527,6 +527,61 @@ TEST(SessionManagerTest, OnItsOwnThreadASpoolWhoseCallEndedFirstIsDiscardedUnans
     expect_discarded("gateway stopped");
     EXPECT_EQ(h.invites.with("200").value(), 0u);
   }
+}
+
+// Policy::metadata_thread (docs/performance.md "The SIP thread"): a new INVITE's metadata is
+// parsed on the manager's own thread while the INVITE waits; nothing is reserved until the SIP
+// thread takes the result, then the call goes on as before with the parsed model. A waiting
+// INVITE counts toward sip.max_sessions; CANCEL and drain answer it, and its late result is
+// dropped.
+TEST(SessionManagerTest, OnItsOwnThreadTheMetadataIsParsedWhileTheInviteWaits) {
+  Policy p;
+  p.metadata_thread = true;
+  p.max_sessions = 1;
+  std::vector<storage::WebhookEvent> events;
+  p.on_event = [&events](storage::WebhookEvent e) { events.push_back(std::move(e)); };
+  Harness h(p);
+  h.manager->on_request(1, invite("c1"));
+  EXPECT_TRUE(h.media.sessions.empty());  // no port, no spool yet
+  EXPECT_TRUE(h.requests_seen.empty());
+  EXPECT_TRUE(h.endpoint.replies.empty());
+  h.manager->on_request(2, invite("c2"));  // the waiting INVITE holds the one session slot
+  ASSERT_EQ(h.endpoint.replies.size(), 1u);
+  EXPECT_EQ(h.endpoint.replies[0].first, 2u);
+  EXPECT_EQ(h.endpoint.replies[0].second.status, 503);
+  ASSERT_TRUE(h.endpoint.wait_posted());
+  h.endpoint.run_posted();  // parsed: ports, spool
+  ASSERT_EQ(h.requests_seen.size(), 1u);
+  EXPECT_EQ(h.media.sessions[1].streams, 2);
+  ASSERT_EQ(h.requests_seen[0].metadata_docs.size(), 1u);
+  h.requests_seen[0].on_durable(common::Ok{});
+  h.endpoint.run_posted();
+  ASSERT_EQ(h.endpoint.accepted.size(), 1u);
+  EXPECT_EQ(h.endpoint.accepted[0].second.status, 200);
+  // The session has the parsed model: its participant is in the started event.
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, "session.started");
+  EXPECT_NE(events[0].data["participants"].dump().find("sip:alice@example.com"), std::string::npos);
+  EXPECT_EQ(h.metadata_errors.value(), 0u);
+
+  p.max_sessions = 10;
+  Harness w(p);
+  w.manager->on_request(3, invite("c3"));
+  w.manager->on_cancelled(3);  // CANCEL while parsing: 487, nothing reserved
+  EXPECT_EQ(w.invites.with("487").value(), 1u);
+  w.manager->on_request(4, invite("c4"));
+  int drained = 0;
+  w.manager->drain([&] { ++drained; }, 60);  // drain while parsing: 503
+  ASSERT_EQ(w.endpoint.replies.size(), 1u);
+  EXPECT_EQ(w.endpoint.replies[0].first, 4u);
+  EXPECT_EQ(w.endpoint.replies[0].second.status, 503);
+  EXPECT_EQ(drained, 1);
+  ASSERT_TRUE(w.endpoint.wait_posted(2));  // both results come back and find no INVITE waiting
+  w.endpoint.run_posted();
+  EXPECT_TRUE(w.media.sessions.empty());
+  EXPECT_TRUE(w.requests_seen.empty());
+  EXPECT_TRUE(w.endpoint.accepted.empty());
+  EXPECT_EQ(w.manager->active_sessions(), 0u);
 }
 
 }  // namespace
