@@ -470,7 +470,7 @@ TEST(SessionManagerTest, OnItsOwnThreadTheSpoolIsMadeWhileTheInviteWaitsThenTheC
   EXPECT_EQ(h.media.sessions[1].streams, 2);
   EXPECT_TRUE(h.endpoint.accepted.empty());
   open.set_value();
-  ASSERT_TRUE(h.endpoint.wait_posted());
+  ASSERT_TRUE(h.endpoint.wait_posted(2));  // the durable report, then the sink: both, or a race
   h.endpoint.run_posted();  // durable (stashed), then the sink: started, then answered
   ASSERT_EQ(h.endpoint.accepted.size(), 1u);
   EXPECT_EQ(h.endpoint.accepted[0].second.status, 200);
