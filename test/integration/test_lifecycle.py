@@ -126,7 +126,8 @@ class AnswerDurabilityTest(LifecycleTestCase):
                 self.assertEqual(len(doc["streams"]), 2, doc)
                 self.assertEqual(len(doc["metadata_xml"]), 1, doc)
                 self.assertIn("urn:ietf:params:xml:ns:recording:1", doc["metadata_xml"][0]["xml"])
-                self.assertEqual(spools(d2), [])
+                # The finaliser publishes the recording, then removes the spool: wait for the second.
+                self.assertTrue(wait_until(lambda: spools(d2) == [], 15), spools(d2))
             finally:
                 self.assert_clean_exit(d2, d2.stop())
                 d2.cleanup()
