@@ -200,7 +200,8 @@ nlohmann::json participants_json(const std::optional<metadata::RecordingMetadata
 }
 }  // namespace
 
-void SessionManager::raise_event(Session& s, const char* type, nlohmann::json data, std::string sub) {
+void SessionManager::raise_event(Session& s, const char* type, const std::function<nlohmann::json()>& data,
+                                 std::string sub) {
   if (!policy_.on_event) return;
   storage::WebhookEvent e;
   e.type = type;
@@ -208,7 +209,7 @@ void SessionManager::raise_event(Session& s, const char* type, nlohmann::json da
   e.conversation_id = s.conversation_id;
   e.call_id = s.call_id;
   e.sub = std::move(sub);
-  e.data = std::move(data);
+  e.data = data();
   policy_.on_event(std::move(e));
 }
 
@@ -811,23 +812,21 @@ void SessionManager::handle_invite(sip::TransactionId tx, const sip::Request& re
   if (metadata_thread_ && !body->metadata_docs.empty()) {
     // Parsed on the manager's metadata thread while the INVITE waits (docs/performance.md "The
     // SIP thread"), in waiting_ as for the hook: CANCEL, drain and sip.max_sessions see it.
-    p->req = req;
-    p->req->body.clear();
+    // Its result is taken on this thread, so the INVITE is put there after the post.
     auto docs = std::make_shared<std::vector<std::string>>(std::move(body->metadata_docs));
-    waiting_[tx] = std::move(p);
     if (metadata_thread_->post([this, tx, docs, limits = policy_.metadata_limits] {
           auto parsed = std::make_shared<ParsedDocs>(parse_metadata(*docs, limits));
           if (!endpoint_->post([this, tx, docs, parsed] {
                 on_metadata_parsed(tx, std::move(*docs), std::move(*parsed));
               }))
             log_->error("INVITE tx {}: SIP thread queue full or stopped: metadata parsed, not answered", tx);
-        }))
+        })) {
+      p->req = req;
+      p->req->body.clear();
+      waiting_[tx] = std::move(p);
       return;
-    auto it = waiting_.find(tx);  // the queue is full: parsed here
-    p = std::move(it->second);
-    waiting_.erase(it);
-    p->req.reset();
-    body->metadata_docs = std::move(*docs);
+    }
+    body->metadata_docs = std::move(*docs);  // the queue is full: parsed here
   }
   apply_metadata(*p->s, body->metadata_docs);
   continue_invite(tx, std::move(p), req);
@@ -1133,11 +1132,11 @@ void SessionManager::on_start_durable(std::uint64_t key, const common::Status& s
     arm_session_timer(sess);
     watch_pause(sess);
     sess.started_event = true;
-    if (policy_.on_event)  // its data (the metadata model's participants) built only for a listener
-      raise_event(sess, "session.started",
-                {{"start_time", sess.start_time}, {"from", sess.src}, {"transport", sess.transport},
-                 {"conversation_id_rule", sess.conversation_id_rule}, {"streams", streams_json(sess)},
-                 {"participants", participants_json(sess.metadata)}});
+    raise_event(sess, "session.started", [&] {
+      return nlohmann::json{{"start_time", sess.start_time}, {"from", sess.src}, {"transport", sess.transport},
+                            {"conversation_id_rule", sess.conversation_id_rule}, {"streams", streams_json(sess)},
+                            {"participants", participants_json(sess.metadata)}};
+    });
     publish();
   };
   if (policy_.answer_delay_ms > 0) {
@@ -1295,13 +1294,13 @@ void SessionManager::handle_reoffer(Session& s, sip::TransactionId tx, const sip
   if (after.first > before.first) changes.push_back("streams_added");
   if (after.first < before.first) changes.push_back("streams_removed");
   if (body && !body->metadata_docs.empty()) changes.push_back("metadata");
-  if (s.started_event && !changes.empty() && policy_.on_event) {
+  if (s.started_event && !changes.empty()) {
     char sub[16];
     std::snprintf(sub, sizeof sub, "%06u", ++s.update_events);
-    raise_event(s, "session.updated",
-                {{"changes", changes}, {"streams", streams_json(s)},
-                 {"participants", participants_json(s.metadata)}},
-                sub);
+    raise_event(s, "session.updated", [&] {
+      return nlohmann::json{{"changes", changes}, {"streams", streams_json(s)},
+                            {"participants", participants_json(s.metadata)}};
+    }, sub);
   }
   publish();
 }
@@ -1454,9 +1453,11 @@ void SessionManager::end_session(std::uint64_t key, const std::string& cause) {
   Session& s = *it->second;
   log_event(s, "ended: " + cause);
   if (s.started_event)
-    raise_event(s, "session.ended",
-                {{"cause", s.storage_error.empty() ? cause : s.storage_error}, {"end_time", common::utc_now_iso8601()},
-                 {"complete", !s.cut_short && s.storage_error.empty()}});
+    raise_event(s, "session.ended", [&] {
+      return nlohmann::json{{"cause", s.storage_error.empty() ? cause : s.storage_error},
+                            {"end_time", common::utc_now_iso8601()},
+                            {"complete", !s.cut_short && s.storage_error.empty()}};
+    });
   if (s.dialog) {
     by_dialog_.erase(s.dialog);
     endpoint_->release_dialog(s.dialog);

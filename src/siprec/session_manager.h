@@ -282,8 +282,10 @@ class SessionManager final : public sip::EndpointListener {
   void bye_remaining_after_drain(std::uint64_t epoch);
   sip::Response service_unavailable(const std::string& why) const;
   void answer_options(sip::TransactionId tx);
-  // Raises a session.* event (Policy::on_event) with the session's ids.
-  void raise_event(Session& s, const char* type, nlohmann::json data, std::string sub = {});
+  // Raises a session.* event (Policy::on_event) with the session's ids. `data` is called only
+  // when there is a listener (the participants' JSON is built from the metadata model).
+  void raise_event(Session& s, const char* type, const std::function<nlohmann::json()>& data,
+                   std::string sub = {});
   void handle_invite(sip::TransactionId tx, const sip::Request& req);
   // An INVITE that passed the checks (hook decided, or no hook): ports, spool, 200 OK.
   void admit_invite(sip::TransactionId tx, std::unique_ptr<PendingInvite> p,
